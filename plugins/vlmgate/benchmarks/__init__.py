@@ -1,0 +1,1 @@
+"""Benchmark loaders, registered by spec scheme under ``vlmgate.benchmarks``."""

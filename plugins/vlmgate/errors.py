@@ -1,0 +1,28 @@
+"""Errors vlmgate raises for bad input.
+
+Every message names the offending file (or spec), the key, and the fix, so that a CI log
+alone is enough to repair the input. They subclass ``VlmgateError`` so the plugin can turn
+them into a one-line ``pytest.UsageError`` instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class VlmgateError(Exception):
+    """Base class of every input error vlmgate reports."""
+
+
+class ConfigError(VlmgateError):
+    """A command-line option, threshold file or ``[tool.vlmgate]`` table is wrong."""
+
+
+class DataError(VlmgateError):
+    """A benchmark file, manifest row or image cannot be used."""
+
+
+class ModelError(VlmgateError):
+    """A model spec cannot be resolved, loaded or scored."""
+
+
+class RegistryError(VlmgateError):
+    """A name is not registered under its entry-point group."""

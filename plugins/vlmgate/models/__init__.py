@@ -1,0 +1,1 @@
+"""Model adapters, registered by spec scheme under ``vlmgate.models`` (``hf:``, ``bundled:``)."""

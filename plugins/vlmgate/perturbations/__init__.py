@@ -1,0 +1,5 @@
+"""Perturbation families, one per module, registered under ``vlmgate.perturbations``."""
+
+from vlmgate.perturbations.base import PerturbationFamily, VariantContext, get_family, family_names
+
+__all__ = ["PerturbationFamily", "VariantContext", "get_family", "family_names"]

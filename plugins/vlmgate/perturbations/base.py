@@ -1,0 +1,90 @@
+"""The contract every perturbation family fulfils.
+
+A family knows two parameterisations of itself:
+
+* ``variants(sample, context)``: the source paper's default grid for one image (e.g. the
+  eight translation shifts), used by the flip-rate, drift and decay gates;
+* ``at_level(level, **choices)``: an integer magnitude, 0 being the identity and
+  ``max_level`` the most severe, with ``intensity = level / max_level``. Hypothesis
+  searches this one: it shrinks integers toward 0, i.e. toward the least severe failure.
+
+``apply`` is a pure function of the image, the variant's params and an explicit
+``numpy.random.Generator`` (families that draw nothing ignore it); any randomness a
+variant needs at creation (e.g. random overlay text) is drawn in ``variants`` from the
+context's generator and stored in the JSON-safe params, so a variant alone replays it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from PIL import Image
+
+from vlmgate import registry
+from vlmgate.records import Sample, Variant
+
+
+@dataclass(frozen=True)
+class VariantContext:
+    """What a family may use to choose its variants for one sample.
+
+    ``base_prediction`` is the model's clean prediction (option index): the semantic text
+    overlay writes the *other* options. ``rng`` is seeded from (run seed, sample, family).
+    """
+
+    base_prediction: int | None
+    rng: np.random.Generator
+
+
+class PerturbationFamily(ABC):
+    """Base class of a perturbation family; subclasses set the class attributes."""
+
+    name: ClassVar[str]
+    #: Extra pytest markers the family's cases carry besides its own name (e.g. the
+    #: ``textoverlay`` marker on ``textoverlay_random``).
+    tags: ClassVar[tuple[str, ...]] = ()
+    #: One-line description for ``vlmgate list`` and reports.
+    description: ClassVar[str] = ""
+    #: Largest integer level of ``at_level``.
+    max_level: ClassVar[int] = 1
+    #: True when the family needs the clean prediction to build its variants.
+    needs_base_prediction: ClassVar[bool] = False
+
+    @abstractmethod
+    def variants(self, sample: Sample, context: VariantContext) -> list[Variant]:
+        """The default grid of instances for ``sample`` (spec table)."""
+
+    @abstractmethod
+    def at_level(self, level: int, **choices: object) -> Variant:
+        """The variant of integer magnitude ``level`` (0 = identity)."""
+
+    @abstractmethod
+    def apply(self, image: Image.Image, variant: Variant, rng: np.random.Generator) -> Image.Image:
+        """Return the perturbed copy of ``image`` (never modify the input)."""
+
+    def check_level(self, level: int) -> None:
+        if not 0 <= level <= self.max_level:
+            raise ValueError(f"{self.name}: level {level} outside [0, {self.max_level}]")
+
+    def intensity(self, level: int) -> float:
+        return level / self.max_level if self.max_level else 0.0
+
+
+def family_names() -> list[str]:
+    """Names of all registered families, read from entry points without importing them."""
+    return registry.names(registry.PERTURBATIONS)
+
+
+def get_family(name: str) -> PerturbationFamily:
+    """An instance of the registered family ``name``."""
+    cls = registry.load(registry.PERTURBATIONS, name)
+    family = cls()
+    if family.name != name:
+        raise registry.RegistryError(
+            f"entry point {name!r} loads a family that calls itself {family.name!r}; "
+            "make the entry-point name and the class's `name` agree"
+        )
+    return family

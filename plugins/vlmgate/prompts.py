@@ -1,0 +1,48 @@
+"""Prompt texts and scored continuations, exactly as the source protocol states them.
+
+The scorer (spec §1) reads each option's log-likelihood as the assistant turn after a
+user turn holding the image and this prompt. Training the bundled checkpoints and
+scoring them must use the same strings, so both import them from here.
+"""
+
+from __future__ import annotations
+
+from vlmgate.records import Sample
+
+MCQ_INSTRUCTION = "Please select the correct answer from the options above."
+YESNO_INSTRUCTION = "Answer with exactly one word: Yes or No."
+OPEN_INSTRUCTION = "Answer the question."
+
+
+def mcq_prompt(sample: Sample) -> str:
+    """``[Hint: …\\n]Question: {q}\\nOptions:\\nA. …\\n…\\nPlease select …`` (spec §1)."""
+    lines = []
+    if sample.hint:
+        lines.append(f"Hint: {sample.hint}")
+    lines.append(f"Question: {sample.question}")
+    lines.append("Options:")
+    lines.extend(f"{label}. {text}" for label, text in zip(sample.labels, sample.options))
+    lines.append(MCQ_INSTRUCTION)
+    return "\n".join(lines)
+
+
+def yesno_prompt(sample: Sample) -> str:
+    """POPE prompt: ``Question: {q}\\nAnswer with exactly one word: Yes or No.``"""
+    return f"Question: {sample.question}\n{YESNO_INSTRUCTION}"
+
+
+def prompt_for(sample: Sample) -> str:
+    return yesno_prompt(sample) if sample.kind == "yesno" else mcq_prompt(sample)
+
+
+def option_continuations(sample: Sample) -> tuple[str, ...]:
+    """The assistant-turn texts whose summed log-probabilities are the option scores.
+
+    Multiple-choice options are scored as ``"{letter}. {text}"`` so that both the letter
+    (what a text overlay like "Answer is B" pushes on) and the content count; yes/no
+    items score the bare word. All continuations of an item have the same shape, which
+    keeps the spec's unnormalised sum fair between options.
+    """
+    if sample.kind == "yesno":
+        return sample.options
+    return tuple(f"{label}. {text}" for label, text in zip(sample.labels, sample.options))
