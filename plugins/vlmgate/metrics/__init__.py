@@ -1,0 +1,1 @@
+"""Pure functions from observations to ``MetricResult`` records (no model, no I/O)."""
