@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from vlmgate import registry
+from vlmgate.errors import ConfigError
 from vlmgate.records import Sample, Variant
 
 
@@ -46,6 +47,11 @@ class PerturbationFamily(ABC):
     #: Extra pytest markers the family's cases carry besides its own name (e.g. the
     #: ``textoverlay`` marker on ``textoverlay_random``).
     tags: ClassVar[tuple[str, ...]] = ()
+    #: The gating suites whose cases include this family (``flip_rate``, ``ras``, ``decay``).
+    suites: ClassVar[tuple[str, ...]] = ("flip_rate",)
+    #: Controls and diagnostics (blank image, empty overlay boxes) are gated on their own
+    #: but left out of pooled rows such as flip rate "any".
+    diagnostic: ClassVar[bool] = False
     #: One-line description for ``vlmgate list`` and reports.
     description: ClassVar[str] = ""
     #: Largest integer level of ``at_level``.
@@ -71,6 +77,42 @@ class PerturbationFamily(ABC):
 
     def intensity(self, level: int) -> float:
         return level / self.max_level if self.max_level else 0.0
+
+    def check_choice(self, key: str, value: object, allowed: tuple[object, ...]) -> None:
+        """Reject an ``at_level`` choice outside ``allowed``, naming the family and key."""
+        if value not in allowed:
+            raise ConfigError(
+                f"{self.name}: choice {key}={value!r} is not one of "
+                f"{', '.join(map(repr, allowed))}; pass one of those to at_level()"
+            )
+
+    def reject_unknown_choices(self, choices: dict[str, object]) -> None:
+        """Fail on ``at_level`` choices the family does not take (a typo must not be ignored)."""
+        if choices:
+            raise ConfigError(
+                f"{self.name}: at_level() takes no choice(s) {', '.join(sorted(choices))}; "
+                "see the family's docstring for the choices it takes"
+            )
+
+    def params_of(self, variant: Variant, *keys: str) -> tuple:
+        """The values of ``keys`` in ``variant.params``, in order, checked.
+
+        A variant replayed from a run record or built by hand may belong to another family
+        or lack a key; saying which here beats a bare ``KeyError`` deep inside ``apply``.
+        """
+        if variant.family != self.name:
+            raise ConfigError(
+                f"{self.name}: cannot apply variant {variant.label} of family "
+                f"{variant.family!r}; apply it with get_family({variant.family!r})"
+            )
+        params = variant.param_dict
+        missing = [key for key in keys if key not in params]
+        if missing:
+            raise ConfigError(
+                f"{self.name}: variant {variant.label} lacks param(s) {', '.join(missing)}; "
+                f"build it with {type(self).__name__}.variants() or .at_level()"
+            )
+        return tuple(params[key] for key in keys)
 
 
 def family_names() -> list[str]:

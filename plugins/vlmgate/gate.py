@@ -1,0 +1,96 @@
+"""Judging a case's results against its thresholds, and telling pytest about it.
+
+``CaseGate`` is what a gating test receives as the ``vlmgate`` fixture: it evaluates
+the case, records JUnit properties on the test item (pytest's ``user_properties``,
+which also travel from xdist workers to the controller), and fails the test with a
+message naming the metric, value, interval, limit and the worst samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from vlmgate.cases import CaseKey
+from vlmgate.errors import VlmgateError
+from vlmgate.records import MetricResult, Verdict
+from vlmgate.session import GateSession
+from vlmgate.thresholds import Threshold
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One metric result, the limit it was judged against (if any), and the verdict."""
+
+    result: MetricResult
+    threshold: Threshold | None
+    verdict: Verdict
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def properties(judgements: list[Judgement]) -> list[tuple[str, str]]:
+    """JUnit properties: the primary metric unprefixed, every metric by name."""
+    props: list[tuple[str, str]] = []
+    for index, j in enumerate(judgements):
+        limit = j.threshold.describe() if j.threshold else "none"
+        fields = [("metric", j.result.name), ("value", _fmt(j.result.value)), ("ci_low", _fmt(j.result.ci_low)),
+                  ("ci_high", _fmt(j.result.ci_high)), ("threshold", limit), ("n", str(j.result.n)),
+                  ("passed", str(j.verdict.passed).lower())]
+        if index == 0:
+            props.extend((f"vlmgate.{k}", v) for k, v in fields)
+        props.extend((f"vlmgate.{j.result.name}.{k}", v) for k, v in fields if k != "metric")
+    return props
+
+
+def worst_lines(result: MetricResult) -> list[str]:
+    return [
+        f"  {w['sample']}: {w['flips']}/{w['of']} instances flipped ({', '.join(w['flipped_by'][:3])}"
+        + (", ..." if len(w["flipped_by"]) > 3 else "") + ")"
+        for w in result.details.get("worst", [])
+    ]
+
+
+class CaseGate:
+    """The ``vlmgate`` fixture of one test item."""
+
+    def __init__(self, session: GateSession, item: pytest.Item, case: CaseKey):
+        self.session = session
+        self.item = item
+        self.case = case
+
+    def evaluate(self) -> list[MetricResult]:
+        try:
+            return self.session.evaluate(self.case)
+        except VlmgateError as exc:
+            pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+
+    def judge(self, results: list[MetricResult]) -> list[Judgement]:
+        judgements = []
+        for result in results:
+            threshold = self.session.thresholds.lookup(self.case.model, result.name, self.case.family)
+            verdict = threshold.check(result) if threshold else Verdict(True, "recorded; no limit set")
+            judgements.append(Judgement(result, threshold, verdict))
+        return judgements
+
+    def assert_within_thresholds(self, results: list[MetricResult]) -> None:
+        """Record every result; fail when any verdict fails."""
+        judgements = self.judge(results)
+        self.item.user_properties.extend(properties(judgements))
+        from vlmgate.plugin import RESULTS_KEY
+
+        self.item.stash[RESULTS_KEY] = judgements
+        failed = [j for j in judgements if not j.verdict.passed]
+        if failed:
+            case = self.case
+            lines = [f"{case.suite} gate failed for family {case.family!r} on {case.model} x {case.benchmark}:"]
+            for j in failed:
+                lines.append(f"  {j.verdict.message}")
+            worst = [line for j in failed for line in worst_lines(j.result)]
+            if worst:
+                lines.append("worst samples:")
+                lines.extend(worst)
+            pytest.fail("\n".join(lines), pytrace=False)

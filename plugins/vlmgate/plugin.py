@@ -1,0 +1,154 @@
+"""pytest hooks of vlmgate: options, markers, parametrization, stash, summary.
+
+This module is imported for every pytest session that has vlmgate installed, so it
+imports only pytest and the standard library at module level; models, torch and PIL
+load when a gating test first runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+SETTINGS_KEY = pytest.StashKey[Any]()
+SESSION_KEY = pytest.StashKey[Any]()
+RESULTS_KEY = pytest.StashKey[list]()
+
+#: Marker tags that built-in families carry besides their own names.
+BUILTIN_TAGS = {
+    "textoverlay": "text-overlay families (semantic, random and empty-box control)",
+    "corruption": "image corruptions (ImageNet-C set), judged by RAS",
+    "decay": "progressive blur decay (visual dependence)",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vlmgate", "vision-language-model robustness gates")
+    group.addoption("--vlmgate-model", action="append", dest="vlmgate_models", metavar="SPEC",
+                    help="model to gate, e.g. hf:/path/to/ckpt or bundled:shapes-v1 (repeatable; "
+                         "default from [tool.vlmgate] models, else bundled:shapes-v1)")
+    group.addoption("--vlmgate-benchmark", action="append", dest="vlmgate_benchmarks", metavar="SPEC",
+                    help="benchmark, e.g. jsonl:data/manifest.jsonl or bundled:shapes (repeatable)")
+    group.addoption("--vlmgate-thresholds", dest="vlmgate_thresholds", metavar="PATH",
+                    help="threshold file (default thresholds/default.toml)")
+    group.addoption("--vlmgate-limit", dest="vlmgate_limit", type=int, metavar="N",
+                    help="use only the first N samples of each benchmark")
+    group.addoption("--vlmgate-seed", dest="vlmgate_seed", type=int, metavar="N", help="run seed (default 0)")
+    group.addoption("--vlmgate-device", dest="vlmgate_device", metavar="DEVICE",
+                    help="torch device for models (default cpu)")
+    group.addoption("--vlmgate-dtype", dest="vlmgate_dtype", metavar="DTYPE",
+                    help="model dtype: float32 (default), float16, bfloat16")
+    group.addoption("--vlmgate-batch-size", dest="vlmgate_batch_size", type=int, metavar="N",
+                    help="inputs per forward batch (default 8)")
+    group.addoption("--vlmgate-trust-remote-code", dest="vlmgate_trust_remote_code", action="store_true",
+                    default=False, help="allow checkpoints to run their own modelling code (off by default)")
+
+
+def _register_marker(config: pytest.Config, name: str, description: str) -> None:
+    config.addinivalue_line("markers", f"{name}: {description}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from vlmgate.errors import VlmgateError
+    from vlmgate.registry import PERTURBATIONS, names
+    from vlmgate.suites import SUITE_DESCRIPTIONS
+
+    for suite, description in SUITE_DESCRIPTIONS.items():
+        _register_marker(config, suite, f"vlmgate suite: {description}")
+    for tag, description in BUILTIN_TAGS.items():
+        _register_marker(config, tag, f"vlmgate: {description}")
+    for family in names(PERTURBATIONS):
+        if family not in BUILTIN_TAGS:
+            _register_marker(config, family, f"vlmgate perturbation family {family!r}")
+
+    from vlmgate.cases import CLEAN_FAMILY
+    from vlmgate.settings import build_settings
+    from vlmgate.thresholds import load_thresholds
+
+    opt = config.option
+    cli = {
+        "models": opt.vlmgate_models, "benchmarks": opt.vlmgate_benchmarks,
+        "thresholds": opt.vlmgate_thresholds, "limit": opt.vlmgate_limit, "seed": opt.vlmgate_seed,
+        "device": opt.vlmgate_device, "dtype": opt.vlmgate_dtype, "batch_size": opt.vlmgate_batch_size,
+        "trust_remote_code": opt.vlmgate_trust_remote_code,
+    }
+    try:
+        settings = build_settings(config.rootpath, cli)
+        thresholds = load_thresholds(settings.thresholds, [*names(PERTURBATIONS), CLEAN_FAMILY, "any"])
+    except VlmgateError as exc:
+        raise pytest.UsageError(f"vlmgate: {exc}") from None
+    config.stash[SETTINGS_KEY] = settings
+    from vlmgate.session import GateSession
+
+    config.stash[SESSION_KEY] = GateSession(settings, thresholds)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "vlmgate_case" not in metafunc.fixturenames:
+        return
+    from vlmgate.cases import CaseKey, case_id, short_names
+    from vlmgate.suites import SUITE_DESCRIPTIONS, get_suite
+
+    config = metafunc.config
+    suite_name = next((m.name for m in metafunc.definition.iter_markers() if m.name in SUITE_DESCRIPTIONS), None)
+    if suite_name is None:
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid} uses the vlmgate_case fixture but carries no suite marker; "
+            f"mark it with one of: {', '.join(SUITE_DESCRIPTIONS)}"
+        )
+    settings = config.stash[SETTINGS_KEY]
+    suite = get_suite(suite_name)
+    families = suite.families()
+    marks = {family: _family_marks(config, family) for family in families}
+    model_names = short_names(settings.models)
+    benchmark_names = short_names(settings.benchmarks)
+    params = []
+    for model in settings.models:
+        for benchmark in settings.benchmarks:
+            for family in families:
+                key = CaseKey(model, benchmark, family, suite_name)
+                params.append(pytest.param(key, id=case_id(key, model_names, benchmark_names), marks=marks[family]))
+    metafunc.parametrize("vlmgate_case", params)
+
+
+def _family_marks(config: pytest.Config, family: str) -> list[pytest.MarkDecorator]:
+    from vlmgate.registry import PERTURBATIONS, names
+
+    if family not in names(PERTURBATIONS):
+        return []
+    from vlmgate.perturbations.base import get_family
+
+    marks = []
+    for name in (family, *get_family(family).tags):
+        if name not in BUILTIN_TAGS:  # a third-party tag: register it before use
+            _register_marker(config, name, f"vlmgate perturbation tag {name!r}")
+        marks.append(getattr(pytest.mark, name))
+    return marks
+
+
+@pytest.fixture
+def vlmgate(request: pytest.FixtureRequest, vlmgate_case):
+    """The gate of the current case: ``evaluate()`` then ``assert_within_thresholds()``."""
+    from vlmgate.gate import CaseGate
+
+    return CaseGate(request.config.stash[SESSION_KEY], request.node, vlmgate_case)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    lines = []
+    for report in terminalreporter.stats.get("failed", []):
+        props = dict(getattr(report, "user_properties", []))
+        if "vlmgate.metric" not in props:
+            continue
+        failed = sorted({k.split(".")[1] for k, v in props.items() if k.endswith(".passed") and k.count(".") == 2 and v == "false"})
+        for metric in failed:
+            lines.append(
+                f"{report.nodeid}: {metric} = {props[f'vlmgate.{metric}.value']} "
+                f"[{props[f'vlmgate.{metric}.ci_low']}, {props[f'vlmgate.{metric}.ci_high']}] "
+                f"limit {props[f'vlmgate.{metric}.threshold']}"
+            )
+    if lines:
+        terminalreporter.section("vlmgate: failed gates")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,98 @@
+"""Run settings: command-line options over ``[tool.vlmgate]`` in pyproject over defaults.
+
+One frozen record is built at configure time and stored in ``config.stash``; everything
+else reads it from there, so a worker process and the controller agree on it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from vlmgate.errors import ConfigError
+
+DEFAULT_MODELS = ("bundled:shapes-v1",)
+DEFAULT_BENCHMARKS = ("bundled:shapes",)
+DEFAULT_THRESHOLDS = "thresholds/default.toml"
+DTYPES = ("float32", "float16", "bfloat16")
+PYPROJECT_KEYS = ("models", "benchmarks", "thresholds", "seed", "limit", "batch_size", "device", "dtype")
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: tuple[str, ...] = DEFAULT_MODELS
+    benchmarks: tuple[str, ...] = DEFAULT_BENCHMARKS
+    thresholds: Path = Path(DEFAULT_THRESHOLDS)
+    seed: int = 0
+    limit: int | None = None
+    batch_size: int = 8
+    device: str = "cpu"
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def read_pyproject_table(rootpath: Path) -> tuple[Path | None, dict[str, Any]]:
+    """``[tool.vlmgate]`` of ``rootpath/pyproject.toml`` (empty when absent)."""
+    path = rootpath / "pyproject.toml"
+    if not path.is_file():
+        return None, {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    table = data.get("tool", {}).get("vlmgate", {})
+    for key in table:
+        if key not in PYPROJECT_KEYS:
+            import difflib
+
+            close = difflib.get_close_matches(key, PYPROJECT_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{path}: [tool.vlmgate] unknown key {key!r}{hint}; known: {', '.join(PYPROJECT_KEYS)}")
+    return path, table
+
+
+def _positive(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def build_settings(rootpath: Path, cli: Mapping[str, Any]) -> Settings:
+    """Merge CLI values (``None`` = not given) over pyproject over defaults, validated."""
+    source, table = read_pyproject_table(rootpath)
+
+    def pick(key: str, default: Any) -> Any:
+        value = cli.get(key)
+        return value if value is not None else table.get(key, default)
+
+    models = tuple(pick("models", DEFAULT_MODELS))
+    benchmarks = tuple(pick("benchmarks", DEFAULT_BENCHMARKS))
+    if not models or not benchmarks:
+        raise ConfigError("at least one --vlmgate-model and one --vlmgate-benchmark are needed")
+    thresholds = cli.get("thresholds")
+    if thresholds is not None:
+        thresholds_path = Path(thresholds)
+    else:
+        thresholds_path = rootpath / table.get("thresholds", DEFAULT_THRESHOLDS)
+        if "thresholds" not in table and not thresholds_path.is_file():
+            from vlmgate.fixture_paths import fixtures_dir
+
+            thresholds_path = fixtures_dir().parent / DEFAULT_THRESHOLDS
+    dtype = pick("dtype", "float32")
+    if dtype not in DTYPES:
+        raise ConfigError(f"--vlmgate-dtype {dtype!r} must be one of {', '.join(DTYPES)}")
+    limit = pick("limit", None)
+    return Settings(
+        models=models,
+        benchmarks=benchmarks,
+        thresholds=thresholds_path,
+        seed=_positive("--vlmgate-seed", pick("seed", 0), 0),
+        limit=None if limit is None else _positive("--vlmgate-limit", limit, 1),
+        batch_size=_positive("--vlmgate-batch-size", pick("batch_size", 8), 1),
+        device=str(pick("device", "cpu")),
+        dtype=dtype,
+        trust_remote_code=bool(cli.get("trust_remote_code")),
+    )

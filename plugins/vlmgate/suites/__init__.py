@@ -1,0 +1,38 @@
+"""Gating suites: each turns a case (model × benchmark × family) into metric results.
+
+A suite is named after the pytest marker its test functions carry (``flip_rate``), so
+the plugin knows from the marker alone which cases to generate for a test function.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from vlmgate.engine import Engine
+    from vlmgate.records import MetricResult
+
+#: Suite name -> module defining it (imported on first use, never by the plugin module).
+BUILTIN_SUITES: dict[str, str] = {
+    "flip_rate": "vlmgate.suites.flip_rate",
+}
+
+#: Marker descriptions, registered by the plugin without importing the suites.
+SUITE_DESCRIPTIONS: dict[str, str] = {
+    "flip_rate": "label stability: instance flip rate (IFR) and image vulnerability (IV)",
+}
+
+
+class Suite(Protocol):
+    name: str
+
+    def families(self) -> list[str]:
+        """Case families in a fixed order (perturbation families and pseudo-families)."""
+
+    def evaluate(self, engine: "Engine", family: str) -> list["MetricResult"]:
+        """Metric results of one case; the first is the case's primary metric."""
+
+
+def get_suite(name: str) -> Suite:
+    return importlib.import_module(BUILTIN_SUITES[name]).SUITE

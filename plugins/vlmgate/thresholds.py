@@ -1,0 +1,176 @@
+"""Threshold files: which value each gated metric may take, per family and per model.
+
+Format (TOML; see README "Threshold files")::
+
+    mode = "interval"                # or "strict"; default for every limit below
+
+    [ifr]                            # a gated metric
+    "*" = { max = 0.20 }             # default for every family
+    textoverlay = { max = 0.30 }     # one family
+
+    [accuracy]
+    "*" = { min = 0.60, mode = "strict" }
+
+    [models."hf:*/candidate-*".ifr]  # overrides for model specs matching a glob
+    rotation = { max = 0.40 }
+
+Judging (``Threshold.check``): in ``interval`` mode a ``max`` fails only when the whole
+95 % interval lies above it (``ci_low > max``) and a ``min`` only when it lies below
+(``ci_high < min``), so that sampling noise alone never fails a release; in ``strict``
+mode the point value is compared. Every unknown table, metric, family or key is a
+``ConfigError`` naming the file, the key and the closest valid name.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from vlmgate.errors import ConfigError
+from vlmgate.records import MetricResult, Verdict
+from vlmgate.registry import unknown_name_message
+
+#: Gated metric -> what it measures. Threshold tables must use one of these names.
+GATED_METRICS: dict[str, str] = {
+    "ifr": "instance flip rate under a perturbation family",
+    "iv": "image vulnerability (share of images with any flip)",
+    "accuracy": "clean accuracy on the benchmark",
+}
+MODES = ("interval", "strict")
+LIMIT_KEYS = ("max", "min", "mode")
+ANY_FAMILY = "*"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A limit on one metric for one family (or ``*``), and where it came from."""
+
+    metric: str
+    family: str
+    max: float | None = None
+    min: float | None = None
+    mode: str = "interval"
+    source: str = ""
+
+    def describe(self) -> str:
+        parts = []
+        if self.max is not None:
+            parts.append(f"max {self.max:g}")
+        if self.min is not None:
+            parts.append(f"min {self.min:g}")
+        return " and ".join(parts) + f" ({self.mode})"
+
+    def check(self, result: MetricResult) -> Verdict:
+        """Judge ``result``; the message says which bound failed and why."""
+        value = f"{result.name} = {result.value:.4f} [95% CI {result.ci_low:.4f}, {result.ci_high:.4f}] (n={result.n})"
+        if result.n == 0 or math.isnan(result.value):
+            return Verdict(False, f"{value}: nothing was measured, so the limit {self.describe()} cannot be judged")
+        strict = self.mode == "strict"
+        if self.max is not None:
+            judged = result.value if strict else result.ci_low
+            if judged > self.max:
+                why = "value" if strict else "whole interval"
+                return Verdict(False, f"{value} exceeds max {self.max:g} ({why} above the limit, {self.mode} mode; from {self.source})")
+        if self.min is not None:
+            judged = result.value if strict else result.ci_high
+            if judged < self.min:
+                why = "value" if strict else "whole interval"
+                return Verdict(False, f"{value} is below min {self.min:g} ({why} below the limit, {self.mode} mode; from {self.source})")
+        return Verdict(True, f"{value} within {self.describe()}")
+
+
+@dataclass(frozen=True)
+class ThresholdSet:
+    """All limits of one file, resolvable per (model, metric, family)."""
+
+    path: str
+    defaults: Mapping[tuple[str, str], Threshold]
+    overrides: tuple[tuple[str, Mapping[tuple[str, str], Threshold]], ...] = ()
+
+    def lookup(self, model: str, metric: str, family: str) -> Threshold | None:
+        """The most specific limit: model override before file default, family before ``*``."""
+        tables = [table for pattern, table in self.overrides if fnmatch.fnmatchcase(model, pattern)]
+        tables.append(self.defaults)
+        for table in tables:
+            for key in ((metric, family), (metric, ANY_FAMILY)):
+                if key in table:
+                    return table[key]
+        return None
+
+
+def _parse_limit(path: str, where: str, metric: str, family: str, value: Any, mode: str) -> Threshold:
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{path}: [{where}] {family} = {value!r} must be a table such as "
+            f"{family} = {{ max = 0.2 }}"
+        )
+    for key in value:
+        if key not in LIMIT_KEYS:
+            raise ConfigError(f"{path}: [{where}] {family}: {unknown_name_message('limit key', key, list(LIMIT_KEYS))}")
+    limit_mode = value.get("mode", mode)
+    if limit_mode not in MODES:
+        raise ConfigError(f"{path}: [{where}] {family}: {unknown_name_message('mode', str(limit_mode), list(MODES))}")
+    bounds = {}
+    for key in ("max", "min"):
+        if key in value:
+            if isinstance(value[key], bool) or not isinstance(value[key], (int, float)):
+                raise ConfigError(f"{path}: [{where}] {family}.{key} = {value[key]!r} must be a number")
+            bounds[key] = float(value[key])
+    if not bounds:
+        raise ConfigError(f"{path}: [{where}] {family} sets neither max nor min; add one, e.g. {{ max = 0.2 }}")
+    return Threshold(metric, family, bounds.get("max"), bounds.get("min"), limit_mode, f"{path} [{where}] {family}")
+
+
+def _parse_tables(path: str, prefix: str, tables: Mapping[str, Any], families: Iterable[str], mode: str
+                  ) -> dict[tuple[str, str], Threshold]:
+    known_families = sorted(families)
+    parsed: dict[tuple[str, str], Threshold] = {}
+    for metric, table in tables.items():
+        where = f"{prefix}{metric}"
+        if metric not in GATED_METRICS:
+            raise ConfigError(f"{path}: [{where}]: {unknown_name_message('metric', metric, sorted(GATED_METRICS))}")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{path}: {where} must be a table of families, e.g. [{metric}] then \"*\" = {{ max = 0.2 }}")
+        for family, value in table.items():
+            if family != ANY_FAMILY and family not in known_families:
+                raise ConfigError(
+                    f"{path}: [{where}]: {unknown_name_message('family', family, [ANY_FAMILY, *known_families])}"
+                )
+            parsed[(metric, family)] = _parse_limit(path, where, metric, family, value, mode)
+    return parsed
+
+
+def parse_thresholds(path: str, data: Mapping[str, Any], families: Iterable[str]) -> ThresholdSet:
+    """Validate and parse the TOML document ``data`` read from ``path``."""
+    families = list(families)
+    data = dict(data)
+    mode = data.pop("mode", "interval")
+    if mode not in MODES:
+        raise ConfigError(f"{path}: mode: {unknown_name_message('mode', str(mode), list(MODES))}")
+    models = data.pop("models", {})
+    if not isinstance(models, Mapping):
+        raise ConfigError(f'{path}: models must be a table of model-spec globs, e.g. [models."hf:*".ifr]')
+    defaults = _parse_tables(path, "", data, families, mode)
+    overrides = tuple(
+        (pattern, _parse_tables(path, f'models."{pattern}".', tables, families, mode))
+        for pattern, tables in models.items()
+    )
+    return ThresholdSet(path, defaults, overrides)
+
+
+def load_thresholds(path: str | Path, families: Iterable[str]) -> ThresholdSet:
+    """Read and validate a threshold file; every problem is a one-line ``ConfigError``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"threshold file {path} does not exist; pass --vlmgate-thresholds PATH or create it") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax at the position given") from None
+    return parse_thresholds(str(path), data, families)
