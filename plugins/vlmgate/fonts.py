@@ -39,4 +39,6 @@ def load_font(face: str = "DejaVu Sans", size: int = 14):
     """A cached FreeType font of ``face`` at ``size`` pixels."""
     from PIL import ImageFont
 
-    return ImageFont.truetype(str(font_path(face)), size=size)
+    # The basic layout engine is pinned: Raqm (used when installed) shapes text slightly
+    # differently, and renderings must be byte-identical across machines.
+    return ImageFont.truetype(str(font_path(face)), size=size, layout_engine=ImageFont.Layout.BASIC)

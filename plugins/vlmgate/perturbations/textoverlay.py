@@ -1,0 +1,218 @@
+"""Text written onto the image (spec §1, "textoverlay" and its two controls).
+
+The semantic overlay writes "Answer is {L}" for an option the model did *not* pick, in
+red on a white box at the image centre: a typographic attack that tests whether text in
+the image overrides what the image shows. Two controls separate the causes of a flip:
+
+* ``textoverlay_random``: random characters in a box built the same way, so a flip
+  there comes from text being present, not from what it says;
+* ``textoverlay_empty``: the semantic overlay's white box with no text, so a flip there
+  comes from the occluded area alone.
+
+Box geometry (exact, shared by all three). With ``font = DejaVu Sans`` at the size below
+and ``(l, t, r, b) = font.getbbox(text)`` (the ink bounds of ``text`` drawn at the origin
+with PIL's default left-ascender anchor, integers), the box is the text bbox grown by
+``PADDING`` px on every side, ``w = (r − l) + 2·PADDING`` by ``h = (b − t) + 2·PADDING``,
+centred on a ``W×H`` image with floor division::
+
+    box_left = (W − w) // 2        box_top = (H − h) // 2
+    box = [box_left, box_left + w) × [box_top, box_top + h)   (half-open, in pixels)
+    text origin = (box_left + PADDING − l, box_top + PADDING − t)
+
+so the ink lands exactly ``PADDING`` px inside the box; an odd leftover puts the extra
+pixel on the right / bottom. A box larger than the image is clipped at its edges.
+Font size: ``base = max(14, H // 32)`` (spec), ``size = max(1, round(base · level / 4))``
+for ``level`` 1..8, so the default level 4 is the spec's size; level 0 draws nothing.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from vlmgate.errors import ConfigError, DataError
+from vlmgate.fonts import load_font
+from vlmgate.perturbations.base import PerturbationFamily, VariantContext
+from vlmgate.records import Sample, Variant
+from vlmgate.seeding import rng_for
+
+FACE = "DejaVu Sans"
+PADDING = 4
+MIN_BASE_FONT_SIZE = 14
+#: At most this many overlays (one per option other than the clean prediction).
+MAX_OVERLAYS = 3
+#: The level at which the font has the spec's size; ``max_level`` is twice it.
+DEFAULT_LEVEL = 4
+TEXT_COLOUR = (255, 0, 0)
+BOX_COLOUR = (255, 255, 255)
+RANDOM_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+#: Inclusive bounds of the random text's length.
+RANDOM_LENGTH = (6, 12)
+
+
+def base_font_size(height: int) -> int:
+    """The spec's size for an image ``height`` px tall: ``max(14, H // 32)``."""
+    return max(MIN_BASE_FONT_SIZE, height // 32)
+
+
+def font_size(height: int, level: int) -> int:
+    """``max(1, round(base_font_size(H) · level / DEFAULT_LEVEL))`` (``round`` = half to even)."""
+    return max(1, round(base_font_size(height) * level / DEFAULT_LEVEL))
+
+
+def semantic_text(label: str) -> str:
+    return f"Answer is {label}"
+
+
+@dataclass(frozen=True)
+class OverlayBox:
+    """Where one overlay goes: the white box (half-open pixel bounds) and the text origin."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+    text_x: int
+    text_y: int
+
+
+def overlay_box(font, text: str, image_size: tuple[int, int]) -> OverlayBox:
+    """The box of ``text`` in ``font`` centred on an image of ``image_size`` (module docstring)."""
+    width, height = image_size
+    left, top, right, bottom = (int(v) for v in font.getbbox(text))
+    box_width = (right - left) + 2 * PADDING
+    box_height = (bottom - top) + 2 * PADDING
+    box_left = (width - box_width) // 2
+    box_top = (height - box_height) // 2
+    return OverlayBox(box_left, box_top, box_left + box_width, box_top + box_height,
+                      box_left + PADDING - left, box_top + PADDING - top)
+
+
+def overlay_labels(sample: Sample, base_prediction: int | None, family: str) -> list[str]:
+    """The first ``MAX_OVERLAYS`` option labels, in option order, other than the prediction."""
+    labels = sample.labels
+    if base_prediction is None:
+        raise ConfigError(
+            f"{family}: sample {sample.id!r} has no clean prediction "
+            "(VariantContext.base_prediction is None); run the clean pass first and pass "
+            "its predicted option index"
+        )
+    if not 0 <= base_prediction < len(labels):
+        raise DataError(
+            f"{family}: clean prediction {base_prediction} of sample {sample.id!r} is not an "
+            f"option index (the sample has {len(labels)} options); pass an index in "
+            f"[0, {len(labels) - 1}]"
+        )
+    return [label for index, label in enumerate(labels) if index != base_prediction][:MAX_OVERLAYS]
+
+
+def random_text(rng: np.random.Generator) -> str:
+    """``RANDOM_LENGTH`` characters of ``RANDOM_ALPHABET``, drawn from ``rng`` only."""
+    length = int(rng.integers(RANDOM_LENGTH[0], RANDOM_LENGTH[1] + 1))
+    return "".join(RANDOM_ALPHABET[i] for i in rng.integers(0, len(RANDOM_ALPHABET), size=length))
+
+
+class TextOverlayFamily(PerturbationFamily):
+    """One white box with (or without) red text at the image centre, one variant per slot.
+
+    The default grid has one variant per label from ``overlay_labels``. Subclasses say
+    what sizes the box and what is drawn in it (``texts``). Params: ``level`` (int, 0..8)
+    and the slot's text key (``label`` here, ``text`` for the random control).
+    """
+
+    tags: ClassVar[tuple[str, ...]] = ("textoverlay",)
+    max_level: ClassVar[int] = 2 * DEFAULT_LEVEL
+    needs_base_prediction: ClassVar[bool] = True
+
+    def variants(self, sample: Sample, context: VariantContext) -> list[Variant]:
+        labels = overlay_labels(sample, context.base_prediction, self.name)
+        return [self.at_level(DEFAULT_LEVEL, **self.slot_choices(label, context.rng))
+                for label in labels]
+
+    def slot_choices(self, label: str, rng: np.random.Generator) -> dict[str, object]:
+        """The ``at_level`` choices of the overlay standing for option ``label``."""
+        return {"label": label}
+
+    def at_level(self, level: int, label: str = "A", **choices: object) -> Variant:
+        self.check_level(level)
+        self.reject_unknown_choices(choices)
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"{self.name}: choice label={label!r} must be a non-empty option label")
+        return Variant.of(self.name, self.intensity(level), level=int(level), label=label)
+
+    @abstractmethod
+    def texts(self, variant: Variant) -> tuple[str, str]:
+        """``(text whose bbox sizes the box, text drawn in the box)``."""
+
+    def apply(self, image: Image.Image, variant: Variant, rng: np.random.Generator) -> Image.Image:
+        (level,) = self.params_of(variant, "level")
+        box_text, drawn_text = self.texts(variant)
+        canvas = image.convert("RGB")  # a copy, even when already RGB
+        if int(level) == 0:
+            return canvas
+        font = load_font(FACE, font_size(canvas.height, int(level)))
+        box = overlay_box(font, box_text, canvas.size)
+        draw = ImageDraw.Draw(canvas)
+        # PIL's rectangle includes both corner pixels, hence the − 1.
+        draw.rectangle((box.left, box.top, box.right - 1, box.bottom - 1), fill=BOX_COLOUR)
+        if drawn_text:
+            draw.text((box.text_x, box.text_y), drawn_text, font=font, fill=TEXT_COLOUR)
+        return canvas
+
+
+class SemanticTextOverlay(TextOverlayFamily):
+    """Red "Answer is {label}" for an option other than the clean prediction."""
+
+    name: ClassVar[str] = "textoverlay"
+    description: ClassVar[str] = (
+        'red "Answer is L" in a white centred box, L an option the model did not pick')
+
+    def texts(self, variant: Variant) -> tuple[str, str]:
+        (label,) = self.params_of(variant, "label")
+        return semantic_text(label), semantic_text(label)
+
+
+class EmptyTextOverlay(TextOverlayFamily):
+    """The semantic overlay's white box for the same label, with no text (area control)."""
+
+    name: ClassVar[str] = "textoverlay_empty"
+    description: ClassVar[str] = "the semantic overlay's white box, no text (control)"
+
+    def texts(self, variant: Variant) -> tuple[str, str]:
+        (label,) = self.params_of(variant, "label")
+        return semantic_text(label), ""
+
+
+class RandomTextOverlay(TextOverlayFamily):
+    """Random ``[A-Z0-9]{6,12}`` text in a box built by the same rule (content control).
+
+    The text is drawn from the context's generator in ``variants`` (seeded per sample)
+    and stored in the ``text`` param; ``at_level`` takes ``text`` directly, or draws it
+    from ``rng_for(seed, family name)`` when only ``seed`` is given.
+    """
+
+    name: ClassVar[str] = "textoverlay_random"
+    description: ClassVar[str] = "random 6-12 chars of [A-Z0-9] in a white centred box (control)"
+
+    def slot_choices(self, label: str, rng: np.random.Generator) -> dict[str, object]:
+        return {"text": random_text(rng)}
+
+    def at_level(self, level: int, text: str | None = None, seed: int = 0,  # type: ignore[override]
+                 **choices: object) -> Variant:
+        self.check_level(level)
+        self.reject_unknown_choices(choices)
+        if text is None:
+            text = random_text(rng_for(int(seed), self.name))
+        if not isinstance(text, str) or not text or any(c not in RANDOM_ALPHABET for c in text):
+            raise ConfigError(
+                f"{self.name}: choice text={text!r} must be non-empty and use only [A-Z0-9]"
+            )
+        return Variant.of(self.name, self.intensity(level), level=int(level), text=text)
+
+    def texts(self, variant: Variant) -> tuple[str, str]:
+        (text,) = self.params_of(variant, "text")
+        return text, text
