@@ -24,6 +24,7 @@ class Blank(PerturbationFamily):
     name: ClassVar[str] = "blank"
     description: ClassVar[str] = "all-white image of the same size (answer prior without the image)"
     max_level: ClassVar[int] = 1
+    diagnostic: ClassVar[bool] = True
 
     def variants(self, sample: Sample, context: VariantContext) -> list[Variant]:
         return [self.at_level(1)]

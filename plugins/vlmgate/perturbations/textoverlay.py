@@ -180,6 +180,7 @@ class EmptyTextOverlay(TextOverlayFamily):
     """The semantic overlay's white box for the same label, with no text (area control)."""
 
     name: ClassVar[str] = "textoverlay_empty"
+    diagnostic: ClassVar[bool] = True
     description: ClassVar[str] = "the semantic overlay's white box, no text (control)"
 
     def texts(self, variant: Variant) -> tuple[str, str]:
@@ -196,6 +197,7 @@ class RandomTextOverlay(TextOverlayFamily):
     """
 
     name: ClassVar[str] = "textoverlay_random"
+    diagnostic: ClassVar[bool] = True
     description: ClassVar[str] = "random 6-12 chars of [A-Z0-9] in a white centred box (control)"
 
     def slot_choices(self, label: str, rng: np.random.Generator) -> dict[str, object]:

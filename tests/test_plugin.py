@@ -1,0 +1,145 @@
+"""The plugin end to end, through pytester: collection, markers, JUnit, gates, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+FLIP_TEST = (REPO / "robustness_tests" / "test_flip_rate.py").read_text()
+OVERLAY_FAMILIES = ("textoverlay", "textoverlay_empty", "textoverlay_random")
+
+
+@pytest.fixture
+def manifest(tmp_path_factory) -> Path:
+    """Six 64-px images of coloured blocks with 4-option questions, as a JSONL manifest."""
+    root = tmp_path_factory.mktemp("bench")
+    (root / "images").mkdir()
+    rng = np.random.default_rng(0)
+    colours = ["red", "green", "blue", "yellow"]
+    rows = []
+    for i in range(6):
+        pixels = rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"s{i}.png")
+        rows.append({"id": f"s{i}", "image": f"images/s{i}.png", "question": "What colour is the shape?",
+                     "options": colours, "answer": colours[i % 4], "meta": {"type": "colour"}})
+    rows.append({"id": "p0", "image": "images/s0.png", "question": "Is there a red circle in the image?",
+                 "options": ["Yes", "No"], "answer": "Yes", "kind": "yesno"})
+    path = root / "manifest.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def suite_dir(pytester: pytest.Pytester):
+    pytester.makepyfile(test_flip_rate=FLIP_TEST)
+    pytester.makefile(".toml", limits='mode = "interval"\n[ifr]\n"*" = { max = 1.0 }\n[iv]\n"*" = { max = 1.0 }\n')
+    return pytester
+
+
+def gate_args(checkpoint: Path, manifest: Path, *extra: str) -> list[str]:
+    return ["-p", "no:cacheprovider", "--strict-markers", f"--vlmgate-model=hf:{checkpoint}",
+            f"--vlmgate-benchmark=jsonl:{manifest}", "--vlmgate-thresholds=limits.toml", *extra]
+
+
+def junit_cases(path: Path) -> dict[str, dict[str, str]]:
+    cases = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        cases[case.get("name")] = props
+    return cases
+
+
+def test_textoverlay_marker_selects_overlay_cases_with_junit_properties(suite_dir, tiny_llava_checkpoint, manifest):
+    result = suite_dir.runpytest_subprocess(
+        *gate_args(tiny_llava_checkpoint, manifest, "-m", "textoverlay", "--junitxml=out.xml", "-v"))
+    result.assert_outcomes(passed=3, deselected=8)
+    cases = junit_cases(suite_dir.path / "out.xml")
+    assert sorted(cases) == sorted(f"test_flip_rate[hf_checkpoint-jsonl_manifest.jsonl-{f}]" for f in OVERLAY_FAMILIES)
+    for props in cases.values():
+        assert props["vlmgate.metric"] == "ifr"
+        value, low, high = (float(props[f"vlmgate.{k}"]) for k in ("value", "ci_low", "ci_high"))
+        assert 0.0 <= low <= value <= high <= 1.0
+        assert props["vlmgate.threshold"] == "max 1 (interval)"
+        assert int(props["vlmgate.n"]) > 0
+        assert {"vlmgate.iv.value", "vlmgate.iv.n", "vlmgate.ifr.passed"} <= set(props)
+
+
+def test_collection_ids_and_markers(suite_dir, tiny_llava_checkpoint, manifest):
+    result = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "--collect-only", "-q"))
+    ids = [line.split("[", 1)[1].rstrip("]") for line in result.outlines if line.startswith("test_flip_rate.py::")]
+    families = [i.rsplit("-", 1)[1] for i in ids]
+    assert families[0] == "clean" and families[-1] == "any"
+    assert set(families) >= {"translation", "padcrop", "scale", "scale_pad", "rotation", "blank", *OVERLAY_FAMILIES}
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", i) for i in ids)
+    rotation = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "--collect-only", "-q",
+                                                         "-m", "rotation"))
+    assert sum(line.startswith("test_flip_rate.py::") for line in rotation.outlines) == 1
+
+
+def test_failing_gate_names_metric_value_interval_and_limit(suite_dir, tiny_llava_checkpoint, manifest):
+    # A minimum flip rate of 0.9 cannot be met by a model that flips less than that.
+    suite_dir.makefile(".toml", strict='[ifr]\n"*" = { min = 0.9, mode = "strict" }\n')
+    result = suite_dir.runpytest_subprocess(
+        *gate_args(tiny_llava_checkpoint, manifest, "-m", "translation", "--vlmgate-thresholds=strict.toml"))
+    result.assert_outcomes(failed=1, deselected=10)
+    text = result.stdout.str()
+    assert "flip_rate gate failed for family 'translation' on hf:" in text
+    assert re.search(r"ifr = \d\.\d{4} \[95% CI \d\.\d{4}, \d\.\d{4}\] \(n=56\) is below min 0\.9 "
+                     r"\(value below the limit, strict mode; from strict\.toml \[ifr\] \*\)", text)
+    result.stdout.fnmatch_lines(["*vlmgate: failed gates*", "*translation]: ifr = * limit min 0.9 (strict)"])
+
+
+def test_threshold_typo_is_a_one_line_usage_error(suite_dir, tiny_llava_checkpoint, manifest):
+    suite_dir.makefile(".toml", typo='[ifr]\nrotaton = { max = 0.2 }\n')
+    result = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "--vlmgate-thresholds=typo.toml"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if "rotaton" in line]
+    assert len(errors) == 1
+    assert "typo.toml" in errors[0] and "did you mean 'rotation'" in errors[0]
+
+
+def test_missing_image_fails_cases_with_sample_and_path(suite_dir, tiny_llava_checkpoint, manifest):
+    rows = manifest.read_text().splitlines()
+    broken = json.loads(rows[2])
+    broken["image"] = "images/gone.png"
+    rows[2] = json.dumps(broken)
+    manifest.write_text("\n".join(rows) + "\n")
+    result = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "-m", "rotation"))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*DataError*sample 's2' not found at *gone.png*"])
+
+
+def test_case_without_suite_marker_is_a_collection_error(pytester):
+    pytester.makepyfile("def test_x(vlmgate_case):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*test_x uses the vlmgate_case fixture but carries no suite marker; mark it with one of: flip_rate*"])
+
+
+def test_results_identical_with_and_without_xdist(suite_dir, tiny_llava_checkpoint, manifest):
+    args = gate_args(tiny_llava_checkpoint, manifest, "-k", "textoverlay or translation or clean")
+    suite_dir.runpytest_subprocess(*args, "--junitxml=one.xml", "-p", "no:xdist")
+    suite_dir.runpytest_subprocess(*args, "--junitxml=two.xml", "-n", "2")
+    one, two = junit_cases(suite_dir.path / "one.xml"), junit_cases(suite_dir.path / "two.xml")
+    assert one and one == two
+
+
+def test_markers_are_registered(pytester):
+    result = pytester.runpytest_subprocess("--markers")
+    for name in ("flip_rate", "textoverlay", "translation", "scale_pad", "blank"):
+        result.stdout.fnmatch_lines([f"@pytest.mark.{name}:*"])
+
+
+def test_plugin_import_does_not_import_torch():
+    code = "import sys, vlmgate.plugin; print(sorted(m for m in ('torch', 'transformers', 'PIL', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
