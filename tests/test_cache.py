@@ -1,0 +1,85 @@
+"""The on-disk observation cache: keys, round trips, atomicity, damaged entries, concurrency."""
+
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlmgate.cache import ObservationCache, observation_key, sample_digest
+from vlmgate.records import Sample, Variant
+
+
+def sample(pixel=(1, 2, 3), question="Q?"):
+    return Sample("s1", Image.new("RGB", (4, 3), pixel), question, ("a", "b"), 0)
+
+
+def test_key_depends_on_everything_the_value_depends_on():
+    base = dict(model_fingerprint="m", kind="score", sample_id="s1", content_digest=sample_digest(sample()),
+                variant=Variant.of("rotation", angle=30), seed=0)
+    key = observation_key(**base)
+    assert key == observation_key(**base)
+    for field, other in [("model_fingerprint", "m2"), ("kind", "embed"), ("sample_id", "s2"),
+                         ("content_digest", sample_digest(sample(pixel=(1, 2, 4)))),
+                         ("variant", Variant.of("rotation", angle=-30)), ("seed", 1)]:
+        assert observation_key(**{**base, field: other}) != key, field
+    assert sample_digest(sample(question="Q2?")) != sample_digest(sample())
+
+
+def test_round_trip_and_stats(tmp_path):
+    cache = ObservationCache(tmp_path)
+    assert cache.get("ab" * 32) is None
+    cache.put("ab" * 32, np.array([-1.5, -2.25]))
+    np.testing.assert_array_equal(cache.get("ab" * 32), [-1.5, -2.25])
+    assert (cache.hits, cache.misses) == (1, 1)
+    stats = cache.stats()
+    assert stats.entries == 1 and stats.bytes > 0
+
+
+def test_damaged_entry_is_a_miss_and_removed(tmp_path):
+    cache = ObservationCache(tmp_path)
+    key = "cd" * 32
+    cache.put(key, np.array([1.0]))
+    path = tmp_path / key[:2] / f"{key}.npy"
+    path.write_bytes(path.read_bytes()[:20])  # truncated
+    assert cache.get(key) is None and not path.exists()
+
+
+def test_failed_write_leaves_no_entry(tmp_path, monkeypatch):
+    cache = ObservationCache(tmp_path)
+
+    def boom(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        cache.put("ef" * 32, np.array([1.0]))
+    monkeypatch.undo()
+    assert cache.get("ef" * 32) is None
+    assert list(tmp_path.rglob("*")) == [tmp_path / "ef"]  # no temporary file left behind
+
+
+def _writer(root, start):
+    cache = ObservationCache(root)
+    for i in range(200):
+        cache.put(f"{i % 20:064x}", np.arange(i % 20, dtype=np.float64))
+
+
+def test_concurrent_writers_never_expose_partial_entries(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_writer, args=(tmp_path, k)) for k in range(2)]
+    for w in writers:
+        w.start()
+    cache = ObservationCache(tmp_path)
+    seen = 0
+    while any(w.is_alive() for w in writers):
+        for i in range(20):
+            value = cache.get(f"{i:064x}")
+            if value is not None:
+                np.testing.assert_array_equal(value, np.arange(i, dtype=np.float64))
+                seen += 1
+    for w in writers:
+        w.join()
+        assert w.exitcode == 0
+    assert cache.stats().entries == 20
