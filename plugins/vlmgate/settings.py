@@ -16,6 +16,8 @@ from vlmgate.errors import ConfigError
 DEFAULT_MODELS = ("bundled:shapes-v1",)
 DEFAULT_BENCHMARKS = ("bundled:shapes",)
 DEFAULT_THRESHOLDS = "thresholds/default.toml"
+# The repository root of an editable install; its thresholds/ apply when a project has none.
+CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
 DTYPES = ("float32", "float16", "bfloat16")
 PYPROJECT_KEYS = ("models", "benchmarks", "thresholds", "seed", "limit", "batch_size", "device", "dtype")
 
@@ -78,9 +80,9 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any]) -> Settings:
     else:
         thresholds_path = rootpath / table.get("thresholds", DEFAULT_THRESHOLDS)
         if "thresholds" not in table and not thresholds_path.is_file():
-            from vlmgate.fixture_paths import fixtures_dir
-
-            thresholds_path = fixtures_dir().parent / DEFAULT_THRESHOLDS
+            # Outside the checkout (a pytester dir, a user's own repo) the checkout's
+            # defaults apply; a missing file is reported when the gate loads it.
+            thresholds_path = CHECKOUT_ROOT / DEFAULT_THRESHOLDS
     dtype = pick("dtype", "float32")
     if dtype not in DTYPES:
         raise ConfigError(f"--vlmgate-dtype {dtype!r} must be one of {', '.join(DTYPES)}")
