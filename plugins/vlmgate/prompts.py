@@ -31,6 +31,19 @@ def yesno_prompt(sample: Sample) -> str:
     return f"Question: {sample.question}\n{YESNO_INSTRUCTION}"
 
 
+def open_prompt(sample: Sample) -> str:
+    """``[Hint: …\n]Question: {q}\nAnswer the question.``: the question without options.
+
+    The ``ctx_open`` probe reads the model's state under this prompt. It carries the
+    question but no option list, so drift seen here is not an artefact of how the options
+    are laid out in the scoring prompt.
+    """
+    lines = [f"Hint: {sample.hint}"] if sample.hint else []
+    lines.append(f"Question: {sample.question}")
+    lines.append(OPEN_INSTRUCTION)
+    return "\n".join(lines)
+
+
 def prompt_for(sample: Sample) -> str:
     return yesno_prompt(sample) if sample.kind == "yesno" else mcq_prompt(sample)
 

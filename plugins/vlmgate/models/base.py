@@ -4,12 +4,17 @@ An adapter turns batches of ``ScoreRequest`` (an image, a prompt, the option
 continuations) into option log-likelihood scores. It is loaded from a spec string
 ``scheme:rest`` by the loader registered for ``scheme`` under ``vlmgate.models``; the
 loader receives the ``ModelOptions`` the user passed on the command line.
+
+Adapters that can also show what happens inside the model implement ``ProbeAdapter``:
+``embed(requests)`` turns ``ProbeRequest``s into ``ProbeRecord``s (final-layer hidden
+states of the probe channels and the vision tokens), which the drift and structure
+suites read. Scoring never pays for probes: they are a separate request kind.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Mapping, Protocol, Sequence, runtime_checkable
 
 from vlmgate import registry
 from vlmgate.errors import ModelError
@@ -57,6 +62,69 @@ class ModelAdapter(Protocol):
         Implementations run the batch under ``torch.inference_mode`` and raise
         ``ModelError`` on non-finite scores (a NaN logit must never become a verdict).
         """
+
+
+#: Probe channels (spec §1, "Embedding probes"), each a final-LLM-layer hidden state:
+#: ``ctx_mcq`` the last prompt token under the scoring (MCQ / yes-no) prompt;
+#: ``ans_mcq`` the mean over the answer tokens when teacher-forcing the chosen option;
+#: ``ans_mcq_free`` the same over the model's own greedy answer (the headline channel);
+#: ``ctx_open`` the last prompt token under the open prompt.
+PROBES: tuple[str, ...] = ("ctx_mcq", "ans_mcq", "ans_mcq_free", "ctx_open")
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """Score and probe one image: the scoring prompt with its options, and the open prompt.
+
+    ``option`` is the option whose text ``ans_mcq`` teacher-forces; ``None`` means the
+    arg-max of the scores computed in the same pass. The engine passes the prediction
+    it already holds, so that ``ans_mcq`` follows exactly the answer the flip gates saw.
+    """
+
+    image: "Image"
+    prompt: str
+    continuations: tuple[str, ...]
+    open_prompt: str
+    option: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeRecord:
+    """What the passes over one image showed inside the model.
+
+    ``scores`` are the option scores of the same pass (equal to ``score()``'s up to float
+    noise); ``embeddings`` maps every name in ``PROBES`` to a ``(D,)`` float32 vector;
+    ``answer_tokens`` is the greedy answer behind ``ans_mcq_free`` (end of turn excluded).
+    ``vision_tokens`` are the ``(T·H'·W', D)`` features the language model receives in
+    place of the image placeholder, in row-major (frame, row, column) order, and
+    ``vision_grid`` their ``(T, H', W')``; both are ``None`` for an architecture whose
+    token grid the adapter cannot state. Records hold arrays, so they compare by identity.
+    """
+
+    scores: "np.ndarray"
+    embeddings: Mapping[str, "np.ndarray"]
+    answer_tokens: tuple[int, ...]
+    vision_tokens: "np.ndarray | None"
+    vision_grid: tuple[int, int, int] | None
+
+
+@runtime_checkable
+class ProbeAdapter(ModelAdapter, Protocol):
+    """A model adapter that can also return hidden-state probes and vision tokens."""
+
+    def embed(self, requests: Sequence[ProbeRequest]) -> list[ProbeRecord]:
+        """One ``ProbeRecord`` per request, in order, every probe of ``PROBES`` filled."""
+
+
+def require_probes(model: ModelAdapter) -> ProbeAdapter:
+    """``model`` as a ``ProbeAdapter``, or a ``ModelError`` saying which gates need it."""
+    if not callable(getattr(model, "embed", None)):
+        raise ModelError(
+            f"model {model.spec}: its adapter ({type(model).__name__}) returns option scores "
+            "only, but the drift and structure gates read hidden states; run them with an "
+            "hf: or bundled: model, or deselect them with -m 'not drift and not structure'"
+        )
+    return model  # type: ignore[return-value]
 
 
 def load_model(spec: str, options: ModelOptions) -> ModelAdapter:

@@ -19,6 +19,12 @@ Without a chat template (a processor that ships none) the plain format
 continuation; the tokenizer's own special tokens (e.g. BOS) are added. The adapter's
 ``prompt_format`` says which of the two was used, and loading warns about the fallback.
 
+Probes (``embed``, for the drift and structure gates) read the final language-model
+layer of the same sequences: the context's last token, the mean over the teacher-forced
+option's tokens, the mean over the model's own greedy answer, and the last token of an
+open-prompt context; plus the projected vision tokens with their grid. ``score`` never
+computes them.
+
 Checkpoints load offline (``HF_HUB_OFFLINE=1``, ``local_files_only=True``), from
 safetensors only; ``trust_remote_code`` is passed through from ``ModelOptions``.
 Multi-image processors (Qwen2-VL without torchvision, SmolVLM) are not supported yet and
@@ -36,18 +42,20 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from vlmgate.errors import ModelError
-from vlmgate.models.base import ModelOptions, ScoreRequest
+from vlmgate.models.base import ModelOptions, ProbeRecord, ProbeRequest, ScoreRequest
 
 #: Rows (request × option sequences) per forward pass; more rows amortise Python
 #: overhead, fewer bound activation memory on large models.
 DEFAULT_MAX_ROWS = 32
+#: Longest greedy answer read for the ``ans_mcq_free`` probe; option texts are a few tokens.
+DEFAULT_MAX_ANSWER_TOKENS = 8
 PLAIN_CONTEXT = "USER: {image}\n{prompt}\nASSISTANT:"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _HASH_CHUNK = 1 << 20
@@ -155,7 +163,8 @@ class HFAdapter:
     """A loaded transformers VLM that scores options by summed log-likelihood."""
 
     def __init__(self, *, spec: str, folder: Path, model: Any, processor: Any, fingerprint: str,
-                 device: torch.device, max_rows: int = DEFAULT_MAX_ROWS):
+                 device: torch.device, max_rows: int = DEFAULT_MAX_ROWS,
+                 max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS):
         self.spec = spec
         self.folder = folder
         self.model = model
@@ -163,6 +172,7 @@ class HFAdapter:
         self.fingerprint = fingerprint
         self.device = device
         self.max_rows = max_rows
+        self.max_answer_tokens = max_answer_tokens
         self.tokenizer = processor.tokenizer
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
@@ -187,12 +197,11 @@ class HFAdapter:
     # -- text side -------------------------------------------------------------------------
 
     def _encode_uncached(self, prompt: str, continuations: tuple[str, ...]) -> _EncodedPrompt:
+        context = self._context_text(prompt)
         if self.prompt_format == "chat_template":
-            context = self._render(prompt, None)
             fulls = [self._render(prompt, option) for option in continuations]
             special = False  # the template writes BOS and markers itself
         else:
-            context = PLAIN_CONTEXT.format(image=self.processor.image_token, prompt=prompt)
             fulls = [f"{context} {option}" for option in continuations]
             special = True
         encoded = self.tokenizer([context, *fulls], add_special_tokens=special)["input_ids"]
@@ -215,6 +224,12 @@ class HFAdapter:
                 )
             continuation_ids.append(scored)
         return _EncodedPrompt(context, tuple(continuation_ids))
+
+    def _context_text(self, prompt: str) -> str:
+        """The user turn holding the image placeholder and ``prompt``, up to the reply."""
+        if self.prompt_format == "chat_template":
+            return self._render(prompt, None)
+        return PLAIN_CONTEXT.format(image=self.processor.image_token, prompt=prompt)
 
     def _render(self, prompt: str, option: str | None) -> str:
         messages: list[dict[str, Any]] = [
@@ -239,99 +254,140 @@ class HFAdapter:
             return []
         encoded = [self._encode(r.prompt, tuple(r.continuations)) for r in requests]
         context_ids, images = self._process_images(requests, encoded)
-        # One row per (request, option); rows sorted by length so a chunk pads little.
+        with torch.inference_mode():
+            rows = self._option_pass(encoded, context_ids, images, requests, features=None, states=False)
+        return _split_per_request(rows.scores, encoded)
+
+    def _option_pass(self, encoded: Sequence[_EncodedPrompt], context_ids: Sequence[list[int]],
+                     images: dict[str, torch.Tensor], requests: Sequence[ScoreRequest | ProbeRequest], *,
+                     features: list[torch.Tensor] | None, states: bool) -> "_OptionRows":
+        """Every (request, option) row through the model, in chunks of ``max_rows``.
+
+        Rows are sorted by length so a chunk pads little; the result is in row order
+        (request by request, options in order).
+        """
         rows = [(i, ids) for i, enc in enumerate(encoded) for ids in enc.continuation_ids]
         order = sorted(range(len(rows)), key=lambda k: len(context_ids[rows[k][0]]) + len(rows[k][1]))
-        row_scores = np.empty(len(rows), dtype=np.float64)
-        with torch.inference_mode():
-            for start in range(0, len(order), self.max_rows):
-                chunk = order[start:start + self.max_rows]
-                row_scores[chunk] = self._score_rows([rows[k] for k in chunk], context_ids, images, requests)
-        out, offset = [], 0
-        for enc in encoded:
-            n = len(enc.continuation_ids)
-            out.append(row_scores[offset:offset + n].copy())
-            offset += n
-        return out
+        parts = []
+        for start in range(0, len(order), self.max_rows):
+            chunk = order[start:start + self.max_rows]
+            parts.append((chunk, self._score_rows([rows[k] for k in chunk], context_ids, images, requests,
+                                                  features=features, states=states)))
+        return _OptionRows.gather(len(rows), parts)
 
-    def _process_images(self, requests: Sequence[ScoreRequest], encoded: Sequence[_EncodedPrompt]
+    def _process_images(self, requests: Sequence[ScoreRequest | ProbeRequest], encoded: Sequence[_EncodedPrompt]
                         ) -> tuple[list[list[int]], dict[str, torch.Tensor]]:
         """Expand the image placeholders and preprocess every image, in one processor call."""
-        batch = self.processor(
-            text=[enc.context_text for enc in encoded],
-            images=[r.image for r in requests],
-            add_special_tokens=self.prompt_format == "plain",
-        )
-        images: dict[str, torch.Tensor] = {}
+        return self._expand([enc.context_text for enc in encoded], [r.image for r in requests])
+
+    def _expand(self, texts: Sequence[str], images: Sequence[Any]) -> tuple[list[list[int]], dict[str, torch.Tensor]]:
+        """Token ids of ``texts`` with each image placeholder expanded, and the image tensors."""
+        batch = self.processor(text=list(texts), images=list(images),
+                               add_special_tokens=self.prompt_format == "plain")
+        tensors: dict[str, torch.Tensor] = {}
         for key, value in batch.items():
             if key in _TOKEN_KEYS:
                 continue
-            if len(value) != len(requests):
+            if len(value) != len(images):
                 raise ModelError(
                     f"model spec {self.spec!r}: processor output {key!r} has {len(value)} entries for "
-                    f"{len(requests)} images; processors that split images into patches or tiles "
+                    f"{len(images)} images; processors that split images into patches or tiles "
                     "are not supported yet"
                 )
-            images[key] = torch.as_tensor(np.stack(value)).to(self.device)
-        if "pixel_values" in images:
-            images["pixel_values"] = images["pixel_values"].to(self.pixel_dtype)
-        return [list(ids) for ids in batch["input_ids"]], images
+            tensors[key] = torch.as_tensor(np.stack(value)).to(self.device)
+        if "pixel_values" in tensors:
+            tensors["pixel_values"] = tensors["pixel_values"].to(self.pixel_dtype)
+        return [list(ids) for ids in batch["input_ids"]], tensors
 
-    def _image_inputs(self, row_requests: Sequence[int], images: dict[str, torch.Tensor]) -> dict[str, Any]:
+    def _shares_vision_features(self, images: dict[str, torch.Tensor]) -> bool:
+        return self.model.config.model_type in _SHARED_VISION_MODEL_TYPES and set(images) == {"pixel_values"}
+
+    def _vision_features(self, images: dict[str, torch.Tensor], which: Sequence[int]) -> list[torch.Tensor]:
+        """The projected image features the language model receives, one tensor per image."""
+        return list(self.model.get_image_features(
+            pixel_values=images["pixel_values"][list(which)], return_dict=True
+        ).pooler_output)
+
+    def _image_inputs(self, row_requests: Sequence[int], images: dict[str, torch.Tensor],
+                      features: list[torch.Tensor] | None = None) -> dict[str, Any]:
         """The image arguments of a forward over rows that belong to ``row_requests``.
 
         All options of a request show the same image, so for LLaVA the vision tower runs
         once per distinct image and its features are handed to every row through
         transformers' ``mm_encoder_outputs`` (for K options this saves K-1 vision passes,
-        about half the compute of a tiny model). Other architectures get their processed
-        image inputs repeated per row: their encoder outputs carry more than per-image
-        features (e.g. Qwen's deepstack states), and sharing them would be unsafe.
+        about half the compute of a tiny model). ``features``, when given, are those of
+        every request, computed once for several passes (probes). Other architectures get
+        their processed image inputs repeated per row: their encoder outputs carry more
+        than per-image features (e.g. Qwen's deepstack states), and sharing them would be
+        unsafe.
         """
-        if self.model.config.model_type in _SHARED_VISION_MODEL_TYPES and set(images) == {"pixel_values"}:
-            distinct = sorted(set(row_requests))
-            where = {request: k for k, request in enumerate(distinct)}
-            features = self.model.get_image_features(
-                pixel_values=images["pixel_values"][distinct], return_dict=True
-            ).pooler_output
+        if self._shares_vision_features(images):
+            if features is None:
+                distinct = sorted(set(row_requests))
+                where = dict(zip(distinct, self._vision_features(images, distinct)))
+            else:
+                where = dict(enumerate(features))
             return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(
-                pooler_output=[features[where[request]] for request in row_requests]
+                pooler_output=[where[request] for request in row_requests]
             )}}
         index = torch.tensor(row_requests, device=self.device)
         return {key: value.index_select(0, index) for key, value in images.items()}
 
-    def _score_rows(self, rows: Sequence[tuple[int, tuple[int, ...]]], context_ids: Sequence[list[int]],
-                    images: dict[str, torch.Tensor], requests: Sequence[ScoreRequest]) -> np.ndarray:
-        """One forward pass over ``rows``, right-padded; returns each row's summed log-prob.
+    def _forward(self, sequences: Sequence[Sequence[int]], row_requests: Sequence[int],
+                 images: dict[str, torch.Tensor], logit_spans: Sequence[tuple[int, int]], *,
+                 features: list[torch.Tensor] | None = None, hidden: bool = False, cache: bool = False
+                 ) -> "_Pass":
+        """One forward pass over right-padded ``sequences``.
 
         Rows are right-padded, so every row keeps positions 0..L-1 and no position ids are
-        needed; the scored positions are found from each row's own lengths. Only the
-        logits that predict option tokens are projected onto the vocabulary.
+        needed. Only the logits at positions ``[start, end)`` of each row's span are
+        projected onto the vocabulary; they come back as float32 ``(kept, V)`` in row
+        order. With ``hidden`` the final-layer hidden states ``(rows, width, D)`` come too
+        (only the last layer is kept, so asking costs no activation memory); with
+        ``cache`` the key/value cache, for decoding on from these sequences.
         """
-        lengths = [len(context_ids[i]) + len(cont) for i, cont in rows]
-        width = max(lengths)
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        attention = np.zeros((len(rows), width), dtype=np.int64)
-        keep = np.zeros((len(rows), width), dtype=bool)
-        targets: list[int] = []
-        for r, ((i, cont), length) in enumerate(zip(rows, lengths)):
-            n_context = len(context_ids[i])
-            input_ids[r, :n_context] = context_ids[i]
-            input_ids[r, n_context:length] = cont
-            attention[r, :length] = 1
-            keep[r, n_context - 1:length - 1] = True  # logits at j-1 predict token j
-            targets.extend(cont)
+        width = max(len(s) for s in sequences)
+        input_ids = np.full((len(sequences), width), self.pad_id, dtype=np.int64)
+        attention = np.zeros((len(sequences), width), dtype=np.int64)
+        keep = np.zeros((len(sequences), width), dtype=bool)
+        for r, (sequence, (start, end)) in enumerate(zip(sequences, logit_spans)):
+            input_ids[r, :len(sequence)] = sequence
+            attention[r, :len(sequence)] = 1
+            keep[r, start:end] = True
         keep_t = torch.from_numpy(keep).to(self.device)
-        logits = self.model(
+        attention_t = torch.from_numpy(attention).to(self.device)
+        extra = {"output_hidden_states": -1} if hidden else {}
+        outputs = self.model(
             input_ids=torch.from_numpy(input_ids).to(self.device),
-            attention_mask=torch.from_numpy(attention).to(self.device),
+            attention_mask=attention_t,
             logits_to_keep=keep_t,
-            **self._image_inputs([i for i, _ in rows], images),
-        ).logits
+            use_cache=cache,
+            **self._image_inputs(row_requests, images, features),
+            **extra,
+        )
+        logits = outputs.logits
         if logits.ndim == 3:  # a model that ignores a boolean logits_to_keep
             logits = logits[keep_t]
-        logits = logits.float()
-        target_t = torch.tensor(targets, device=self.device)
-        token_logprob = logits.gather(1, target_t[:, None])[:, 0] - torch.logsumexp(logits, dim=1)
+        return _Pass(logits.float(), outputs.hidden_states[-1].float() if hidden else None,
+                     outputs.past_key_values if cache else None, attention_t)
+
+    def _score_rows(self, rows: Sequence[tuple[int, tuple[int, ...]]], context_ids: Sequence[list[int]],
+                    images: dict[str, torch.Tensor], requests: Sequence[ScoreRequest | ProbeRequest], *,
+                    features: list[torch.Tensor] | None = None, states: bool = False) -> "_OptionRows":
+        """One forward pass over option ``rows``; each row's summed log-prob, and its states.
+
+        The scored positions are found from each row's own lengths; the logits at ``j-1``
+        predict token ``j``. With ``states``, also the hidden state of the context's last
+        token (``ctx_mcq``) and the mean hidden state over the option's tokens (``ans_mcq``).
+        """
+        sequences = [[*context_ids[i], *cont] for i, cont in rows]
+        n_contexts = [len(context_ids[i]) for i, _ in rows]
+        logits, hidden, _, _ = self._forward(
+            sequences, [i for i, _ in rows], images,
+            [(n - 1, len(s) - 1) for n, s in zip(n_contexts, sequences)], features=features, hidden=states,
+        )
+        targets = torch.tensor([t for _, cont in rows for t in cont], device=self.device)
+        token_logprob = logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=1)
         counts = torch.tensor([len(cont) for _, cont in rows], device=self.device)
         row_of_token = torch.repeat_interleave(torch.arange(len(rows), device=self.device), counts)
         sums = torch.zeros(len(rows), dtype=torch.float64, device=self.device)
@@ -347,4 +403,234 @@ class HFAdapter:
                 f"(prompt {requests[request].prompt[:60]!r}); the checkpoint's weights contain "
                 "NaN/inf or the dtype overflows (load it with dtype float32)"
             )
-        return result
+        if not states:
+            return _OptionRows(result)
+        return _OptionRows(
+            result,
+            context_states=_last_positions(hidden, n_contexts),
+            answer_states=_span_means(hidden, [(n, len(s)) for n, s in zip(n_contexts, sequences)]),
+        )
+
+    # -- probes ----------------------------------------------------------------------------
+
+    def embed(self, requests: Sequence[ProbeRequest]) -> list[ProbeRecord]:
+        """Option scores, the four probes of ``PROBES`` and the vision tokens of each request.
+
+        Passes per batch (each chunked by ``max_rows``):
+
+        * the scoring pass over every (request, option) row, as ``score()``, which also
+          yields ``ctx_mcq`` (any row, at the context's last position) and ``ans_mcq`` (the
+          chosen option's row, mean over its tokens);
+        * greedy decoding for ``ans_mcq_free``: one pass over the contexts that keeps the
+          key/value cache, then one single-token step per answer token (at most
+          ``max_answer_tokens``), stopping at an end-of-turn token;
+        * one pass over the open-prompt contexts for ``ctx_open``.
+
+        The vision tower runs once per image for all of them (LLaVA); its output is
+        returned as the vision tokens.
+        """
+        if not requests:
+            return []
+        encoded = [self._encode(r.prompt, tuple(r.continuations)) for r in requests]
+        texts = [enc.context_text for enc in encoded] + [self._context_text(r.open_prompt) for r in requests]
+        all_ids, images = self._expand(texts, [r.image for r in requests] * 2)
+        context_ids, open_ids = all_ids[:len(requests)], all_ids[len(requests):]
+        images = {key: value[:len(requests)] for key, value in images.items()}
+        with torch.inference_mode():
+            features = self._vision_features(images, range(len(requests))) \
+                if self._shares_vision_features(images) else None
+            rows = self._option_pass(encoded, context_ids, images, requests, features=features, states=True)
+            scores = _split_per_request(rows.scores, encoded)
+            chosen = self._chosen_rows(requests, encoded, scores)
+            answers, answer_states = self._greedy_answers(context_ids, images, features)
+            open_states = self._context_states(open_ids, images, features)
+        records = []
+        for i, row in enumerate(chosen):
+            tokens, grid = self._vision_tokens(features[i]) if features is not None else (None, None)
+            records.append(ProbeRecord(
+                scores=scores[i],
+                embeddings={
+                    "ctx_mcq": rows.context_states[row],
+                    "ans_mcq": rows.answer_states[row],
+                    "ans_mcq_free": answer_states[i],
+                    "ctx_open": open_states[i],
+                },
+                answer_tokens=answers[i],
+                vision_tokens=tokens,
+                vision_grid=grid,
+            ))
+        return records
+
+    def _chosen_rows(self, requests: Sequence[ProbeRequest], encoded: Sequence[_EncodedPrompt],
+                     scores: Sequence[np.ndarray]) -> np.ndarray:
+        """Row index of the option each request's ``ans_mcq`` teacher-forces."""
+        chosen, offset = [], 0
+        for request, enc, request_scores in zip(requests, encoded, scores):
+            option = int(np.argmax(request_scores)) if request.option is None else request.option
+            if not 0 <= option < len(enc.continuation_ids):
+                raise ModelError(
+                    f"model spec {self.spec!r}: probe request for prompt {request.prompt[:60]!r} names "
+                    f"option {option}, but it has {len(enc.continuation_ids)} options; pass an index "
+                    "into its continuations or None for the arg-max"
+                )
+            chosen.append(offset + option)
+            offset += len(enc.continuation_ids)
+        return np.array(chosen, dtype=np.intp)
+
+    def _end_of_turn_ids(self) -> frozenset[int]:
+        """Tokens that end the assistant's reply: the tokenizer's and the generation config's EOS."""
+        ids = {self.tokenizer.eos_token_id}
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
+        return frozenset(i for i in ids if i is not None)
+
+    def _greedy_answers(self, context_ids: Sequence[list[int]], images: dict[str, torch.Tensor],
+                        features: list[torch.Tensor] | None) -> tuple[list[tuple[int, ...]], list[np.ndarray]]:
+        """Each request's greedy answer and the mean final-layer state over its tokens.
+
+        The answer ends before an end-of-turn token or at ``max_answer_tokens``. A model
+        that ends its turn at once has an empty answer; its probe is then the state of that
+        end-of-turn token, so the channel stays defined.
+        """
+        stop = self._end_of_turn_ids()
+        order = sorted(range(len(context_ids)), key=lambda i: len(context_ids[i]))
+        answers: dict[int, tuple[int, ...]] = {}
+        states: dict[int, np.ndarray] = {}
+        for start in range(0, len(order), self.max_rows):
+            chunk = order[start:start + self.max_rows]
+            for i, answer, state in zip(chunk, *self._greedy_chunk(chunk, context_ids, images, features, stop)):
+                answers[i], states[i] = answer, state
+        return [answers[i] for i in range(len(context_ids))], [states[i] for i in range(len(context_ids))]
+
+    def _greedy_chunk(self, chunk: Sequence[int], context_ids: Sequence[list[int]], images: dict[str, torch.Tensor],
+                      features: list[torch.Tensor] | None, stop: frozenset[int]
+                      ) -> tuple[list[tuple[int, ...]], np.ndarray]:
+        """Greedy decoding of right-padded contexts with a key/value cache.
+
+        The contexts run once and keep their cache; then every step feeds each row's last
+        token at its own position (``len(context) + step``), appended after the padded
+        width. The padding between a short context and its new tokens stays masked out,
+        so each row sees exactly ``context + answer so far``. The state a step returns is
+        that of the token it fed.
+        """
+        sequences = [context_ids[i] for i in chunk]
+        prefill = self._forward(sequences, chunk, images, [(len(s) - 1, len(s)) for s in sequences],
+                                features=features, cache=True)
+        lengths = torch.tensor([len(s) for s in sequences], device=self.device)
+        fed = prefill.logits.argmax(dim=1)
+        attention, cache = prefill.attention, prefill.cache
+        answers: list[list[int]] = [[] for _ in chunk]
+        sums = torch.zeros((len(chunk), self.model.config.get_text_config().hidden_size), device=self.device)
+        counts = torch.zeros(len(chunk), device=self.device)
+        done = [False] * len(chunk)
+        for step in range(self.max_answer_tokens):
+            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+            outputs = self.model(input_ids=fed[:, None], attention_mask=attention,
+                                 position_ids=(lengths + step)[:, None], past_key_values=cache, use_cache=True,
+                                 logits_to_keep=1, output_hidden_states=-1)
+            cache = outputs.past_key_values
+            state = outputs.hidden_states[-1][:, 0].float()
+            following = outputs.logits[:, -1].argmax(dim=-1)
+            for r, (token, after) in enumerate(zip(fed.tolist(), following.tolist())):
+                if done[r]:
+                    continue
+                sums[r] += state[r]
+                counts[r] += 1
+                if token not in stop:
+                    answers[r].append(token)
+                done[r] = token in stop or after in stop or len(answers[r]) >= self.max_answer_tokens
+            if all(done):
+                break
+            fed = torch.where(torch.tensor(done, device=self.device), torch.full_like(following, self.pad_id),
+                              following)
+        return [tuple(a) for a in answers], (sums / counts[:, None]).cpu().numpy()
+
+    def _context_states(self, context_ids: Sequence[list[int]], images: dict[str, torch.Tensor],
+                        features: list[torch.Tensor] | None) -> list[np.ndarray]:
+        """Final-layer state of each context's last token (the generation prompt's end)."""
+        order = sorted(range(len(context_ids)), key=lambda i: len(context_ids[i]))
+        out: dict[int, np.ndarray] = {}
+        for start in range(0, len(order), self.max_rows):
+            chunk = order[start:start + self.max_rows]
+            sequences = [context_ids[i] for i in chunk]
+            hidden = self._forward(sequences, chunk, images, [(len(s) - 1, len(s)) for s in sequences],
+                                   features=features, hidden=True).hidden
+            out.update(zip(chunk, _last_positions(hidden, [len(s) for s in sequences])))
+        return [out[i] for i in range(len(context_ids))]
+
+    def _vision_tokens(self, features: torch.Tensor) -> tuple[np.ndarray | None, tuple[int, int, int] | None]:
+        """The image's tokens as fed to the language model, and their ``(T, H', W')`` grid.
+
+        LLaVA feeds one token per vision patch: an ``image_size / patch_size`` square grid
+        of one frame (a leading CLS token, fed under the ``full`` feature strategy, is not
+        part of the grid and is left out). Other token counts give ``(None, None)``.
+        """
+        vision = getattr(self.model.config, "vision_config", None)
+        size, patch = getattr(vision, "image_size", None), getattr(vision, "patch_size", None)
+        if not size or not patch:
+            return None, None
+        side = int(size) // int(patch)
+        tokens = features.float().cpu().numpy()
+        if tokens.shape[0] == side * side + 1:
+            tokens = tokens[1:]
+        if tokens.shape[0] != side * side:
+            return None, None
+        return tokens, (1, side, side)
+
+
+class _Pass(NamedTuple):
+    """What one forward pass returns: kept logits, final-layer states, cache, padding mask."""
+
+    logits: torch.Tensor
+    hidden: torch.Tensor | None
+    cache: Any
+    attention: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _OptionRows:
+    """Per option row: summed log-prob, and with states the probe inputs of the row."""
+
+    scores: np.ndarray
+    context_states: np.ndarray | None = None
+    answer_states: np.ndarray | None = None
+
+    @classmethod
+    def gather(cls, n_rows: int, parts: Sequence[tuple[Sequence[int], "_OptionRows"]]) -> "_OptionRows":
+        """Reassemble chunk results (each with the row indices it covered) in row order."""
+        fields = {}
+        for name in ("scores", "context_states", "answer_states"):
+            pieces = [(rows, getattr(part, name)) for rows, part in parts]
+            if pieces[0][1] is None:
+                fields[name] = None
+                continue
+            out = np.empty((n_rows, *pieces[0][1].shape[1:]), dtype=pieces[0][1].dtype)
+            for rows, values in pieces:
+                out[list(rows)] = values
+            fields[name] = out
+        return cls(**fields)
+
+
+def _split_per_request(row_values: np.ndarray, encoded: Sequence[_EncodedPrompt]) -> list[np.ndarray]:
+    out, offset = [], 0
+    for enc in encoded:
+        n = len(enc.continuation_ids)
+        out.append(row_values[offset:offset + n].copy())
+        offset += n
+    return out
+
+
+def _last_positions(hidden: torch.Tensor, lengths: Sequence[int]) -> np.ndarray:
+    """``hidden[r, lengths[r] - 1]`` of every row, float32 ``(rows, D)``."""
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    last = torch.tensor([n - 1 for n in lengths], device=hidden.device)
+    return hidden[rows, last].cpu().numpy()
+
+
+def _span_means(hidden: torch.Tensor, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Mean of ``hidden[r, start:end]`` of every row, float32 ``(rows, D)``."""
+    mask = torch.zeros(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
+    for r, (start, end) in enumerate(spans):
+        mask[r, start:end] = 1.0
+    sums = torch.einsum("rw,rwd->rd", mask, hidden)
+    return (sums / mask.sum(dim=1, keepdim=True)).cpu().numpy()

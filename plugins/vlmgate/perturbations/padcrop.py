@@ -28,6 +28,7 @@ class PadCrop(PerturbationFamily):
     """
 
     name: ClassVar[str] = "padcrop"
+    suites: ClassVar[tuple[str, ...]] = ("flip_rate", "drift")
     description: ClassVar[str] = "black border of n px each side (n > 0) or crop |n| px each side (n < 0)"
     max_level: ClassVar[int] = 32
 

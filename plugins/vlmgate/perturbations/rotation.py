@@ -29,6 +29,7 @@ class Rotation(PerturbationFamily):
     """
 
     name: ClassVar[str] = "rotation"
+    suites: ClassVar[tuple[str, ...]] = ("flip_rate", "drift")
     description: ClassVar[str] = "rotate by ±30 degrees, expand=True, white fill, bicubic"
     max_level: ClassVar[int] = 90
 

@@ -52,6 +52,7 @@ class Scale(PerturbationFamily):
     """
 
     name: ClassVar[str] = "scale"
+    suites: ClassVar[tuple[str, ...]] = ("flip_rate", "drift")
     description: ClassVar[str] = "bicubic resize by factor 0.9, not resized back"
     max_level: ClassVar[int] = MAX_REDUCTION_PERCENT
 

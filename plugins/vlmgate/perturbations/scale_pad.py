@@ -33,6 +33,7 @@ class ScalePad(PerturbationFamily):
     """
 
     name: ClassVar[str] = "scale_pad"
+    suites: ClassVar[tuple[str, ...]] = ("flip_rate", "drift")
     description: ClassVar[str] = "resize by 0.9, paste centred on an original-size black or white canvas"
     max_level: ClassVar[int] = MAX_REDUCTION_PERCENT
 

@@ -125,6 +125,7 @@ class TextOverlayFamily(PerturbationFamily):
     """
 
     tags: ClassVar[tuple[str, ...]] = ("textoverlay",)
+    suites: ClassVar[tuple[str, ...]] = ("flip_rate", "drift")
     max_level: ClassVar[int] = 2 * DEFAULT_LEVEL
     needs_base_prediction: ClassVar[bool] = True
 

@@ -26,6 +26,7 @@ class Translation(PerturbationFamily):
     """
 
     name: ClassVar[str] = "translation"
+    suites: ClassVar[tuple[str, ...]] = ("flip_rate", "drift")
     description: ClassVar[str] = "cyclic horizontal shift by dx px (wrap-around, no fill)"
     max_level: ClassVar[int] = 32
 

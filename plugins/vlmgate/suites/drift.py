@@ -1,0 +1,170 @@
+"""The drift and structure suites: how far a perturbation moves what the model sees inside.
+
+A label can survive a perturbation while the representation under it moves as far as it
+would for an unrelated image (spec §1: text overlays reach 77.7 % of control drift). These
+suites make that movement visible and gateable, beside the flip-rate suite's labels.
+
+* ``drift``: one case per family × probe channel, id family ``{family}.{probe}`` (e.g.
+  ``textoverlay.ans_mcq_free``). Primary metric ``drift_ratio``: the mean over samples of
+  ``D_pert(x, v) / mean_x D_ctrl(x)`` with cosine distances (normalisation
+  **reconstructed**), with a bootstrap interval; details carry the sd, Cohen's d, the
+  control count K, the flipped / unflipped split and the per-sample distributions.
+  ``drift_ratio_l2`` is the same with Euclidean distances (the spec's L2 variant).
+* ``structure``: one case per family. ``dirichlet_delta`` is the mean change in Dirichlet
+  energy of the vision-token grid, ``spectral_high_rel`` the mean relative change of the
+  image's high-frequency power; the other bands are in the details. Both describe *where*
+  a family acts rather than how much harm it does, so they are recorded without a default
+  limit.
+
+Families are those whose ``suites`` list ``drift`` (the structure suite also takes those
+that list only ``structure``). Statistics are per sample: a sample's instances are
+averaged first, so intervals rest on independent images, not on correlated instances.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from vlmgate.engine import Engine, FamilyProbes
+from vlmgate.errors import ConfigError, ModelError
+from vlmgate.metrics.drift import DEFAULT_CONTROLS, drift_to_control
+from vlmgate.metrics.structure import (
+    BANDS,
+    BandEnergies,
+    EnergyShift,
+    SpectralShift,
+    band_energies,
+    dirichlet_energy,
+    energy_shift_result,
+    resize_to_base,
+    spectral_shift_result,
+)
+from vlmgate.models.base import PROBES
+from vlmgate.perturbations.base import family_names, get_family
+from vlmgate.records import MetricResult
+from vlmgate.seeding import rng_for
+
+#: Separates the family from the probe in a drift case's family (``translation.ctx_mcq``);
+#: family and probe names never contain it, and it is safe in case ids.
+PROBE_SEPARATOR = "."
+#: (distance, metric name) of each drift result, the primary first.
+DRIFT_METRICS = (("cosine", "drift_ratio"), ("l2", "drift_ratio_l2"))
+
+
+def drift_case_family(family: str, probe: str) -> str:
+    return f"{family}{PROBE_SEPARATOR}{probe}"
+
+
+def split_case_family(case_family: str) -> tuple[str, str]:
+    """``(family, probe)`` of a drift case family, checked against the probe names."""
+    family, separator, probe = case_family.rpartition(PROBE_SEPARATOR)
+    if not separator or probe not in PROBES:
+        raise ConfigError(
+            f"drift case family {case_family!r} is not '<family>{PROBE_SEPARATOR}<probe>' with a probe "
+            f"among {', '.join(PROBES)}; select drift cases by their ids from --collect-only"
+        )
+    return family, probe
+
+
+def _families_in(suites: tuple[str, ...]) -> list[str]:
+    return [name for name in family_names() if set(suites) & set(get_family(name).suites)]
+
+
+class DriftSuite:
+    name = "drift"
+
+    def perturbation_families(self) -> list[str]:
+        return _families_in((self.name,))
+
+    def families(self) -> list[str]:
+        return [drift_case_family(f, p) for f in self.perturbation_families() for p in PROBES]
+
+    def evaluate(self, engine: Engine, family: str) -> list[MetricResult]:
+        name, probe = split_case_family(family)
+        probes = engine.family_probes(name)
+        clean, perturbed, mask = probes.embeddings(probe)
+        flipped = probes.flipped()
+        results = []
+        for distance, metric in DRIFT_METRICS:
+            result = drift_to_control(
+                clean, perturbed, probes.sample_ids, mask=mask, flipped=flipped, k=DEFAULT_CONTROLS,
+                seed=engine.seed, metric=distance, rng=rng_for(engine.seed, "bootstrap", metric, name, probe),
+                name=metric,
+            )
+            results.append(replace(result, details={"family": name, "probe": probe, **result.details}))
+        return results
+
+
+class StructureSuite:
+    name = "structure"
+
+    def families(self) -> list[str]:
+        return _families_in((DriftSuite.name, self.name))
+
+    def evaluate(self, engine: Engine, family: str) -> list[MetricResult]:
+        probes = engine.family_probes(family)
+        energies = _energy_shifts(probes, engine.model.spec)
+        spectra = _spectral_shifts(probes, engine)
+        energy = energy_shift_result(
+            energies, rng=rng_for(engine.seed, "bootstrap", "dirichlet_delta", family), name="dirichlet_delta")
+        spectral = spectral_shift_result(
+            spectra, rng=rng_for(engine.seed, "bootstrap", "spectral_high_rel", family), band="high",
+            name="spectral_high_rel")
+        delta = spectral.details["delta_mean"]
+        low_to_high = delta["low"] / delta["high"] if delta["high"] != 0.0 else math.nan
+        return [
+            replace(energy, details={"family": family, **energy.details}),
+            replace(spectral, details={"family": family, **spectral.details,
+                                       "low_to_high": low_to_high if math.isfinite(low_to_high) else None}),
+        ]
+
+
+def _energy_shifts(probes: FamilyProbes, spec: str) -> list[EnergyShift]:
+    """Per sample: the clean grid's energy and the mean energy of its perturbed grids.
+
+    The mean of ``E(pert_i) − E(base)`` over instances equals the shift to the mean
+    perturbed energy, so one ``EnergyShift`` per sample carries it exactly.
+    """
+    shifts = []
+    for sample in probes.samples:
+        clean = probes.clean[sample.id]
+        records = probes.perturbed[sample.id]
+        if any(r.vision_tokens is None for r in (clean, *records)):
+            raise ModelError(
+                f"model {spec}: its adapter returned no vision-token grid for sample {sample.id!r}, so "
+                "the Dirichlet energy of the structure gate is undefined; the hf adapter states the "
+                "grid of LLaVA-style checkpoints only (deselect with -m 'not structure')"
+            )
+        perturbed = [dirichlet_energy(r.vision_tokens, r.vision_grid) for r in records]
+        shifts.append(EnergyShift(dirichlet_energy(clean.vision_tokens, clean.vision_grid), float(np.mean(perturbed))))
+    return shifts
+
+
+def _spectral_shifts(probes: FamilyProbes, engine: Engine) -> list[SpectralShift]:
+    """Per sample: band energies of the clean image and the mean over its perturbed copies.
+
+    Each relative band change is linear in the perturbed energy, so the shift to the mean
+    perturbed energies is the mean of the instances' shifts. Perturbed images are made
+    again (``engine.shown``) rather than kept, so memory holds one image at a time.
+    """
+    shifts = []
+    for sample in probes.samples:
+        base_image = sample.image.convert("RGB")
+        base = band_energies(base_image)
+        perturbed = np.array([
+            band_energies(resize_to_base(engine.shown(sample, obs.variant).image, base_image.size)).as_tuple()
+            for obs in probes.observations.perturbed[sample.id]
+        ])
+        mean = dict(zip(BANDS, perturbed.mean(axis=0)))
+        shifts.append(SpectralShift(base, BandEnergies(float(mean["low"]), float(mean["mid"]), float(mean["high"]),
+                                                       base.scheme)))
+    return shifts
+
+
+DRIFT_SUITE = DriftSuite()
+STRUCTURE_SUITE = StructureSuite()
+#: The module's default suite for ``get_suite``.
+SUITE = DRIFT_SUITE
