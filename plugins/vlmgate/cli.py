@@ -1,6 +1,8 @@
-"""The ``vlmgate`` command: ``list`` what is registered, ``accuracy`` of a model per question type.
+"""The ``vlmgate`` command: ``list`` what is registered, ``accuracy`` of a model per question type,
+``diff`` two run records, render a run record as an HTML ``report``, ``select`` a compact CI subset.
 
-Later subcommands (``diff``, ``report``, ``select``) share the same parser builder.
+Every subcommand is added to the one parser ``build_parser`` makes. Exit codes: 0 done,
+1 ``diff --fail-on regression`` found a significant regression, 2 bad input.
 """
 
 from __future__ import annotations
@@ -57,6 +59,51 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Compare two run records case by case with paired tests."""
+    from vlmgate.report.diff import diff_runs
+    from vlmgate.report.diff_format import FORMATTERS
+    from vlmgate.report.record import load_record
+
+    diff = diff_runs(load_record(args.before), load_record(args.after),
+                     before_source=args.before, after_source=args.after)
+    sys.stdout.write(FORMATTERS[args.format](diff))
+    return 1 if args.fail_on == "regression" and diff.regressions else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render a run record (and optionally its diff to a baseline) as one HTML file."""
+    from vlmgate.report.html import write_html
+    from vlmgate.report.record import load_record
+
+    baseline = load_record(args.baseline) if args.baseline else None
+    path = write_html(load_record(args.record), args.output, baseline=baseline, source=args.record,
+                      baseline_source=args.baseline or "baseline")
+    print(f"written: {path}")
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """Write a compact CI subset of a benchmark (``vlmgate.selection``) as a jsonl manifest."""
+    from vlmgate.benchmarks.base import load_benchmark
+    from vlmgate.models.base import ModelOptions, load_model
+    from vlmgate.selection import select_subset, write_manifest
+
+    benchmark = load_benchmark(args.benchmark)
+    models = [load_model(spec, ModelOptions(args.device, args.dtype)) for spec in dict.fromkeys(args.models)]
+    selection = select_subset(benchmark, models, size=args.size, seed=args.seed, corruptions=args.corruptions,
+                              severities=args.severities, clusters=args.clusters, embedding=args.embedding,
+                              limit=args.limit, batch_size=args.batch_size)
+    path = write_manifest(selection, benchmark, args.out)
+    comparisons = len(selection.models) * len(selection.corruptions) * len(selection.severities)
+    flipped = sum(item.inconsistency.flips > 0 for item in selection.items)
+    print(f"written: {path} ({len(selection.items)} of {selection.available} samples of {selection.benchmark}; "
+          f"{selection.clusters} clusters; {comparisons} corrupted comparisons per item; "
+          f"{flipped} chosen items changed prediction at least once)")
+    print(f"use it with: --vlmgate-benchmark jsonl:{path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmgate", description="Robustness gates for vision-language models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +118,41 @@ def build_parser() -> argparse.ArgumentParser:
     acc.add_argument("--device", default="cpu")
     acc.add_argument("--dtype", default="float32")
     acc.set_defaults(func=cmd_accuracy)
+    diff = sub.add_parser("diff", help="compare two run records (run.json) with paired tests per case and metric")
+    diff.add_argument("before", metavar="BEFORE", help="run record of the earlier release (run.json or its folder)")
+    diff.add_argument("after", metavar="AFTER", help="run record of the later release")
+    diff.add_argument("--format", choices=("text", "json", "markdown"), default="text",
+                      help="text (default), markdown (pull requests) or json (tools)")
+    diff.add_argument("--fail-on", choices=("never", "regression"), default="never",
+                      help="exit 1 when any metric regressed significantly (default: never)")
+    diff.set_defaults(func=cmd_diff)
+    report = sub.add_parser("report", help="render a run record as a self-contained HTML report")
+    report.add_argument("record", metavar="RUN_JSON", help="run record (run.json or its folder)")
+    report.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
+    report.add_argument("--baseline", metavar="RUN_JSON", help="add the diff to this earlier run record")
+    report.set_defaults(func=cmd_report)
+    select = sub.add_parser("select", help="a compact CI subset of a benchmark: the items corruption changes "
+                                           "predictions on most, spread over clusters of items")
+    select.add_argument("--benchmark", default="bundled:shapes", metavar="SPEC", help="benchmark to select from")
+    select.add_argument("--models", nargs="+", action="extend", required=True, metavar="SPEC",
+                        help="models whose clean vs corrupted predictions score the items (repeatable)")
+    select.add_argument("--size", type=int, required=True, help="number of items to keep")
+    select.add_argument("--seed", type=int, default=0, help="seed of the corruptions' noise and of k-means (default 0)")
+    select.add_argument("--corruptions", nargs="+", action="extend", metavar="NAME",
+                        help="corruption families to compare under (default: all 19)")
+    select.add_argument("--severities", nargs="+", type=int, default=[3], metavar="S",
+                        help="corruption severities 1-5 to compare under (default: 3)")
+    select.add_argument("--clusters", type=int, default=None,
+                        help="k-means clusters (default: min(8, size))")
+    select.add_argument("--embedding", choices=("pixels", "probe"), default="pixels",
+                        help="item embedding for clustering: pixel/question descriptor (default) or the "
+                             "models' ctx_mcq probe")
+    select.add_argument("--out", required=True, metavar="PATH", help="manifest to write (JSON lines)")
+    select.add_argument("--limit", type=int, default=None, help="select among the first N samples only")
+    select.add_argument("--batch-size", type=int, default=8)
+    select.add_argument("--device", default="cpu")
+    select.add_argument("--dtype", default="float32")
+    select.set_defaults(func=cmd_select)
     return parser
 
 

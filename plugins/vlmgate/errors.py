@@ -26,3 +26,7 @@ class ModelError(VlmgateError):
 
 class RegistryError(VlmgateError):
     """A name is not registered under its entry-point group."""
+
+
+class RecordError(VlmgateError):
+    """A run record (``run.json``) cannot be read, or two records cannot be compared."""

@@ -4,11 +4,18 @@
 the case, records JUnit properties on the test item (pytest's ``user_properties``,
 which also travel from xdist workers to the controller), and fails the test with a
 message naming the metric, value, interval, limit and the worst samples.
+
+Two optional references join the judgement: a baseline run (``--vlmgate-baseline``),
+against which limits with ``max_increase`` / ``max_decrease`` judge the paired change,
+and the case's stored snapshot (``--vlmgate-snapshot``), whose mismatch fails the case
+with a diff. Both are recorded before anything fails, so the run record and JUnit
+properties always hold every judged metric.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,14 +25,23 @@ from vlmgate.records import MetricResult, Verdict
 from vlmgate.session import GateSession
 from vlmgate.thresholds import Threshold
 
+if TYPE_CHECKING:
+    from vlmgate.report.baseline import Baseline
+    from vlmgate.report.paired import PairedChange
+    from vlmgate.report.snapshot import CaseSnapshot
+
 
 @dataclass(frozen=True)
 class Judgement:
-    """One metric result, the limit it was judged against (if any), and the verdict."""
+    """One metric result, the limit it was judged against (if any), and the verdict.
+
+    ``change`` is the paired change since the baseline run, when a change limit judged one.
+    """
 
     result: MetricResult
     threshold: Threshold | None
     verdict: Verdict
+    change: "PairedChange | None" = None
 
 
 def _fmt(value: float) -> str:
@@ -43,6 +59,9 @@ def properties(judgements: list[Judgement]) -> list[tuple[str, str]]:
         if index == 0:
             props.extend((f"vlmgate.{k}", v) for k, v in fields)
         props.extend((f"vlmgate.{j.result.name}.{k}", v) for k, v in fields if k != "metric")
+        if j.change is not None and j.change.tested:
+            props.extend([(f"vlmgate.{j.result.name}.baseline_delta", _fmt(j.change.delta)),
+                          (f"vlmgate.{j.result.name}.baseline_p", _fmt(j.change.p_value))])
     return props
 
 
@@ -57,10 +76,13 @@ def worst_lines(result: MetricResult) -> list[str]:
 class CaseGate:
     """The ``vlmgate`` fixture of one test item."""
 
-    def __init__(self, session: GateSession, item: pytest.Item, case: CaseKey):
+    def __init__(self, session: GateSession, item: pytest.Item, case: CaseKey, *,
+                 baseline: "Baseline | None" = None, snapshot: "CaseSnapshot | None" = None):
         self.session = session
         self.item = item
         self.case = case
+        self.baseline = baseline
+        self.snapshot = snapshot
 
     def evaluate(self) -> list[MetricResult]:
         try:
@@ -73,7 +95,12 @@ class CaseGate:
         for result in results:
             threshold = self.session.thresholds.lookup(self.case.model, result.name, self.case.family)
             verdict = threshold.check(result) if threshold else Verdict(True, "recorded; no limit set")
-            judgements.append(Judgement(result, threshold, verdict))
+            change = None
+            if threshold is not None and threshold.gates_change and self.baseline is not None:
+                change = self.baseline.change(self.case, self.item.nodeid.split("[", 1)[0], result)
+                judged = threshold.check_change(change, f"baseline {self.baseline.source}")
+                verdict = Verdict(verdict.passed and judged.passed, f"{verdict.message}; {judged.message}")
+            judgements.append(Judgement(result, threshold, verdict, change))
         return judgements
 
     def assert_within_thresholds(self, results: list[MetricResult]) -> None:
@@ -84,13 +111,20 @@ class CaseGate:
 
         self.item.stash[RESULTS_KEY] = judgements
         failed = [j for j in judgements if not j.verdict.passed]
+        snapshot_diff = self.snapshot.mismatch(self.case, judgements) if self.snapshot is not None else []
+        case = self.case
+        lines = []
         if failed:
-            case = self.case
-            lines = [f"{case.suite} gate failed for family {case.family!r} on {case.model} x {case.benchmark}:"]
+            lines.append(f"{case.suite} gate failed for family {case.family!r} on {case.model} x {case.benchmark}:")
             for j in failed:
                 lines.append(f"  {j.verdict.message}")
             worst = [line for j in failed for line in worst_lines(j.result)]
             if worst:
                 lines.append("worst samples:")
                 lines.extend(worst)
+        if snapshot_diff:
+            lines.append(f"snapshot of {case.suite} case {case.family!r} differs from the stored one "
+                         "(- stored, + received; accept with --vlmgate-snapshot --snapshot-update):")
+            lines.extend(f"  {line}" for line in snapshot_diff)
+        if lines:
             pytest.fail("\n".join(lines), pytrace=False)

@@ -7,6 +7,7 @@ load when a gating test first runs.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ import pytest
 SETTINGS_KEY = pytest.StashKey[Any]()
 SESSION_KEY = pytest.StashKey[Any]()
 RESULTS_KEY = pytest.StashKey[list]()
+BASELINE_KEY = pytest.StashKey[Any]()
+REPORT_FILES_KEY = pytest.StashKey[list]()
 
 #: Marker tags that built-in families carry besides their own names.
 BUILTIN_TAGS = {
@@ -43,6 +46,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="inputs per forward batch (default 8)")
     group.addoption("--vlmgate-trust-remote-code", dest="vlmgate_trust_remote_code", action="store_true",
                     default=False, help="allow checkpoints to run their own modelling code (off by default)")
+    group.addoption("--vlmgate-report", dest="vlmgate_report", metavar="DIR",
+                    help="write the run record DIR/run.json and the HTML report DIR/report.html")
+    group.addoption("--vlmgate-baseline", dest="vlmgate_baseline", metavar="RUN_JSON",
+                    help="a previous release's run record: limits with max_increase / max_decrease judge "
+                         "the paired change since it")
+    group.addoption("--vlmgate-snapshot", dest="vlmgate_snapshot", action="store_true", default=False,
+                    help="compare each case's rounded summary with its stored syrupy snapshot "
+                         "(record them with --snapshot-update)")
 
 
 def _register_marker(config: pytest.Config, name: str, description: str) -> None:
@@ -82,6 +93,53 @@ def pytest_configure(config: pytest.Config) -> None:
     from vlmgate.session import GateSession
 
     config.stash[SESSION_KEY] = GateSession(settings, thresholds)
+    _configure_reports(config, settings)
+
+
+def _configure_reports(config: pytest.Config, settings: Any) -> None:
+    """Load the baseline run (in every process) and start the run record (on the controller)."""
+    from vlmgate.errors import VlmgateError
+
+    opt = config.option
+    if opt.vlmgate_baseline:
+        from vlmgate.report.baseline import Baseline
+
+        try:
+            config.stash[BASELINE_KEY] = Baseline.load(opt.vlmgate_baseline, models=settings.models,
+                                                       benchmarks=settings.benchmarks, seed=settings.seed)
+        except VlmgateError as exc:
+            raise pytest.UsageError(f"vlmgate: --vlmgate-baseline: {exc}") from None
+    if opt.vlmgate_report and not hasattr(config, "workerinput"):  # xdist workers only send reports
+        from vlmgate.report.collect import RunCollector
+
+        workers = config.getoption("numprocesses", None)
+        collector = RunCollector(settings, baseline=opt.vlmgate_baseline,
+                                 workers=None if workers is None else str(workers))
+        config.pluginmanager.register(_RunReport(config, collector), "vlmgate-run-report")
+
+
+class _RunReport:
+    """Collects case records from test reports; writes run.json and report.html at session end."""
+
+    def __init__(self, config: pytest.Config, collector: Any):
+        self.config = config
+        self.collector = collector
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.collector.add(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from vlmgate.report.html import REPORT_FILE, write_html
+        from vlmgate.report.record import write_record
+
+        directory = Path(self.config.option.vlmgate_report)
+        record = self.collector.record()
+        baseline = self.config.stash.get(BASELINE_KEY, None)
+        run = write_record(record, directory)  # first: the record matters more than its rendering
+        html = write_html(record, directory / REPORT_FILE, source=str(directory),
+                          baseline=baseline.record if baseline else None,
+                          baseline_source=baseline.source if baseline else "baseline")
+        self.config.stash[REPORT_FILES_KEY] = [run, html]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -115,6 +173,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def _family_marks(config: pytest.Config, family: str) -> list[pytest.MarkDecorator]:
     from vlmgate.registry import PERTURBATIONS, names
 
+    family = family.partition(".")[0]  # drift cases are "{family}.{probe}"
     if family not in names(PERTURBATIONS):
         return []
     from vlmgate.perturbations.base import get_family
@@ -128,11 +187,42 @@ def _family_marks(config: pytest.Config, family: str) -> list[pytest.MarkDecorat
 
 
 @pytest.fixture
-def vlmgate(request: pytest.FixtureRequest, vlmgate_case):
+def vlmgate_snapshot(request: pytest.FixtureRequest):
+    """The current case's stored summary snapshot; compared only with ``--vlmgate-snapshot``.
+
+    Syrupy's ``snapshot`` fixture is requested only then: a requested fixture registers
+    with syrupy, which would then count every stored, unasserted snapshot as unused.
+    """
+    from vlmgate.report.snapshot import CaseSnapshot, VlmgateSnapshotExtension
+
+    if not request.config.option.vlmgate_snapshot:
+        return CaseSnapshot(None)
+    return CaseSnapshot(request.getfixturevalue("snapshot").use_extension(VlmgateSnapshotExtension))
+
+
+@pytest.fixture
+def vlmgate(request: pytest.FixtureRequest, vlmgate_case, vlmgate_snapshot):
     """The gate of the current case: ``evaluate()`` then ``assert_within_thresholds()``."""
     from vlmgate.gate import CaseGate
 
-    return CaseGate(request.config.stash[SESSION_KEY], request.node, vlmgate_case)
+    return CaseGate(request.config.stash[SESSION_KEY], request.node, vlmgate_case,
+                    baseline=request.config.stash.get(BASELINE_KEY, None), snapshot=vlmgate_snapshot)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Attach the case record to the report that ends a case, for the run record."""
+    report = yield
+    if item.config.option.vlmgate_report and (call.when == "call" or (call.when == "setup" and not report.passed)):
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("vlmgate_case") if callspec is not None else None
+        if case is not None:
+            from vlmgate.report.collect import REPORT_ATTRIBUTE, item_payload
+
+            setattr(report, REPORT_ATTRIBUTE, item_payload(
+                item, report, case, settings=item.config.stash[SETTINGS_KEY], session=item.config.stash[SESSION_KEY],
+                judgements=item.stash.get(RESULTS_KEY, None)))
+    return report
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -152,3 +242,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("vlmgate: failed gates")
         for line in lines:
             terminalreporter.write_line(line)
+    written = config.stash.get(REPORT_FILES_KEY, [])
+    if written:
+        terminalreporter.section("vlmgate: report")
+        for path in written:
+            terminalreporter.write_line(f"written: {path}")

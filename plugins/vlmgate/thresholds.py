@@ -19,6 +19,21 @@ Judging (``Threshold.check``): in ``interval`` mode a ``max`` fails only when th
 (``ci_high < min``), so that sampling noise alone never fails a release; in ``strict``
 mode the point value is compared. Every unknown table, metric, family or key is a
 ``ConfigError`` naming the file, the key and the closest valid name.
+
+Change limits against a baseline release (``--vlmgate-baseline run.json``)::
+
+    [ifr]
+    "*" = { max = 0.20, max_increase = 0.02 }   # may rise by at most 0.02 since the baseline
+    [accuracy]
+    "*" = { max_decrease = 0.01 }               # may fall by at most 0.01
+
+``max_increase`` / ``max_decrease`` bound ``after - before`` / ``before - after``, both
+measured on the units the two runs share (``Threshold.check_change``). A change fails
+only when it exceeds the allowed delta *and* a paired test on those units finds it
+significant (exact McNemar for proportions, paired bootstrap for means; see
+``vlmgate.report.paired``), so an unchanged checkpoint never fails. Without
+``--vlmgate-baseline`` (or for a case the baseline lacks) they judge nothing. A limit
+may set only change keys.
 """
 
 from __future__ import annotations
@@ -28,20 +43,34 @@ import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from vlmgate.errors import ConfigError
 from vlmgate.records import MetricResult, Verdict
 from vlmgate.registry import unknown_name_message
+
+if TYPE_CHECKING:  # the report package loads numpy and scipy; judging a change happens only in a run
+    from vlmgate.report.paired import PairedChange
 
 #: Gated metric -> what it measures. Threshold tables must use one of these names.
 GATED_METRICS: dict[str, str] = {
     "ifr": "instance flip rate under a perturbation family",
     "iv": "image vulnerability (share of images with any flip)",
     "accuracy": "clean accuracy on the benchmark",
+    "drift_ratio": "probe-embedding drift under a family as a share of control drift (cosine)",
+    "drift_ratio_l2": "the same drift-to-control ratio with Euclidean distances",
+    "dirichlet_delta": "change in Dirichlet energy of the vision-token grid (recorded)",
+    "spectral_high_rel": "relative change of the image's high-frequency power (recorded)",
+    "ras": "RAS (RAS-style, reconstructed) under a corruption, pooled over its severities",
+    "ras_destructive": "RAS over the samples right on the clean image",
+    "ras_corrective": "RAS over the samples wrong on the clean image",
+    "decay_c": "share of answers unchanged at every blur level (answered without looking)",
+    "decay_agreement": "mean agreement with the clean answer over the blur levels (E-bar)",
 }
 MODES = ("interval", "strict")
-LIMIT_KEYS = ("max", "min", "mode")
+LIMIT_KEYS = ("max", "min", "mode", "max_increase", "max_decrease")
+#: Limit keys that bound the change since a baseline run rather than the value.
+CHANGE_KEYS = ("max_increase", "max_decrease")
 ANY_FAMILY = "*"
 
 
@@ -55,6 +84,21 @@ class Threshold:
     min: float | None = None
     mode: str = "interval"
     source: str = ""
+    max_increase: float | None = None
+    max_decrease: float | None = None
+
+    @property
+    def gates_change(self) -> bool:
+        """Whether this limit also bounds the change since a baseline run."""
+        return self.max_increase is not None or self.max_decrease is not None
+
+    def describe_change(self) -> str:
+        parts = []
+        if self.max_increase is not None:
+            parts.append(f"max increase {self.max_increase:g}")
+        if self.max_decrease is not None:
+            parts.append(f"max decrease {self.max_decrease:g}")
+        return " and ".join(parts) + " vs baseline" if parts else ""
 
     def describe(self) -> str:
         parts = []
@@ -62,7 +106,8 @@ class Threshold:
             parts.append(f"max {self.max:g}")
         if self.min is not None:
             parts.append(f"min {self.min:g}")
-        return " and ".join(parts) + f" ({self.mode})"
+        value = " and ".join(parts) + f" ({self.mode})" if parts else ""
+        return "; ".join(text for text in (value, self.describe_change()) if text)
 
     def check(self, result: MetricResult) -> Verdict:
         """Judge ``result``; the message says which bound failed and why."""
@@ -80,7 +125,26 @@ class Threshold:
             if judged < self.min:
                 why = "value" if strict else "whole interval"
                 return Verdict(False, f"{value} is below min {self.min:g} ({why} below the limit, {self.mode} mode; from {self.source})")
+        if self.max is None and self.min is None:
+            return Verdict(True, f"{value} (no value limit)")
         return Verdict(True, f"{value} within {self.describe()}")
+
+    def check_change(self, change: "PairedChange | None", baseline: str = "the baseline") -> Verdict:
+        """Judge the paired change since ``baseline``: fail only if beyond a bound *and* significant."""
+        if change is None:
+            return Verdict(True, f"no counterpart in {baseline}, so the change is not judged")
+        if not change.tested:
+            return Verdict(True, f"{change.describe()} (vs {baseline}), so the change is not judged")
+        measured = f"{change.describe()} (vs {baseline})"
+        notes = []
+        for key, bound, moved in (("max_increase", self.max_increase, change.delta),
+                                  ("max_decrease", self.max_decrease, -change.delta)):
+            if bound is None or moved <= bound:
+                continue
+            if change.significant:
+                return Verdict(False, f"{measured} exceeds {key} {bound:g} and is significant; from {self.source}")
+            notes.append(f"beyond {key} {bound:g} but not significant")
+        return Verdict(True, f"{measured}: {'; '.join(notes) or 'within ' + self.describe_change()}")
 
 
 @dataclass(frozen=True)
@@ -115,14 +179,19 @@ def _parse_limit(path: str, where: str, metric: str, family: str, value: Any, mo
     if limit_mode not in MODES:
         raise ConfigError(f"{path}: [{where}] {family}: {unknown_name_message('mode', str(limit_mode), list(MODES))}")
     bounds = {}
-    for key in ("max", "min"):
+    for key in ("max", "min", *CHANGE_KEYS):
         if key in value:
             if isinstance(value[key], bool) or not isinstance(value[key], (int, float)):
                 raise ConfigError(f"{path}: [{where}] {family}.{key} = {value[key]!r} must be a number")
+            if key in CHANGE_KEYS and value[key] < 0:
+                raise ConfigError(f"{path}: [{where}] {family}.{key} = {value[key]!r} must be >= 0 "
+                                  f"(it bounds the size of a change; 0 allows no significant change)")
             bounds[key] = float(value[key])
     if not bounds:
-        raise ConfigError(f"{path}: [{where}] {family} sets neither max nor min; add one, e.g. {{ max = 0.2 }}")
-    return Threshold(metric, family, bounds.get("max"), bounds.get("min"), limit_mode, f"{path} [{where}] {family}")
+        raise ConfigError(f"{path}: [{where}] {family} sets neither max nor min (nor max_increase / max_decrease); "
+                          f"add one, e.g. {{ max = 0.2 }}")
+    return Threshold(metric, family, bounds.get("max"), bounds.get("min"), limit_mode, f"{path} [{where}] {family}",
+                     max_increase=bounds.get("max_increase"), max_decrease=bounds.get("max_decrease"))
 
 
 def _parse_tables(path: str, prefix: str, tables: Mapping[str, Any], families: Iterable[str], mode: str

@@ -8,6 +8,12 @@
 Each proportion carries a Wilson 95 % interval. Note that IFR pools instances that
 share an image, so its Wilson interval (which assumes independent trials) is narrower
 than a cluster-aware one would be; IV, with one trial per image, has no such caveat.
+
+Details also carry what a release comparison needs: ``kind`` ("proportion"), ``better``
+("lower" for flip rates, "higher" for accuracy) and ``units``, the 0/1 outcome of every
+trial keyed by what identifies it across releases (``"sample|variant"`` for IFR, the
+sample id for IV and accuracy), so that two runs can be compared with a paired test on
+the same units instead of two independent intervals.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ def proportion(name: str, successes: int, n: int, **details: object) -> MetricRe
     """A proportion with its Wilson interval (``nan`` value when ``n == 0``)."""
     low, high = wilson_interval(successes, n)
     value = successes / n if n else float("nan")
-    return MetricResult(name, value, low, high, n, {"count": successes, **details})
+    return MetricResult(name, value, low, high, n, {"count": successes, "kind": "proportion", **details})
 
 
 def _worst_samples(pairs: Sequence[FlipPair]) -> list[dict[str, object]]:
@@ -72,7 +78,8 @@ def _worst_samples(pairs: Sequence[FlipPair]) -> list[dict[str, object]]:
 def instance_flip_rate(pairs: Sequence[FlipPair]) -> MetricResult:
     """IFR = #{flipped instances} / #{instances}, with the worst samples in details."""
     flips = sum(p.flipped for p in pairs)
-    return proportion("ifr", flips, len(pairs), worst=_worst_samples(pairs))
+    units = {f"{p.sample_id}|{p.variant_label}": int(p.flipped) for p in pairs}
+    return proportion("ifr", flips, len(pairs), better="lower", units=units, worst=_worst_samples(pairs))
 
 
 def image_vulnerability(pairs: Sequence[FlipPair]) -> MetricResult:
@@ -80,7 +87,9 @@ def image_vulnerability(pairs: Sequence[FlipPair]) -> MetricResult:
     any_flip: dict[str, bool] = {}
     for pair in pairs:
         any_flip[pair.sample_id] = any_flip.get(pair.sample_id, False) or pair.flipped
-    return proportion("iv", sum(any_flip.values()), len(any_flip), worst=_worst_samples(pairs))
+    units = {sample_id: int(flipped) for sample_id, flipped in any_flip.items()}
+    return proportion("iv", sum(any_flip.values()), len(any_flip), better="lower", units=units,
+                      worst=_worst_samples(pairs))
 
 
 def correctness_transitions(pairs: Iterable[FlipPair]) -> dict[str, int]:
@@ -95,10 +104,18 @@ def correctness_transitions(pairs: Iterable[FlipPair]) -> dict[str, int]:
     return counts
 
 
-def accuracy(predictions: Sequence[int], answers: Sequence[int | None], name: str = "accuracy") -> MetricResult:
-    """Share of samples with ground truth whose prediction is the answer."""
+def accuracy(predictions: Sequence[int], answers: Sequence[int | None], name: str = "accuracy",
+             sample_ids: Sequence[str] | None = None) -> MetricResult:
+    """Share of samples with ground truth whose prediction is the answer.
+
+    With ``sample_ids`` the details carry per-sample ``units`` (1 = correct) for paired
+    comparisons between releases.
+    """
     judged = [(p, a) for p, a in zip(predictions, answers) if a is not None]
-    return proportion(name, sum(p == a for p, a in judged), len(judged))
+    extra: dict[str, object] = {}
+    if sample_ids is not None:
+        extra["units"] = {s: int(p == a) for s, p, a in zip(sample_ids, predictions, answers) if a is not None}
+    return proportion(name, sum(p == a for p, a in judged), len(judged), better="higher", **extra)
 
 
 def flip_rate_results(pairs: Sequence[FlipPair]) -> list[MetricResult]:

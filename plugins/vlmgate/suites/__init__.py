@@ -13,14 +13,23 @@ if TYPE_CHECKING:
     from vlmgate.engine import Engine
     from vlmgate.records import MetricResult
 
-#: Suite name -> module defining it (imported on first use, never by the plugin module).
+#: Suite name -> module defining it as ``SUITE``, or ``module:ATTRIBUTE`` where a module
+#: defines related suites (imported on first use, never by the plugin module).
 BUILTIN_SUITES: dict[str, str] = {
     "flip_rate": "vlmgate.suites.flip_rate",
+    "drift": "vlmgate.suites.drift:DRIFT_SUITE",
+    "structure": "vlmgate.suites.drift:STRUCTURE_SUITE",
+    "ras": "vlmgate.suites.ras",
+    "decay": "vlmgate.suites.decay",
 }
 
 #: Marker descriptions, registered by the plugin without importing the suites.
 SUITE_DESCRIPTIONS: dict[str, str] = {
     "flip_rate": "label stability: instance flip rate (IFR) and image vulnerability (IV)",
+    "drift": "representation drift: probe-embedding drift as a share of control drift, per family x probe",
+    "structure": "where a family acts: vision-token Dirichlet energy and image spectral band shifts",
+    "ras": "corruption robustness: RAS (RAS-style, reconstructed) per ImageNet-C corruption, pooled over severities",
+    "decay": "visual dependence: share of answers unchanged under progressive blur (C), per decay family",
 }
 
 
@@ -35,4 +44,5 @@ class Suite(Protocol):
 
 
 def get_suite(name: str) -> Suite:
-    return importlib.import_module(BUILTIN_SUITES[name]).SUITE
+    module, _, attribute = BUILTIN_SUITES[name].partition(":")
+    return getattr(importlib.import_module(module), attribute or "SUITE")

@@ -29,7 +29,8 @@ class FlipRateSuite:
         if family == CLEAN_FAMILY:
             clean = engine.clean()
             samples = engine.samples()
-            return [accuracy([clean[s.id].prediction for s in samples], [s.answer for s in samples])]
+            return [accuracy([clean[s.id].prediction for s in samples], [s.answer for s in samples],
+                             sample_ids=[s.id for s in samples])]
         if family == ANY_FAMILY:
             names = [n for n in self.perturbation_families() if not get_family(n).diagnostic]
         else:

@@ -1,0 +1,47 @@
+"""A previous release's run record as the reference of change limits.
+
+With ``--vlmgate-baseline run.json``, a threshold that sets ``max_increase`` or
+``max_decrease`` also judges how far a metric moved since the baseline release: the
+case is paired with its counterpart in the baseline (``report.pairing``), the metric's
+per-unit outcomes are paired by key, and the change is tested (``report.paired``).
+``Threshold.check_change`` then fails only a change that both exceeds the allowed delta
+and is significant, so an unchanged checkpoint (no discordant unit) never fails.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from vlmgate.cases import CaseKey
+from vlmgate.records import MetricResult
+from vlmgate.report.diff import change_rng
+from vlmgate.report.metric_kinds import metric_kind
+from vlmgate.report.paired import PairedChange, compare_units
+from vlmgate.report.pairing import CaseIndex, CasePairing
+from vlmgate.report.record import RunRecord, load_record
+
+
+class Baseline:
+    """Finds a case's metric in the baseline record and tests the change to it."""
+
+    def __init__(self, record: RunRecord, source: str, *, models: Sequence[str], benchmarks: Sequence[str],
+                 seed: int):
+        self.record = record
+        self.source = source
+        self.seed = seed
+        self.pairing = CasePairing.between(record.models, record.benchmarks, models, benchmarks)
+        self._index = CaseIndex(record.cases)
+
+    @classmethod
+    def load(cls, path: str, *, models: Sequence[str], benchmarks: Sequence[str], seed: int) -> "Baseline":
+        return cls(load_record(path), str(path), models=models, benchmarks=benchmarks, seed=seed)
+
+    def change(self, key: CaseKey, test: str, result: MetricResult) -> PairedChange | None:
+        """The paired change of ``result`` since the baseline (``None``: not in the baseline)."""
+        case = self._index.find(self.pairing.counterpart_key(key), test)
+        before = case.metric(result.name) if case is not None else None
+        if before is None:
+            return None
+        return compare_units(result.name, metric_kind(result.details), before.units, result.details.get("units", {}),
+                             rng=change_rng(self.seed, key, result.name), before_value=before.value,
+                             after_value=result.value, where=f"{self.source}: case {case.id}")

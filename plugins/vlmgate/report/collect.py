@@ -1,0 +1,183 @@
+"""Building the run record from pytest's test reports, on the controller.
+
+Under pytest-xdist the cases run in worker processes, and the only thing that reliably
+reaches the controller is each test's report. So the process that ran a case turns its
+judgements into a ``CaseRecord`` and attaches it, as a JSON string, to the test report
+(``case_payload``; pytest serialises report attributes to the controller). The
+controller (or the single process without xdist) collects those payloads in
+``RunCollector`` and builds the ``RunRecord`` at session end. Nothing is read from
+worker state, so the record is the same for any number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from vlmgate import __version__
+from vlmgate.cases import CaseKey, case_id, short_names
+from vlmgate.errors import VlmgateError
+from vlmgate.report.metric_kinds import better_direction, metric_kind
+from vlmgate.report.record import (
+    SCHEMA_VERSION, CaseRecord, Environment, MetricRecord, RunRecord, case_from_dict, case_to_dict, sorted_cases,
+)
+from vlmgate.settings import Settings
+
+if TYPE_CHECKING:
+    from vlmgate.gate import Judgement
+    from vlmgate.session import GateSession
+
+#: Name of the test-report attribute that carries a case's record to the controller.
+REPORT_ATTRIBUTE = "vlmgate_case_record"
+#: Packages whose versions the environment block lists (when installed).
+PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "scipy", "pillow", "pytest", "pytest-xdist",
+            "syrupy", "matplotlib")
+
+
+def metric_record(judgement: "Judgement") -> MetricRecord:
+    """A judged metric result as stored in the record (units split from the other details)."""
+    result, threshold = judgement.result, judgement.threshold
+    details = dict(result.details)
+    units = details.pop("units", {})
+    has_max = threshold is not None and threshold.max is not None
+    has_min = threshold is not None and threshold.min is not None
+    return MetricRecord(
+        name=result.name, kind=metric_kind(details), better=better_direction(details, has_max, has_min),
+        value=float(result.value), ci_low=float(result.ci_low), ci_high=float(result.ci_high), n=int(result.n),
+        limit=threshold.describe() if threshold else None, passed=judgement.verdict.passed,
+        message=judgement.verdict.message, units=dict(units), details=details,
+    )
+
+
+def unparametrized_nodeid(nodeid: str, params_id: str | None) -> str:
+    """The node id of the test function, without the parametrization suffix."""
+    suffix = f"[{params_id}]" if params_id is not None else ""
+    return nodeid[: -len(suffix)] if suffix and nodeid.endswith(suffix) else nodeid
+
+
+def case_payload(*, settings: Settings, key: CaseKey, nodeid: str, params_id: str | None, outcome: str,
+                 judgements: Sequence["Judgement"] | None, fingerprints: Mapping[str, Mapping[str, str]],
+                 error: str | None) -> str:
+    """The JSON string a test report carries for one case (see module docstring)."""
+    record = CaseRecord(
+        id=case_id(key, short_names(settings.models), short_names(settings.benchmarks)),
+        test=unparametrized_nodeid(nodeid, params_id),
+        key=key,
+        outcome=outcome,
+        metrics=tuple(metric_record(j) for j in judgements or ()),
+        error=None if judgements else error,
+    )
+    return json.dumps({"case": case_to_dict(record), "fingerprints": fingerprints}, sort_keys=True)
+
+
+def loaded_fingerprints(session: "GateSession", key: CaseKey) -> dict[str, dict[str, str]]:
+    """Fingerprints of the case's model and benchmark, which judging it has loaded.
+
+    Called only for judged cases: asking the session for something not yet loaded
+    would load it, and one that failed to load re-raises its error (left out here).
+    """
+    found: dict[str, dict[str, str]] = {"models": {}, "benchmarks": {}}
+    for table, spec, get in (("models", key.model, session.model), ("benchmarks", key.benchmark, session.benchmark)):
+        try:
+            found[table][spec] = str(get(spec).fingerprint)
+        except VlmgateError:
+            continue
+    return found
+
+
+def item_payload(item: Any, report: Any, key: CaseKey, *, settings: Settings, session: "GateSession",
+                 judgements: Sequence["Judgement"] | None) -> str:
+    """``case_payload`` for a test item's report of phase ``report.when``."""
+    if report.when == "call":
+        outcome = report.outcome
+    else:  # setup did not pass, so there is no call phase
+        outcome = "skipped" if report.skipped else "error"
+    callspec = getattr(item, "callspec", None)
+    error = None if report.passed else (report.longreprtext.strip() or None)
+    return case_payload(
+        settings=settings, key=key, nodeid=item.nodeid, params_id=callspec.id if callspec else None,
+        outcome=outcome, judgements=judgements,
+        fingerprints=loaded_fingerprints(session, key) if judgements else {},
+        error=error,
+    )
+
+
+def settings_block(settings: Settings, baseline: str | None) -> dict[str, Any]:
+    """What the run was asked to do, apart from the seed (kept at the top level)."""
+    thresholds = Path(settings.thresholds)
+    try:
+        thresholds_sha256 = hashlib.sha256(thresholds.read_bytes()).hexdigest()
+    except OSError:
+        thresholds_sha256 = None
+    return {
+        "models": list(settings.models), "benchmarks": list(settings.benchmarks),
+        "thresholds": str(settings.thresholds), "thresholds_sha256": thresholds_sha256,
+        "limit": settings.limit, "batch_size": settings.batch_size, "device": settings.device,
+        "dtype": settings.dtype, "trust_remote_code": settings.trust_remote_code, "baseline": baseline,
+    }
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    """Installed versions, read from metadata (importing torch just to ask would cost seconds)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+class RunCollector:
+    """Case payloads and timings seen on the controller, turned into a ``RunRecord``."""
+
+    def __init__(self, settings: Settings, *, baseline: str | None = None, workers: str | None = None):
+        self.settings = settings
+        self.baseline = baseline
+        self.workers = workers
+        self.started = time.perf_counter()
+        self._cases: dict[str, CaseRecord] = {}
+        self._fingerprints: dict[str, dict[str, str]] = {"models": {}, "benchmarks": {}}
+        self._durations: dict[str, float] = {}
+
+    def add(self, report: Any) -> None:
+        """Take one test report (any phase); only vlmgate cases carry a payload."""
+        self._durations[report.nodeid] = self._durations.get(report.nodeid, 0.0) + report.duration
+        payload = getattr(report, REPORT_ATTRIBUTE, None)
+        if payload is None:
+            return
+        data = json.loads(payload)
+        self._cases[report.nodeid] = case_from_dict(data["case"], f"test report of {report.nodeid}")
+        for table in ("models", "benchmarks"):
+            self._fingerprints[table].update(data["fingerprints"].get(table, {}))
+
+    def __len__(self) -> int:
+        return len(self._cases)
+
+    def record(self) -> RunRecord:
+        def fingerprints(table: str, specs: Sequence[str]) -> dict[str, str | None]:
+            return {spec: self._fingerprints[table].get(spec) for spec in specs}
+
+        environment = Environment(
+            python=platform.python_version(),
+            platform=platform.platform(),
+            packages=package_versions(),
+            workers=self.workers,
+            timings={"session_s": time.perf_counter() - self.started,
+                     "tests_s": {nodeid: self._durations[nodeid] for nodeid in sorted(self._cases)}},
+        )
+        return RunRecord(
+            schema_version=SCHEMA_VERSION,
+            vlmgate_version=__version__,
+            seed=self.settings.seed,
+            settings=settings_block(self.settings, self.baseline),
+            models=fingerprints("models", self.settings.models),
+            benchmarks=fingerprints("benchmarks", self.settings.benchmarks),
+            cases=sorted_cases(list(self._cases.values())),
+            environment=environment,
+        )

@@ -1,0 +1,288 @@
+"""The run record: everything a gating run measured, as versioned JSON (``run.json``).
+
+A run record is what a release keeps: ``vlmgate diff`` compares two of them, the HTML
+report renders one, and ``--vlmgate-baseline`` gates a candidate against one. It holds
+
+* ``schema_version`` and the ``vlmgate_version`` that wrote it;
+* ``seed``, ``settings`` (what was asked for) and the ``models`` / ``benchmarks`` by spec
+  with their content fingerprints (what was actually judged);
+* one entry per case (``cases``, sorted by case id): its key (model, benchmark, family,
+  suite), the pytest outcome, and per metric the value, 95 % interval, n, limit,
+  verdict and message, plus the per-unit outcomes (``units``) that paired tests between
+  releases need;
+* an ``environment`` block (Python, platform, package versions, worker count, timings),
+  kept apart so that two runs of the same checkpoint compare equal without it
+  (``RunRecord.comparable``).
+
+The JSON is deterministic: sorted keys, cases sorted by id, floats written as produced
+(``repr``, so they read back bit-identical; a metric with nothing measured is ``NaN``).
+Records are frozen dataclasses; reading validates every field and names the file and
+key of anything wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from vlmgate.cases import CaseKey
+from vlmgate.errors import RecordError
+from vlmgate.report.metric_kinds import DIRECTIONS, KINDS
+
+#: Bumped when a field changes meaning or is removed; readers refuse other versions.
+SCHEMA_VERSION = 1
+RUN_FILE = "run.json"
+OUTCOMES = ("passed", "failed", "skipped", "error")
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """One metric of one case, judged.
+
+    ``units`` maps what identifies a trial across releases (``"sample|variant"``, a
+    sample id) to its outcome (0/1 for a proportion, a real number for a mean); empty
+    when the metric does not report per-unit outcomes. ``details`` holds the metric's
+    other extras (counts, worst samples, transitions) as produced.
+    """
+
+    name: str
+    kind: str
+    better: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    limit: str | None
+    passed: bool
+    message: str
+    units: Mapping[str, float] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """One gating test case: what it judged, how it ended, and its metrics.
+
+    ``test`` is the test function's node id without parameters, so that two test
+    functions judging the same case key stay apart. ``error`` is the failure text of a
+    case that ended before any metric was judged.
+    """
+
+    id: str
+    test: str
+    key: CaseKey
+    outcome: str
+    metrics: tuple[MetricRecord, ...] = ()
+    error: str | None = None
+
+    def metric(self, name: str) -> MetricRecord | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where and how fast a run happened: never part of a comparison."""
+
+    python: str
+    platform: str
+    packages: Mapping[str, str] = field(default_factory=dict)
+    workers: str | None = None
+    timings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    schema_version: int
+    vlmgate_version: str
+    seed: int
+    settings: Mapping[str, Any]
+    models: Mapping[str, str | None]
+    benchmarks: Mapping[str, str | None]
+    cases: tuple[CaseRecord, ...]
+    environment: Environment
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=1) + "\n"
+
+    def comparable(self) -> dict[str, Any]:
+        """The record without its environment block: equal for equal results."""
+        data = self.to_dict()
+        del data["environment"]
+        return data
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<run record>") -> "RunRecord":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"{source}: not valid JSON ({exc}); is it a vlmgate run.json?") from None
+        return _read_run(_Reader(source, ""), data)
+
+
+def case_to_dict(case: CaseRecord) -> dict[str, Any]:
+    """One case entry as the record's JSON holds it (``case_from_dict`` reads it back)."""
+    return asdict(case)
+
+
+def case_from_dict(data: Any, source: str) -> CaseRecord:
+    """Read one case entry (as ``case_to_dict`` writes it); ``source`` names it in errors."""
+    return _read_case(_Reader(source, "case"), data)
+
+
+def sorted_cases(cases: list[CaseRecord]) -> tuple[CaseRecord, ...]:
+    """Cases in record order: by case id, then by test."""
+    return tuple(sorted(cases, key=lambda c: (c.id, c.test)))
+
+
+def load_record(path: str | Path) -> RunRecord:
+    """Read a run record from ``path`` (a ``run.json`` or the folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RUN_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecordError(
+            f"run record {path} does not exist; write one with pytest --vlmgate-report DIR "
+            f"and pass DIR/{RUN_FILE}"
+        ) from None
+    return RunRecord.from_json(text, str(path))
+
+
+def write_record(record: RunRecord, directory: str | Path) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / RUN_FILE
+    path.write_text(record.to_json(), encoding="utf-8")
+    return path
+
+
+# -- reading, with errors that name the file and the key --------------------------------
+class _Reader:
+    """Where in which file a value was read from, for error messages."""
+
+    def __init__(self, source: str, where: str):
+        self.source = source
+        self.where = where
+
+    def at(self, key: str | int) -> "_Reader":
+        step = f"[{key}]" if isinstance(key, int) else (f".{key}" if self.where else key)
+        return _Reader(self.source, f"{self.where}{step}")
+
+    def fail(self, problem: str) -> RecordError:
+        where = self.where or "top level"
+        return RecordError(
+            f"{self.source}: {where}: {problem}; the file is not a vlmgate run record of schema "
+            f"{SCHEMA_VERSION} (rewrite it with pytest --vlmgate-report)"
+        )
+
+    def field(self, data: Mapping[str, Any], key: str, types: type | tuple[type, ...], optional: bool = False) -> Any:
+        if key not in data:
+            if optional:
+                return None
+            raise self.at(key).fail("missing")
+        value = data[key]
+        if optional and value is None:
+            return None
+        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+            raise self.at(key).fail(f"{value!r} has the wrong type")
+        if not isinstance(value, types):
+            raise self.at(key).fail(f"{value!r} has the wrong type")
+        return value
+
+    def table(self, data: Any) -> Mapping[str, Any]:
+        if not isinstance(data, Mapping):
+            raise self.fail(f"expected an object, got {type(data).__name__}")
+        return data
+
+    def choice(self, data: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+        value = self.field(data, key, str)
+        if value not in allowed:
+            raise self.at(key).fail(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+
+def _number(reader: _Reader, data: Mapping[str, Any], key: str) -> float:
+    return float(reader.field(data, key, (int, float)))
+
+
+def _read_metric(reader: _Reader, data: Any) -> MetricRecord:
+    data = reader.table(data)
+    units = reader.table(reader.field(data, "units", Mapping)) if "units" in data else {}
+    for unit, outcome in units.items():
+        if isinstance(outcome, bool) or not isinstance(outcome, (int, float)):
+            raise reader.at("units").at(unit).fail(f"outcome {outcome!r} is not a number")
+    return MetricRecord(
+        name=reader.field(data, "name", str),
+        kind=reader.choice(data, "kind", KINDS),
+        better=reader.choice(data, "better", DIRECTIONS),
+        value=_number(reader, data, "value"),
+        ci_low=_number(reader, data, "ci_low"),
+        ci_high=_number(reader, data, "ci_high"),
+        n=reader.field(data, "n", int),
+        limit=reader.field(data, "limit", str, optional=True),
+        passed=reader.field(data, "passed", bool),
+        message=reader.field(data, "message", str),
+        units=dict(units),
+        details=dict(reader.table(reader.field(data, "details", Mapping))) if "details" in data else {},
+    )
+
+
+def _read_case(reader: _Reader, data: Any) -> CaseRecord:
+    data = reader.table(data)
+    key_reader = reader.at("key")
+    key = key_reader.table(reader.field(data, "key", Mapping))
+    metrics = reader.field(data, "metrics", list)
+    return CaseRecord(
+        id=reader.field(data, "id", str),
+        test=reader.field(data, "test", str),
+        key=CaseKey(*(key_reader.field(key, name, str) for name in ("model", "benchmark", "family", "suite"))),
+        outcome=reader.choice(data, "outcome", OUTCOMES),
+        metrics=tuple(_read_metric(reader.at("metrics").at(i), m) for i, m in enumerate(metrics)),
+        error=reader.field(data, "error", str, optional=True),
+    )
+
+
+def _read_environment(reader: _Reader, data: Any) -> Environment:
+    data = reader.table(data)
+    return Environment(
+        python=reader.field(data, "python", str),
+        platform=reader.field(data, "platform", str),
+        packages=dict(reader.field(data, "packages", Mapping)),
+        workers=reader.field(data, "workers", str, optional=True),
+        timings=dict(reader.field(data, "timings", Mapping)),
+    )
+
+
+def _read_run(reader: _Reader, data: Any) -> RunRecord:
+    data = reader.table(data)
+    version = reader.field(data, "schema_version", int)
+    if version != SCHEMA_VERSION:
+        raise RecordError(
+            f"{reader.source}: schema_version {version} is not the supported {SCHEMA_VERSION}; "
+            f"read it with the vlmgate version that wrote it ({data.get('vlmgate_version', 'unknown')}) "
+            "or re-run the suite with this one"
+        )
+    cases = reader.field(data, "cases", list)
+    specs = {}
+    for table in ("models", "benchmarks"):
+        fingerprints = reader.at(table).table(reader.field(data, table, Mapping))
+        for spec, fingerprint in fingerprints.items():
+            if fingerprint is not None and not isinstance(fingerprint, str):
+                raise reader.at(table).at(spec).fail(f"fingerprint {fingerprint!r} is not a string")
+        specs[table] = dict(fingerprints)
+    return RunRecord(
+        schema_version=version,
+        vlmgate_version=reader.field(data, "vlmgate_version", str),
+        seed=reader.field(data, "seed", int),
+        settings=dict(reader.at("settings").table(reader.field(data, "settings", Mapping))),
+        models=specs["models"],
+        benchmarks=specs["benchmarks"],
+        cases=tuple(_read_case(reader.at("cases").at(i), c) for i, c in enumerate(cases)),
+        environment=_read_environment(reader.at("environment"), reader.field(data, "environment", Mapping)),
+    )

@@ -1,0 +1,123 @@
+"""Syrupy snapshots of each case's rounded summary: a reviewable release baseline.
+
+With ``--vlmgate-snapshot``, every gating case compares its summary (per metric: value
+and 95 % interval rounded to ``PRECISION`` decimals, n, limit and verdict) with the
+snapshot stored for it; ``--vlmgate-snapshot --snapshot-update`` records the current
+summaries as the new baseline, and a later run that differs fails the case with syrupy's
+line diff of the two JSON documents.
+
+Design choices:
+
+* **Opt-in.** Without ``--vlmgate-snapshot`` nothing is compared, so a checkout without
+  snapshots (or a candidate that is expected to move) never fails CI on them; the
+  statistical gates (thresholds, ``--vlmgate-baseline``) are what gate a release.
+* **Own folder.** Files live in ``__vlmgate_snapshots__/<test file>/<test>[<case id>].json``
+  beside the test file, not in syrupy's ``__snapshots__``: a run without the option does
+  not assert them, and syrupy reports (and fails on) unasserted files it discovers in
+  ``__snapshots__``.
+* **Stable names.** The name is the test's id, built from the case id (``cases.case_id``,
+  characters ``[A-Za-z0-9._-]`` only), so a model spec with ``:`` or ``/`` keeps an
+  intact, unique file name. The summary holds no paths or fingerprints, which change
+  from release to release while the results may not.
+* **Tolerant comparison.** Numbers match when they differ by at most one unit in the last
+  rounded place (``TOLERANCE``), so float noise at a rounding boundary is not a change.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from syrupy.extensions.json import JSONSnapshotExtension
+from syrupy.terminal import disable_color
+
+from vlmgate.cases import CaseKey
+
+if TYPE_CHECKING:
+    from syrupy.assertion import SnapshotAssertion
+    from syrupy.location import PyTestLocation
+
+    from vlmgate.gate import Judgement
+
+#: Decimals that metric values and interval bounds are rounded to in a snapshot.
+PRECISION = 3
+#: Numbers within this distance match (one unit in the last rounded place).
+TOLERANCE = 10.0 ** -PRECISION
+SNAPSHOT_DIRNAME = "__vlmgate_snapshots__"
+
+
+def _rounded(value: float) -> float:
+    return value if math.isnan(value) or math.isinf(value) else round(value, PRECISION)
+
+
+def case_summary(key: CaseKey, judgements: Sequence["Judgement"]) -> dict[str, Any]:
+    """What a case's snapshot stores: rounded values, n, limit and verdict per metric."""
+    return {
+        "suite": key.suite,
+        "family": key.family,
+        "precision": PRECISION,
+        "metrics": {
+            j.result.name: {
+                "value": _rounded(j.result.value),
+                "ci": [_rounded(j.result.ci_low), _rounded(j.result.ci_high)],
+                "n": j.result.n,
+                "limit": j.threshold.describe() if j.threshold else None,
+                "verdict": "pass" if j.verdict.passed else "fail",
+            }
+            for j in judgements
+        },
+    }
+
+
+def within_tolerance(received: Any, stored: Any, tolerance: float = TOLERANCE) -> bool:
+    """Structural equality, with floats equal when at most ``tolerance`` apart (NaN equals NaN)."""
+    if isinstance(received, dict) and isinstance(stored, dict):
+        return received.keys() == stored.keys() and all(
+            within_tolerance(received[k], stored[k], tolerance) for k in received)
+    if isinstance(received, list) and isinstance(stored, list):
+        return len(received) == len(stored) and all(
+            within_tolerance(a, b, tolerance) for a, b in zip(received, stored))
+    numbers = (int, float)
+    if (isinstance(received, numbers) and isinstance(stored, numbers)
+            and not isinstance(received, bool) and not isinstance(stored, bool)
+            and (isinstance(received, float) or isinstance(stored, float))):
+        if math.isnan(received) or math.isnan(stored):
+            return math.isnan(received) and math.isnan(stored)
+        return abs(received - stored) <= tolerance * (1 + 1e-9)
+    return type(received) is type(stored) and received == stored
+
+
+class VlmgateSnapshotExtension(JSONSnapshotExtension):
+    """Readable JSON (sorted keys, 2-space indent) in ``__vlmgate_snapshots__``, compared with tolerance."""
+
+    @classmethod
+    def dirname(cls, *, test_location: "PyTestLocation") -> str:
+        # syrupy's single-file dirname reads the base class's ``snapshot_dirname``, so the folder is set here.
+        return str(Path(test_location.filepath).parent / SNAPSHOT_DIRNAME / test_location.basename)
+
+    def serialize(self, data: Any, **kwargs: Any) -> str:
+        return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    def matches(self, *, serialized_data: Any, snapshot_data: Any) -> bool:
+        try:
+            return within_tolerance(json.loads(serialized_data), json.loads(snapshot_data))
+        except (TypeError, ValueError):  # not JSON (e.g. a hand-edited file): compare the text
+            return bool(serialized_data == snapshot_data)
+
+
+class CaseSnapshot:
+    """The stored snapshot of one case, or nothing when snapshots are off (``assertion=None``)."""
+
+    def __init__(self, assertion: "SnapshotAssertion | None"):
+        self.assertion = assertion
+
+    def mismatch(self, key: CaseKey, judgements: Sequence["Judgement"]) -> list[str]:
+        """Empty when the summary matches (or was recorded); else the lines of syrupy's diff."""
+        if self.assertion is None:
+            return []
+        if self.assertion == case_summary(key, judgements):
+            return []
+        with disable_color():  # the lines go into a failure message and JUnit, not a terminal
+            return [str(line) for line in self.assertion.get_assert_diff()]

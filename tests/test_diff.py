@@ -1,0 +1,259 @@
+"""Release diffs: paired tests against hand computations, scipy and brute force; spec pairing;
+``diff_runs`` statuses; ``vlmgate diff`` exit codes and formats; change limits and baselines."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from vlmgate.cases import CaseKey
+from vlmgate.cli import main
+from vlmgate.errors import ConfigError, RecordError
+from vlmgate.records import MetricResult
+from vlmgate.report.baseline import Baseline
+from vlmgate.report.diff import diff_runs
+from vlmgate.report.paired import (
+    BOOTSTRAP, MCNEMAR, UNTESTED, PairedChange, compare_units, mcnemar_exact, paired_bootstrap_p,
+)
+from vlmgate.report.pairing import pair_specs
+from vlmgate.report.record import CaseRecord, Environment, MetricRecord, RunRecord, write_record
+from vlmgate.thresholds import parse_thresholds
+
+MODEL_A, MODEL_B = "hf:/runs/release-41/ckpt", "hf:/runs/release-42/candidate"
+BENCH = "jsonl:/data/bench/manifest.jsonl"
+TEST = "robustness_tests/test_flip_rate.py::test_flip_rate"
+
+
+def binary_metric(name: str, units: dict[str, int], better: str) -> MetricRecord:
+    value = sum(units.values()) / len(units)
+    return MetricRecord(name, "proportion", better, value, 0.0, 1.0, len(units), None, True, "", units, {})
+
+
+def run(model: str, cases: list[tuple[str, list[MetricRecord]]]) -> RunRecord:
+    records = tuple(
+        CaseRecord(f"m-b-{family}", TEST, CaseKey(model, BENCH, family, "flip_rate"), "passed", tuple(metrics))
+        for family, metrics in sorted(cases)
+    )
+    return RunRecord(1, "0.1.0", 0, {}, {model: "fp-" + model[-4:]}, {BENCH: "fp-bench"}, records,
+                     Environment("3.11", "linux"))
+
+
+def flips(n: int, flipped: set[int]) -> dict[str, int]:
+    return {f"s{i // 8}|translation({{\"dx\": {i % 8}}})": int(i in flipped) for i in range(n)}
+
+
+def correct(n: int, wrong: set[int]) -> dict[str, int]:
+    return {f"s{i}": int(i not in wrong) for i in range(n)}
+
+
+# -- exact McNemar ---------------------------------------------------------------------
+def test_mcnemar_matches_hand_computation():
+    # 9 units rose, 1 fell: P(X >= 9) + P(X <= 1) for X ~ Bin(10, 1/2) = 2 * (10 + 1) / 1024.
+    assert mcnemar_exact(9, 1) == pytest.approx(22 / 1024, rel=1e-12)
+    assert mcnemar_exact(6, 0) == pytest.approx(2 / 64, rel=1e-12)  # all six discordant pairs one way
+    assert mcnemar_exact(0, 0) == 1.0  # no discordant pair: no evidence of change
+    assert mcnemar_exact(3, 3) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("rose,fell", [(r, f) for r in range(0, 13, 3) for f in range(0, 13, 4) if r + f])
+def test_mcnemar_matches_scipy_and_the_binomial_sum(rose, fell):
+    n = rose + fell
+    pmf = [math.comb(n, k) / 2 ** n for k in range(n + 1)]
+    # Two-sided: every outcome at most as likely as the observed one (scipy's definition).
+    brute = min(1.0, sum(p for p in pmf if p <= pmf[rose] * (1 + 1e-7)))
+    assert mcnemar_exact(rose, fell) == pytest.approx(brute, rel=1e-9)
+    assert mcnemar_exact(rose, fell) == pytest.approx(stats.binomtest(rose, n, 0.5).pvalue, rel=1e-12)
+
+
+def test_compare_units_pairs_by_key_and_counts_discordant_pairs():
+    before = {"a": 0, "b": 0, "c": 1, "d": 1, "only-before": 1}
+    after = {"d": 1, "c": 0, "b": 0, "a": 1, "only-after": 0}
+    change = compare_units("ifr", "proportion", before, after, rng=np.random.default_rng(0))
+    assert (change.test, change.n_pairs, change.rose, change.fell) == (MCNEMAR, 4, 1, 1)
+    assert (change.before, change.after, change.delta, change.p_value) == (0.5, 0.5, 0.0, 1.0)
+    assert not change.significant
+
+
+def test_nothing_to_pair_is_untested_and_never_significant():
+    change = compare_units("ifr", "proportion", {}, {"a": 1}, rng=np.random.default_rng(0),
+                           before_value=0.1, after_value=0.9)
+    assert change.test == UNTESTED and math.isnan(change.p_value) and not change.significant
+    assert change.delta == pytest.approx(0.8)
+
+
+def test_proportion_units_must_be_zero_or_one():
+    with pytest.raises(RecordError, match="'ifr' is a proportion but its units are not all 0 or 1"):
+        compare_units("ifr", "proportion", {"a": 0.5}, {"a": 1}, rng=np.random.default_rng(0))
+
+
+# -- paired bootstrap -------------------------------------------------------------------
+def exhaustive_bootstrap_p(differences: list[float]) -> float:
+    """Every one of the n^n equally likely resamples of the centred differences, counted."""
+    d = np.asarray(differences) - np.mean(differences)
+    observed = abs(float(np.mean(differences)))
+    means = [np.mean(d[list(idx)]) for idx in itertools.product(range(len(d)), repeat=len(d))]
+    return float(np.mean([abs(m) >= observed - 1e-12 for m in means]))
+
+
+@pytest.mark.parametrize("differences", [[0.3, -0.1, 0.5, 0.2, 0.4], [0.05, -0.2, 0.1, 0.0, -0.15]])
+def test_paired_bootstrap_matches_the_exhaustive_bootstrap(differences):
+    exact = exhaustive_bootstrap_p(differences)
+    estimate = paired_bootstrap_p(np.array(differences), rng=np.random.default_rng(1), n_resamples=20000)
+    assert estimate == pytest.approx(exact, abs=0.015)  # Monte Carlo SE <= 0.0036
+
+
+def test_paired_bootstrap_edge_cases_and_reproducibility():
+    assert paired_bootstrap_p(np.zeros(7), rng=np.random.default_rng(0)) == 1.0
+    assert math.isnan(paired_bootstrap_p(np.array([]), rng=np.random.default_rng(0)))
+    shifted = np.random.default_rng(3).normal(1.0, 0.1, size=40)
+    p1 = paired_bootstrap_p(shifted, rng=np.random.default_rng(5))
+    assert p1 == paired_bootstrap_p(shifted, rng=np.random.default_rng(5))
+    assert p1 == pytest.approx(1 / 2001)  # no resample of the centred data gets near a shift of 10 sd
+
+
+def test_mean_metric_uses_the_bootstrap():
+    before = {f"s{i}": 0.1 * i for i in range(30)}
+    after = {k: v + 0.5 for k, v in before.items()}
+    change = compare_units("drift_ratio", "mean", before, after, rng=np.random.default_rng(0))
+    assert change.test == BOOTSTRAP and change.delta == pytest.approx(0.5) and change.significant
+    assert (change.rose, change.fell) == (30, 0)
+
+
+# -- pairing ----------------------------------------------------------------------------
+def test_pair_specs_exact_then_short_name_then_single_leftover():
+    assert pair_specs(["hf:/a/x", "hf:/a/y"], ["hf:/a/y", "hf:/a/x"]) == {"hf:/a/x": "hf:/a/x", "hf:/a/y": "hf:/a/y"}
+    assert pair_specs(["hf:/old/ckpt", "hf:/old/other"], ["hf:/new/ckpt", "hf:/new/third"]) == {
+        "hf:/new/ckpt": "hf:/old/ckpt", "hf:/new/third": "hf:/old/other"}
+    assert pair_specs([MODEL_A], [MODEL_B]) == {MODEL_B: MODEL_A}
+    assert pair_specs(["hf:/a/p", "hf:/a/q"], ["hf:/b/r", "hf:/b/s"]) == {}  # ambiguous: left unpaired
+
+
+# -- diff_runs --------------------------------------------------------------------------
+def test_a_run_against_itself_has_no_significant_change():
+    rng = np.random.default_rng(0)
+    cases = [(family, [binary_metric("ifr", {f"u{i}": int(x) for i, x in enumerate(rng.integers(0, 2, 80))}, "lower"),
+                       binary_metric("iv", {f"s{i}": int(x) for i, x in enumerate(rng.integers(0, 2, 10))}, "lower")])
+             for family in ("translation", "rotation", "padcrop")]
+    record = run(MODEL_A, cases)
+    diff = diff_runs(record, record)
+    assert len(diff.rows) == 6
+    assert {row.status for row in diff.rows} == {"not_significant"}
+    assert all(row.change.p_value == 1.0 and row.change.delta == 0.0 for row in diff.rows)
+
+
+def test_diff_flags_a_constructed_regression_and_its_reverse_as_an_improvement():
+    before = run(MODEL_A, [("translation", [binary_metric("ifr", flips(80, {1, 2}), "lower")]),
+                           ("clean", [binary_metric("accuracy", correct(20, {0}), "higher")]),
+                           ("rotation", [binary_metric("ifr", flips(16, {3}), "lower")])])
+    after = run(MODEL_B, [("translation", [binary_metric("ifr", flips(80, {1, 2, *range(10, 20)}), "lower")]),
+                          ("clean", [binary_metric("accuracy", correct(20, {0, *range(5, 13)}), "higher")]),
+                          ("rotation", [binary_metric("ifr", flips(16, {4}), "lower")])])
+    diff = diff_runs(before, after)
+    status = {(row.key.family, row.metric): row for row in diff.rows}
+    ifr = status[("translation", "ifr")]
+    assert ifr.status == "regressed" and (ifr.change.rose, ifr.change.fell) == (10, 0)
+    assert ifr.change.p_value == pytest.approx(2 / 1024) and ifr.change.delta == pytest.approx(10 / 80)
+    assert status[("clean", "accuracy")].status == "regressed"  # accuracy down is worse
+    assert status[("clean", "accuracy")].change.p_value == pytest.approx(2 / 256)
+    assert status[("rotation", "ifr")].status == "not_significant"  # one unit each way
+    assert len(diff.regressions) == 2
+    reverse = diff_runs(after, before)
+    assert sorted(row.status for row in reverse.rows) == ["improved", "improved", "not_significant"]
+
+
+def test_diff_reports_added_removed_and_untested_metrics():
+    untested = MetricRecord("dirichlet_delta", "mean", "lower", 0.3, 0.2, 0.4, 5, None, True, "")
+    before = run(MODEL_A, [("padcrop", [binary_metric("ifr", flips(8, set()), "lower")]),
+                           ("rotation", [binary_metric("ifr", flips(8, set()), "lower"), untested])])
+    after = run(MODEL_A, [("rotation", [binary_metric("ifr", flips(8, set()), "lower"), untested]),
+                          ("scale", [binary_metric("ifr", flips(8, set()), "lower")])])
+    statuses = {(row.key.family, row.metric): row.status for row in diff_runs(before, after).rows}
+    assert statuses == {("padcrop", "ifr"): "removed", ("rotation", "ifr"): "not_significant",
+                        ("rotation", "dirichlet_delta"): "untested", ("scale", "ifr"): "added"}
+
+
+# -- the command ------------------------------------------------------------------------
+@pytest.fixture
+def records(tmp_path):
+    before = run(MODEL_A, [("translation", [binary_metric("ifr", flips(80, set()), "lower")])])
+    after = run(MODEL_B, [("translation", [binary_metric("ifr", flips(80, set(range(12))), "lower")])])
+    return str(write_record(before, tmp_path / "v1")), str(write_record(after, tmp_path / "v2"))
+
+
+def test_cli_fail_on_regression_exit_codes(records, capsys):
+    v1, v2 = records
+    assert main(["diff", v1, v1, "--fail-on", "regression"]) == 0
+    assert "0 regressed" not in capsys.readouterr().out  # zero counts are left out of the summary
+    assert main(["diff", v1, v2, "--fail-on", "regression"]) == 1
+    text = capsys.readouterr().out
+    assert "REGRESSED" in text and f"model {MODEL_A} (before) paired with {MODEL_B} (after)" in text
+    assert main(["diff", v1, v2]) == 0  # reporting only, by default
+    capsys.readouterr()
+    assert main(["diff", v1, "missing/run.json"]) == 2
+    assert "run record missing/run.json does not exist" in capsys.readouterr().err
+
+
+def test_cli_json_and_markdown_formats(records, capsys):
+    v1, v2 = records
+    main(["diff", v1, v2, "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"]["regressed"] == 1 and data["pairing"]["models"] == {MODEL_B: MODEL_A}
+    (row,) = data["rows"]
+    assert row["status"] == "regressed" and row["change"]["rose"] == 12
+    assert row["change"]["p_value"] == pytest.approx(2 / 4096)
+    main(["diff", v1, v2, "--format", "markdown"])
+    markdown = capsys.readouterr().out
+    assert "| metric | before | after | change | p | pairs | test | status |" in markdown
+    assert "**REGRESSED**" in markdown and "### m-b-translation" in markdown
+
+
+# -- change limits and baselines --------------------------------------------------------
+def change(delta: float, p_value: float, test: str = MCNEMAR) -> PairedChange:
+    return PairedChange("ifr", test, 100, 0.1, 0.1 + delta, 0, 0, p_value)
+
+
+def test_change_limits_parse_and_describe():
+    limits = parse_thresholds("t.toml", {"ifr": {"*": {"max": 0.2, "max_increase": 0.02}},
+                                         "accuracy": {"*": {"max_decrease": 0.01}}}, ["clean"])
+    ifr = limits.lookup("hf:x", "ifr", "rotation")
+    assert (ifr.max, ifr.max_increase, ifr.max_decrease, ifr.gates_change) == (0.2, 0.02, None, True)
+    assert ifr.describe() == "max 0.2 (interval); max increase 0.02 vs baseline"
+    accuracy = limits.lookup("hf:x", "accuracy", "clean")
+    assert accuracy.describe() == "max decrease 0.01 vs baseline"
+    assert accuracy.check(MetricResult("accuracy", 0.3, 0.2, 0.4, 50)).passed  # no value bound to fail
+    with pytest.raises(ConfigError, match=r"t.toml: \[ifr\] \*.max_increase = -0.1 must be >= 0"):
+        parse_thresholds("t.toml", {"ifr": {"*": {"max_increase": -0.1}}}, [])
+
+
+def test_change_verdicts_need_both_a_large_and_a_significant_change():
+    limit = parse_thresholds("t.toml", {"ifr": {"*": {"max_increase": 0.02, "max_decrease": 0.05}}}, []).lookup(
+        "m", "ifr", "f")
+    assert limit.check_change(change(0.0, 1.0)).passed  # unchanged
+    assert limit.check_change(change(0.01, 0.001)).passed  # significant but within the allowed rise
+    loose = limit.check_change(change(0.10, 0.20))
+    assert loose.passed and "beyond max_increase 0.02 but not significant" in loose.message
+    failed = limit.check_change(change(0.10, 0.01), "baseline v1/run.json")
+    assert not failed.passed
+    assert "exceeds max_increase 0.02 and is significant" in failed.message and "t.toml [ifr] *" in failed.message
+    assert "vs baseline v1/run.json" in failed.message
+    assert not limit.check_change(change(-0.06, 0.01)).passed  # fell beyond max_decrease
+    assert limit.check_change(None).passed and limit.check_change(change(0.5, math.nan, UNTESTED)).passed
+
+
+def test_baseline_pairs_the_case_and_tests_the_units():
+    record = run(MODEL_A, [("translation", [binary_metric("ifr", flips(40, {0}), "lower")])])
+    baseline = Baseline(record, "v1/run.json", models=[MODEL_B], benchmarks=[BENCH], seed=0)
+    units = flips(40, {0, *range(20, 30)})
+    result = MetricResult("ifr", 11 / 40, 0.1, 0.4, 40, {"count": 11, "units": units})
+    key = CaseKey(MODEL_B, BENCH, "translation", "flip_rate")
+    found = baseline.change(key, "other/dir/x.py::test_flip_rate", result)  # pairs by test function name
+    assert (found.rose, found.fell, found.n_pairs) == (10, 0, 40)
+    assert found.p_value == pytest.approx(2 / 1024)
+    assert baseline.change(CaseKey(MODEL_B, BENCH, "rotation", "flip_rate"), TEST, result) is None
+    assert baseline.change(CaseKey(MODEL_B, BENCH, "translation", "flip_rate"), TEST,
+                           MetricResult("iv", 0.1, 0, 1, 4, {"count": 1})) is None

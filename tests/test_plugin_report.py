@@ -1,0 +1,151 @@
+"""Run records, snapshots and baseline gates end to end, through pytester.
+
+Each run gates the tiny LLaVA on the six-image manifest of ``test_plugin.py``, selecting
+one or two cases to stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from test_plugin import gate_args, junit_cases, manifest, suite_dir  # noqa: F401  (fixtures)
+from vlmgate.cli import main
+from vlmgate.report.record import load_record
+
+CHANGE_LIMITS = """mode = "interval"
+[ifr]
+"*" = { max = 1.0, max_increase = 0.0 }
+[iv]
+"*" = { max = 1.0, max_increase = 0.0 }
+[accuracy]
+"*" = { max_decrease = 0.0 }
+"""
+CLEAN_AND_PADCROP = ("-k", "clean or padcrop")
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, int]:
+    counts = result.parseoutcomes()
+    return {k: v for k, v in counts.items() if k in ("passed", "failed", "error")}
+
+
+@pytest.fixture(autouse=True)
+def shared_matplotlib_cache(tmp_path_factory, monkeypatch):
+    """pytester gives every run a fresh HOME: share matplotlib's font cache instead of rebuilding it per run."""
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path_factory.getbasetemp() / "matplotlib"))
+
+
+def redrawn_checkpoint(source: Path, target: Path, seed: int) -> Path:
+    """A copy of ``source`` whose weight matrices are redrawn at the same scale: another model."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, target)
+    tensors = load_file(source / "model.safetensors")
+    rng = np.random.default_rng(seed)
+    for name in sorted(tensors):
+        if tensors[name].ndim >= 2:
+            drawn = rng.normal(0.0, float(tensors[name].std()), size=tuple(tensors[name].shape))
+            tensors[name] = torch.from_numpy(drawn.astype(np.float32))
+    save_file(tensors, target / "model.safetensors", metadata={"format": "pt"})
+    return target
+
+
+def test_record_is_identical_with_one_and_two_workers_and_snapshots_are_opt_in(suite_dir, tiny_llava_checkpoint,
+                                                                                 manifest, tmp_path):
+    # A model spec with ":" and "/" in it: the case id (and so the snapshot file name) stays intact.
+    checkpoint = shutil.copytree(tiny_llava_checkpoint, tmp_path / "org:team" / "ckpt:v2")
+    args = gate_args(checkpoint, manifest, *CLEAN_AND_PADCROP)
+    two = suite_dir.runpytest_subprocess(*args, "-n", "2", "--vlmgate-report=two", "--vlmgate-snapshot",
+                                         "--snapshot-update")
+    assert outcomes(two) == {"passed": 2}
+    two.stdout.fnmatch_lines(["*vlmgate: report*", "written: two/run.json", "written: two/report.html"])
+    # Without --vlmgate-snapshot the stored snapshots are neither judged nor reported unused.
+    one = suite_dir.runpytest_subprocess(*args, "-p", "no:xdist", "--vlmgate-report=one")
+    assert one.ret == pytest.ExitCode.OK and outcomes(one) == {"passed": 2}
+    assert "snapshot report summary" not in one.stdout.str() and "unused" not in one.stdout.str()
+
+    single, double = load_record(suite_dir.path / "one"), load_record(suite_dir.path / "two")
+    assert single.comparable() == double.comparable()
+    assert (single.environment.workers, double.environment.workers) == (None, "2")
+    ids = ["hf_ckpt_v2-jsonl_manifest.jsonl-clean", "hf_ckpt_v2-jsonl_manifest.jsonl-padcrop"]
+    assert [case.id for case in single.cases] == ids
+    assert list(single.models) == [f"hf:{checkpoint}"]
+    assert re.fullmatch(r"[0-9a-f]{16,}", single.models[f"hf:{checkpoint}"])
+    accuracy, ifr = single.cases[0].metric("accuracy"), single.cases[1].metric("ifr")
+    assert sorted(accuracy.units) == ["p0", "s0", "s1", "s2", "s3", "s4", "s5"]
+    assert accuracy.value == sum(accuracy.units.values()) / 7 and accuracy.better == "higher"
+    assert all(re.fullmatch(r"(s[0-5]|p0)\|padcrop\(\{.*\}\)", unit) for unit in ifr.units)
+    per_sample = {sample: sum(u.startswith(f"{sample}|") for u in ifr.units) for sample in accuracy.units}
+    assert len(set(per_sample.values())) == 1 and len(ifr.units) == ifr.n == 7 * per_sample["s0"]
+    assert ifr.value == sum(ifr.units.values()) / ifr.n and ifr.kind == "proportion"
+
+    snapshots = suite_dir.path / "__vlmgate_snapshots__" / "test_flip_rate"
+    assert sorted(p.name for p in snapshots.iterdir()) == [f"test_flip_rate[{i}].json" for i in ids]
+    stored = json.loads((snapshots / f"test_flip_rate[{ids[1]}].json").read_text())
+    assert stored["metrics"]["ifr"] == {"value": round(ifr.value, 3), "n": ifr.n, "limit": "max 1 (interval)",
+                                        "ci": [round(ifr.ci_low, 3), round(ifr.ci_high, 3)], "verdict": "pass"}
+    html = (suite_dir.path / "one" / "report.html").read_text()
+    assert ids[1] in html and "data:image/png;base64," in html
+
+
+def test_changes_since_a_release_snapshot_diff_and_baseline_gates(suite_dir, tiny_llava_checkpoint, manifest,
+                                                                  tmp_path, capsys):
+    suite_dir.makefile(".toml", change=CHANGE_LIMITS)  # change limits judge nothing without a baseline
+    args = gate_args(tiny_llava_checkpoint, manifest, *CLEAN_AND_PADCROP, "--vlmgate-thresholds=change.toml")
+    release = suite_dir.runpytest_subprocess(*args, "--vlmgate-report=v1", "--vlmgate-snapshot", "--snapshot-update")
+    assert outcomes(release) == {"passed": 2}
+
+    # 1. The same checkpoint again, against edited snapshots and its own record as the baseline.
+    folder = suite_dir.path / "__vlmgate_snapshots__" / "test_flip_rate"
+    for family, metric, nudge in (("padcrop", "ifr", 0.05), ("clean", "accuracy", 0.0008)):
+        path = folder / f"test_flip_rate[hf_checkpoint-jsonl_manifest.jsonl-{family}].json"
+        stored = json.loads(path.read_text())
+        stored["metrics"][metric]["value"] = round(stored["metrics"][metric]["value"] + nudge, 4)
+        path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    again = suite_dir.runpytest_subprocess(*args, "--vlmgate-snapshot", "--vlmgate-baseline=v1/run.json",
+                                           "--junitxml=out.xml")
+    assert outcomes(again) == {"passed": 1, "failed": 1}  # padcrop beyond the rounding tolerance, clean within it
+    text = again.stdout.str()
+    assert "snapshot of flip_rate case 'padcrop' differs from the stored one" in text
+    assert "snapshot of flip_rate case 'clean'" not in text
+    assert re.search(r'-\s+"value": 0\.05,?\n', text) and re.search(r'\+\s+"value": 0(\.0)?,?\n', text)
+    cases = junit_cases(suite_dir.path / "out.xml")
+    padcrop = cases["test_flip_rate[hf_checkpoint-jsonl_manifest.jsonl-padcrop]"]
+    clean = cases["test_flip_rate[hf_checkpoint-jsonl_manifest.jsonl-clean]"]
+    # The gates themselves pass: an unchanged checkpoint has no discordant unit, so p = 1.
+    assert (padcrop["vlmgate.ifr.passed"], padcrop["vlmgate.ifr.baseline_delta"], padcrop["vlmgate.ifr.baseline_p"]) \
+        == ("true", "0", "1")
+    assert (clean["vlmgate.accuracy.passed"], clean["vlmgate.accuracy.baseline_p"]) == ("true", "1")
+    assert clean["vlmgate.threshold"] == "max decrease 0 vs baseline"
+
+    # 2. A candidate that flips where the released model does not: a significant rise in IFR.
+    candidate = redrawn_checkpoint(tiny_llava_checkpoint, tmp_path / "candidate", seed=7)
+    gated = suite_dir.runpytest_subprocess(*gate_args(candidate, manifest, "-k", "padcrop",
+                                                      "--vlmgate-thresholds=change.toml",
+                                                      "--vlmgate-baseline=v1/run.json", "--vlmgate-report=v2"))
+    assert outcomes(gated) == {"failed": 1}
+    before = next(c for c in load_record(suite_dir.path / "v1").cases if c.key.family == "padcrop").metric("ifr")
+    after = load_record(suite_dir.path / "v2").cases[0].metric("ifr")
+    shared = sorted(set(before.units) & set(after.units))
+    rose = sum(after.units[k] > before.units[k] for k in shared)
+    fell = sum(after.units[k] < before.units[k] for k in shared)
+    assert rose >= 10 and fell < rose, "the redrawn candidate should flip where the released model does not"
+    p_value = stats.binomtest(rose, rose + fell, 0.5).pvalue
+    assert (f"ifr {before.value:.4f} -> {after.value:.4f} ({after.value - before.value:+.4f}) on {len(shared)} paired "
+            f"units, exact McNemar p = {p_value:.3g} (vs baseline v1/run.json) exceeds max_increase 0 and is "
+            "significant; from change.toml [ifr] *") in gated.stdout.str()
+    gated.stdout.fnmatch_lines(["*vlmgate: failed gates*",
+                                "*padcrop]: ifr = * limit max 1 (interval); max increase 0 vs baseline"])
+    assert "Changes since baseline" in (suite_dir.path / "v2" / "report.html").read_text()
+
+    v1, v2 = str(suite_dir.path / "v1" / "run.json"), str(suite_dir.path / "v2" / "run.json")
+    assert main(["diff", v1, v1, "--fail-on", "regression"]) == 0
+    assert main(["diff", v1, v2, "--fail-on", "regression"]) == 1
+    assert "REGRESSED" in capsys.readouterr().out

@@ -1,0 +1,246 @@
+"""Run records (JSON round trip, validation, collection from reports), snapshot summaries and
+their tolerant comparison, and the HTML report, on hand-built records."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from vlmgate.cases import CaseKey
+from vlmgate.errors import RecordError
+from vlmgate.gate import Judgement
+from vlmgate.records import MetricResult, Verdict
+from vlmgate.report.collect import REPORT_ATTRIBUTE, RunCollector, case_payload, metric_record
+from vlmgate.report.html import render_html
+from vlmgate.report.record import (
+    SCHEMA_VERSION, CaseRecord, Environment, MetricRecord, RunRecord, load_record, write_record,
+)
+from vlmgate.report.snapshot import PRECISION, VlmgateSnapshotExtension, case_summary, within_tolerance
+from vlmgate.settings import Settings
+from vlmgate.thresholds import Threshold
+
+MODEL, BENCH = "hf:/runs/org:team/ckpt:v2", "jsonl:/data/manifest.jsonl"
+XSS = "<script>alert('x')</script>"
+
+
+def ifr_metric(value: float = 1 / 3, passed: bool = True, worst_sample: str = "s1") -> MetricRecord:
+    return MetricRecord(
+        name="ifr", kind="proportion", better="lower", value=value, ci_low=0.1 + 0.2, ci_high=0.7, n=3,
+        limit="max 0.2 (interval)", passed=passed, message=f"ifr = {value:.4f} ...",
+        units={"s1|translation({\"dx\": 4})": 1, "s2|translation({\"dx\": 4})": 0, "s3|translation({\"dx\": 4})": 0},
+        details={"count": 1, "worst": [{"sample": worst_sample, "flips": 1, "of": 1, "clean": 0,
+                                        "flipped_by": ["translation({\"dx\": 4})"]}]},
+    )
+
+
+def make_record(*, metric: MetricRecord | None = None, environment: Environment | None = None) -> RunRecord:
+    nan_case = CaseRecord("m-b-any", "t.py::test_flip_rate", CaseKey(MODEL, BENCH, "any", "flip_rate"), "failed",
+                          (MetricRecord("ifr", "proportion", "lower", math.nan, 0.0, 1.0, 0, "max 0.2 (interval)",
+                                        False, "nothing was measured"),))
+    judged = CaseRecord("m-b-translation", "t.py::test_flip_rate", CaseKey(MODEL, BENCH, "translation", "flip_rate"),
+                        "passed", (metric or ifr_metric(),))
+    errored = CaseRecord("m-b-clean", "t.py::test_flip_rate", CaseKey(MODEL, BENCH, "clean", "flip_rate"), "failed",
+                         (), "ModelError: cannot load")
+    return RunRecord(SCHEMA_VERSION, "0.1.0", 7, {"limit": None, "dtype": "float32"}, {MODEL: "abc"}, {BENCH: None},
+                     (nan_case, errored, judged), environment or Environment("3.11.9", "Linux", {"torch": "2.13.0"},
+                                                                               "2", {"session_s": 1.5}))
+
+
+# -- the record -------------------------------------------------------------------------
+def test_record_round_trips_through_json_bit_for_bit():
+    record = make_record()
+    text = record.to_json()
+    again = RunRecord.from_json(text)
+    assert again.to_json() == text
+    assert again.cases[2].metrics[0].value == 1 / 3 and again.cases[2].metrics[0].ci_low == 0.1 + 0.2
+    assert math.isnan(again.cases[0].metrics[0].value)
+    assert again.cases[2] == record.cases[2] and again.environment == record.environment
+    assert again.cases[1].error == "ModelError: cannot load" and again.benchmarks == {BENCH: None}
+
+
+def test_record_json_is_deterministic_with_sorted_keys():
+    text = make_record().to_json()
+    data = json.loads(text)
+    assert list(data) == sorted(data)
+    assert list(data["cases"][2]["metrics"][0]) == sorted(data["cases"][2]["metrics"][0])
+    assert data["schema_version"] == SCHEMA_VERSION and data["cases"][2]["key"]["model"] == MODEL
+    assert text == make_record().to_json()
+
+
+def test_comparable_ignores_only_the_environment():
+    one = make_record(environment=Environment("3.11.9", "Linux", {"torch": "2.13.0"}, None, {"session_s": 1.0}))
+    two = make_record(environment=Environment("3.12.1", "Darwin", {}, "2", {"session_s": 9.0}))
+    assert one.comparable() == two.comparable() and one != two
+    assert "environment" not in one.comparable()
+    assert make_record(metric=ifr_metric(0.5)).comparable() != one.comparable()
+
+
+def test_write_and_load_by_file_or_folder(tmp_path):
+    record = make_record()
+    path = write_record(record, tmp_path / "out")
+    assert path == tmp_path / "out" / "run.json"
+    assert load_record(path).to_json() == load_record(tmp_path / "out").to_json() == record.to_json()
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda d: d["cases"][2]["metrics"][0].pop("value"), "cases[2].metrics[0].value: missing"),
+    (lambda d: d["cases"][2]["metrics"][0].update(kind="ratio"),
+     "cases[2].metrics[0].kind: 'ratio' is not one of proportion, mean"),
+    (lambda d: d["cases"][2]["metrics"][0]["units"].update(x="one"), "outcome 'one' is not a number"),
+    (lambda d: d["cases"][0].update(outcome="flaky"), "cases[0].outcome: 'flaky' is not one of"),
+    (lambda d: d["cases"][1]["key"].pop("suite"), "cases[1].key.suite: missing"),
+    (lambda d: d.update(seed="0"), "seed: '0' has the wrong type"),
+    (lambda d: d.update(schema_version=99), "schema_version 99 is not the supported 1"),
+])
+def test_reading_errors_name_the_file_and_key(tmp_path, edit, needle):
+    data = json.loads(make_record().to_json())
+    edit(data)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError) as info:
+        load_record(path)
+    assert str(path) in str(info.value) and needle in str(info.value)
+
+
+def test_unreadable_records_say_how_to_make_one(tmp_path):
+    with pytest.raises(RecordError, match="does not exist; write one with pytest --vlmgate-report DIR"):
+        load_record(tmp_path / "nothing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(RecordError, match=r"bad.json: not valid JSON"):
+        load_record(tmp_path / "bad.json")
+
+
+# -- from judgements and test reports to the record -------------------------------------
+def test_metric_record_splits_units_and_reads_kind_and_direction():
+    units = {"s1": 1, "s2": 0}
+    accuracy = MetricResult("accuracy", 0.5, 0.1, 0.9, 2, {"count": 1, "kind": "proportion", "better": "higher",
+                                                           "units": units})
+    record = metric_record(Judgement(accuracy, Threshold("accuracy", "*", min=0.4), Verdict(True, "fine")))
+    assert (record.kind, record.better, record.units) == ("proportion", "higher", units)
+    assert record.limit == "min 0.4 (interval)"
+    assert "units" not in record.details and record.details["count"] == 1
+    # Undeclared: a success count means a proportion, a lone "min" means higher is better.
+    counted = metric_record(Judgement(MetricResult("x", 0.5, 0, 1, 2, {"count": 1}),
+                                      Threshold("x", "*", min=0.1), Verdict(True, "")))
+    assert (counted.kind, counted.better, counted.units) == ("proportion", "higher", {})
+    mean = metric_record(Judgement(MetricResult("drift", 0.2, 0.1, 0.3, 9, {}), None, Verdict(True, "")))
+    assert (mean.kind, mean.better, mean.limit) == ("mean", "lower", None)
+
+
+def report_with(nodeid: str, payload: str | None, duration: float) -> SimpleNamespace:
+    report = SimpleNamespace(nodeid=nodeid, duration=duration)
+    if payload is not None:
+        setattr(report, REPORT_ATTRIBUTE, payload)
+    return report
+
+
+def test_collector_builds_a_sorted_record_from_report_payloads():
+    settings = Settings(models=(MODEL,), benchmarks=(BENCH,), seed=3)
+    judged = Judgement(MetricResult("ifr", 0.25, 0.1, 0.5, 4, {"count": 1, "units": {"a": 1, "b": 0, "c": 0, "d": 0}}),
+                       None, Verdict(True, "recorded; no limit set"))
+    payloads = {}
+    for family in ("rotation", "any", "clean"):
+        key = CaseKey(MODEL, BENCH, family, "flip_rate")
+        params_id = f"hf_ckpt_v2-jsonl_manifest.jsonl-{family}"
+        payloads[family] = case_payload(
+            settings=settings, key=key, nodeid=f"t.py::test_flip_rate[{params_id}]", params_id=params_id,
+            outcome="passed", judgements=[judged], error=None,
+            fingerprints={"models": {MODEL: "fp-model"}, "benchmarks": {BENCH: "fp-bench"}})
+    collector = RunCollector(settings, workers="2")
+    for family in ("rotation", "clean", "any"):  # arrival order is not record order
+        nodeid = f"t.py::test_flip_rate[hf_ckpt_v2-jsonl_manifest.jsonl-{family}]"
+        collector.add(report_with(nodeid, None, 0.5))  # setup
+        collector.add(report_with(nodeid, payloads[family], 2.0))  # call
+        collector.add(report_with(nodeid, None, 0.25))  # teardown
+    collector.add(report_with("t.py::test_other", None, 9.0))  # not a vlmgate case
+    record = collector.record()
+    assert [case.id for case in record.cases] == [
+        f"hf_ckpt_v2-jsonl_manifest.jsonl-{family}" for family in ("any", "clean", "rotation")]
+    assert {case.test for case in record.cases} == {"t.py::test_flip_rate"}
+    assert record.models == {MODEL: "fp-model"} and record.benchmarks == {BENCH: "fp-bench"} and record.seed == 3
+    assert record.cases[0].metrics[0].units == {"a": 1, "b": 0, "c": 0, "d": 0}
+    assert record.environment.workers == "2"
+    assert set(record.environment.timings["tests_s"].values()) == {2.75}
+    assert record.settings["models"] == [MODEL] and record.settings["baseline"] is None
+
+
+# -- snapshots --------------------------------------------------------------------------
+def test_snapshot_summary_is_rounded_to_the_documented_precision():
+    judgement = Judgement(MetricResult("ifr", 0.123456, 0.0987654, 0.2, 56), Threshold("ifr", "*", max=0.2),
+                          Verdict(False, "exceeds"))
+    summary = case_summary(CaseKey(MODEL, BENCH, "translation", "flip_rate"), [judgement])
+    assert PRECISION == 3
+    assert summary == {"suite": "flip_rate", "family": "translation", "precision": 3, "metrics": {"ifr": {
+        "value": 0.123, "ci": [0.099, 0.2], "n": 56, "limit": "max 0.2 (interval)", "verdict": "fail"}}}
+    assert MODEL not in json.dumps(summary)  # paths change between releases; results may not
+
+
+@pytest.mark.parametrize("received,stored,match", [
+    (0.123, 0.124, True),             # one unit in the last rounded place: rounding noise
+    (0.123, 0.125, False),
+    ({"ci": [0.1, 0.2], "n": 5}, {"ci": [0.1005, 0.2], "n": 5}, True),
+    ({"ci": [0.1, 0.2], "n": 5}, {"ci": [0.1, 0.2], "n": 6}, False),  # counts are exact
+    ({"a": 1}, {"a": 1, "b": 2}, False),
+    ([0.1, 0.2], [0.1], False),
+    (math.nan, math.nan, True),
+    (math.nan, 0.0, False),
+    ("pass", "fail", False),
+    (True, 1, False),
+])
+def test_snapshot_comparison_tolerates_rounding_only(received, stored, match):
+    assert within_tolerance(received, stored) is match
+
+
+def test_snapshot_extension_writes_readable_sorted_json_and_compares_with_tolerance():
+    extension = VlmgateSnapshotExtension()
+    summary = {"suite": "flip_rate", "metrics": {"ifr": {"value": 0.062, "ci": [0.05, 0.08], "n": 56}}, "family": "x"}
+    text = extension.serialize(summary)
+    assert json.loads(text) == summary and text.endswith("\n")
+    assert text.splitlines()[1] == '  "family": "x",'  # sorted keys, two-space indent
+    nudged = text.replace("0.062", "0.0625")
+    assert extension.matches(serialized_data=text, snapshot_data=nudged)
+    assert not extension.matches(serialized_data=text, snapshot_data=text.replace("0.062", "0.07"))
+    location = SimpleNamespace(filepath="/repo/robustness_tests/test_flip_rate.py", basename="test_flip_rate")
+    assert extension.dirname(test_location=location) == "/repo/robustness_tests/__vlmgate_snapshots__/test_flip_rate"
+
+
+# -- HTML -------------------------------------------------------------------------------
+def test_html_escapes_every_text_from_the_record():
+    metric = ifr_metric(passed=False, worst_sample=XSS)
+    metric = MetricRecord(**{**metric.__dict__, "message": f"failed on {XSS}", "limit": XSS})
+    record = make_record(metric=metric)
+    record = RunRecord(**{**record.__dict__, "models": {f"hf:/x/{XSS}": "fp"}})
+    html = render_html(record, source=XSS)
+    assert "<script" not in html  # no markup from the record, and no scripts of our own
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert html.count("&lt;script&gt;") >= 5  # title, heading, model, limit, message, worst sample
+
+
+def test_html_is_self_contained_and_plots_with_matplotlib():
+    pytest.importorskip("matplotlib")
+    html = render_html(make_record())
+    assert not re.search(r"""(src|href)=["'](?!data:)""", html)  # nothing loaded from elsewhere
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 1 and base64.b64decode(images[0]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert "<style>" in html and "Flip rate per family" in html
+
+
+def test_html_without_matplotlib_has_tables_only(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    html = render_html(make_record())
+    assert "data:image/png" not in html and "Plots need matplotlib" in html
+    assert "<td>translation</td>" in html  # the flip-rate table is still there
+
+
+def test_html_shows_the_diff_to_a_baseline():
+    before = make_record(metric=MetricRecord(**{**ifr_metric().__dict__, "units": {f"u{i}": 0 for i in range(10)}}))
+    after = make_record(metric=MetricRecord(**{**ifr_metric().__dict__, "units": {f"u{i}": 1 for i in range(10)}}))
+    html = render_html(after, baseline=before, baseline_source="v1/run.json")
+    assert "Changes since baseline" in html and "v1/run.json" in html
+    assert "1 significant regression(s)" in html and '<span class="regressed">REGRESSED</span>' in html
