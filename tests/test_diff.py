@@ -257,3 +257,42 @@ def test_baseline_pairs_the_case_and_tests_the_units():
     assert baseline.change(CaseKey(MODEL_B, BENCH, "rotation", "flip_rate"), TEST, result) is None
     assert baseline.change(CaseKey(MODEL_B, BENCH, "translation", "flip_rate"), TEST,
                            MetricResult("iv", 0.1, 0, 1, 4, {"count": 1})) is None
+
+
+# -- snapshot folders -------------------------------------------------------------------
+def write_snapshot(root, case_id, family, metrics):
+    """One file as ``report.snapshot`` stores it: ``<test file>/<test>[<case id>].json``."""
+    folder = root / "__vlmgate_snapshots__" / "test_flip_rate"
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = {"suite": "flip_rate", "family": family, "precision": 3, "metrics": {
+        name: {"value": value, "ci": [low, high], "n": 40, "limit": limit, "verdict": verdict}
+        for name, (value, low, high, limit, verdict) in metrics.items()}}
+    (folder / f"test_flip_rate[{case_id}].json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+
+
+def test_diff_of_snapshot_folders_flags_flipped_verdicts(tmp_path, capsys):
+    release, candidate = tmp_path / "v1", tmp_path / "v2"
+    write_snapshot(release, "hf_release-41-bundled_shapes-rotation", "rotation",
+                   {"ifr": (0.05, 0.02, 0.1, "max 0.15 (interval)", "pass")})
+    write_snapshot(release, "hf_release-41-bundled_shapes-clean", "clean",
+                   {"accuracy": (0.8, 0.7, 0.9, "min 0.5 (interval)", "pass")})
+    write_snapshot(candidate, "hf_release-42-bundled_shapes-rotation", "rotation",
+                   {"ifr": (0.4, 0.3, 0.5, "max 0.15 (interval)", "fail")})
+    write_snapshot(candidate, "hf_release-42-bundled_shapes-clean", "clean",
+                   {"accuracy": (0.79, 0.69, 0.89, "min 0.5 (interval)", "pass")})
+    assert main(["diff", str(release), str(candidate), "--format", "json", "--fail-on", "regression"]) == 1
+    rows = {row["family"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows["rotation"]["status"] == "regressed"
+    assert rows["rotation"]["before"] == 0.05 and rows["rotation"]["after"] == 0.4
+    assert rows["clean"]["status"] == "untested"  # moved, no units to test, verdict unchanged
+    assert main(["diff", str(release), str(release), "--fail-on", "regression"]) == 0
+    capsys.readouterr()
+
+
+def test_snapshot_folder_errors_name_the_file(tmp_path, capsys):
+    write_snapshot(tmp_path, "m-b-rotation", "rotation", {"ifr": (0.1, 0.0, 0.2, None, "pass")})
+    bad = tmp_path / "__vlmgate_snapshots__" / "test_flip_rate" / "test_flip_rate[m-b-scale].json"
+    bad.write_text("{not json")
+    assert main(["diff", str(tmp_path), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "test_flip_rate[m-b-scale].json: not a vlmgate snapshot" in err and "--snapshot-update" in err

@@ -64,8 +64,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from vlmgate.report.diff import diff_runs
     from vlmgate.report.diff_format import FORMATTERS
     from vlmgate.report.record import load_record
+    from vlmgate.report.snapshot_folder import is_snapshot_folder, load_snapshot_folder
 
-    diff = diff_runs(load_record(args.before), load_record(args.after),
+    def load(path: str):
+        return load_snapshot_folder(path) if is_snapshot_folder(path) else load_record(path)
+
+    diff = diff_runs(load(args.before), load(args.after),
                      before_source=args.before, after_source=args.after)
     sys.stdout.write(FORMATTERS[args.format](diff))
     return 1 if args.fail_on == "regression" and diff.regressions else 0
@@ -118,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     acc.add_argument("--device", default="cpu")
     acc.add_argument("--dtype", default="float32")
     acc.set_defaults(func=cmd_accuracy)
-    diff = sub.add_parser("diff", help="compare two run records (run.json) with paired tests per case and metric")
-    diff.add_argument("before", metavar="BEFORE", help="run record of the earlier release (run.json or its folder)")
-    diff.add_argument("after", metavar="AFTER", help="run record of the later release")
+    diff = sub.add_parser("diff", help="compare two run records (run.json) with paired tests per case and metric, "
+                                     "or two snapshot folders (__vlmgate_snapshots__) by value and verdict")
+    diff.add_argument("before", metavar="BEFORE", help="run record of the earlier release (run.json or its folder), or its snapshot folder")
+    diff.add_argument("after", metavar="AFTER", help="run record or snapshot folder of the later release")
     diff.add_argument("--format", choices=("text", "json", "markdown"), default="text",
                       help="text (default), markdown (pull requests) or json (tools)")
     diff.add_argument("--fail-on", choices=("never", "regression"), default="never",

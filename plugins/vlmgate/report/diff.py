@@ -4,7 +4,9 @@
 and for every metric of a paired case tests the change on the units both runs share
 (``report.paired``: exact McNemar for proportions, paired bootstrap for means). A
 significant change is a *regression* when it goes the metric's worse way (flip rates up,
-accuracy down; ``report.metric_kinds``) and an *improvement* otherwise. A run compared
+accuracy down; ``report.metric_kinds``) and an *improvement* otherwise. A metric with no
+shared units to test (snapshot folders keep none) is *untested*, unless its gate's verdict
+flipped: pass -> fail is then the regression, fail -> pass the improvement. A run compared
 with itself has no discordant unit anywhere, hence no significant change.
 
 Rendering the result as text, Markdown or JSON is ``report.diff_format``'s job.
@@ -55,10 +57,20 @@ class MetricDiff:
         if self.after is None or self.change is None:
             return REMOVED
         if not self.change.tested:
-            return UNTESTED
+            return self._verdict_change()
         if not self.change.significant:
             return NOT_SIGNIFICANT
         return REGRESSED if is_worse(self.better, self.change.delta) else IMPROVED
+
+    def _verdict_change(self) -> str:
+        """Without units to test (snapshot folders), a gate that flipped is the change that counts."""
+        if self.before is None or self.after is None:
+            return UNTESTED
+        if self.before.passed and not self.after.passed:
+            return REGRESSED
+        if self.after.passed and not self.before.passed:
+            return IMPROVED
+        return UNTESTED
 
     @property
     def delta(self) -> float:

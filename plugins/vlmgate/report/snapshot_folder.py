@@ -1,0 +1,97 @@
+"""Read a folder of ``--vlmgate-snapshot`` files as a run record, so two can be diffed.
+
+A snapshot (``report.snapshot``) keeps what a release manager reviews: per metric the
+rounded value and interval, n, limit and verdict. It keeps no per-unit outcomes, so a
+diff of two snapshot folders can show what moved but cannot test whether a move is
+significant: every change is *untested*, and ``vlmgate diff --fail-on regression``
+counts a gate whose verdict went from pass to fail as the regression (see
+``report.diff.MetricDiff.status``). Diff run records (``--vlmgate-report``) for paired
+tests.
+
+Layout read: ``<folder>/**/<test file stem>/<test>[<case id>].json``, where the folder is
+a ``__vlmgate_snapshots__`` folder, or a folder holding them (e.g. ``robustness_tests``).
+The case id is ``{model}-{benchmark}-{family}`` (``cases.case_id``); since model and
+benchmark short names may contain ``-``, the part before ``-{family}`` is kept whole as
+the case's model and the benchmark is left empty. With one model × benchmark per folder
+(a release's snapshots) the two folders' prefixes pair like two single-model runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from vlmgate.cases import CaseKey, safe_name
+from vlmgate.errors import RecordError
+from vlmgate.report.metric_kinds import better_direction, metric_kind
+from vlmgate.report.record import SCHEMA_VERSION, CaseRecord, Environment, MetricRecord, RunRecord
+from vlmgate.report.snapshot import SNAPSHOT_DIRNAME
+
+_NAME = re.compile(r"^(?P<test>[^\[]+)\[(?P<case>.+)\]\.json$")
+
+
+def is_snapshot_folder(path: str | Path) -> bool:
+    """Whether ``path`` is (or holds) a ``__vlmgate_snapshots__`` folder rather than a run record."""
+    path = Path(path)
+    return path.is_dir() and (path.name == SNAPSHOT_DIRNAME or any(path.rglob(SNAPSHOT_DIRNAME)))
+
+
+def load_snapshot_folder(path: str | Path) -> RunRecord:
+    """Every snapshot file under ``path`` as one case of a run record (no units, no environment)."""
+    root = Path(path)
+    folders = [root] if root.name == SNAPSHOT_DIRNAME else sorted(root.rglob(SNAPSHOT_DIRNAME))
+    cases = []
+    for folder in folders:
+        for file in sorted(folder.glob("*/*.json")):
+            cases.append(_case_from_file(file))
+    if not cases:
+        raise RecordError(f"{root}: no snapshot files (<test file>/<test>[<case id>].json under {SNAPSHOT_DIRNAME}/); "
+                          "record them with pytest --vlmgate-snapshot --snapshot-update")
+    prefixes = sorted({case.key.model for case in cases})
+    return RunRecord(
+        schema_version=SCHEMA_VERSION, vlmgate_version="", seed=0,
+        settings={"snapshots": str(root)},
+        models={prefix: None for prefix in prefixes}, benchmarks={"": None},
+        cases=tuple(sorted(cases, key=lambda c: (c.id, c.test))),
+        environment=Environment(python="", platform=""),
+    )
+
+
+def _case_from_file(file: Path) -> CaseRecord:
+    match = _NAME.match(file.name)
+    if match is None:
+        raise RecordError(f"{file}: not a vlmgate snapshot name '<test>[<case id>].json'; "
+                          f"remove it from {file.parent} or point vlmgate diff at the snapshot folder itself")
+    try:
+        summary = json.loads(file.read_text(encoding="utf-8"))
+        family, suite, metrics = summary["family"], summary["suite"], summary["metrics"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RecordError(f"{file}: not a vlmgate snapshot ({type(exc).__name__}: {exc}); "
+                          "re-record it with pytest --vlmgate-snapshot --snapshot-update") from None
+    case_id, suffix = match["case"], f"-{safe_name(family)}"
+    prefix = case_id[: -len(suffix)] if case_id.endswith(suffix) else case_id
+    test = f"{file.parent.name}.py::{match['test']}"
+    records = tuple(_metric(file, name, entry) for name, entry in metrics.items())
+    outcome = "passed" if all(m.passed for m in records) else "failed"
+    return CaseRecord(case_id, test, CaseKey(prefix, "", family, suite), outcome, records)
+
+
+def _metric(file: Path, name: str, entry: Mapping[str, Any]) -> MetricRecord:
+    try:
+        low, high = (float(x) for x in entry["ci"])
+        value, limit = float(entry["value"]), entry.get("limit")
+        passed = entry["verdict"] == "pass"
+        n = int(entry["n"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RecordError(f"{file}: metric {name!r} lacks value / ci / n / verdict ({exc}); "
+                          "re-record it with pytest --vlmgate-snapshot --snapshot-update") from None
+    limit_text = limit or ""
+    details: dict[str, Any] = {}
+    return MetricRecord(
+        name=name, kind=metric_kind(details),
+        better=better_direction(details, has_max="max " in limit_text, has_min="min " in limit_text),
+        value=value, ci_low=low, ci_high=high, n=n,
+        limit=limit, passed=passed, message="", units={}, details=details,
+    )
