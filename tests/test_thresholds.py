@@ -40,6 +40,19 @@ textoverlay = { max = 0.9, mode = "strict" }
     assert limits.lookup("hf:/a/release", "accuracy", "clean") is None
 
 
+def test_qualified_case_family_falls_back_to_its_family(tmp_path):
+    path = write(tmp_path, """
+[drift_ratio]
+"*" = { max = 0.5 }
+rotation = { max = 0.7 }
+"rotation.ctx_open" = { max = 0.9 }
+""")
+    limits = load_thresholds(path, [*FAMILIES, "rotation.ctx_open", "rotation.ctx_mcq"])
+    assert limits.lookup("m", "drift_ratio", "rotation.ctx_open").max == 0.9
+    assert limits.lookup("m", "drift_ratio", "rotation.ctx_mcq").max == 0.7
+    assert limits.lookup("m", "drift_ratio", "translation.ctx_mcq").max == 0.5
+
+
 def test_interval_mode_fails_only_when_interval_is_beyond():
     limit = Threshold("ifr", "*", max=0.2, source="f [ifr] *")
     assert limit.check(result(0.25, 0.19, 0.31)).passed          # point above, interval straddles
@@ -92,8 +105,11 @@ def test_shipped_default_file_is_valid():
     from vlmgate.perturbations import family_names
 
     default = Path(__file__).resolve().parents[1] / "thresholds" / "default.toml"
-    limits = load_thresholds(default, [*family_names(), "clean", "any"])
+    from vlmgate.plugin import _threshold_families
+
+    limits = load_thresholds(default, _threshold_families())
     assert limits.lookup("bundled:shapes-v1", "ifr", "translation") is not None
+    assert limits.lookup("bundled:shapes-v1", "drift_ratio", "translation.ctx_mcq") is not None
 
 
 def test_parse_from_mapping():

@@ -73,7 +73,6 @@ def pytest_configure(config: pytest.Config) -> None:
         if family not in BUILTIN_TAGS:
             _register_marker(config, family, f"vlmgate perturbation family {family!r}")
 
-    from vlmgate.cases import CLEAN_FAMILY
     from vlmgate.settings import build_settings
     from vlmgate.thresholds import load_thresholds
 
@@ -86,7 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
     }
     try:
         settings = build_settings(config.rootpath, cli)
-        thresholds = load_thresholds(settings.thresholds, [*names(PERTURBATIONS), CLEAN_FAMILY, "any"])
+        thresholds = load_thresholds(settings.thresholds, _threshold_families())
     except VlmgateError as exc:
         raise pytest.UsageError(f"vlmgate: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
@@ -94,6 +93,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.stash[SESSION_KEY] = GateSession(settings, thresholds)
     _configure_reports(config, settings)
+
+
+def _threshold_families() -> list[str]:
+    """Every family a threshold table may name: families, the clean pass, drift cases."""
+    from vlmgate.cases import CLEAN_FAMILY
+    from vlmgate.models.base import PROBES
+    from vlmgate.registry import PERTURBATIONS, names
+    from vlmgate.thresholds import QUALIFIER_SEPARATOR
+
+    families = names(PERTURBATIONS)
+    qualified = [f"{family}{QUALIFIER_SEPARATOR}{probe}" for family in families for probe in PROBES]
+    return [*families, CLEAN_FAMILY, "any", *qualified]
 
 
 def _configure_reports(config: pytest.Config, settings: Any) -> None:

@@ -72,6 +72,8 @@ LIMIT_KEYS = ("max", "min", "mode", "max_increase", "max_decrease")
 #: Limit keys that bound the change since a baseline run rather than the value.
 CHANGE_KEYS = ("max_increase", "max_decrease")
 ANY_FAMILY = "*"
+#: Joins a family and a qualifier in a case family (``rotation.ctx_mcq``).
+QUALIFIER_SEPARATOR = "."
 
 
 @dataclass(frozen=True)
@@ -156,14 +158,24 @@ class ThresholdSet:
     overrides: tuple[tuple[str, Mapping[tuple[str, str], Threshold]], ...] = ()
 
     def lookup(self, model: str, metric: str, family: str) -> Threshold | None:
-        """The most specific limit: model override before file default, family before ``*``."""
+        """The most specific limit: model override before file default, family before ``*``.
+
+        A qualified case family (a drift case ``rotation.ctx_mcq``) falls back to its
+        family (``rotation``) before ``*``, so one limit can cover every probe channel.
+        """
         tables = [table for pattern, table in self.overrides if fnmatch.fnmatchcase(model, pattern)]
         tables.append(self.defaults)
         for table in tables:
-            for key in ((metric, family), (metric, ANY_FAMILY)):
-                if key in table:
-                    return table[key]
+            for candidate in (*_qualified_prefixes(family), ANY_FAMILY):
+                if (metric, candidate) in table:
+                    return table[(metric, candidate)]
         return None
+
+
+def _qualified_prefixes(family: str) -> list[str]:
+    """``a.b.c`` -> ``[a.b.c, a.b, a]``: most specific first."""
+    parts = family.split(QUALIFIER_SEPARATOR)
+    return [QUALIFIER_SEPARATOR.join(parts[:end]) for end in range(len(parts), 0, -1)]
 
 
 def _parse_limit(path: str, where: str, metric: str, family: str, value: Any, mode: str) -> Threshold:

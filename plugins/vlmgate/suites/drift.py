@@ -46,10 +46,12 @@ from vlmgate.models.base import PROBES
 from vlmgate.perturbations.base import family_names, get_family
 from vlmgate.records import MetricResult
 from vlmgate.seeding import rng_for
+from vlmgate.thresholds import QUALIFIER_SEPARATOR
 
 #: Separates the family from the probe in a drift case's family (``translation.ctx_mcq``);
-#: family and probe names never contain it, and it is safe in case ids.
-PROBE_SEPARATOR = "."
+#: family and probe names never contain it, it is safe in case ids, and threshold lookup
+#: falls back from ``family.probe`` to ``family`` on it.
+PROBE_SEPARATOR = QUALIFIER_SEPARATOR
 #: (distance, metric name) of each drift result, the primary first.
 DRIFT_METRICS = (("cosine", "drift_ratio"), ("l2", "drift_ratio_l2"))
 
