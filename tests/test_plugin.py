@@ -58,10 +58,61 @@ def junit_cases(path: Path) -> dict[str, dict[str, str]]:
     return cases
 
 
+# The xunit2 schema pytest targets (Jenkins junit-10.xsd): allowed children and attributes
+# per element, required attributes, and the time pattern. Written out here from the schema
+# so that the check runs offline; the one documented departure is <properties> inside
+# <testcase> (vlmgate's gate properties, the same as pytest's own record_property).
+XUNIT2_CHILDREN = {
+    "testsuites": {"testsuite"},
+    "testsuite": {"testsuite", "properties", "testcase", "system-out", "system-err"},
+    "testcase": {"skipped", "error", "failure", "system-out", "system-err", "rerunFailure", "rerunError",
+                 "flakyFailure", "flakyError"},
+    "properties": {"property"},
+}
+XUNIT2_ATTRIBUTES = {
+    "testsuites": ({"name", "time", "tests", "failures", "errors"}, set()),
+    "testsuite": ({"name", "tests", "failures", "errors", "group", "time", "skipped", "timestamp", "hostname",
+                   "id", "package", "file", "log", "url", "version"}, {"name", "tests", "failures", "errors"}),
+    "testcase": ({"name", "time", "classname", "group"}, {"name"}),
+    "property": ({"name", "value"}, {"name", "value"}),
+    "failure": ({"type", "message"}, set()),
+    "error": ({"type", "message"}, set()),
+    "skipped": ({"type", "message"}, set()),
+}
+SUREFIRE_TIME = re.compile(r"(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]{0,3})?")
+
+
+def assert_xunit2(path: Path) -> None:
+    """Check a JUnit file against the xunit2 rules above, then read it with junitparser."""
+    import junitparser
+
+    def visit(element: ET.Element, parent: str | None) -> None:
+        tag = element.tag
+        if parent is not None and not (parent == "testcase" and tag == "properties"):
+            assert tag in XUNIT2_CHILDREN.get(parent, set()), f"<{tag}> is not allowed in <{parent}>"
+        allowed, required = XUNIT2_ATTRIBUTES.get(tag, (set(), set()))
+        assert set(element.attrib) <= allowed, f"<{tag}> has attributes {set(element.attrib) - allowed}"
+        assert required <= set(element.attrib), f"<{tag}> lacks {required - set(element.attrib)}"
+        if tag in ("testsuite", "testsuites") and "time" in element.attrib:
+            assert SUREFIRE_TIME.fullmatch(element.get("time")), element.get("time")
+        for child in element:
+            visit(child, tag)
+
+    root = ET.parse(path).getroot()
+    assert root.tag == "testsuites"
+    visit(root, None)
+    parsed = junitparser.JUnitXml.fromfile(str(path))
+    suites = list(parsed) if isinstance(parsed, junitparser.JUnitXml) else [parsed]
+    cases = [case for suite in suites for case in suite]
+    assert cases and all(case.name for case in cases)
+    assert sum(suite.failures for suite in suites) == sum(1 for c in cases if not c.is_passed and not c.is_skipped)
+
+
 def test_textoverlay_marker_selects_overlay_cases_with_junit_properties(suite_dir, tiny_llava_checkpoint, manifest):
     result = suite_dir.runpytest_subprocess(
         *gate_args(tiny_llava_checkpoint, manifest, "-m", "textoverlay", "--junitxml=out.xml", "-v"))
     result.assert_outcomes(passed=3, deselected=8)
+    assert_xunit2(suite_dir.path / "out.xml")
     cases = junit_cases(suite_dir.path / "out.xml")
     assert sorted(cases) == sorted(f"test_flip_rate[hf_checkpoint-jsonl_manifest.jsonl-{f}]" for f in OVERLAY_FAMILIES)
     for props in cases.values():
@@ -89,8 +140,10 @@ def test_failing_gate_names_metric_value_interval_and_limit(suite_dir, tiny_llav
     # A minimum flip rate of 0.9 cannot be met by a model that flips less than that.
     suite_dir.makefile(".toml", strict='[ifr]\n"*" = { min = 0.9, mode = "strict" }\n')
     result = suite_dir.runpytest_subprocess(
-        *gate_args(tiny_llava_checkpoint, manifest, "-m", "translation", "--vlmgate-thresholds=strict.toml"))
+        *gate_args(tiny_llava_checkpoint, manifest, "-m", "translation", "--vlmgate-thresholds=strict.toml",
+                   "--junitxml=fail.xml"))
     result.assert_outcomes(failed=1, deselected=10)
+    assert_xunit2(suite_dir.path / "fail.xml")
     text = result.stdout.str()
     assert "flip_rate gate failed for family 'translation' on hf:" in text
     assert re.search(r"ifr = \d\.\d{4} \[95% CI \d\.\d{4}, \d\.\d{4}\] \(n=56\) is below min 0\.9 "
