@@ -11,6 +11,12 @@ Writes are atomic (a temporary file in the same folder, then ``os.replace``), so
 killed mid-write leaves either the whole entry or none, and concurrent xdist workers
 writing the same key write the same bytes. A file that does not decode (a damaged
 disk, a foreign file) is treated as a miss and removed, never as a result.
+
+Two value shapes are stored: a score vector (``.npy``, one float64 array) and a probe
+record (``.npz``, named arrays: scores, one embedding per probe, the greedy answer's
+tokens and the vision tokens with their grid). Both go through the same atomic write.
+A run killed between ``mkstemp`` and ``os.replace`` leaves a ``.tmp-*`` file that no
+reader ever opens; ``remove_stale_temporaries`` sweeps those left by dead runs.
 """
 
 from __future__ import annotations
@@ -19,15 +25,25 @@ import hashlib
 import io
 import os
 import tempfile
+import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from vlmgate import __version__
+from vlmgate.models.base import PROBES, ProbeRecord
 from vlmgate.records import Sample, Variant
 
 SUFFIX = ".npy"
+RECORD_SUFFIX = ".npz"
+TEMP_PREFIX = ".tmp-"
+#: A temporary file older than this belongs to a dead run (a live write takes milliseconds).
+STALE_TEMPORARY_S = 3600.0
+#: Written into a new cache folder so that backup tools and git leave it alone.
+_CACHEDIR_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# vlmgate observation cache\n"
+_DECODE_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile)
 
 
 def sample_digest(sample: Sample) -> str:
@@ -50,61 +66,149 @@ def observation_key(model_fingerprint: str, kind: str, sample_id: str, content_d
 
 @dataclass(frozen=True)
 class CacheStats:
+    """What the cache folder holds (entries of both shapes) and what this run asked of it."""
+
     entries: int
     bytes: int
+    hits: int = 0
+    misses: int = 0
 
     def describe(self) -> str:
         return f"{self.entries} entries, {self.bytes / 1e6:.2f} MB"
 
 
+def probe_to_arrays(record: ProbeRecord) -> dict[str, np.ndarray]:
+    """A ``ProbeRecord`` as named arrays for ``.npz`` (``None`` vision tokens are left out)."""
+    arrays = {"scores": np.asarray(record.scores, dtype=np.float64),
+              "answer_tokens": np.asarray(record.answer_tokens, dtype=np.int64)}
+    for probe in PROBES:
+        arrays[f"embedding.{probe}"] = np.asarray(record.embeddings[probe])
+    if record.vision_tokens is not None and record.vision_grid is not None:
+        arrays["vision_tokens"] = np.asarray(record.vision_tokens)
+        arrays["vision_grid"] = np.asarray(record.vision_grid, dtype=np.int64)
+    return arrays
+
+
+def probe_from_arrays(arrays: dict[str, np.ndarray]) -> ProbeRecord:
+    """The inverse of ``probe_to_arrays``; a missing array raises ``KeyError`` (a miss)."""
+    grid = arrays.get("vision_grid")
+    return ProbeRecord(
+        scores=arrays["scores"],
+        embeddings={probe: arrays[f"embedding.{probe}"] for probe in PROBES},
+        answer_tokens=tuple(int(t) for t in arrays["answer_tokens"]),
+        vision_tokens=arrays.get("vision_tokens"),
+        vision_grid=None if grid is None else (int(grid[0]), int(grid[1]), int(grid[2])),
+    )
+
+
 class ObservationCache:
-    """``root/ab/abcdef….npy`` files holding float64 score vectors."""
+    """``root/ab/abcdef….npy`` score vectors and ``….npz`` probe records.
+
+    ``hits`` / ``misses`` count this process's lookups; under xdist each worker has its
+    own and the plugin adds them up on the controller.
+    """
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self.hits = 0
         self.misses = 0
 
-    def _path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}{SUFFIX}"
+    def _path(self, key: str, suffix: str = SUFFIX) -> Path:
+        return self.root / key[:2] / f"{key}{suffix}"
 
-    def get(self, key: str) -> np.ndarray | None:
-        path = self._path(key)
+    def _read(self, path: Path, decode):
+        """``decode(bytes)`` of the entry at ``path``, or ``None`` (counted) when absent or damaged."""
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             self.misses += 1
             return None
         try:
-            value = np.load(io.BytesIO(data), allow_pickle=False)
-            if value.dtype != np.float64 or value.ndim != 1:
-                raise ValueError(f"unexpected array {value.dtype} {value.shape}")
-        except (ValueError, OSError, EOFError):
+            value = decode(data)
+        except _DECODE_ERRORS:
             path.unlink(missing_ok=True)
             self.misses += 1
             return None
         self.hits += 1
         return value
 
-    def put(self, key: str, value: np.ndarray) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(value, dtype=np.float64), allow_pickle=False)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=SUFFIX)
+    def _write(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` atomically: a temporary file beside it, then ``os.replace``."""
+        if not path.parent.is_dir():
+            self._ensure_root()
+            path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix)
         try:
             with os.fdopen(handle, "wb") as out:
-                out.write(buffer.getvalue())
+                out.write(data)
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
 
+    def _ensure_root(self) -> None:
+        if not self.root.is_dir():
+            self.root.mkdir(parents=True, exist_ok=True)
+            for name, text in (("CACHEDIR.TAG", _CACHEDIR_TAG), (".gitignore", "# created by vlmgate\n*\n")):
+                target = self.root / name
+                if not target.exists():
+                    target.write_text(text, encoding="utf-8")
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The score vector stored under ``key``, or ``None``."""
+        return self._read(self._path(key), _decode_vector)
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(value, dtype=np.float64), allow_pickle=False)
+        self._write(self._path(key), buffer.getvalue())
+
+    def get_probe(self, key: str) -> ProbeRecord | None:
+        """The probe record stored under ``key``, or ``None``."""
+        return self._read(self._path(key, RECORD_SUFFIX), _decode_probe)
+
+    def put_probe(self, key: str, record: ProbeRecord) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, allow_pickle=False, **probe_to_arrays(record))
+        self._write(self._path(key, RECORD_SUFFIX), buffer.getvalue())
+
     def stats(self) -> CacheStats:
         entries = size = 0
         if self.root.is_dir():
-            for path in self.root.glob(f"*/*{SUFFIX}"):
-                if not path.name.startswith(".tmp-"):
-                    entries += 1
-                    size += path.stat().st_size
-        return CacheStats(entries, size)
+            for suffix in (SUFFIX, RECORD_SUFFIX):
+                for path in self.root.glob(f"*/*{suffix}"):
+                    if not path.name.startswith(TEMP_PREFIX):
+                        try:
+                            size += path.stat().st_size
+                        except FileNotFoundError:  # replaced or removed by another worker meanwhile
+                            continue
+                        entries += 1
+        return CacheStats(entries, size, self.hits, self.misses)
+
+    def remove_stale_temporaries(self, older_than_s: float = STALE_TEMPORARY_S) -> int:
+        """Delete ``.tmp-*`` files older than ``older_than_s`` (left by killed runs); their count."""
+        if not self.root.is_dir():
+            return 0
+        removed, now = 0, time.time()
+        for path in self.root.glob(f"*/{TEMP_PREFIX}*"):
+            try:
+                if now - path.stat().st_mtime > older_than_s:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+def _decode_vector(data: bytes) -> np.ndarray:
+    value = np.load(io.BytesIO(data), allow_pickle=False)
+    if not isinstance(value, np.ndarray) or value.dtype != np.float64 or value.ndim != 1:
+        raise ValueError("not a float64 score vector")
+    return value
+
+
+def _decode_probe(data: bytes) -> ProbeRecord:
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("not a probe record archive")
+        return probe_from_arrays({name: archive[name] for name in archive.files})

@@ -12,17 +12,34 @@ the GIL), since at small image sizes a perturbation costs about as much as a for
 Probes (hidden states and vision tokens, for the drift and structure gates) are a second
 request kind, memoised the same way; a family's probes are taken only after its scores,
 so that the answer a probe teacher-forces is exactly the prediction the flip gates judge.
+
+Across runs, observations live in an ``ObservationCache`` keyed by (model fingerprint,
+sample content, request kind, variant, seed). Results must not depend on the cache, on
+the number of xdist workers or on the backend, and a batch's composition fixes its
+floating-point rounding (padding, kernel blocking), so batches are *canonical*: the
+items of one request (the clean pass, a family's grid) are cut into batches by a rule
+that depends only on those items, and a batch with any item unknown is computed whole.
+Within a window of ``WINDOW_BATCHES`` batches, items are ordered by image size and prompt
+length so that a batch pads little.
+
+Samples stream: ``samples()`` re-reads the benchmark on every pass instead of holding
+decoded images, and a family's grid is built, perturbed and scored one window at a
+time, so memory stays flat in the number of samples (observations are kept, images not).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, overload
 
 import numpy as np
 
 from vlmgate.benchmarks.base import Benchmark
+from vlmgate.cache import ObservationCache, observation_key, sample_digest
+from vlmgate.dispatch import Dispatcher, LocalDispatcher
 from vlmgate.errors import ConfigError, DataError, ModelError
 from vlmgate.metrics.drift import pad_instances
 from vlmgate.metrics.flips import FlipPair
@@ -32,21 +49,101 @@ from vlmgate.prompts import open_prompt, option_continuations, prompt_for
 from vlmgate.records import CLEAN, Observation, Sample, Variant
 from vlmgate.seeding import rng_for
 
+#: Batches whose items are ordered together by image size and prompt length.
+WINDOW_BATCHES = 8
+
+
+class SampleSet(Sequence[Sample]):
+    """The first ``limit`` samples of a benchmark, decoded afresh on every iteration.
+
+    Holding every decoded image would make memory grow with the benchmark; re-reading
+    costs a PNG decode per sample and pass, small beside a forward pass. Ids and answers,
+    which metrics read without images, are kept after the first pass.
+    """
+
+    def __init__(self, benchmark: Benchmark, limit: int | None):
+        self.benchmark = benchmark
+        self.limit = limit
+        self._answers: dict[str, int | None] | None = None
+
+    def __len__(self) -> int:
+        total = len(self.benchmark)
+        return total if self.limit is None else min(total, self.limit)
+
+    def __iter__(self) -> Iterator[Sample]:
+        answers: dict[str, int | None] = {}
+        for sample in islice(self.benchmark.samples(), self.limit):
+            answers[sample.id] = sample.answer
+            yield sample
+        self._answers = answers
+
+    @overload
+    def __getitem__(self, index: int) -> Sample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Sample, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Sample | tuple[Sample, ...]:
+        positions = range(len(self))
+        if isinstance(index, slice):
+            chosen = positions[index]
+            if chosen.step == 1:
+                return tuple(islice(iter(self), chosen.start, chosen.stop))
+            wanted = set(chosen)
+            picked = {n: s for n, s in enumerate(self) if n in wanted}
+            return tuple(picked[n] for n in chosen)
+        position = positions[index]  # IndexError out of range, negatives resolved
+        return next(islice(iter(self), position, None))
+
+    @property
+    def answers(self) -> Mapping[str, int | None]:
+        """Sample id -> answer index, in benchmark order (one pass the first time)."""
+        if self._answers is None:
+            for _ in self:
+                pass
+        assert self._answers is not None
+        return self._answers
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(self.answers)
+
+
+def sample_answers(samples: Sequence[Sample]) -> Mapping[str, int | None]:
+    """Id -> answer of ``samples``, without decoding images again where the set remembers them."""
+    if isinstance(samples, SampleSet):
+        return samples.answers
+    return {s.id: s.answer for s in samples}
+
+
+@dataclass(frozen=True)
+class _RequestKind:
+    """One kind of request the engine memoises, caches and batches: scores or probes."""
+
+    name: str
+    method: str
+    memo: dict
+    prepare: Callable[[Sample, Variant], Any]
+    cache_kind: Callable[[Sample, Variant], str]
+    convert: Callable[[Sample, Variant, Any], Any]
+    read: Callable[[ObservationCache, str], Any]
+    write: Callable[[ObservationCache, str, Any], None]
+
 
 @dataclass(frozen=True)
 class FamilyObservations:
     """A family's perturbed observations next to the clean ones of the same samples."""
 
     family: str
-    samples: tuple[Sample, ...]
+    samples: Sequence[Sample]
     clean: Mapping[str, Observation]
     perturbed: Mapping[str, tuple[Observation, ...]]
 
     def flip_pairs(self) -> list[FlipPair]:
         return [
-            FlipPair(s.id, obs.variant.label, self.clean[s.id].prediction, obs.prediction, s.answer)
-            for s in self.samples
-            for obs in self.perturbed[s.id]
+            FlipPair(sample_id, obs.variant.label, self.clean[sample_id].prediction, obs.prediction, answer)
+            for sample_id, answer in sample_answers(self.samples).items()
+            for obs in self.perturbed[sample_id]
         ]
 
 
@@ -113,10 +210,11 @@ def observation_from_scores(sample_id: str, variant: Variant, scores: np.ndarray
 
 
 class Engine:
-    """Batched, memoised scoring of one benchmark by one model."""
+    """Batched, memoised, cached scoring of one benchmark by one model."""
 
     def __init__(self, model: ModelAdapter, benchmark: Benchmark, *, seed: int = 0,
-                 limit: int | None = None, batch_size: int = 8):
+                 limit: int | None = None, batch_size: int = 8, cache: ObservationCache | None = None,
+                 dispatcher: Dispatcher | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.model = model
@@ -124,25 +222,30 @@ class Engine:
         self.seed = seed
         self.limit = limit
         self.batch_size = batch_size
-        self._samples: tuple[Sample, ...] | None = None
+        self.cache = cache
+        self.dispatcher: Dispatcher = dispatcher if dispatcher is not None else LocalDispatcher(model)
+        self._samples = SampleSet(benchmark, limit)
+        self._digests: dict[str, str] = {}
         self._memo: dict[tuple[str, Variant], Observation] = {}
+        self._clean: dict[str, Observation] | None = None
         self._families: dict[str, FamilyObservations] = {}
         self._probe_memo: dict[tuple[str, Variant], ProbeRecord] = {}
         self._family_probes: dict[str, FamilyProbes] = {}
-        #: Forward-pass requests actually sent to the model (not served from memory).
+        self._scores = _RequestKind(
+            "score", "score", self._memo, self._score_request, lambda s, v: "score",
+            lambda s, v, row: observation_from_scores(s.id, v, np.asarray(row, dtype=np.float64), self.model.spec),
+            lambda cache, key: cache.get(key), lambda cache, key, obs: cache.put(key, np.asarray(obs.scores)))
+        self._probes = _RequestKind(
+            "probe", "embed", self._probe_memo, self._probe_request, self._probe_cache_kind,
+            lambda s, v, record: record, ObservationCache.get_probe, ObservationCache.put_probe)
+        #: Forward-pass requests actually sent to the model (not served from memory or cache).
         self.requests_scored = 0
         #: Probe requests actually sent to the model (each costs several passes).
         self.requests_probed = 0
 
     # -- samples -------------------------------------------------------------------
-    def samples(self) -> tuple[Sample, ...]:
-        if self._samples is None:
-            chosen = []
-            for sample in self.benchmark.samples():
-                if self.limit is not None and len(chosen) >= self.limit:
-                    break
-                chosen.append(sample)
-            self._samples = tuple(chosen)
+    def samples(self) -> SampleSet:
+        """The run's samples (a lazily re-read sequence; see ``SampleSet``)."""
         return self._samples
 
     # -- scoring -------------------------------------------------------------------
@@ -156,62 +259,130 @@ class Engine:
         """``sample`` as the model sees it under ``variant`` (the clean sample for CLEAN)."""
         return self.perturb(sample, variant, None if variant == CLEAN else get_family(variant.family))
 
-    def _prepare(self, batch: Sequence[tuple[Sample, Variant]]) -> list[ScoreRequest]:
-        requests = []
-        for sample, variant in batch:
-            shown = self.shown(sample, variant)
-            requests.append(ScoreRequest(shown.image, prompt_for(shown), option_continuations(shown)))
-        return requests
+    def _score_request(self, sample: Sample, variant: Variant) -> ScoreRequest:
+        shown = self.shown(sample, variant)
+        return ScoreRequest(shown.image, prompt_for(shown), option_continuations(shown))
 
-    def _prepare_probes(self, batch: Sequence[tuple[Sample, Variant]]) -> list[ProbeRequest]:
-        """Probe requests; ``ans_mcq`` teacher-forces the prediction already observed."""
-        requests = []
-        for sample, variant in batch:
-            shown = self.shown(sample, variant)
-            known = self._memo.get((sample.id, variant))
-            requests.append(ProbeRequest(shown.image, prompt_for(shown), option_continuations(shown),
-                                         open_prompt(shown), None if known is None else known.prediction))
-        return requests
+    def _probe_request(self, sample: Sample, variant: Variant) -> ProbeRequest:
+        """A probe request; ``ans_mcq`` teacher-forces the prediction already observed."""
+        shown = self.shown(sample, variant)
+        known = self._memo.get((sample.id, variant))
+        return ProbeRequest(shown.image, prompt_for(shown), option_continuations(shown),
+                            open_prompt(shown), None if known is None else known.prediction)
 
-    def _batches(self, todo: Sequence[tuple[Sample, Variant]]) -> Iterator[Sequence[tuple[Sample, Variant]]]:
-        for start in range(0, len(todo), self.batch_size):
-            yield todo[start:start + self.batch_size]
+    def _probe_cache_kind(self, sample: Sample, variant: Variant) -> str:
+        """A probe's value depends on the option ``ans_mcq`` teacher-forces: part of its key."""
+        known = self._memo.get((sample.id, variant))
+        return f"probe:{'argmax' if known is None else known.prediction}"
 
-    def _pipelined(self, items: Sequence[tuple[Sample, Variant]], known: Mapping[tuple[str, Variant], Any],
-                   prepare: Callable[[Sequence[tuple[Sample, Variant]]], list[Any]],
-                   send: Callable[[Sequence[tuple[Sample, Variant]], list[Any]], None]) -> None:
-        """Run the ``items`` not in ``known`` through ``send`` in batches, once each.
+    def _cache_key(self, kind: _RequestKind, sample: Sample, variant: Variant) -> str:
+        digest = self._digests.get(sample.id)
+        if digest is None:
+            digest = self._digests[sample.id] = sample_digest(sample)
+        return observation_key(self.model.fingerprint, kind.cache_kind(sample, variant), sample.id, digest,
+                               variant, self.seed)
 
-        The next batch is prepared (perturbed, prompted) on a worker thread while the
-        current one is with the model.
+    def _canonical_batches(self, items: Iterable[tuple[Sample, Variant]]
+                           ) -> Iterator[list[tuple[Sample, Variant]]]:
+        """Unique ``items`` in batches that depend only on the items (see module docstring).
+
+        Each window of ``WINDOW_BATCHES`` batches is ordered (stably) by clean image size,
+        variant and prompt length, then cut into batches of at most ``batch_size`` that
+        never mix clean image sizes, so the processor pads or resizes alike within a batch.
         """
-        pending_keys: dict[tuple[str, Variant], tuple[Sample, Variant]] = {}
+        seen: set[tuple[str, Variant]] = set()
+        window: list[tuple[Sample, Variant]] = []
+        width = self.batch_size * WINDOW_BATCHES
+
+        def flush() -> Iterator[list[tuple[Sample, Variant]]]:
+            window.sort(key=lambda item: (item[0].image.size, item[1].label, len(prompt_for(item[0]))))
+            batch: list[tuple[Sample, Variant]] = []
+            for item in window:
+                if batch and (len(batch) == self.batch_size or item[0].image.size != batch[0][0].image.size):
+                    yield batch
+                    batch = []
+                batch.append(item)
+            if batch:
+                yield batch
+            window.clear()
+
         for sample, variant in items:
             key = (sample.id, variant)
-            if key not in known:
-                pending_keys.setdefault(key, (sample, variant))
-        todo = list(pending_keys.values())
-        if not todo:
-            return
-        batches = list(self._batches(todo))
+            if key in seen:
+                continue
+            seen.add(key)
+            window.append((sample, variant))
+            if len(window) == width:
+                yield from flush()
+        yield from flush()
+
+    def _needs_compute(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]]) -> bool:
+        """Fill what the cache knows of ``batch`` into the memo; whether anything is left."""
+        missing = False
+        for sample, variant in batch:
+            if (sample.id, variant) in kind.memo:
+                continue
+            value = None
+            if self.cache is not None:
+                stored = kind.read(self.cache, self._cache_key(kind, sample, variant))
+                value = None if stored is None else kind.convert(sample, variant, stored)
+            if value is None:
+                missing = True
+            else:
+                kind.memo[(sample.id, variant)] = value
+        return missing
+
+    def _keep(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]], results: Sequence[Any]) -> None:
+        """Store a computed batch: memo (values already known stay as they were) and cache."""
+        if len(results) != len(batch):
+            raise ModelError(f"model {self.model.spec}: {kind.method}() returned {len(results)} results "
+                             f"for a batch of {len(batch)} requests; an adapter must return one per request")
+        for (sample, variant), result in zip(batch, results):
+            if (sample.id, variant) in kind.memo:
+                continue
+            if self.cache is not None:
+                key = self._cache_key(kind, sample, variant)  # before the memo: probe keys read it
+                kind.memo[(sample.id, variant)] = value = kind.convert(sample, variant, result)
+                kind.write(self.cache, key, value)
+            else:
+                kind.memo[(sample.id, variant)] = kind.convert(sample, variant, result)
+        if kind is self._scores:
+            self.requests_scored += len(batch)
+        else:
+            self.requests_probed += len(batch)
+
+    def _run(self, kind: _RequestKind, items: Iterable[tuple[Sample, Variant]]) -> None:
+        """Make every item of ``items`` known to ``kind.memo``: memo, then cache, then model.
+
+        Items stream: batches are cut lazily, the next batches are perturbed on a worker
+        thread while the dispatcher computes (up to its ``capacity`` batches in flight).
+        """
+        work = (batch for batch in self._canonical_batches(items) if self._needs_compute(kind, batch))
+        prepared: deque = deque()
+        in_flight: deque = deque()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlmgate-perturb") as pool:
-            pending = pool.submit(prepare, batches[0])
-            for index, batch in enumerate(batches):
-                requests = pending.result()
-                if index + 1 < len(batches):
-                    pending = pool.submit(prepare, batches[index + 1])
-                send(batch, requests)
+            def top_up() -> None:
+                while len(prepared) < 2:
+                    batch = next(work, None)
+                    if batch is None:
+                        return
+                    prepared.append((batch, pool.submit(lambda b: [kind.prepare(s, v) for s, v in b], batch)))
+
+            top_up()
+            while prepared:
+                batch, requests = prepared.popleft()
+                top_up()
+                in_flight.append((batch, self.dispatcher.submit(kind.method, requests.result())))
+                while len(in_flight) >= self.dispatcher.capacity:
+                    done, pending = in_flight.popleft()
+                    self._keep(kind, done, pending.result())
+            while in_flight:
+                done, pending = in_flight.popleft()
+                self._keep(kind, done, pending.result())
 
     def observe(self, items: Sequence[tuple[Sample, Variant]]) -> list[Observation]:
         """Observations of ``items`` in order, scoring only what is not yet known."""
-        def send(batch: Sequence[tuple[Sample, Variant]], requests: list[ScoreRequest]) -> None:
-            scores = self.model.score(requests)
-            self.requests_scored += len(requests)
-            for (sample, variant), row in zip(batch, scores):
-                self._memo[(sample.id, variant)] = observation_from_scores(
-                    sample.id, variant, np.asarray(row, dtype=np.float64), self.model.spec)
-
-        self._pipelined(items, self._memo, self._prepare, send)
+        self._run(self._scores, items)
         return [self._memo[(s.id, v)] for s, v in items]
 
     def probe(self, items: Sequence[tuple[Sample, Variant]]) -> list[ProbeRecord]:
@@ -220,41 +391,44 @@ class Engine:
         Score an item (``observe``) first where ``ans_mcq`` must follow its prediction;
         an item probed unscored teacher-forces the arg-max of the probe pass's own scores.
         """
-        model = require_probes(self.model)
-
-        def send(batch: Sequence[tuple[Sample, Variant]], requests: list[ProbeRequest]) -> None:
-            records = model.embed(requests)
-            self.requests_probed += len(requests)
-            for (sample, variant), record in zip(batch, records):
-                self._probe_memo[(sample.id, variant)] = record
-
-        self._pipelined(items, self._probe_memo, self._prepare_probes, send)
+        require_probes(self.model)
+        self._run(self._probes, items)
         return [self._probe_memo[(s.id, v)] for s, v in items]
 
     def clean(self) -> dict[str, Observation]:
-        """Clean observations of every sample, scored once."""
-        samples = self.samples()
-        return {obs.sample_id: obs for obs in self.observe([(s, CLEAN) for s in samples])}
+        """Clean observations of every sample: one pass per (model, benchmark), shared by all suites."""
+        if self._clean is None:
+            self._run(self._scores, ((s, CLEAN) for s in self.samples()))
+            self._clean = {sample_id: self._memo[(sample_id, CLEAN)] for sample_id in self.samples().ids}
+        return self._clean
+
+    def _grid_items(self, name: str, grid: dict[str, tuple[Variant, ...]]) -> Iterator[tuple[Sample, Variant]]:
+        """Stream the family's (sample, variant) items, recording each sample's variants in ``grid``."""
+        family = get_family(name)
+        clean = self.clean()
+        for sample in self.samples():
+            variants = tuple(family.variants(sample, VariantContext(
+                clean[sample.id].prediction, rng_for(self.seed, "variants", sample.id, name))))
+            grid[sample.id] = variants
+            for variant in variants:
+                yield sample, variant
 
     def variant_grid(self, name: str) -> dict[str, tuple[Variant, ...]]:
         """The family's default grid of variants for every sample (needs the clean pass)."""
-        family = get_family(name)
-        clean = self.clean()
-        return {
-            s.id: tuple(family.variants(s, VariantContext(
-                clean[s.id].prediction, rng_for(self.seed, "variants", s.id, name))))
-            for s in self.samples()
-        }
+        grid: dict[str, tuple[Variant, ...]] = {}
+        for _ in self._grid_items(name, grid):
+            pass
+        return grid
 
     def family(self, name: str) -> FamilyObservations:
-        """The family's default grid on every sample, scored once per session."""
+        """The family's default grid on every sample, scored once per session (streamed)."""
         if name not in self._families:
             clean = self.clean()
-            samples = self.samples()
-            grid = self.variant_grid(name)
-            observed = iter(self.observe([(s, v) for s in samples for v in grid[s.id]]))
-            perturbed = {s.id: tuple(next(observed) for _ in grid[s.id]) for s in samples}
-            self._families[name] = FamilyObservations(name, samples, clean, perturbed)
+            grid: dict[str, tuple[Variant, ...]] = {}
+            self._run(self._scores, self._grid_items(name, grid))
+            perturbed = {sample_id: tuple(self._memo[(sample_id, v)] for v in variants)
+                         for sample_id, variants in grid.items()}
+            self._families[name] = FamilyObservations(name, self.samples(), clean, perturbed)
         return self._families[name]
 
     def family_probes(self, name: str) -> FamilyProbes:
@@ -264,10 +438,13 @@ class Engine:
         and the flip flags of ``FamilyProbes.flipped`` are those the flip-rate suite judges.
         """
         if name not in self._family_probes:
+            require_probes(self.model)
             observations = self.family(name)
-            samples = observations.samples
-            clean = dict(zip((s.id for s in samples), self.probe([(s, CLEAN) for s in samples])))
-            probed = iter(self.probe([(s, obs.variant) for s in samples for obs in observations.perturbed[s.id]]))
-            perturbed = {s.id: tuple(next(probed) for _ in observations.perturbed[s.id]) for s in samples}
+            samples = self.samples()
+            self._run(self._probes, ((s, CLEAN) for s in samples))
+            self._run(self._probes, ((s, obs.variant) for s in samples for obs in observations.perturbed[s.id]))
+            clean = {sample_id: self._probe_memo[(sample_id, CLEAN)] for sample_id in samples.ids}
+            perturbed = {sample_id: tuple(self._probe_memo[(sample_id, obs.variant)] for obs in observed)
+                         for sample_id, observed in observations.perturbed.items()}
             self._family_probes[name] = FamilyProbes(name, observations, clean, perturbed)
         return self._family_probes[name]

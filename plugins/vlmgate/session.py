@@ -40,15 +40,71 @@ class GateSession:
     def __init__(self, settings: Settings, thresholds: ThresholdSet):
         self.settings = settings
         self.thresholds = thresholds
+        self._cache: Any = None
         self._models = _Memo()
         self._benchmarks = _Memo()
         self._engines = _Memo()
+        self._dispatchers: list[Any] = []
+        #: The counterexample store as read at start-up (``load_counterexamples``).
+        self.counterexamples: Any = None
+
+    def load_counterexamples(self, families: list[str]) -> None:
+        """Read the store once, at start-up: a malformed file fails before any test, and a
+        failure found during the run is replayed next run, not by later cases of this one."""
+        from vlmgate.search.counterexamples import CounterexampleStore
+
+        self.counterexamples = CounterexampleStore.load(self.settings.counterexamples, families)
+
+    @property
+    def cache(self):
+        """The observation cache (``None`` with ``--vlmgate-no-cache``); numpy loads on first use."""
+        if self._cache is None and self.settings.cache_dir is not None:
+            from vlmgate.cache import ObservationCache
+
+            self._cache = ObservationCache(self.settings.cache_dir)
+        return self._cache
+
+    def model_options(self):
+        """This process's load options: its device under ``--vlmgate-devices``; torch threads set.
+
+        With the Ray backend the replicas hold the model on the requested device; this
+        process keeps a CPU copy for its fingerprint and spec only.
+        """
+        from vlmgate.models.base import ModelOptions
+        from vlmgate.placement import apply_torch_threads, placement
+
+        place = placement(device=self.settings.device, devices=self.settings.devices,
+                          torch_threads=self.settings.torch_threads)
+        apply_torch_threads(place.torch_threads)
+        device = "cpu" if self.settings.backend == "ray" else place.device
+        return ModelOptions(device, self.settings.dtype, self.settings.trust_remote_code)
 
     def model(self, spec: str):
-        from vlmgate.models.base import ModelOptions, load_model
+        from vlmgate.models.base import load_model
+
+        return self._models.get(spec, lambda: load_model(spec, self.model_options()))
+
+    def _dispatcher(self, model: Any):
+        """The local dispatcher, or Ray replicas of ``model`` (``--vlmgate-backend ray``)."""
+        if self.settings.backend != "ray":
+            return None
+        from vlmgate.models.base import ModelOptions
+        from vlmgate.ray_backend import RayDispatcher
 
         options = ModelOptions(self.settings.device, self.settings.dtype, self.settings.trust_remote_code)
-        return self._models.get(spec, lambda: load_model(spec, options))
+        dispatcher = RayDispatcher(model.spec, options, fingerprint=model.fingerprint)
+        self._dispatchers.append(dispatcher)
+        return dispatcher
+
+    def cache_counts(self) -> tuple[int, int]:
+        """This process's cache (hits, misses); (0, 0) when it never looked anything up."""
+        return (0, 0) if self._cache is None else (self._cache.hits, self._cache.misses)
+
+    def close(self) -> None:
+        """Release backend resources (Ray actors); models are freed with the process."""
+        for dispatcher in self._dispatchers:
+            dispatcher.close()
+        self._dispatchers.clear()
 
     def benchmark(self, spec: str):
         from vlmgate.benchmarks.base import load_benchmark
@@ -59,12 +115,17 @@ class GateSession:
         from vlmgate.engine import Engine
 
         def make():
-            return Engine(self.model(model_spec), self.benchmark(benchmark_spec), seed=self.settings.seed,
-                          limit=self.settings.limit, batch_size=self.settings.batch_size)
+            model = self.model(model_spec)
+            return Engine(model, self.benchmark(benchmark_spec), seed=self.settings.seed,
+                          limit=self.settings.limit, batch_size=self.settings.batch_size, cache=self.cache,
+                          dispatcher=self._dispatcher(model))
 
         return self._engines.get(f"{model_spec}\x00{benchmark_spec}", make)
 
     def evaluate(self, case: CaseKey) -> list[MetricResult]:
         from vlmgate.suites import get_suite
 
-        return get_suite(case.suite).evaluate(self.engine(case.model, case.benchmark), case.family)
+        suite = get_suite(case.suite)
+        if hasattr(suite, "evaluate_case"):  # a suite that needs run settings beyond the engine
+            return suite.evaluate_case(self, case)
+        return suite.evaluate(self.engine(case.model, case.benchmark), case.family)

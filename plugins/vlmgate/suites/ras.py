@@ -114,7 +114,7 @@ def observe_corruption(engine: Engine, family: str) -> CorruptionObservations:
             f"benchmark {engine.benchmark.spec}: none of the {len(judged)} judged samples has an answer, "
             "and RAS needs ground truth; add answers to the manifest or deselect with -m 'not ras'"
         )
-    clean = {obs.sample_id: obs for obs in engine.observe([(s, CLEAN) for s in samples])}
+    clean = engine.clean()  # the shared clean pass: the same batches whichever suite runs first
     grid = {s.id: perturbation.variants(s, VariantContext(clean[s.id].prediction,
                                                           rng_for(engine.seed, "variants", s.id, family)))
             for s in samples}

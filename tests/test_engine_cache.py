@@ -1,0 +1,177 @@
+"""The engine with the observation cache: canonical batches, streaming, placement, the Ray backend.
+
+A stub adapter whose scores depend (by 1e-9 per request) on the size of the batch they
+were computed in stands in for real float rounding: observations must be equal bit for
+bit with or without a cache, cold, warm or partly filled, which holds only if every
+batch is computed with the same composition.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlmgate.cache import ObservationCache
+from vlmgate.dispatch import LocalDispatcher
+from vlmgate.engine import Engine, SampleSet
+from vlmgate.errors import ConfigError
+from vlmgate.models.base import ScoreRequest
+from vlmgate.placement import Placement, device_for_worker, parse_devices, placement, threads_for_worker
+from vlmgate.records import CLEAN, Sample
+
+
+@dataclass
+class BatchSensitiveAdapter:
+    """Option i scores ``-|mean/64 - i|``, plus 1e-9 x the batch size (a stand-in for rounding)."""
+
+    spec: str = "stub:batch"
+    fingerprint: str = "stub-batch"
+    batches: list[int] = field(default_factory=list)
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[np.ndarray]:
+        self.batches.append(len(requests))
+        out = []
+        for request in requests:
+            level = float(np.asarray(request.image.convert("L")).mean()) / 64.0
+            out.append(np.array([-abs(level - i) + 1e-9 * len(requests) for i in range(len(request.continuations))]))
+        return out
+
+
+@dataclass
+class GeneratedBenchmark:
+    """``n`` samples drawn on the fly; ``images`` holds weak references to every image made."""
+
+    n: int
+    spec: str = "stub:generated"
+    fingerprint: str = "stub-generated"
+    images: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def samples(self) -> Iterator[Sample]:
+        for i in range(self.n):
+            image = Image.new("RGB", (64 + 8 * (i % 3), 64), (9 * i % 256, 40, 90))
+            self.images.append(weakref.ref(image))
+            yield Sample(f"s{i:03d}", image, "Which level?", ("a", "b", "c", "d"), i % 4)
+
+
+def observed(engine: Engine) -> dict:
+    return {"clean": engine.clean(), **{name: engine.family(name).perturbed for name in ("rotation", "padcrop")}}
+
+
+def test_observations_are_bit_identical_without_cache_cold_warm_and_partly_cached(tmp_path):
+    benchmark = GeneratedBenchmark(21)
+    reference = observed(Engine(BatchSensitiveAdapter(), benchmark, batch_size=4))
+    cold = Engine(BatchSensitiveAdapter(), benchmark, batch_size=4, cache=ObservationCache(tmp_path))
+    assert observed(cold) == reference and cold.requests_scored > 0
+    warm_model = BatchSensitiveAdapter()
+    warm = Engine(warm_model, benchmark, batch_size=4, cache=ObservationCache(tmp_path))
+    assert observed(warm) == reference
+    assert warm_model.batches == [] and warm.cache.misses == 0
+    # A run killed midway leaves some entries: a batch with any missing item is computed whole.
+    for path in sorted(tmp_path.glob("*/*.npy"))[::3]:
+        path.unlink()
+    partial_model = BatchSensitiveAdapter()
+    partial = Engine(partial_model, benchmark, batch_size=4, cache=ObservationCache(tmp_path))
+    assert observed(partial) == reference
+    assert 0 < sum(partial_model.batches) < cold.requests_scored
+
+
+def test_the_clean_pass_runs_once_whatever_the_number_of_families():
+    model = BatchSensitiveAdapter()
+    engine = Engine(model, GeneratedBenchmark(10), batch_size=4)
+    for name in ("rotation", "padcrop", "scale", "blank"):
+        engine.family(name)
+    clean_requests = sum(1 for _ in engine.samples())
+    per_family = {name: sum(len(v) for v in engine.family(name).perturbed.values())
+                  for name in ("rotation", "padcrop", "scale", "blank")}
+    assert engine.requests_scored == clean_requests + sum(per_family.values())
+
+
+def test_batches_group_images_of_one_size_and_samples_are_not_held():
+    benchmark = GeneratedBenchmark(48)
+    seen_sizes: list[set] = []
+
+    class SizeRecorder(BatchSensitiveAdapter):
+        def score(self, requests):
+            seen_sizes.append({r.image.size for r in requests})
+            return super().score(requests)
+
+    engine = Engine(SizeRecorder(), benchmark, batch_size=4)
+    engine.clean()
+    assert all(len(sizes) == 1 for sizes in seen_sizes)  # three sizes, never mixed in a batch
+    engine.family("padcrop")
+    gc.collect()
+    alive = sum(ref() is not None for ref in benchmark.images)
+    assert alive <= 1, f"{alive} decoded images still held after the family pass"
+
+
+def test_sample_set_is_a_lazy_sequence():
+    samples = SampleSet(GeneratedBenchmark(10), limit=7)
+    assert len(samples) == 7 and samples[2].id == "s002" and samples[-1].id == "s006"
+    assert [s.id for s in samples[1:7:2]] == ["s001", "s003", "s005"]
+    assert samples.ids == tuple(f"s{i:03d}" for i in range(7)) and samples.answers["s005"] == 1
+    with pytest.raises(IndexError):
+        samples[7]
+
+
+def test_workers_map_to_devices_round_robin():
+    devices = parse_devices("cuda:0, cuda:1")
+    assert devices == ("cuda:0", "cuda:1")
+    assert [device_for_worker(devices, f"gw{k}") for k in range(5)] == ["cuda:0", "cuda:1"] * 2 + ["cuda:0"]
+    assert device_for_worker(devices, None) == "cuda:0"  # no xdist: the first device
+    assert placement(device="cpu", devices=("cpu", "cpu"), torch_threads=None,
+                     environ={"PYTEST_XDIST_WORKER": "gw1", "PYTEST_XDIST_WORKER_COUNT": "2"},
+                     cpu_count=8) == Placement("cpu", 4)
+    assert placement(device="cuda:3", devices=None, torch_threads=None, environ={}, cpu_count=8) == \
+        Placement("cuda:3", None)
+    assert threads_for_worker(3, 8, 2) == 3 and threads_for_worker(None, 2, 4) == 1
+    with pytest.raises(ConfigError, match="gwN"):
+        device_for_worker(devices, "worker-1")
+
+
+def test_the_ray_backend_gives_bit_identical_results(tiny_llava_checkpoint):
+    ray = pytest.importorskip("ray")  # the optional extra vlmgate[ray]; CI installs only .[test]
+    from vlmgate.models.base import ModelOptions, load_model
+    from vlmgate.ray_backend import RayDispatcher
+
+    import torch
+
+    # Each replica runs one torch thread; reductions split over another thread count round
+    # differently, so the local reference runs with one thread too.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    benchmark = GeneratedBenchmark(10)
+    spec = f"hf:{tiny_llava_checkpoint}"
+    local_model = load_model(spec, ModelOptions())
+    local = Engine(local_model, benchmark, batch_size=4)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        dispatcher = RayDispatcher(spec, ModelOptions(), fingerprint=local_model.fingerprint)
+        assert len(dispatcher.actors) == 2 and dispatcher.capacity == 4
+        remote = Engine(local_model, benchmark, batch_size=4, dispatcher=dispatcher)
+        assert observed(remote) == observed(local)
+        assert remote.requests_scored == local.requests_scored
+        probes_local, probes_remote = local.family_probes("padcrop"), remote.family_probes("padcrop")
+        for sample_id, records in probes_local.perturbed.items():
+            for a, b in zip(records, probes_remote.perturbed[sample_id]):
+                for probe, vector in a.embeddings.items():
+                    np.testing.assert_array_equal(vector, b.embeddings[probe])
+        dispatcher.close()
+    finally:
+        ray.shutdown()
+        torch.set_num_threads(threads)
+
+
+def test_local_dispatcher_refuses_unknown_methods():
+    with pytest.raises(ValueError, match="unknown adapter method"):
+        LocalDispatcher(BatchSensitiveAdapter()).submit("generate", [])
+    engine = Engine(BatchSensitiveAdapter(), GeneratedBenchmark(3))
+    assert [obs.sample_id for obs in engine.observe([(s, CLEAN) for s in engine.samples()])] == ["s000", "s001", "s002"]
