@@ -23,6 +23,15 @@ so the ink lands exactly ``PADDING`` px inside the box; an odd leftover puts the
 pixel on the right / bottom. A box larger than the image is clipped at its edges.
 Font size: ``base = max(14, H // 32)`` (spec), ``size = max(1, round(base · level / 4))``
 for ``level`` 1..8, so the default level 4 is the spec's size; level 0 draws nothing.
+
+Placement and colour (searched by ``vlmgate.search.strategies.text_overlays``; the default
+grid never sets them, so its params and pixels are the spec's). ``x`` and ``y`` are integer
+steps in ``[-POSITION_STEPS, POSITION_STEPS]`` away from the centre: the box moves by
+``step · (max(0, W − w) // 2) // POSITION_STEPS`` px, so ±``POSITION_STEPS`` touches an edge
+and 0 is centred. ``colour`` names a ``TEXT_COLOURS`` entry (default red, the spec's). They
+are integers and a first-listed default so that Hypothesis shrinks toward the spec's overlay.
+A param is stored only when it differs from its default, so a default variant's label (and
+cache key) is unchanged.
 """
 
 from __future__ import annotations
@@ -48,6 +57,15 @@ MAX_OVERLAYS = 3
 #: The level at which the font has the spec's size; ``max_level`` is twice it.
 DEFAULT_LEVEL = 4
 TEXT_COLOUR = (255, 0, 0)
+#: Text colours an overlay may take; the first is the spec's (and the default).
+TEXT_COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": TEXT_COLOUR, "black": (0, 0, 0), "blue": (0, 0, 255), "green": (0, 160, 0),
+}
+DEFAULT_COLOUR = "red"
+#: Placement steps from the centre to an edge (see the module docstring).
+POSITION_STEPS = 4
+#: Placement params of the spec's overlay; a variant stores only those that differ.
+PLACEMENT_DEFAULTS: dict[str, object] = {"x": 0, "y": 0, "colour": DEFAULT_COLOUR}
 BOX_COLOUR = (255, 255, 255)
 RANDOM_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 #: Inclusive bounds of the random text's length.
@@ -80,14 +98,14 @@ class OverlayBox:
     text_y: int
 
 
-def overlay_box(font, text: str, image_size: tuple[int, int]) -> OverlayBox:
-    """The box of ``text`` in ``font`` centred on an image of ``image_size`` (module docstring)."""
+def overlay_box(font, text: str, image_size: tuple[int, int], steps: tuple[int, int] = (0, 0)) -> OverlayBox:
+    """The box of ``text`` in ``font`` on an image of ``image_size``, centred then moved by ``steps``."""
     width, height = image_size
     left, top, right, bottom = (int(v) for v in font.getbbox(text))
     box_width = (right - left) + 2 * PADDING
     box_height = (bottom - top) + 2 * PADDING
-    box_left = (width - box_width) // 2
-    box_top = (height - box_height) // 2
+    box_left = (width - box_width) // 2 + steps[0] * (max(0, width - box_width) // 2) // POSITION_STEPS
+    box_top = (height - box_height) // 2 + steps[1] * (max(0, height - box_height) // 2) // POSITION_STEPS
     return OverlayBox(box_left, box_top, box_left + box_width, box_top + box_height,
                       box_left + PADDING - left, box_top + PADDING - top)
 
@@ -138,12 +156,23 @@ class TextOverlayFamily(PerturbationFamily):
         """The ``at_level`` choices of the overlay standing for option ``label``."""
         return {"label": label}
 
-    def at_level(self, level: int, label: str = "A", **choices: object) -> Variant:
+    def at_level(self, level: int, label: str = "A", x: int = 0, y: int = 0, colour: str = DEFAULT_COLOUR,
+                 **choices: object) -> Variant:
         self.check_level(level)
         self.reject_unknown_choices(choices)
         if not isinstance(label, str) or not label:
             raise ConfigError(f"{self.name}: choice label={label!r} must be a non-empty option label")
-        return Variant.of(self.name, self.intensity(level), level=int(level), label=label)
+        return Variant.of(self.name, self.intensity(level), level=int(level), label=label,
+                          **self.placement(x, y, colour))
+
+    def placement(self, x: int, y: int, colour: str) -> dict[str, object]:
+        """The non-default placement / colour params (module docstring), checked."""
+        steps = tuple(range(-POSITION_STEPS, POSITION_STEPS + 1))
+        self.check_choice("x", x, steps)
+        self.check_choice("y", y, steps)
+        self.check_choice("colour", colour, tuple(TEXT_COLOURS))
+        chosen = {"x": int(x), "y": int(y), "colour": colour}
+        return {key: value for key, value in chosen.items() if value != PLACEMENT_DEFAULTS[key]}
 
     @abstractmethod
     def texts(self, variant: Variant) -> tuple[str, str]:
@@ -155,13 +184,15 @@ class TextOverlayFamily(PerturbationFamily):
         canvas = image.convert("RGB")  # a copy, even when already RGB
         if int(level) == 0:
             return canvas
+        params = variant.param_dict
         font = load_font(FACE, font_size(canvas.height, int(level)))
-        box = overlay_box(font, box_text, canvas.size)
+        box = overlay_box(font, box_text, canvas.size, (int(params.get("x", 0)), int(params.get("y", 0))))
         draw = ImageDraw.Draw(canvas)
         # PIL's rectangle includes both corner pixels, hence the − 1.
         draw.rectangle((box.left, box.top, box.right - 1, box.bottom - 1), fill=BOX_COLOUR)
         if drawn_text:
-            draw.text((box.text_x, box.text_y), drawn_text, font=font, fill=TEXT_COLOUR)
+            draw.text((box.text_x, box.text_y), drawn_text, font=font,
+                      fill=TEXT_COLOURS[params.get("colour", DEFAULT_COLOUR)])
         return canvas
 
 
@@ -205,7 +236,7 @@ class RandomTextOverlay(TextOverlayFamily):
         return {"text": random_text(rng)}
 
     def at_level(self, level: int, text: str | None = None, seed: int = 0,  # type: ignore[override]
-                 **choices: object) -> Variant:
+                 x: int = 0, y: int = 0, colour: str = DEFAULT_COLOUR, **choices: object) -> Variant:
         self.check_level(level)
         self.reject_unknown_choices(choices)
         if text is None:
@@ -214,7 +245,8 @@ class RandomTextOverlay(TextOverlayFamily):
             raise ConfigError(
                 f"{self.name}: choice text={text!r} must be non-empty and use only [A-Z0-9]"
             )
-        return Variant.of(self.name, self.intensity(level), level=int(level), text=text)
+        return Variant.of(self.name, self.intensity(level), level=int(level), text=text,
+                          **self.placement(x, y, colour))
 
     def texts(self, variant: Variant) -> tuple[str, str]:
         (text,) = self.params_of(variant, "text")

@@ -1,0 +1,91 @@
+"""The minimal-failure suite end to end on bundled:shapes-v2, through pytester.
+
+One pytester folder, three runs under the ``ci`` profile: the search finds and stores a
+minimal rotation and overlay failure (checked minimal with the engine: one level milder
+keeps the clean answer), the next run replays them and fails before any search, and
+after the store is cleared the search runs again and finds the same instances.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy  # noqa: F401  (imported before pytester snapshots sys.modules: numpy cannot load twice)
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SEARCH_TEST = (REPO / "robustness_tests" / "test_minimal_failures.py").read_text()
+MODEL = "bundled:shapes-v2"
+FAMILIES = ("rotation", "textoverlay")
+INSTANCE = re.compile(r"sample (\S+), (\w+) level (\d+) of tolerance \d+ .*\n  params .*, choices (\{.*\})")
+
+
+def run(pytester: pytest.Pytester, *extra: str):
+    return pytester.runpytest_subprocess(
+        *extra, "-p", "no:cacheprovider", "--hypothesis-profile=ci", f"--vlmgate-model={MODEL}", "--vlmgate-limit=8",
+        "--vlmgate-counterexamples=store.toml", "--vlmgate-search-images=images", "-m", "search and (rotation or textoverlay)")
+
+
+def instances(text: str) -> dict[str, tuple[str, int, dict]]:
+    return {family: (sample, int(level), json.loads(choices)) for sample, family, level, choices in INSTANCE.findall(text)}
+
+
+def test_search_finds_minimal_failures_replays_them_and_searches_again(pytester):
+    pytester.makeconftest((REPO / "conftest.py").read_text())
+    pytester.makepyfile(test_minimal_failures=SEARCH_TEST)
+
+    first = run(pytester, "--vlmgate-search")
+    first.assert_outcomes(failed=2, deselected=4)
+    text = first.stdout.str()
+    assert text.count("minimal failing instance (searched)") == 2
+    found = instances(text)
+    assert sorted(found) == sorted(FAMILIES)
+    store = (pytester.path / "store.toml").read_text()
+    for family, (sample, level, _) in found.items():
+        assert f'family = "{family}"\nsample = "{sample}"\nlevel = {level}\n' in store
+        assert len(list((pytester.path / "images").rglob(f"{family}-{sample}-L{level}-*.png"))) == 2
+    calls = [int(n) for n in re.findall(r"(\d+) model calls in all", text)]
+    print(f"model calls per minimal instance (clean pass of 8 included): {dict(zip(found, calls))}")
+
+    # Minimal: one level milder, same sample and choices, keeps the clean answer.
+    from vlmgate.benchmarks.base import load_benchmark
+    from vlmgate.engine import Engine
+    from vlmgate.models.base import ModelOptions, load_model
+    from vlmgate.perturbations.base import get_family
+    from vlmgate.records import CLEAN
+
+    engine = Engine(load_model(MODEL, ModelOptions("cpu", "float32", False)), load_benchmark("bundled:shapes"), limit=8)
+    samples = {s.id: s for s in engine.samples()}
+    for family, (sample, level, choices) in found.items():
+        clean, perturbed, milder = engine.observe([
+            (samples[sample], CLEAN), (samples[sample], get_family(family).at_level(level, **choices)),
+            (samples[sample], get_family(family).at_level(level - 1, **choices))])
+        assert perturbed.prediction != clean.prediction
+        assert milder.prediction == clean.prediction
+
+    second = run(pytester)  # no --vlmgate-search: stored counterexamples replay all the same
+    second.assert_outcomes(failed=2, deselected=4)
+    text = second.stdout.str()
+    assert text.count("minimal failing instance (stored counterexample, replayed)") == 2
+    assert text.count("before any search") == 2 and "searched" not in text
+    assert instances(text) == found
+
+    (pytester.path / "store.toml").unlink()
+    opted_out = run(pytester)  # nothing stored, and a new search is opt-in
+    opted_out.assert_outcomes(skipped=2, deselected=4)
+    third = run(pytester, "--vlmgate-search")
+    third.assert_outcomes(failed=2, deselected=4)
+    assert third.stdout.str().count("minimal failing instance (searched)") == 2
+    assert instances(third.stdout.str()) == found  # deterministic under the ci profile
+
+
+def test_malformed_store_is_a_usage_error(pytester):
+    pytester.makepyfile(test_minimal_failures=SEARCH_TEST)
+    pytester.makefile(".toml", store="[[counterexample]]\nmodel = 'm'\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--vlmgate-counterexamples=store.toml",
+                                          "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert re.search(r"store.toml: \[\[counterexample\]\] #1: missing key\(s\) benchmark, family, sample, level",
+                     result.stderr.str())
