@@ -30,3 +30,8 @@ class RegistryError(VlmgateError):
 
 class RecordError(VlmgateError):
     """A run record (``run.json``) cannot be read, or two records cannot be compared."""
+
+
+class NotApplicable(VlmgateError):
+    """A case does not apply to its model or benchmark (e.g. an image suite on text-only
+    items); the gate skips it with this message instead of failing it."""

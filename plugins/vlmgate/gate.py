@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from vlmgate.cases import CaseKey
-from vlmgate.errors import VlmgateError
+from vlmgate.errors import NotApplicable, VlmgateError
 from vlmgate.records import MetricResult, Verdict
 from vlmgate.session import GateSession
 from vlmgate.thresholds import Threshold
@@ -87,6 +87,8 @@ class CaseGate:
     def evaluate(self) -> list[MetricResult]:
         try:
             return self.session.evaluate(self.case)
+        except NotApplicable as exc:
+            pytest.skip(str(exc))
         except VlmgateError as exc:
             pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
 
@@ -122,6 +124,7 @@ class CaseGate:
             if worst:
                 lines.append("worst samples:")
                 lines.extend(worst)
+            lines.extend(line for j in failed for line in j.result.details.get("explanation", []))
         if snapshot_diff:
             lines.append(f"snapshot of {case.suite} case {case.family!r} differs from the stored one "
                          "(- stored, + received; accept with --vlmgate-snapshot --snapshot-update):")

@@ -59,3 +59,18 @@ def option_continuations(sample: Sample) -> tuple[str, ...]:
     if sample.kind == "yesno":
         return sample.options
     return tuple(f"{label}. {text}" for label, text in zip(sample.labels, sample.options))
+
+
+# -- cross-modal consistency (spec §3) ---------------------------------------------------
+# The paper states four prompts per item (OCR, text, mixed, image) but not their wording;
+# these are **reconstructed**. The instruction differs between forms only where the form
+# forces it (the options are "in the image" only when they are rendered).
+
+#: Appended to a numeric item in every form; the reply is parsed for an integer.
+NUMERIC_INSTRUCTION = "Answer with a single integer."
+#: The MCQ instruction when the options are part of the image.
+MCQ_IMAGE_INSTRUCTION = "Please select the correct answer from the options in the image."
+#: Lead-in of the image form: the whole item is in the picture.
+IMAGE_FORM_PROMPT = "Answer the question shown in the image."
+#: The OCR control: transcribe the rendered item (its CER says whether the model could read it).
+OCR_PROMPT = "Transcribe all the text in the image exactly, line by line."

@@ -125,3 +125,28 @@ class Verdict:
 
     passed: bool
     message: str
+
+
+@dataclass(frozen=True)
+class TextItem:
+    """A text-only benchmark item, the unit of the cross-modal suite (spec §3).
+
+    The same content is shown as text, as an image and mixed, so the item keeps its
+    parts apart: ``stem`` (the context or equations: rendered in the mixed form) and
+    ``query`` (the question asked about it: text in the mixed form; empty when the stem
+    is the whole question). ``kind`` is ``"mcq"`` (``options`` given, ``answer`` the
+    correct option's index, judged by option log-likelihood) or ``"numeric"`` (no
+    options, ``answer`` the integer value, judged by greedy generation and parsing).
+    """
+
+    id: str
+    stem: str
+    query: str
+    options: tuple[str, ...]
+    answer: int
+    kind: str = "mcq"  # "mcq" | "numeric"
+    meta: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(chr(ord("A") + i) for i in range(len(self.options)))

@@ -44,7 +44,8 @@ class ManifestRow:
     line: int
 
 
-def _answer_index(value: Any, options: tuple[str, ...], kind: str, where: str) -> int | None:
+def answer_index(value: Any, options: tuple[str, ...], kind: str, where: str) -> int | None:
+    """The 0-based option index of ``value`` (a letter, an option text or an index); ``where`` names the row."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -87,7 +88,7 @@ def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
         image_path=image if image.is_absolute() else manifest.parent / image,
         question=str(obj["question"]),
         options=options_t,
-        answer=_answer_index(obj.get("answer"), options_t, kind, where),
+        answer=answer_index(obj.get("answer"), options_t, kind, where),
         kind=kind,
         hint=obj.get("hint"),
         meta=tuple(sorted(meta.items())),

@@ -127,6 +127,38 @@ def require_probes(model: ModelAdapter) -> ProbeAdapter:
     return model  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Answer (image, prompt) greedily (temperature 0) with at most ``max_new_tokens`` tokens."""
+
+    image: "Image"
+    prompt: str
+    max_new_tokens: int = 8
+
+
+@runtime_checkable
+class GenerativeAdapter(ModelAdapter, Protocol):
+    """A model adapter that can also answer in free text (numeric answers, OCR transcripts).
+
+    Option scoring needs no parsing and stays the default; generation is an optional
+    capability, for items without options and for the cross-modal suite's OCR control.
+    """
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        """The greedy reply to every request, decoded, special tokens removed, in order."""
+
+
+def require_generation(model: ModelAdapter, purpose: str) -> GenerativeAdapter:
+    """``model`` as a ``GenerativeAdapter``, or a ``ModelError`` saying what needed it."""
+    if not callable(getattr(model, "generate", None)):
+        raise ModelError(
+            f"model {model.spec}: its adapter ({type(model).__name__}) scores options only, but "
+            f"{purpose} needs generated text; run it with an hf: or bundled: model, or "
+            "deselect it with -m 'not crossmodal'"
+        )
+    return model  # type: ignore[return-value]
+
+
 def load_model(spec: str, options: ModelOptions) -> ModelAdapter:
     """Resolve ``spec`` through the ``vlmgate.models`` registry and load it."""
     scheme, rest = registry.split_spec(spec, "model", ModelError)

@@ -1,0 +1,74 @@
+"""The cross-modal suite end to end through pytester: cases per render style, markers, JUnit, skips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import vlmgate.suites.crossmodal  # noqa: F401  (numpy and scipy load here, not inside an in-process run)
+from test_plugin import junit_cases
+from vlmgate.models.base import ModelOptions, load_model
+from vlmgate.render import RENDER_STYLES
+
+REPO = Path(__file__).resolve().parents[1]
+CROSS_MODAL_TEST = (REPO / "robustness_tests" / "test_cross_modal.py").read_text()
+CASE = "bundled_shapes-v1-soebench_n_40"
+METRICS = ("rer", "cfr", "mmc", "accuracy_text", "accuracy_image", "accuracy_mixed", "cer", "ocr_exact",
+           "rer_ocr", "cfr_ocr", "mmc_ocr", "accuracy_text_ocr", "accuracy_image_ocr", "accuracy_mixed_ocr")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _bundled_model_modules_loaded():
+    """Load the bundled model once out here: an in-process pytester run drops the modules it
+    imported (transformers' lazily imported Llava classes, numpy's C extensions), and those
+    cannot be imported a second time in one process."""
+    load_model("bundled:shapes-v1", ModelOptions())
+
+
+@pytest.fixture
+def suite_dir(pytester: pytest.Pytester):
+    pytester.makepyfile(test_cross_modal=CROSS_MODAL_TEST)
+    pytester.makefile(".toml", limits='mode = "interval"\n[rer]\n"*" = { min = 0.0 }\n'
+                      '[cfr]\n"*" = { max = 1.0 }\nmono_dpi50 = { max = 1.0 }\n')  # a style is a family
+    return pytester
+
+
+def _args(*extra: str, benchmark: str = "soebench:n=40") -> list[str]:
+    return ["-p", "no:cacheprovider", "--strict-markers", "--vlmgate-model=bundled:shapes-v1",
+            f"--vlmgate-benchmark={benchmark}", "--vlmgate-thresholds=limits.toml", *extra]
+
+
+def test_one_case_per_render_style_each_with_its_marker(suite_dir):
+    result = suite_dir.runpytest_inprocess(*_args("--collect-only", "-q"))
+    ids = [line for line in result.outlines if line.startswith("test_cross_modal.py::")]
+    assert ids == [f"test_cross_modal.py::test_cross_modal[{CASE}-{style}]" for style in RENDER_STYLES]
+    one = suite_dir.runpytest_inprocess(*_args("--collect-only", "-q", "-m", "crossmodal and mono_dpi50"))
+    assert [line for line in one.outlines if line.startswith("test_")] == [
+        f"test_cross_modal.py::test_cross_modal[{CASE}-mono_dpi50]"]
+
+
+def test_soebench_metrics_with_intervals_reach_junit(suite_dir):
+    result = suite_dir.runpytest_inprocess(*_args("-m", "sans_dpi200 or mono_dpi50", "--vlmgate-limit=6",
+                                                  "--junitxml=out.xml"))
+    result.assert_outcomes(passed=2, deselected=len(RENDER_STYLES) - 2)
+    cases = junit_cases(suite_dir.path / "out.xml")
+    assert sorted(cases) == [f"test_cross_modal[{CASE}-mono_dpi50]", f"test_cross_modal[{CASE}-sans_dpi200]"]
+    for props in cases.values():
+        assert props["vlmgate.metric"] == "rer" and props["vlmgate.threshold"] == "min 0 (interval)"
+        assert props["vlmgate.cfr.threshold"] == "max 1 (interval)"
+        for metric in METRICS:
+            assert f"vlmgate.{metric}.value" in props
+        for metric in ("rer", "cfr", "mmc", "accuracy_text", "accuracy_image", "accuracy_mixed", "ocr_exact"):
+            value, low, high = (float(props[f"vlmgate.{metric}.{k}"]) for k in ("value", "ci_low", "ci_high"))
+            if metric != "cfr" or props["vlmgate.cfr.n"] != "0":
+                assert 0.0 <= low <= value <= high <= 1.0, metric
+        assert props["vlmgate.rer.n"] == "6" and props["vlmgate.accuracy_image.n"] == "6"
+        cer, low, high = (float(props[f"vlmgate.cer.{k}"]) for k in ("value", "ci_low", "ci_high"))
+        assert 0.0 <= low <= cer <= high
+
+
+def test_image_benchmarks_skip_the_suite_with_the_reason(suite_dir):
+    result = suite_dir.runpytest_inprocess(*_args("-m", "sans_dpi200", "-rs", benchmark="bundled:shapes"))
+    result.assert_outcomes(skipped=1, deselected=len(RENDER_STYLES) - 1)
+    result.stdout.fnmatch_lines(["*cross-modal suite renders text items*textqa:PATH or soebench:n=100*"])
