@@ -25,10 +25,18 @@ option's tokens, the mean over the model's own greedy answer, and the last token
 open-prompt context; plus the projected vision tokens with their grid. ``score`` never
 computes them.
 
+``generate`` (free-text replies: numeric answers and OCR transcripts of the cross-modal
+suite) reuses that greedy decoding and returns the decoded text; it is the only place
+where generated text, rather than option likelihood, leaves the adapter.
+
 Checkpoints load offline (``HF_HUB_OFFLINE=1``, ``local_files_only=True``), from
 safetensors only; ``trust_remote_code`` is passed through from ``ModelOptions``.
-Multi-image processors (Qwen2-VL without torchvision, SmolVLM) are not supported yet and
-fail at load time with a message, never by silently scoring without the image.
+Families (``VERIFIED_MODEL_TYPES``): LLaVA, Qwen2-VL, Qwen2.5-VL, Idefics3, SmolVLM,
+PaliGemma. Their differences live beside this module: image-only processors where the
+shipped one needs torchvision (``image_only``), per-image input layouts and per-token type
+ids (``family_inputs``), vision-token grids (``vision_grid``). A model type transformers
+cannot run as an image-text-to-text model fails at load time naming what is missing,
+never by silently scoring without the image.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads its hub constants
 
 import hashlib
+import json
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,7 +58,13 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from vlmgate.errors import ModelError
-from vlmgate.models.base import ModelOptions, ProbeRecord, ProbeRequest, ScoreRequest
+from vlmgate.models.family_inputs import (
+    MROPE_MODEL_TYPES, TOKEN_KEYS, pack_images, processor_images, processor_kwargs, token_inputs, unpack_rows,
+    unpadded_ids,
+)
+from vlmgate.models.image_only import load_image_only_processor, needs_image_only
+from vlmgate.models.vision_grid import family_vision_tokens
+from vlmgate.models.base import GenerateRequest, ModelOptions, ProbeRecord, ProbeRequest, ScoreRequest
 
 #: Rows (request × option sequences) per forward pass; more rows amortise Python
 #: overhead, fewer bound activation memory on large models.
@@ -59,8 +74,8 @@ DEFAULT_MAX_ANSWER_TOKENS = 8
 PLAIN_CONTEXT = "USER: {image}\n{prompt}\nASSISTANT:"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _HASH_CHUNK = 1 << 20
-#: Processor outputs that describe tokens, not images; anything else is per image.
-_TOKEN_KEYS = ("input_ids", "attention_mask")
+#: Families whose tiny checkpoints the project's tests score and probe through ``hf:``.
+VERIFIED_MODEL_TYPES = frozenset({"llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "paligemma"})
 #: Architectures whose image encoder output is fully described by per-image features.
 _SHARED_VISION_MODEL_TYPES = frozenset({"llava"})
 
@@ -83,12 +98,17 @@ def load_hf_model(path: str, options: ModelOptions, *, spec: str) -> "HFAdapter"
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     common = {"local_files_only": True, "trust_remote_code": options.trust_remote_code}
+    model_type = _model_type(folder, spec)
+    _check_architecture(model_type, folder, spec, options)
     try:
-        processor = AutoProcessor.from_pretrained(folder, **common)
+        if needs_image_only(model_type):  # its shipped processor needs torchvision for videos
+            processor = load_image_only_processor(folder, model_type, **common)
+        else:
+            processor = AutoProcessor.from_pretrained(folder, **common)
         model = AutoModelForImageTextToText.from_pretrained(
             folder, dtype=_DTYPES[options.dtype], use_safetensors=True, **common
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:  # ImportError: a processor's package
         raise ModelError(
             f"model spec {spec!r}: transformers cannot load {folder} offline ({type(exc).__name__}: {exc}); "
             "the folder must hold config.json, *.safetensors and the processor/tokenizer files "
@@ -97,15 +117,45 @@ def load_hf_model(path: str, options: ModelOptions, *, spec: str) -> "HFAdapter"
         ) from exc
     if getattr(processor, "image_processor", None) is None:
         raise ModelError(
-            f"model spec {spec!r}: AutoProcessor on {folder} returned a {type(processor).__name__} "
-            "without an image processor, so images could not reach the model (transformers does this "
-            "for Qwen2-VL when torchvision is missing); this model family is not supported yet, "
-            "use a LLaVA-style checkpoint whose processor loads with its image processor"
+            f"model spec {spec!r}: AutoProcessor on {folder} (model_type {model_type!r}) returned a "
+            f"{type(processor).__name__} without an image processor, so images could not reach the model; "
+            "missing: an image processor config (processor_config.json or preprocessor_config.json) that "
+            "loads without torchvision. Save the processor with processor.save_pretrained(PATH); families "
+            f"verified with vlmgate: {', '.join(sorted(VERIFIED_MODEL_TYPES))}"
         )
     model.to(device)
     model.eval()
     return HFAdapter(spec=spec, folder=folder, model=model, processor=processor,
                      fingerprint=fingerprint_checkpoint(folder, weights), device=device)
+
+
+def _model_type(folder: Path, spec: str) -> str:
+    try:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model spec {spec!r}: {folder / 'config.json'} is not readable JSON ({exc}); "
+                         "re-save the checkpoint with model.save_pretrained(PATH)") from None
+    if not model_type:
+        raise ModelError(f"model spec {spec!r}: {folder / 'config.json'} has no 'model_type'; "
+                         "re-save the checkpoint with model.save_pretrained(PATH)")
+    return str(model_type)
+
+
+def _check_architecture(model_type: str, folder: Path, spec: str, options: ModelOptions) -> None:
+    """Fail early, naming what is missing, for a model type transformers cannot run as a VLM."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or options.trust_remote_code:
+        return
+    import transformers
+
+    raise ModelError(
+        f"model spec {spec!r}: {folder / 'config.json'} has model_type {model_type!r}, which transformers "
+        f"{transformers.__version__} cannot load as an image-text-to-text model (missing: an "
+        f"AutoModelForImageTextToText class for {model_type!r}). Use a checkpoint of a supported family "
+        f"(verified: {', '.join(sorted(VERIFIED_MODEL_TYPES))}), upgrade transformers, or, for a checkpoint "
+        "that ships its own modelling code you trust, pass --vlmgate-trust-remote-code"
+    )
 
 
 def _checked_weight_files(folder: Path, spec: str) -> list[Path]:
@@ -178,6 +228,7 @@ class HFAdapter:
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id or 0
         self.pixel_dtype = next(model.parameters()).dtype
+        self.model_type: str = model.config.model_type
         self.prompt_format = "chat_template" if getattr(processor, "chat_template", None) else "plain"
         if self.prompt_format == "plain":
             if not getattr(processor, "image_token", None):
@@ -282,22 +333,20 @@ class HFAdapter:
 
     def _expand(self, texts: Sequence[str], images: Sequence[Any]) -> tuple[list[list[int]], dict[str, torch.Tensor]]:
         """Token ids of ``texts`` with each image placeholder expanded, and the image tensors."""
-        batch = self.processor(text=list(texts), images=list(images),
-                               add_special_tokens=self.prompt_format == "plain")
-        tensors: dict[str, torch.Tensor] = {}
-        for key, value in batch.items():
-            if key in _TOKEN_KEYS:
-                continue
-            if len(value) != len(images):
-                raise ModelError(
-                    f"model spec {self.spec!r}: processor output {key!r} has {len(value)} entries for "
-                    f"{len(images)} images; processors that split images into patches or tiles "
-                    "are not supported yet"
-                )
-            tensors[key] = torch.as_tensor(np.stack(value)).to(self.device)
+        batch = self.processor(text=list(texts), images=processor_images(self.model_type, images),
+                               add_special_tokens=self.prompt_format == "plain", **processor_kwargs(self.model_type))
+        packed = pack_images(batch, len(images))
+        if packed is None:
+            raise ModelError(
+                f"model spec {self.spec!r}: the {type(self.processor).__name__} output "
+                f"({', '.join(k for k in batch if k not in TOKEN_KEYS)}) cannot be split into one entry per "
+                f"image for {len(images)} images; missing: a per-image layout for model_type "
+                f"{self.model_type!r} in vlmgate.models.family_inputs"
+            )
+        tensors = {key: value.to(self.device) for key, value in packed.items()}
         if "pixel_values" in tensors:
             tensors["pixel_values"] = tensors["pixel_values"].to(self.pixel_dtype)
-        return [list(ids) for ids in batch["input_ids"]], tensors
+        return unpadded_ids(batch), tensors
 
     def _shares_vision_features(self, images: dict[str, torch.Tensor]) -> bool:
         return self.model.config.model_type in _SHARED_VISION_MODEL_TYPES and set(images) == {"pixel_values"}
@@ -331,7 +380,7 @@ class HFAdapter:
                 pooler_output=[where[request] for request in row_requests]
             )}}
         index = torch.tensor(row_requests, device=self.device)
-        return {key: value.index_select(0, index) for key, value in images.items()}
+        return unpack_rows({key: value.index_select(0, index) for key, value in images.items()})
 
     def _forward(self, sequences: Sequence[Sequence[int]], row_requests: Sequence[int],
                  images: dict[str, torch.Tensor], logit_spans: Sequence[tuple[int, int]], *,
@@ -357,8 +406,12 @@ class HFAdapter:
         keep_t = torch.from_numpy(keep).to(self.device)
         attention_t = torch.from_numpy(attention).to(self.device)
         extra = {"output_hidden_states": -1} if hidden else {}
+        ids_t = torch.from_numpy(input_ids).to(self.device)
+        # Qwen's image-token map / PaliGemma's prefix: rebuilt for each row's own ids.
+        extra.update(token_inputs(self.model_type, ids_t, [start + 1 for start, _ in logit_spans],
+                                  getattr(self.model.config, "image_token_id", None)))
         outputs = self.model(
-            input_ids=torch.from_numpy(input_ids).to(self.device),
+            input_ids=ids_t,
             attention_mask=attention_t,
             logits_to_keep=keep_t,
             use_cache=cache,
@@ -444,9 +497,11 @@ class HFAdapter:
             chosen = self._chosen_rows(requests, encoded, scores)
             answers, answer_states = self._greedy_answers(context_ids, images, features)
             open_states = self._context_states(open_ids, images, features)
+            grids = None if features is not None else [
+                family_vision_tokens(self.model, self._image_inputs([i], images)) for i in range(len(requests))]
         records = []
         for i, row in enumerate(chosen):
-            tokens, grid = self._vision_tokens(features[i]) if features is not None else (None, None)
+            tokens, grid = self._vision_tokens(features[i]) if features is not None else grids[i]
             records.append(ProbeRecord(
                 scores=scores[i],
                 embeddings={
@@ -460,6 +515,26 @@ class HFAdapter:
                 vision_grid=grid,
             ))
         return records
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        """Greedy replies (temperature 0) to (image, prompt), each at most its ``max_new_tokens``.
+
+        The decoding is the one behind the ``ans_mcq_free`` probe (``_greedy_answers``), so
+        the cross-modal suite's parsed answers and OCR transcripts come from the same code
+        path as the probe; the batch decodes to the longest limit and each reply is cut to
+        its own (rows decode independently, so the cut equals decoding alone).
+        """
+        if not requests:
+            return []
+        context_ids, images = self._expand([self._context_text(r.prompt) for r in requests],
+                                           [r.image for r in requests])
+        with torch.inference_mode():
+            features = self._vision_features(images, range(len(requests))) \
+                if self._shares_vision_features(images) else None
+            answers, _ = self._greedy_answers(context_ids, images, features,
+                                              max(r.max_new_tokens for r in requests))
+        return [self.tokenizer.decode(list(answer[:request.max_new_tokens]), skip_special_tokens=True)
+                for answer, request in zip(answers, requests)]
 
     def _chosen_rows(self, requests: Sequence[ProbeRequest], encoded: Sequence[_EncodedPrompt],
                      scores: Sequence[np.ndarray]) -> np.ndarray:
@@ -485,7 +560,8 @@ class HFAdapter:
         return frozenset(i for i in ids if i is not None)
 
     def _greedy_answers(self, context_ids: Sequence[list[int]], images: dict[str, torch.Tensor],
-                        features: list[torch.Tensor] | None) -> tuple[list[tuple[int, ...]], list[np.ndarray]]:
+                        features: list[torch.Tensor] | None, max_tokens: int | None = None
+                        ) -> tuple[list[tuple[int, ...]], list[np.ndarray]]:
         """Each request's greedy answer and the mean final-layer state over its tokens.
 
         The answer ends before an end-of-turn token or at ``max_answer_tokens``. A model
@@ -498,12 +574,13 @@ class HFAdapter:
         states: dict[int, np.ndarray] = {}
         for start in range(0, len(order), self.max_rows):
             chunk = order[start:start + self.max_rows]
-            for i, answer, state in zip(chunk, *self._greedy_chunk(chunk, context_ids, images, features, stop)):
+            for i, answer, state in zip(chunk, *self._greedy_chunk(chunk, context_ids, images, features, stop,
+                                                                   max_tokens or self.max_answer_tokens)):
                 answers[i], states[i] = answer, state
         return [answers[i] for i in range(len(context_ids))], [states[i] for i in range(len(context_ids))]
 
     def _greedy_chunk(self, chunk: Sequence[int], context_ids: Sequence[list[int]], images: dict[str, torch.Tensor],
-                      features: list[torch.Tensor] | None, stop: frozenset[int]
+                      features: list[torch.Tensor] | None, stop: frozenset[int], max_tokens: int
                       ) -> tuple[list[tuple[int, ...]], np.ndarray]:
         """Greedy decoding of right-padded contexts with a key/value cache.
 
@@ -523,10 +600,11 @@ class HFAdapter:
         sums = torch.zeros((len(chunk), self.model.config.get_text_config().hidden_size), device=self.device)
         counts = torch.zeros(len(chunk), device=self.device)
         done = [False] * len(chunk)
-        for step in range(self.max_answer_tokens):
+        for step in range(max_tokens):
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
             outputs = self.model(input_ids=fed[:, None], attention_mask=attention,
-                                 position_ids=(lengths + step)[:, None], past_key_values=cache, use_cache=True,
+                                 position_ids=(lengths + step + self._position_offsets())[:, None],
+                                 past_key_values=cache, use_cache=True,
                                  logits_to_keep=1, output_hidden_states=-1)
             cache = outputs.past_key_values
             state = outputs.hidden_states[-1][:, 0].float()
@@ -538,7 +616,7 @@ class HFAdapter:
                 counts[r] += 1
                 if token not in stop:
                     answers[r].append(token)
-                done[r] = token in stop or after in stop or len(answers[r]) >= self.max_answer_tokens
+                done[r] = token in stop or after in stop or len(answers[r]) >= max_tokens
             if all(done):
                 break
             fed = torch.where(torch.tensor(done, device=self.device), torch.full_like(following, self.pad_id),
@@ -557,6 +635,18 @@ class HFAdapter:
                                    features=features, hidden=True).hidden
             out.update(zip(chunk, _last_positions(hidden, [len(s) for s in sequences])))
         return [out[i] for i in range(len(context_ids))]
+
+    def _position_offsets(self) -> torch.Tensor | int:
+        """Per-row shift from sequence index to position id after the last prefill.
+
+        Qwen's multimodal RoPE numbers an image's tokens by its grid, so the text after it
+        sits at ``index + rope_delta``; the model keeps the deltas of its last prefill.
+        Other families number positions by index (offset 0).
+        """
+        deltas = getattr(getattr(self.model, "model", None), "rope_deltas", None)
+        if self.model_type not in MROPE_MODEL_TYPES or deltas is None:
+            return 0
+        return deltas.reshape(-1).to(self.device)
 
     def _vision_tokens(self, features: torch.Tensor) -> tuple[np.ndarray | None, tuple[int, int, int] | None]:
         """The image's tokens as fed to the language model, and their ``(T, H', W')`` grid.

@@ -73,7 +73,6 @@ CHAT_TEMPLATE = (
 
 #: GPT-2 style initialisation scale for every randomly drawn weight.
 INIT_STD = 0.02
-_MIN_VOCAB = 256 + len(SPECIAL_TOKENS)  # every byte plus the special tokens
 
 
 def build_tokenizer(corpus: Sequence[str], *, vocab_size: int = 512) -> PreTrainedTokenizerFast:
@@ -82,34 +81,50 @@ def build_tokenizer(corpus: Sequence[str], *, vocab_size: int = 512) -> PreTrain
     Byte-level means any text encodes (no unknown token), so a prompt the corpus never
     saw still scores; the corpus only decides which merges make common words short.
     """
-    if vocab_size < _MIN_VOCAB:
+    return train_tokenizer(corpus, vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, bos_token=BOS_TOKEN,
+                           eos_token=END_OF_TURN_TOKEN, pad_token=PAD_TOKEN,
+                           extra_special_tokens={"image_token": IMAGE_TOKEN}, chat_template=CHAT_TEMPLATE)
+
+
+def train_tokenizer(corpus: Sequence[str], *, vocab_size: int, special_tokens: Sequence[str],
+                    bos_token: str | None, eos_token: str, pad_token: str,
+                    extra_special_tokens: dict[str, str], chat_template: str | None
+                    ) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on ``corpus`` with a family's special tokens.
+
+    Each VLM family names its own markers (``<|im_start|>``, ``<|image_pad|>``,
+    ``<end_of_utterance>`` ...); its processor and chat template look them up by text, so
+    a tiny checkpoint of the family needs exactly those tokens, each a single id.
+    """
+    if vocab_size < 256 + len(special_tokens):
         raise ModelError(
-            f"tiny LLaVA vocab_size={vocab_size} is too small: a byte-level tokenizer needs "
-            f"at least {_MIN_VOCAB} entries (256 bytes + {len(SPECIAL_TOKENS)} special tokens); "
-            "pass a larger vocab_size"
+            f"tiny tokenizer vocab_size={vocab_size} is too small: a byte-level tokenizer needs "
+            f"at least {256 + len(special_tokens)} entries (256 bytes + {len(special_tokens)} special "
+            "tokens); pass a larger vocab_size"
         )
     texts = [text for text in corpus if text]
     if not texts:
-        raise ModelError("tiny LLaVA corpus is empty; pass the prompts and answers the model will see")
+        raise ModelError("tiny model corpus is empty; pass the prompts and answers the model will see")
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     backend.train_from_iterator(texts, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        bos_token=BOS_TOKEN,
-        eos_token=END_OF_TURN_TOKEN,
-        pad_token=PAD_TOKEN,
-        extra_special_tokens={"image_token": IMAGE_TOKEN},
+        bos_token=bos_token,
+        eos_token=eos_token,
+        pad_token=pad_token,
+        extra_special_tokens=extra_special_tokens,
         padding_side="right",
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     return tokenizer
 
 
@@ -173,7 +188,7 @@ def build_tiny_llava(
     )
     with torch.random.fork_rng(devices=[]):
         model = LlavaForConditionalGeneration(config)
-    _redraw_random_weights(model, np.random.default_rng(seed))
+    redraw_random_weights(model, np.random.default_rng(seed))
     model.eval()
 
     image_processor = CLIPImageProcessorPil(
@@ -192,16 +207,17 @@ def build_tiny_llava(
     return model, processor
 
 
-def _redraw_random_weights(model: torch.nn.Module, rng: np.random.Generator) -> None:
+def redraw_random_weights(model: torch.nn.Module, rng: np.random.Generator) -> None:
     """Replace every randomly initialised parameter by a draw from ``rng``.
 
     Matrices and non-constant vectors (e.g. CLIP's class embedding) get N(0, INIT_STD²);
-    constant vectors (norm scales of one, zero biases) were not random and are kept.
+    constant vectors (norm scales of one, zero biases) and scalars (CLIP's logit scale) were
+    not random and are kept.
     Parameters are visited in name order so the draw does not depend on module order.
     """
     with torch.no_grad():
         for _, param in sorted(model.named_parameters(), key=lambda item: item[0]):
-            if param.ndim == 1 and bool((param == param.flatten()[0]).all()):
+            if param.ndim == 0 or (param.ndim == 1 and bool((param == param.flatten()[0]).all())):
                 continue
             draw = rng.standard_normal(tuple(param.shape), dtype=np.float32) * INIT_STD
             param.copy_(torch.from_numpy(draw))

@@ -1,0 +1,57 @@
+"""Decoding an image stored in a table cell, in the forms public benchmarks use.
+
+* base64 text (VLMEvalKit TSV);
+* the Hugging Face ``Image`` feature's struct ``{"bytes": ..., "path": ...}`` (parquet,
+  ``datasets`` folders): the bytes when present, else the path, relative to the table;
+* raw bytes.
+
+Every failure names the table, row and column, and what to fix: a benchmark with one
+broken image should say which one, not raise a bare ``binascii.Error``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from pathlib import Path
+from typing import Any
+
+from vlmgate.benchmarks.base import cap_size
+from vlmgate.errors import DataError
+
+
+def image_bytes(value: Any, where: str, base_dir: Path) -> bytes:
+    """The encoded image file held by a cell (not decoded yet)."""
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return bytes(value["bytes"])
+        if value.get("path"):
+            path = Path(value["path"])
+            path = path if path.is_absolute() else base_dir / path
+            if not path.is_file():
+                raise DataError(f"{where}: image struct points at {path}, which does not exist; "
+                                "store the image bytes in the table or fix the path")
+            return path.read_bytes()
+        raise DataError(f"{where}: image struct has neither bytes nor path")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str) and value.strip():
+        try:
+            return base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise DataError(f"{where}: not valid base64 image data ({exc}); re-encode the image with "
+                            "base64.b64encode(png_bytes)") from None
+    raise DataError(f"{where}: no image (empty cell); fill it or drop the row")
+
+
+def decode_image(data: bytes, where: str):
+    """Decode fully (so truncation fails here, not in a perturbation), RGB, capped in size."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return cap_size(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{where}: the image cannot be decoded ({exc}); replace it or drop the row") from None

@@ -1,0 +1,144 @@
+"""``mmmu:PATH`` — MMMU as its published parquet (or a ``datasets`` folder).
+
+Published columns: ``id, question, options, answer, image_1 .. image_7`` (plus
+explanation, img_type, question_type, subfield, ...). ``options`` is a Python list
+*written as a string* (``"['4', '5', '<image 2>']"``), parsed with ``ast.literal_eval``;
+``answer`` is a letter. Text refers to images by ``<image k>`` placeholders.
+
+A ``Sample`` holds one image, so an item's images are placed side by side, in the order
+their placeholders first appear (question, then options; unreferenced images after),
+as VLMEvalKit does for single-image models, and each placeholder is rewritten inline as
+``[image k]`` with k its panel's position from the left. The rewrite also keeps the text
+from ever containing a processor's ``<image>`` token.
+
+Skipped and counted in ``TableBenchmark.skipped`` (a warning at load): items with fewer
+than two options (MMMU's open questions) and items with no image. A malformed row (an
+``options`` string that is not a list of strings, a placeholder naming an empty image
+column, an answer that is not an option letter) is an error naming row and column.
+
+Fields and their default columns: ``id``, ``question``, ``options``, ``answer``,
+``image_1`` .. ``image_7``, ``subfield``, ``question_type``; rename with
+``mmmu:PATH?options=choices``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any, Sequence
+
+from vlmgate.benchmarks.base import cap_size
+from vlmgate.benchmarks.columns import parse_source_spec, require_columns
+from vlmgate.benchmarks.tables import read_table
+from vlmgate.benchmarks.tabular import TableBenchmark, TableRow, check_unique_ids, option_letter_index, text_cell
+from vlmgate.errors import DataError
+
+MAX_IMAGES = 7
+IMAGE_FIELDS = tuple(f"image_{k}" for k in range(1, MAX_IMAGES + 1))
+DEFAULT_COLUMNS = {"id": "id", "question": "question", "options": "options", "answer": "answer",
+                   "subfield": "subfield", "question_type": "question_type",
+                   **{field: field for field in IMAGE_FIELDS}}
+REQUIRED = ("id", "question", "options", "answer")
+PLACEHOLDER = re.compile(r"<image (\d+)>")
+#: Gap between panels of a combined image, white like the canvas.
+PANEL_GAP = 8
+SKIP_FEW_OPTIONS = "fewer than 2 options"
+SKIP_NO_IMAGE = "no image"
+
+
+def parse_options(value: Any, where: str) -> list[str]:
+    """``"['a', 'b']"`` (or an actual list) -> ``['a', 'b']``; anything else is an error."""
+    if isinstance(value, (list, tuple)):
+        parsed: Any = list(value)
+    else:
+        text = text_cell(value, where, required=False) or "[]"
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise DataError(f"{where}: {text[:80]!r} is not a list written as a string (e.g. \"['4', '5']\"); "
+                            "fix the cell") from None
+    if not isinstance(parsed, list) or not all(isinstance(o, (str, int, float)) for o in parsed):
+        raise DataError(f"{where}: options must be a list of strings, got {type(parsed).__name__}; fix the cell")
+    return [str(o).strip() for o in parsed]
+
+
+def combine_side_by_side(images: Sequence[Any]):
+    """Panels left to right on a white canvas, top-aligned, ``PANEL_GAP`` px apart."""
+    from PIL import Image
+
+    width = sum(image.width for image in images) + PANEL_GAP * (len(images) - 1)
+    canvas = Image.new("RGB", (width, max(image.height for image in images)), "white")
+    x = 0
+    for image in images:
+        canvas.paste(image, (x, 0))
+        x += image.width + PANEL_GAP
+    return cap_size(canvas)
+
+
+def _panel_order(texts: Sequence[str], present: Sequence[int]) -> list[int]:
+    """Image numbers in first-reference order, then the unreferenced present ones."""
+    order: list[int] = []
+    for text in texts:
+        for match in PLACEHOLDER.finditer(text):
+            k = int(match.group(1))
+            if k not in order:
+                order.append(k)
+    return order + [k for k in present if k not in order]
+
+
+def load_mmmu_benchmark(rest: str, *, spec: str) -> TableBenchmark:
+    source = parse_source_spec(rest, spec=spec, defaults=DEFAULT_COLUMNS)
+    table = read_table(source.path, split=source.split)
+    require_columns(source, REQUIRED, table.columns, str(table.source))
+    col = source.column
+    image_columns = {k: col(field) for k, field in enumerate(IMAGE_FIELDS, start=1) if col(field) in table.columns}
+    # Presence only (a null or empty struct means "no image k"); bytes are read per sample.
+    present_by_column = {k: [_has_image(v) for v in table.column(column)] for k, column in image_columns.items()}
+    ids, questions, options_cells, answers = (table.column(col(f)) for f in ("id", "question", "options", "answer"))
+    extra = {field: table.column(col(field)) if col(field) in table.columns else [None] * len(table)
+             for field in ("subfield", "question_type")}
+    rows, skipped = [], {SKIP_FEW_OPTIONS: 0, SKIP_NO_IMAGE: 0}
+    for r in range(len(table)):
+        sample_id = text_cell(ids[r], table.where(r, col("id")))
+        options = parse_options(options_cells[r], table.where(r, col("options")))
+        if len(options) < 2:
+            skipped[SKIP_FEW_OPTIONS] += 1
+            continue
+        present = [k for k in image_columns if present_by_column[k][r]]
+        if not present:
+            skipped[SKIP_NO_IMAGE] += 1
+            continue
+        question = text_cell(questions[r], table.where(r, col("question")))
+        order = _panel_order([question, *options], present)
+        for k in order:
+            if k not in present:
+                column = image_columns.get(k, f"image_{k}")
+                raise DataError(f"{table.where(r, column)}: the text refers to <image {k}> but the cell is empty "
+                                "or the column is missing; fill it or fix the placeholder")
+        position = {k: i + 1 for i, k in enumerate(order)}
+
+        def inline(text: str) -> str:
+            return PLACEHOLDER.sub(lambda m: f"[image {position[int(m.group(1))]}]", text)
+
+        meta = {"images": len(order), **{f: text_cell(extra[f][r], table.where(r, col(f)), required=False)
+                                         for f in extra}}
+        rows.append(TableRow(
+            id=sample_id,
+            question=inline(question),
+            options=tuple(inline(o) for o in options),
+            answer=option_letter_index(answers[r], len(options), table.where(r, col("answer"))),
+            kind="mcq",
+            hint=None,
+            meta=tuple(sorted((k, v) for k, v in meta.items() if v is not None)),
+            images=tuple((r, image_columns[k]) for k in order),
+            row=r,
+        ))
+    check_unique_ids(rows, table, col("id"))
+    return TableBenchmark(spec, table, rows, skipped=skipped, combine=combine_side_by_side,
+                          mapping=source.column_map)
+
+
+def _has_image(value: Any) -> bool:
+    if isinstance(value, dict):
+        return bool(value.get("bytes") or value.get("path"))
+    return bool(value)

@@ -1,0 +1,103 @@
+"""POPE metrics: yes/no hallucination scores and the drift of the Yes−No margin (spec §1).
+
+POPE asks "Is there a {object} in the image?" for present and absent objects. "Yes" is
+the positive class, so
+
+* accuracy = (TP + TN) / N; precision = TP / (TP + FP); recall = TP / (TP + FN);
+* F1 = 2·P·R / (P + R); yes-rate = (TP + FP) / N (a model biased to "yes" hallucinates).
+
+Each proportion carries a Wilson interval over its own denominator; F1 has none (it is
+not a proportion of trials), so its interval is the point value and ``details`` give the
+counts behind it. Undefined ratios (no predicted or no actual positive) are ``nan``.
+
+**Drift to prior.** With ``m = s(Yes) − s(No)`` (summed log-likelihoods), a model that
+stops reading the image falls back to its prior answer, so its margins move together
+towards that prior under a perturbation that destroys evidence (e.g. ``blank``). The
+margin shift is ``mean_i (m_i(pert) − m_i(clean))`` with a paired bootstrap interval;
+``details`` also hold the share of samples whose margin moved towards "yes" and the
+mean |shift|.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from vlmgate.metrics.stats import bootstrap_interval, wilson_interval
+from vlmgate.records import MetricResult
+
+YES, NO = 0, 1  # option order of a yes/no Sample: ("Yes", "No")
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Counts with "yes" as the positive class."""
+
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+    @classmethod
+    def of(cls, predictions: Sequence[int], answers: Sequence[int]) -> "Confusion":
+        pred, gold = np.asarray(predictions), np.asarray(answers)
+        if pred.shape != gold.shape:
+            raise ValueError(f"{pred.shape[0]} predictions but {gold.shape[0]} answers")
+        if not np.isin(pred, (YES, NO)).all() or not np.isin(gold, (YES, NO)).all():
+            raise ValueError("POPE predictions and answers are option indices 0 (yes) or 1 (no)")
+        return cls(int(((pred == YES) & (gold == YES)).sum()), int(((pred == YES) & (gold == NO)).sum()),
+                   int(((pred == NO) & (gold == NO)).sum()), int(((pred == NO) & (gold == YES)).sum()))
+
+    @property
+    def n(self) -> int:
+        return self.tp + self.fp + self.tn + self.fn
+
+
+def _ratio(name: str, hits: int, n: int, confusion: Confusion) -> MetricResult:
+    low, high = wilson_interval(hits, n)
+    counts = {"tp": confusion.tp, "fp": confusion.fp, "tn": confusion.tn, "fn": confusion.fn}
+    return MetricResult(name, hits / n if n else float("nan"), low, high, n,
+                        {"kind": "proportion", "count": hits, **counts})
+
+
+def pope_metrics(predictions: Sequence[int], answers: Sequence[int], *, prefix: str = "pope_") -> list[MetricResult]:
+    """Accuracy, precision, recall, F1 and yes-rate, in that order."""
+    c = Confusion.of(predictions, answers)
+    precision = _ratio(f"{prefix}precision", c.tp, c.tp + c.fp, c)
+    recall = _ratio(f"{prefix}recall", c.tp, c.tp + c.fn, c)
+    p, r = precision.value, recall.value
+    f1 = 2 * p * r / (p + r) if np.isfinite(p) and np.isfinite(r) and p + r > 0 else float("nan")
+    return [
+        _ratio(f"{prefix}accuracy", c.tp + c.tn, c.n, c),
+        precision,
+        recall,
+        MetricResult(f"{prefix}f1", f1, f1, f1, c.n, {"kind": "mean", "tp": c.tp, "fp": c.fp, "tn": c.tn, "fn": c.fn}),
+        _ratio(f"{prefix}yes_rate", c.tp + c.fp, c.n, c),
+    ]
+
+
+def yes_no_margins(scores: np.ndarray) -> np.ndarray:
+    """``s(Yes) − s(No)`` per row of ``(N, 2)`` option scores in ("Yes", "No") order."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] != 2:
+        raise ValueError(f"yes/no scores must be (N, 2), got {scores.shape}")
+    return scores[:, YES] - scores[:, NO]
+
+
+def margin_shift(clean_scores: np.ndarray, perturbed_scores: np.ndarray, *, rng: np.random.Generator,
+                 sample_ids: Sequence[str] | None = None, name: str = "pope_margin_shift") -> MetricResult:
+    """Mean paired change of the Yes−No margin under a perturbation, with a bootstrap interval."""
+    shift = yes_no_margins(perturbed_scores) - yes_no_margins(clean_scores)
+    if shift.size == 0:
+        return MetricResult(name, float("nan"), float("nan"), float("nan"), 0, {"kind": "mean"})
+    low, high = bootstrap_interval(shift, rng=rng)
+    details = {
+        "kind": "mean",
+        "towards_yes": float((shift > 0).mean()),
+        "mean_abs_shift": float(np.abs(shift).mean()),
+    }
+    if sample_ids is not None:
+        details["units"] = {sid: float(v) for sid, v in zip(sample_ids, shift)}
+    return MetricResult(name, float(shift.mean()), low, high, int(shift.size), details)

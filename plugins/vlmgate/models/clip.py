@@ -1,0 +1,104 @@
+"""``clip:PATH`` — a CLIP-style dual encoder as a zero-shot classifier.
+
+Why a second adapter: spec §4 (Salman et al.) contrasts a CLIP model's zero-shot accuracy
+with its *systematic* accuracy, where images are moved through embedding space by
+gradient descent. That needs what a generative VLM adapter does not expose: the image
+embedding as a differentiable function of the pixels.
+
+Scoring: an option's score is the scaled cosine similarity of the image embedding with
+the embedding of the option's text (``logit_scale · cos``), log-softmaxed over the
+options, so ``argmax`` is the zero-shot class and the engine's flip gates work as for
+any model. The prompt is not used (a dual encoder has no question channel), so gate a
+CLIP model on classification-style items whose options name classes.
+
+Differentiable access (``image_embedding``) works on ``(B, 3, S, S)`` pixels in [0, 1] at
+the model's input size ``S``; ``to_pixels`` brings a PIL image there (resize to S×S,
+bicubic) once, so pixel budgets are measured in the space the encoder sees. Loading is
+offline and safetensors-only, as for ``hf:``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from vlmgate.errors import ModelError
+from vlmgate.models.base import ModelOptions, ScoreRequest
+from vlmgate.models.hf import _checked_weight_files, fingerprint_checkpoint
+
+
+def load_clip_model(path: str, options: ModelOptions, *, spec: str) -> "ClipAdapter":
+    folder = Path(path).expanduser().resolve()
+    weights = _checked_weight_files(folder, spec)
+    from transformers import CLIPModel, CLIPProcessor
+
+    try:
+        model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+        processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(
+            f"model spec {spec!r}: {folder} is not a CLIP checkpoint transformers can load offline "
+            f"({type(exc).__name__}: {exc}); save it with CLIPModel.save_pretrained(PATH) and "
+            "CLIPProcessor.save_pretrained(PATH)"
+        ) from exc
+    model.to(torch.device(options.device)).eval()
+    return ClipAdapter(spec, model, processor, fingerprint_checkpoint(folder, weights), torch.device(options.device))
+
+
+@dataclass(frozen=True, eq=False)
+class ClipAdapter:
+    """Zero-shot scores, and differentiable image embeddings for systematic evaluation."""
+
+    spec: str
+    model: Any
+    processor: Any
+    fingerprint: str
+    device: torch.device
+
+    @property
+    def image_size(self) -> int:
+        return int(self.model.config.vision_config.image_size)
+
+    def to_pixels(self, images: Sequence[Any]) -> torch.Tensor:
+        """PIL images -> ``(B, 3, S, S)`` float32 in [0, 1] at the encoder's input size."""
+        from PIL import Image
+
+        size = self.image_size
+        arrays = [np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+                  for image in images]
+        return torch.from_numpy(np.stack(arrays) / 255.0).permute(0, 3, 1, 2).contiguous().to(self.device)
+
+    def image_embedding(self, pixels: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image embeddings of ``(B, 3, S, S)`` pixels in [0, 1] (differentiable)."""
+        processor = self.processor.image_processor
+        mean = torch.tensor(processor.image_mean, device=pixels.device).view(1, 3, 1, 1)
+        std = torch.tensor(processor.image_std, device=pixels.device).view(1, 3, 1, 1)
+        features = self.model.get_image_features(pixel_values=(pixels - mean) / std)
+        features = getattr(features, "pooler_output", features)  # transformers 5 returns an output object
+        return torch.nn.functional.normalize(features, dim=-1)
+
+    def text_embedding(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self.processor.tokenizer(list(texts), padding=True, return_tensors="pt").to(self.device)
+        features = self.model.get_text_features(**tokens)
+        features = getattr(features, "pooler_output", features)
+        return torch.nn.functional.normalize(features, dim=-1)
+
+    def logits(self, image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
+        """``(B, K)`` zero-shot logits: ``logit_scale · cos``."""
+        return self.model.logit_scale.exp() * image_embeddings @ text_embeddings.T
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[np.ndarray]:
+        """Log-softmax over each request's options of the scaled image-text cosine."""
+        if not requests:
+            return []
+        with torch.inference_mode():
+            images = self.image_embedding(self.to_pixels([r.image for r in requests]))
+            out = []
+            for request, image in zip(requests, images):
+                texts = self.text_embedding(request.continuations)
+                out.append(torch.log_softmax(self.logits(image[None], texts)[0].double(), dim=-1).cpu().numpy())
+        return out

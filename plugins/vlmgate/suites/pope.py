@@ -1,0 +1,69 @@
+"""The POPE suite: yes/no hallucination scores and drift to the prior (spec §1).
+
+Reads the yes/no items of a benchmark (all of ``pope:PATH``; the yes/no subset of a
+mixed one; a benchmark without any skips). Cases, ids ``{model}-{benchmark}-{family}``:
+
+* ``clean``: ``pope_accuracy`` (primary), ``pope_precision``, ``pope_recall``,
+  ``pope_f1``, ``pope_yes_rate`` of the clean predictions ("yes" is positive), with
+  per-category values (``meta.category``: adversarial / popular / random) in the details;
+* ``blank``: ``pope_margin_shift``, the mean change of ``s(Yes) − s(No)`` when the image
+  is replaced by a white one — how far the model falls back on its prior answer when the
+  evidence is gone (multi-instance families would average their instances per sample).
+
+Nothing is gated by default: the metrics are recorded for reports and diffs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from vlmgate.cases import CLEAN_FAMILY
+from vlmgate.engine import Engine
+from vlmgate.errors import NotApplicable
+from vlmgate.metrics.pope import margin_shift, pope_metrics
+from vlmgate.records import MetricResult, Sample
+from vlmgate.seeding import rng_for
+
+SHIFT_FAMILIES = ("blank",)
+
+
+def yes_no_samples(engine: Engine) -> list[Sample]:
+    samples = [s for s in engine.samples() if s.kind == "yesno" and s.answer is not None]
+    if not samples:
+        raise NotApplicable(f"benchmark {engine.benchmark.spec} has no answered yes/no items; the POPE suite "
+                            "reads yes/no probes (e.g. pope:PATH)")
+    return samples
+
+
+class PopeSuite:
+    name = "pope"
+
+    def families(self) -> list[str]:
+        return [CLEAN_FAMILY, *SHIFT_FAMILIES]
+
+    def evaluate(self, engine: Engine, family: str) -> list[MetricResult]:
+        samples = yes_no_samples(engine)
+        clean = engine.clean()
+        if family == CLEAN_FAMILY:
+            results = pope_metrics([clean[s.id].prediction for s in samples], [s.answer for s in samples])
+            by_category: dict[str, list[Sample]] = defaultdict(list)
+            for sample in samples:
+                by_category[str(sample.meta_dict.get("category", "all"))].append(sample)
+            categories = {
+                name: {r.name: r.value for r in pope_metrics([clean[s.id].prediction for s in group],
+                                                             [s.answer for s in group])}
+                for name, group in sorted(by_category.items())
+            }
+            return [MetricResult(r.name, r.value, r.ci_low, r.ci_high, r.n, {**r.details, "by_category": categories})
+                    for r in results]
+        observed = engine.family(family)
+        kept = [s for s in samples if observed.perturbed[s.id]]
+        perturbed = np.array([np.mean([obs.scores for obs in observed.perturbed[s.id]], axis=0) for s in kept])
+        return [margin_shift(np.array([clean[s.id].scores for s in kept]), perturbed.reshape(len(kept), 2),
+                             rng=rng_for(engine.seed, "bootstrap", "pope_margin_shift", family),
+                             sample_ids=[s.id for s in kept])]
+
+
+SUITE = PopeSuite()

@@ -1,0 +1,137 @@
+"""Every supported VLM family through ``hf:PATH``: tiny random-weight checkpoints saved to disk.
+
+For LLaVA, Qwen2-VL, Qwen2.5-VL, Idefics3, SmolVLM and PaliGemma: the folder reloads
+through ``hf:``; option scores equal a one-row-at-a-time reference built from the
+processor's own output for the full text (no adapter code: the processor expands the
+image tokens and returns the family's extra inputs itself); batching does not change a
+score; probes and the vision-token grid come back; and the gating suite runs end to end
+on all six checkpoints at once. Unsupported architectures fail naming what is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlmgate.errors import ModelError
+from vlmgate.models.base import PROBES, ModelOptions, ProbeRequest, ScoreRequest, load_model
+from vlmgate.models.tiny import save_checkpoint
+from vlmgate.models.tiny_families import FAMILIES, build_tiny_vlm
+
+from conftest import TINY_CORPUS
+
+REPO = Path(__file__).resolve().parents[1]
+#: Expected vision-token grid (T, H', W') of a 64 px image per family (tiny configs).
+GRIDS = {"llava": (1, 4, 4), "qwen2_vl": (1, 2, 2), "qwen2_5_vl": (1, 2, 2), "idefics3": (1, 4, 4),
+         "smolvlm": (1, 4, 4), "paligemma": (1, 4, 4)}
+PROMPT = "Question: What colour is the shape?\nOptions:\nA. red\nB. blue\nPlease select the correct answer from the options above."
+OPTIONS = ("A. red", "B. blue")
+
+
+#: SmolVLM's processor imports num2words (the ``test`` extra installs it).
+HAS_NUM2WORDS = importlib.util.find_spec("num2words") is not None
+
+
+def _images() -> list[Image.Image]:
+    rng = np.random.default_rng(3)
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in ((64, 64), (48, 80), (80, 40))]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("families")
+    return {family: save_checkpoint(*build_tiny_vlm(family, TINY_CORPUS, seed=1), root / family)
+            for family in FAMILIES if family != "smolvlm" or HAS_NUM2WORDS}
+
+
+def _reference_scores(folder: Path, adapter, image, prompt: str, options: tuple[str, ...]) -> np.ndarray:
+    """Σ log p(option tokens) from one unbatched forward per option, processor inputs only.
+
+    For chat-template families the full two-turn text is rendered by the processor's template
+    and expanded by the processor; the scored tokens are those after the context's ids. For
+    PaliGemma (no template) the processor's prefix is followed by the option's tokens, with
+    ``token_type_ids`` marking them as the suffix, as its processor does for training pairs.
+    """
+    model, processor = adapter.model, adapter.processor
+    nested = adapter.model_type in ("idefics3", "smolvlm")
+    images = [[image]] if nested else [image]
+    scores = []
+    for option in options:
+        if adapter.prompt_format == "chat_template":
+            user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+            context = processor.apply_chat_template([user], add_generation_prompt=True)
+            full = processor.apply_chat_template(
+                [user, {"role": "assistant", "content": [{"type": "text", "text": option}]}], continue_final_message=True)
+            n_context = len(processor(text=[context], images=images, add_special_tokens=False)["input_ids"][0])
+            inputs = processor(text=[full], images=images, add_special_tokens=False, return_tensors="pt")
+        else:
+            context = f"USER: {processor.image_token}\n{prompt}\nASSISTANT:"
+            inputs = processor(text=[context], images=images, return_tensors="pt")
+            n_context = inputs["input_ids"].shape[1]
+            suffix = torch.tensor([adapter.tokenizer(f"{context} {option}")["input_ids"][
+                len(adapter.tokenizer(context)["input_ids"]):]])
+            inputs["input_ids"] = torch.cat([inputs["input_ids"], suffix], dim=1)
+            inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+            inputs["token_type_ids"] = torch.cat([torch.zeros(1, n_context, dtype=torch.long),
+                                                  torch.ones_like(suffix)], dim=1)
+            inputs.pop("labels", None)
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(**inputs).logits[0].double(), dim=-1)
+        ids = inputs["input_ids"][0]
+        scores.append(sum(float(logprobs[j - 1, ids[j]]) for j in range(n_context, len(ids))))
+    return np.array(scores)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_scores_probes_and_grid(checkpoints, family):
+    if family not in checkpoints:
+        pytest.skip("SmolVLM's processor needs num2words (pip install num2words)")
+    folder = checkpoints[family]
+    adapter = load_model(f"hf:{folder}", ModelOptions())
+    assert adapter.model.config.model_type == family
+    images = _images()
+    requests = [ScoreRequest(image, PROMPT, OPTIONS) for image in images]
+    batched = adapter.score(requests)
+    for request, scores in zip(requests, batched):
+        np.testing.assert_allclose(scores, adapter.score([request])[0], atol=1e-4)
+    # The same image through one request vs the reference: the first (square) image.
+    np.testing.assert_allclose(batched[0], _reference_scores(folder, adapter, images[0], PROMPT, OPTIONS), atol=1e-4)
+    records = adapter.embed([ProbeRequest(image, PROMPT, OPTIONS, "Question: What colour is the shape?")
+                             for image in images[:2]])
+    for record, scores in zip(records, batched):
+        np.testing.assert_allclose(record.scores, scores, atol=1e-4)
+        assert set(record.embeddings) == set(PROBES)
+        assert all(v.shape == (64,) and np.isfinite(v).all() for v in record.embeddings.values())
+    assert records[0].vision_grid == GRIDS[family]
+    assert records[0].vision_tokens.shape == (int(np.prod(GRIDS[family])), 64)
+
+
+def test_suite_end_to_end_on_every_family(pytester, checkpoints):
+    """The flip-rate suite, one rotation case per family checkpoint, --vlmgate-limit 2."""
+    pytester.makepyfile(test_flip_rate=(REPO / "robustness_tests" / "test_flip_rate.py").read_text())
+    pytester.makefile(".toml", limits='mode = "interval"\n[ifr]\n"*" = { max = 1.0 }\n[iv]\n"*" = { max = 1.0 }\n')
+    rows = [{"id": f"s{i}", "image": str(Path(pytester.path) / f"s{i}.png"), "question": "What colour is the shape?",
+             "options": ["red", "blue"], "answer": "red"} for i in range(2)]
+    for i, image in enumerate(_images()[:2]):
+        image.save(pytester.path / f"s{i}.png")
+    (pytester.path / "bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    models = [f"--vlmgate-model=hf:{folder}" for folder in checkpoints.values()]
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *models, "--vlmgate-benchmark=jsonl:bench.jsonl",
+                                           "--vlmgate-thresholds=limits.toml", "--vlmgate-limit=2", "-m", "rotation")
+    result.assert_outcomes(passed=len(checkpoints))
+
+
+def test_unsupported_architecture_names_what_is_missing(checkpoints, tmp_path):
+    folder = tmp_path / "bert"
+    shutil.copytree(checkpoints["llava"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
+    with pytest.raises(ModelError, match=r"model_type 'bert'.*missing: an AutoModelForImageTextToText class for 'bert'"):
+        load_model(f"hf:{folder}", ModelOptions())

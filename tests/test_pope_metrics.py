@@ -1,0 +1,81 @@
+"""POPE metrics against hand-computed confusion counts, and the Yes−No margin shift."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vlmgate.metrics.pope import Confusion, margin_shift, pope_metrics, yes_no_margins
+
+Y, N = 0, 1
+
+
+def test_hand_computed_case():
+    # gold:  Y Y Y Y N N N N N N ; pred: Y Y Y N Y Y N N N N
+    # TP=3 FN=1 FP=2 TN=4 -> acc 7/10, precision 3/5, recall 3/4, F1 2/3, yes-rate 5/10
+    gold = [Y, Y, Y, Y, N, N, N, N, N, N]
+    pred = [Y, Y, Y, N, Y, Y, N, N, N, N]
+    assert Confusion.of(pred, gold) == Confusion(tp=3, fp=2, tn=4, fn=1)
+    acc, precision, recall, f1, yes_rate = pope_metrics(pred, gold)
+    assert [m.name for m in (acc, precision, recall, f1, yes_rate)] == [
+        "pope_accuracy", "pope_precision", "pope_recall", "pope_f1", "pope_yes_rate"]
+    assert acc.value == pytest.approx(0.7) and acc.n == 10
+    assert precision.value == pytest.approx(0.6) and precision.n == 5
+    assert recall.value == pytest.approx(0.75) and recall.n == 4
+    assert f1.value == pytest.approx(2 * 0.6 * 0.75 / 1.35) == pytest.approx(2 / 3)
+    assert yes_rate.value == pytest.approx(0.5)
+    assert acc.ci_low < 0.7 < acc.ci_high
+
+
+def test_always_no_has_undefined_precision():
+    acc, precision, recall, f1, yes_rate = pope_metrics([N, N, N, N], [Y, N, Y, N])
+    assert acc.value == 0.5 and recall.value == 0.0 and yes_rate.value == 0.0
+    assert precision.n == 0 and math.isnan(precision.value) and math.isnan(f1.value)
+
+
+def test_bad_labels_are_refused():
+    with pytest.raises(ValueError, match="0 \\(yes\\) or 1 \\(no\\)"):
+        pope_metrics([2], [0])
+    with pytest.raises(ValueError, match="predictions but"):
+        pope_metrics([0, 1], [0])
+
+
+def test_margin_shift_towards_yes():
+    clean = np.array([[-1.0, -3.0], [-2.0, -1.0], [-4.0, -1.0]])  # margins 2, -1, -3
+    blank = np.array([[-1.0, -2.0], [-1.0, -1.5], [-2.0, -1.0]])  # margins 1, 0.5, -1
+    np.testing.assert_allclose(yes_no_margins(clean), [2.0, -1.0, -3.0])
+    result = margin_shift(clean, blank, rng=np.random.default_rng(0), sample_ids=["a", "b", "c"])
+    assert result.value == pytest.approx((-1.0 + 1.5 + 2.0) / 3)
+    assert result.details["towards_yes"] == pytest.approx(2 / 3)
+    assert result.details["mean_abs_shift"] == pytest.approx(1.5)
+    assert result.details["units"] == {"a": -1.0, "b": 1.5, "c": 2.0}
+    assert result.ci_low <= result.value <= result.ci_high
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        yes_no_margins(np.zeros((3, 3)))
+
+
+def test_pope_suite_on_a_pope_parquet(tmp_path):
+    """The suite on lmms-lab-style parquet with the bundled model: clean metrics and the blank shift."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    from test_public_benchmarks import _pope_table
+
+    from vlmgate.benchmarks.base import load_benchmark
+    from vlmgate.engine import Engine
+    from vlmgate.models.base import ModelOptions, load_model
+    from vlmgate.suites.pope import SUITE
+
+    path = tmp_path / "pope.parquet"
+    pq.write_table(_pope_table(), path)
+    engine = Engine(load_model("bundled:shapes-v1", ModelOptions()), load_benchmark(f"pope:{path}"))
+    clean = SUITE.evaluate(engine, "clean")
+    assert [r.name for r in clean][0] == "pope_accuracy" and clean[0].n == 3
+    assert set(clean[0].details["by_category"]) == {"adversarial", "popular", "random"}
+    predictions = [engine.clean()[s.id].prediction for s in engine.samples()]
+    assert clean[4].value == pytest.approx(predictions.count(0) / 3)  # yes-rate from the predictions
+    (shift,) = SUITE.evaluate(engine, "blank")
+    blank = engine.family("blank")
+    expected = np.mean([yes_no_margins(np.array([blank.perturbed[s.id][0].scores]))[0]
+                        - yes_no_margins(np.array([engine.clean()[s.id].scores]))[0] for s in engine.samples()])
+    assert shift.name == "pope_margin_shift" and shift.value == pytest.approx(expected) and shift.n == 3
