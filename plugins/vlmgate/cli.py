@@ -1,5 +1,6 @@
 """The ``vlmgate`` command: ``list`` what is registered, ``accuracy`` of a model per question type,
-``diff`` two run records, render a run record as an HTML ``report``, ``select`` a compact CI subset.
+``diff`` two run records, render a run record as an HTML ``report``, ``select`` a compact CI subset,
+``render`` a text item's cross-modal forms as PNG files.
 
 Every subcommand is added to the one parser ``build_parser`` makes. Exit codes: 0 done,
 1 ``diff --fail-on regression`` found a significant regression, 2 bad input.
@@ -108,6 +109,33 @@ def cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    """Save one text item's image and mixed forms in every render style as PNGs."""
+    from pathlib import Path
+
+    from vlmgate.benchmarks.base import load_benchmark, require_text_benchmark
+    from vlmgate.errors import DataError
+    from vlmgate.modalities import item_form
+    from vlmgate.render import RENDER_STYLES, get_style
+
+    benchmark = require_text_benchmark(load_benchmark(args.benchmark))
+    items = list(benchmark.items())
+    item = next((i for i in items if i.id == args.item), None) if args.item else items[0]
+    if item is None:
+        raise DataError(f"benchmark {args.benchmark} has no item {args.item!r}; its first ids: "
+                        f"{', '.join(i.id for i in items[:5])}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    styles = [get_style(name) for name in (args.styles or RENDER_STYLES)]
+    for modality in ("text", "image", "mixed"):
+        forms = [(style.name, item_form(item, modality, style)) for style in styles[:1 if modality == "text" else None]]
+        for style_name, form in forms:
+            path = out / (f"{item.id}-text-blank.png" if modality == "text" else f"{item.id}-{modality}-{style_name}.png")
+            form.image.save(path, format="PNG")
+            print(f"written: {path} ({form.image.width}x{form.image.height}); prompt: {form.prompt!r}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmgate", description="Robustness gates for vision-language models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--device", default="cpu")
     select.add_argument("--dtype", default="float32")
     select.set_defaults(func=cmd_select)
+    render = sub.add_parser("render", help="save a text item's image and mixed forms in every render style "
+                                           "(cross-modal suite) as PNG files")
+    render.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files")
+    render.add_argument("--benchmark", default="soebench:n=1", metavar="SPEC",
+                        help="text benchmark (textqa:PATH or soebench:...; default soebench:n=1)")
+    render.add_argument("--item", default=None, metavar="ID", help="item id (default: the first item)")
+    render.add_argument("--styles", nargs="+", metavar="STYLE", help="render styles (default: all)")
+    render.set_defaults(func=cmd_render)
     return parser
 
 

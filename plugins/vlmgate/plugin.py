@@ -17,6 +17,7 @@ SESSION_KEY = pytest.StashKey[Any]()
 RESULTS_KEY = pytest.StashKey[list]()
 BASELINE_KEY = pytest.StashKey[Any]()
 REPORT_FILES_KEY = pytest.StashKey[list]()
+CACHE_COUNTS_KEY = pytest.StashKey[list]()
 
 #: Marker tags that built-in families carry besides their own names.
 BUILTIN_TAGS = {
@@ -46,6 +47,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="inputs per forward batch (default 8)")
     group.addoption("--vlmgate-trust-remote-code", dest="vlmgate_trust_remote_code", action="store_true",
                     default=False, help="allow checkpoints to run their own modelling code (off by default)")
+    group.addoption("--vlmgate-cache", dest="vlmgate_cache", metavar="DIR",
+                    help="observation cache folder (default .vlmgate_cache under the rootdir)")
+    group.addoption("--vlmgate-no-cache", dest="vlmgate_no_cache", action="store_true", default=False,
+                    help="neither read nor write the observation cache")
+    group.addoption("--vlmgate-devices", dest="vlmgate_devices", metavar="DEV,DEV",
+                    help="xdist workers take these torch devices round-robin, e.g. cuda:0,cuda:1")
+    group.addoption("--vlmgate-backend", dest="vlmgate_backend", metavar="NAME",
+                    help="where batches run: local (default) or ray (model replicas as Ray actors)")
+    group.addoption("--vlmgate-torch-threads", dest="vlmgate_torch_threads", metavar="N",
+                    help="torch threads per process: auto (default: cores // xdist workers) or N")
     group.addoption("--vlmgate-report", dest="vlmgate_report", metavar="DIR",
                     help="write the run record DIR/run.json and the HTML report DIR/report.html")
     group.addoption("--vlmgate-baseline", dest="vlmgate_baseline", metavar="RUN_JSON",
@@ -54,6 +65,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vlmgate-snapshot", dest="vlmgate_snapshot", action="store_true", default=False,
                     help="compare each case's rounded summary with its stored syrupy snapshot "
                          "(record them with --snapshot-update)")
+    group.addoption("--vlmgate-search", dest="vlmgate_search", action="store_true", default=None,
+                    help="run the minimal-failure search (stored counterexamples are replayed without it)")
+    group.addoption("--vlmgate-search-budget", dest="vlmgate_search_budget", type=int, metavar="N",
+                    help="most inputs one minimal-failure search scores (default 200)")
+    group.addoption("--vlmgate-counterexamples", dest="vlmgate_counterexamples", metavar="PATH",
+                    help="counterexample store, replayed first and extended by the search suite "
+                         "(default thresholds/counterexamples.toml)")
+    group.addoption("--vlmgate-search-images", dest="vlmgate_search_images", metavar="DIR",
+                    help="folder for the clean and perturbed PNGs of minimal failures (default: "
+                         "REPORT_DIR/minimal_failures with --vlmgate-report, else .vlmgate_failures)")
 
 
 def _register_marker(config: pytest.Config, name: str, description: str) -> None:
@@ -63,10 +84,12 @@ def _register_marker(config: pytest.Config, name: str, description: str) -> None
 def pytest_configure(config: pytest.Config) -> None:
     from vlmgate.errors import VlmgateError
     from vlmgate.registry import PERTURBATIONS, names
-    from vlmgate.suites import SUITE_DESCRIPTIONS
+    from vlmgate.suites import SUITE_DESCRIPTIONS, case_family_markers
 
     for suite, description in SUITE_DESCRIPTIONS.items():
         _register_marker(config, suite, f"vlmgate suite: {description}")
+    for name, description in case_family_markers().items():
+        _register_marker(config, name, f"vlmgate {description}")
     for tag, description in BUILTIN_TAGS.items():
         _register_marker(config, tag, f"vlmgate: {description}")
     for family in names(PERTURBATIONS):
@@ -82,7 +105,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "thresholds": opt.vlmgate_thresholds, "limit": opt.vlmgate_limit, "seed": opt.vlmgate_seed,
         "device": opt.vlmgate_device, "dtype": opt.vlmgate_dtype, "batch_size": opt.vlmgate_batch_size,
         "trust_remote_code": opt.vlmgate_trust_remote_code,
+        "cache_dir": opt.vlmgate_cache, "no_cache": opt.vlmgate_no_cache, "devices": opt.vlmgate_devices,
+        "backend": opt.vlmgate_backend, "torch_threads": opt.vlmgate_torch_threads,
     }
+    images = opt.vlmgate_search_images or (
+        str(Path(opt.vlmgate_report) / "minimal_failures") if opt.vlmgate_report else None)
+    cli.update(search=opt.vlmgate_search, search_budget=opt.vlmgate_search_budget, counterexamples=opt.vlmgate_counterexamples,
+               search_images=images)
     try:
         settings = build_settings(config.rootpath, cli)
         thresholds = load_thresholds(settings.thresholds, _threshold_families())
@@ -91,7 +120,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     from vlmgate.session import GateSession
 
-    config.stash[SESSION_KEY] = GateSession(settings, thresholds)
+    config.stash[SESSION_KEY] = session = GateSession(settings, thresholds)
+    try:
+        session.load_counterexamples(names(PERTURBATIONS))  # a malformed store fails before any test
+    except VlmgateError as exc:
+        raise pytest.UsageError(f"vlmgate: {exc}") from None
     _configure_reports(config, settings)
 
 
@@ -100,11 +133,12 @@ def _threshold_families() -> list[str]:
     from vlmgate.cases import CLEAN_FAMILY
     from vlmgate.models.base import PROBES
     from vlmgate.registry import PERTURBATIONS, names
+    from vlmgate.suites import case_family_markers
     from vlmgate.thresholds import QUALIFIER_SEPARATOR
 
     families = names(PERTURBATIONS)
     qualified = [f"{family}{QUALIFIER_SEPARATOR}{probe}" for family in families for probe in PROBES]
-    return [*families, CLEAN_FAMILY, "any", *qualified]
+    return [*families, CLEAN_FAMILY, "any", *qualified, *case_family_markers()]
 
 
 def _configure_reports(config: pytest.Config, settings: Any) -> None:
@@ -183,7 +217,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _family_marks(config: pytest.Config, family: str) -> list[pytest.MarkDecorator]:
     from vlmgate.registry import PERTURBATIONS, names
+    from vlmgate.suites import case_family_markers
 
+    if family in case_family_markers():  # a render style of the cross-modal suite
+        return [getattr(pytest.mark, family)]
     family = family.partition(".")[0]  # drift cases are "{family}.{probe}"
     if family not in names(PERTURBATIONS):
         return []
@@ -236,7 +273,46 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     return report
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Release backend resources; an xdist worker sends its cache counters to the controller."""
+    gate = session.config.stash.get(SESSION_KEY, None)
+    if gate is None:
+        return
+    gate.close()
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["vlmgate_cache"] = list(gate.cache_counts())
+    elif gate.settings.cache_dir is not None and gate.settings.cache_dir.is_dir():
+        gate.cache.remove_stale_temporaries()  # left by runs killed mid-write
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: add up the cache counters of a finished worker."""
+    counts = getattr(node, "workeroutput", {}).get("vlmgate_cache")
+    if counts:
+        totals = node.config.stash.setdefault(CACHE_COUNTS_KEY, [0, 0])
+        totals[0] += counts[0]
+        totals[1] += counts[1]
+
+
+def _cache_summary(terminalreporter, config: pytest.Config) -> None:
+    """Cache size and this run's hits / misses (workers added up) at the end of the run."""
+    gate = config.stash.get(SESSION_KEY, None)
+    if gate is None or gate.settings.cache_dir is None:
+        return
+    worker_hits, worker_misses = config.stash.get(CACHE_COUNTS_KEY, [0, 0])
+    own_hits, own_misses = gate.cache_counts()  # this process's own lookups (no xdist)
+    hits, misses = worker_hits + own_hits, worker_misses + own_misses
+    if not hits and not misses:
+        return
+    stats = gate.cache.stats()
+    terminalreporter.section("vlmgate: cache")
+    terminalreporter.write_line(f"{gate.settings.cache_dir}: {stats.describe()}; this run: {hits} hits, "
+                                f"{misses} misses ({hits / (hits + misses):.0%} hit rate)")
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    _cache_summary(terminalreporter, config)
     lines = []
     for report in terminalreporter.stats.get("failed", []):
         props = dict(getattr(report, "user_properties", []))

@@ -19,7 +19,17 @@ DEFAULT_THRESHOLDS = "thresholds/default.toml"
 # The repository root of an editable install; its thresholds/ apply when a project has none.
 CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
 DTYPES = ("float32", "float16", "bfloat16")
-PYPROJECT_KEYS = ("models", "benchmarks", "thresholds", "seed", "limit", "batch_size", "device", "dtype")
+#: The observation cache, under the rootdir and apart from ``.pytest_cache`` so that
+#: ``--cache-clear`` (often used to reset last-failed) does not discard forward passes.
+DEFAULT_CACHE_DIR = ".vlmgate_cache"
+PYPROJECT_KEYS = ("models", "benchmarks", "thresholds", "seed", "limit", "batch_size", "device", "dtype",
+                  "search", "search_budget", "counterexamples")
+#: The committed store of minimal failures (``vlmgate.search.counterexamples``).
+DEFAULT_COUNTEREXAMPLES = "thresholds/counterexamples.toml"
+#: Where minimal failures' PNGs go without ``--vlmgate-search-images`` or ``--vlmgate-report``.
+DEFAULT_SEARCH_IMAGES = ".vlmgate_failures"
+#: Inputs one minimal-failure search may score (``--vlmgate-search-budget``).
+DEFAULT_SEARCH_BUDGET = 200
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,20 @@ class Settings:
     dtype: str = "float32"
     trust_remote_code: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Minimal-failure search: whether to search (stored counterexamples replay regardless),
+    #: inputs scored per search, the counterexample store, the PNG folder.
+    search: bool = False
+    search_budget: int = DEFAULT_SEARCH_BUDGET
+    counterexamples: Path = Path(DEFAULT_COUNTEREXAMPLES)
+    search_images: Path = Path(DEFAULT_SEARCH_IMAGES)
+    #: Observation cache folder; ``None`` = no cache (``--vlmgate-no-cache``).
+    cache_dir: Path | None = None
+    #: ``--vlmgate-devices``: xdist workers take these round-robin (``None`` = ``device`` everywhere).
+    devices: tuple[str, ...] | None = None
+    #: ``local`` or ``ray`` (see ``vlmgate.dispatch``).
+    backend: str = "local"
+    #: Torch threads per process; ``None`` = ``auto`` (cores split among xdist workers).
+    torch_threads: int | None = None
 
 
 def read_pyproject_table(rootpath: Path) -> tuple[Path | None, dict[str, Any]]:
@@ -87,6 +111,11 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any]) -> Settings:
     if dtype not in DTYPES:
         raise ConfigError(f"--vlmgate-dtype {dtype!r} must be one of {', '.join(DTYPES)}")
     limit = pick("limit", None)
+    from vlmgate.dispatch import check_backend
+    from vlmgate.placement import AUTO, parse_devices, parse_torch_threads
+
+    cache = cli.get("cache_dir")
+    devices = cli.get("devices")
     return Settings(
         models=models,
         benchmarks=benchmarks,
@@ -97,4 +126,12 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any]) -> Settings:
         device=str(pick("device", "cpu")),
         dtype=dtype,
         trust_remote_code=bool(cli.get("trust_remote_code")),
+        search=bool(pick("search", False)),
+        search_budget=_positive("--vlmgate-search-budget", pick("search_budget", DEFAULT_SEARCH_BUDGET), 1),
+        counterexamples=rootpath / pick("counterexamples", DEFAULT_COUNTEREXAMPLES),
+        search_images=rootpath / (cli.get("search_images") or DEFAULT_SEARCH_IMAGES),
+        cache_dir=None if cli.get("no_cache") else rootpath / DEFAULT_CACHE_DIR if cache is None else Path(cache),
+        devices=None if devices is None else parse_devices(devices),
+        backend=check_backend(cli.get("backend") or "local"),
+        torch_threads=parse_torch_threads(cli.get("torch_threads") or AUTO),
     )

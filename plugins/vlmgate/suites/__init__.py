@@ -21,6 +21,10 @@ BUILTIN_SUITES: dict[str, str] = {
     "structure": "vlmgate.suites.drift:STRUCTURE_SUITE",
     "ras": "vlmgate.suites.ras",
     "decay": "vlmgate.suites.decay",
+    "search": "vlmgate.suites.minimal_failures",
+    "crossmodal": "vlmgate.suites.crossmodal",
+    "systematic": "vlmgate.suites.systematic",
+    "pope": "vlmgate.suites.pope",
 }
 
 #: Marker descriptions, registered by the plugin without importing the suites.
@@ -30,7 +34,26 @@ SUITE_DESCRIPTIONS: dict[str, str] = {
     "structure": "where a family acts: vision-token Dirichlet energy and image spectral band shifts",
     "ras": "corruption robustness: RAS (RAS-style, reconstructed) per ImageNet-C corruption, pooled over severities",
     "decay": "visual dependence: share of answers unchanged under progressive blur (C), per decay family",
+    "search": "minimal failing instances: Hypothesis searches each family's levels below its tolerance; "
+              "stored counterexamples replay first",
+    "crossmodal": "cross-modal consistency: the same text item as text, image and mixed (RER, CFR, MMC, OCR CER), "
+                  "per render style",
+    "systematic": "systematic evaluation of CLIP-style models: embedding matching within a pixel budget, "
+                  "systematic accuracy, noise detector rates (spec §4)",
+    "pope": "POPE yes/no probes: accuracy, precision, recall, F1, yes-rate; Yes-No margin shift on a blank image",
 }
+
+
+def case_family_markers() -> dict[str, str]:
+    """Markers of case families that are not perturbation families: the render styles.
+
+    The plugin registers them at configure time and puts them on the matching cases, so
+    ``-m mono_dpi50`` selects one style. ``vlmgate.render`` declares the styles without
+    importing an imaging library, which keeps configure cheap.
+    """
+    from vlmgate.render import RENDER_STYLES
+
+    return {name: f"cross-modal render style: {style.description}" for name, style in RENDER_STYLES.items()}
 
 
 class Suite(Protocol):
