@@ -63,13 +63,18 @@ def answer_index(value: Any, options: tuple[str, ...], kind: str, where: str) ->
     raise DataError(f"{where}: answer {value!r} is neither an option letter nor one of the options {list(options)}")
 
 
-def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
-    where = f"{manifest}:{line}"
+def require_keys(obj: Any, where: str, required: tuple[str, ...], what: str) -> dict:
+    """``obj`` as a JSON object holding every ``required`` key, else a ``DataError`` at ``where``."""
     if not isinstance(obj, dict):
-        raise DataError(f"{where}: a manifest row must be a JSON object, got {type(obj).__name__}")
-    missing = [key for key in REQUIRED if key not in obj]
+        raise DataError(f"{where}: a {what} must be a JSON object, got {type(obj).__name__}")
+    missing = [key for key in required if key not in obj]
     if missing:
-        raise DataError(f"{where}: missing key(s) {', '.join(missing)}; every row needs {', '.join(REQUIRED)}")
+        raise DataError(f"{where}: missing key(s) {', '.join(missing)}; every row needs {', '.join(required)}")
+    return obj
+
+
+def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
+    obj = require_keys(obj, f"{manifest}:{line}", REQUIRED, "manifest row")
     sample_id = str(obj["id"])
     where = f"{manifest}:{line} (sample {sample_id!r})"
     options = obj["options"]

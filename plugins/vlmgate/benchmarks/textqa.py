@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from vlmgate.benchmarks.base import text_only_samples
-from vlmgate.benchmarks.jsonl import answer_index
+from vlmgate.benchmarks.jsonl import answer_index, require_keys
 from vlmgate.errors import DataError
 from vlmgate.modalities import full_text
 from vlmgate.records import Sample, TextItem
@@ -59,12 +59,7 @@ def _numeric_answer(value: Any, where: str) -> int:
 
 def parse_item(obj: Any, line: int, path: Path) -> TextItem:
     """Validate one row into a ``TextItem``; every problem names the file, line and key."""
-    where = f"{path}:{line}"
-    if not isinstance(obj, dict):
-        raise DataError(f"{where}: a textqa row must be a JSON object, got {type(obj).__name__}")
-    missing = [key for key in REQUIRED if key not in obj]
-    if missing:
-        raise DataError(f"{where}: missing key(s) {', '.join(missing)}; every row needs {', '.join(REQUIRED)}")
+    obj = require_keys(obj, f"{path}:{line}", REQUIRED, "textqa row")
     item_id = str(obj["id"])
     where = f"{path}:{line} (item {item_id!r})"
     question, context = obj["question"], obj.get("context")
