@@ -392,3 +392,12 @@ def test_bad_variants_raise_config_errors_naming_the_fix() -> None:
         family.at_level(10, angle=3)
     with pytest.raises(ValueError):
         family.at_level(51)
+
+
+def test_list_prints_every_corruption_severity_table(capsys):
+    from vlmgate.cli import main
+
+    assert main(["list", "--severities"]) == 0
+    out = capsys.readouterr().out
+    tables = out.split("corruption severity tables", 1)[1].split("model schemes", 1)[0]
+    assert tables.count("severity 5:") == 19 and "    severity 1: delta=0.1" in tables

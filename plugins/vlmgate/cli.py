@@ -26,12 +26,33 @@ def cmd_list(args: argparse.Namespace) -> int:
         family = get_family(name)
         extra = f" [{', '.join(family.tags)}]" if family.tags else ""
         print(f"  {name:<20} suites={','.join(family.suites)} levels=0..{family.max_level}{extra}  {family.description}")
+    if args.severities:
+        print_severity_tables(registry.names(registry.PERTURBATIONS))
     print("model schemes:     " + ", ".join(f"{n}:" for n in registry.names(registry.MODELS)))
     print("benchmark schemes: " + ", ".join(f"{n}:" for n in registry.names(registry.BENCHMARKS)))
     print("suites:")
     for name, description in SUITE_DESCRIPTIONS.items():
         print(f"  {name:<20} {description}")
     return 0
+
+
+def print_severity_tables(names: list[str]) -> None:
+    """Each corruption's parameters at severities 1-5 (its table's rows; levels in between interpolate)."""
+    from vlmgate.perturbations.base import get_family
+    from vlmgate.perturbations.corruption.family import CorruptionFamily, LEVELS_PER_SEVERITY
+    from vlmgate.perturbations.corruption.table import MAX_SEVERITY
+
+    print("corruption severity tables (level = 10 x severity):")
+    for name in names:
+        family = get_family(name)
+        if not isinstance(family, CorruptionFamily):
+            continue
+        print(f"  {name}")
+        for severity in range(1, MAX_SEVERITY + 1):
+            row = family.parameters(family.at_level(severity * LEVELS_PER_SEVERITY))
+            values = ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                               for key, value in row._asdict().items())
+            print(f"    severity {severity}: {values}")
 
 
 def cmd_accuracy(args: argparse.Namespace) -> int:
@@ -140,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmgate", description="Robustness gates for vision-language models.")
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="registered perturbation families, model and benchmark schemes, suites")
+    listing.add_argument("--severities", action="store_true",
+                         help="also print every corruption's parameters at severities 1-5")
     listing.set_defaults(func=cmd_list)
     acc = sub.add_parser("accuracy", help="clean accuracy of models per question type")
     acc.add_argument("--model", action="append", required=True, metavar="SPEC", help="model spec (repeatable)")
