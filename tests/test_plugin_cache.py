@@ -107,3 +107,14 @@ def test_bad_cache_and_placement_options_are_usage_errors(suite_dir, tiny_llava_
         result = suite_dir.runpytest_inprocess(*gate_args(tiny_llava_checkpoint, manifest, option))
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         assert message in result.stderr.str(), option
+
+
+def test_the_ray_backend_writes_the_same_record(suite_dir, tiny_llava_checkpoint, manifest):
+    pytest.importorskip("ray")  # the optional extra vlmgate[ray]; CI installs only .[test]
+    args = gate_args(tiny_llava_checkpoint, manifest, *SELECT, "-p", "no:xdist", "--vlmgate-no-cache",
+                     "--vlmgate-torch-threads=1")  # the replicas run one torch thread each
+    local = suite_dir.runpytest_subprocess(*args, "--vlmgate-report=local")
+    assert local.ret == 0, local.stdout.str()
+    remote = suite_dir.runpytest_subprocess(*args, "--vlmgate-backend=ray", "--vlmgate-report=ray")
+    assert remote.ret == 0, remote.stdout.str()
+    assert comparable_text(suite_dir.path / "ray") == comparable_text(suite_dir.path / "local")
