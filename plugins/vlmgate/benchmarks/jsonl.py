@@ -101,30 +101,35 @@ def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
     )
 
 
+def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, decoded object)`` of every non-blank line; bad JSON names file, line, column."""
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+
+
 def read_manifest(manifest: Path) -> list[ManifestRow]:
     """Parse and validate every row; duplicate ids and missing images are errors."""
     if not manifest.is_file():
         raise DataError(f"benchmark manifest {manifest} does not exist; check the path after 'jsonl:'")
     rows: list[ManifestRow] = []
     seen: dict[str, int] = {}
-    with manifest.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{manifest}:{line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            row = parse_row(obj, line_no, manifest)
-            if row.id in seen:
-                raise DataError(f"{manifest}:{line_no}: sample id {row.id!r} repeats line {seen[row.id]}; ids must be unique")
-            seen[row.id] = line_no
-            if not row.image_path.is_file():
-                raise DataError(
-                    f"{manifest}:{line_no}: image of sample {row.id!r} not found at {row.image_path}; "
-                    "fix the 'image' path (relative paths are resolved from the manifest's folder)"
-                )
-            rows.append(row)
+    for line_no, obj in json_lines(manifest):
+        row = parse_row(obj, line_no, manifest)
+        if row.id in seen:
+            raise DataError(f"{manifest}:{line_no}: sample id {row.id!r} repeats line {seen[row.id]}; ids must be unique")
+        seen[row.id] = line_no
+        if not row.image_path.is_file():
+            raise DataError(
+                f"{manifest}:{line_no}: image of sample {row.id!r} not found at {row.image_path}; "
+                "fix the 'image' path (relative paths are resolved from the manifest's folder)"
+            )
+        rows.append(row)
     if not rows:
         raise DataError(f"benchmark manifest {manifest} has no rows")
     return rows

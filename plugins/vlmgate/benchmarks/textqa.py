@@ -21,13 +21,12 @@ differently from how it reads as text. Both are counted (``dropped``) and report
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any, Iterator
 
 from vlmgate.benchmarks.base import text_only_samples
-from vlmgate.benchmarks.jsonl import answer_index, require_keys
+from vlmgate.benchmarks.jsonl import answer_index, json_lines, require_keys
 from vlmgate.errors import DataError
 from vlmgate.modalities import full_text
 from vlmgate.records import Sample, TextItem
@@ -109,24 +108,17 @@ class TextQABenchmark:
         items: list[TextItem] = []
         dropped: dict[str, list[str]] = {"too_long": [], "latex": []}
         seen: dict[str, int] = {}
-        with self.path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{self.path}:{line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-                item = parse_item(obj, line_no, self.path)
-                if item.id in seen:
-                    raise DataError(f"{self.path}:{line_no}: item id {item.id!r} repeats line {seen[item.id]}; "
-                                    "ids must be unique")
-                seen[item.id] = line_no
-                reason = drop_reason(item)
-                if reason is None:
-                    items.append(item)
-                else:
-                    dropped[reason].append(item.id)
+        for line_no, obj in json_lines(self.path):
+            item = parse_item(obj, line_no, self.path)
+            if item.id in seen:
+                raise DataError(f"{self.path}:{line_no}: item id {item.id!r} repeats line {seen[item.id]}; "
+                                "ids must be unique")
+            seen[item.id] = line_no
+            reason = drop_reason(item)
+            if reason is None:
+                items.append(item)
+            else:
+                dropped[reason].append(item.id)
         if not items:
             raise DataError(
                 f"textqa file {self.path} has no usable items ({len(dropped['too_long'])} longer than "
