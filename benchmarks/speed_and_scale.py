@@ -1,4 +1,4 @@
-"""Speed and scale of the gating engine, all figures from one run (issue 10).
+"""Speed and scale of the gating engine, all figures from one run.
 
 Prints, on the bundled default (model bundled:shapes-v1, benchmark bundled:shapes) unless
 told otherwise; ratios, not absolute times, are the figures to quote:

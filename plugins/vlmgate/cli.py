@@ -157,6 +157,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_scoring_options(parser: argparse.ArgumentParser, *, limit_help: str) -> None:
+    """The options of a command that scores a benchmark with models: sample limit, batch, device, dtype."""
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help=limit_help)
+    parser.add_argument("--batch-size", type=int, default=8, help="inputs per forward batch (default 8)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--dtype", default="float32", help="float32 (default), float16 or bfloat16")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmgate", description="Robustness gates for vision-language models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,10 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     acc.add_argument("--model", action="append", required=True, metavar="SPEC", help="model spec (repeatable)")
     acc.add_argument("--benchmark", default="bundled:shapes", metavar="SPEC")
     acc.add_argument("--by", default="type", help="meta field to group by (default: type)")
-    acc.add_argument("--limit", type=int, default=None)
-    acc.add_argument("--batch-size", type=int, default=8)
-    acc.add_argument("--device", default="cpu")
-    acc.add_argument("--dtype", default="float32")
+    add_scoring_options(acc, limit_help="score the first N samples only")
     acc.set_defaults(func=cmd_accuracy)
     diff = sub.add_parser("diff", help="compare two run records (run.json) with paired tests per case and metric, "
                                      "or two snapshot folders (__vlmgate_snapshots__) by value and verdict")
@@ -204,10 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="item embedding for clustering: pixel/question descriptor (default) or the "
                              "models' ctx_mcq probe")
     select.add_argument("--out", required=True, metavar="PATH", help="manifest to write (JSON lines)")
-    select.add_argument("--limit", type=int, default=None, help="select among the first N samples only")
-    select.add_argument("--batch-size", type=int, default=8)
-    select.add_argument("--device", default="cpu")
-    select.add_argument("--dtype", default="float32")
+    add_scoring_options(select, limit_help="select among the first N samples only")
     select.set_defaults(func=cmd_select)
     render = sub.add_parser("render", help="save a text item's image and mixed forms in every render style "
                                            "(cross-modal suite) as PNG files")
