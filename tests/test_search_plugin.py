@@ -28,6 +28,11 @@ def run(pytester: pytest.Pytester, *extra: str):
         "--vlmgate-counterexamples=store.toml", "--vlmgate-search-images=images", "-m", "search and (rotation or textoverlay)")
 
 
+def failures(result: pytest.RunResult) -> str:
+    """The failure sections only: under CI pytest prints each whole message again in the short summary."""
+    return result.stdout.str().split("short test summary info")[0]
+
+
 def instances(text: str) -> dict[str, tuple[str, int, dict]]:
     return {family: (sample, int(level), json.loads(choices)) for sample, family, level, choices in INSTANCE.findall(text)}
 
@@ -38,7 +43,7 @@ def test_search_finds_minimal_failures_replays_them_and_searches_again(pytester)
 
     first = run(pytester, "--vlmgate-search")
     first.assert_outcomes(failed=2, deselected=4)
-    text = first.stdout.str()
+    text = failures(first)
     assert text.count("minimal failing instance (searched)") == 2
     found = instances(text)
     assert sorted(found) == sorted(FAMILIES)
@@ -67,7 +72,7 @@ def test_search_finds_minimal_failures_replays_them_and_searches_again(pytester)
 
     second = run(pytester)  # no --vlmgate-search: stored counterexamples replay all the same
     second.assert_outcomes(failed=2, deselected=4)
-    text = second.stdout.str()
+    text = failures(second)
     assert text.count("minimal failing instance (stored counterexample, replayed)") == 2
     assert text.count("before any search") == 2 and "searched" not in text
     assert instances(text) == found
@@ -77,8 +82,8 @@ def test_search_finds_minimal_failures_replays_them_and_searches_again(pytester)
     opted_out.assert_outcomes(skipped=2, deselected=4)
     third = run(pytester, "--vlmgate-search")
     third.assert_outcomes(failed=2, deselected=4)
-    assert third.stdout.str().count("minimal failing instance (searched)") == 2
-    assert instances(third.stdout.str()) == found  # deterministic under the ci profile
+    assert failures(third).count("minimal failing instance (searched)") == 2
+    assert instances(failures(third)) == found  # deterministic under the ci profile
 
 
 def test_malformed_store_is_a_usage_error(pytester):
