@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from vlmgate.metrics.pope import Confusion, margin_shift, pope_metrics, yes_no_margins
+from scipy import stats
+
+from vlmgate.metrics.pope import Confusion, confusion_cells, f1_of_cells, margin_shift, pope_metrics, yes_no_margins
 
 Y, N = 0, 1
 
@@ -18,7 +20,7 @@ def test_hand_computed_case():
     gold = [Y, Y, Y, Y, N, N, N, N, N, N]
     pred = [Y, Y, Y, N, Y, Y, N, N, N, N]
     assert Confusion.of(pred, gold) == Confusion(tp=3, fp=2, tn=4, fn=1)
-    acc, precision, recall, f1, yes_rate = pope_metrics(pred, gold)
+    acc, precision, recall, f1, yes_rate = pope_metrics(pred, gold, rng=np.random.default_rng(0))
     assert [m.name for m in (acc, precision, recall, f1, yes_rate)] == [
         "pope_accuracy", "pope_precision", "pope_recall", "pope_f1", "pope_yes_rate"]
     assert acc.value == pytest.approx(0.7) and acc.n == 10
@@ -30,16 +32,44 @@ def test_hand_computed_case():
 
 
 def test_always_no_has_undefined_precision():
-    acc, precision, recall, f1, yes_rate = pope_metrics([N, N, N, N], [Y, N, Y, N])
+    acc, precision, recall, f1, yes_rate = pope_metrics([N, N, N, N], [Y, N, Y, N], rng=np.random.default_rng(0))
     assert acc.value == 0.5 and recall.value == 0.0 and yes_rate.value == 0.0
     assert precision.n == 0 and math.isnan(precision.value) and math.isnan(f1.value)
+    assert math.isnan(f1.ci_low) and math.isnan(f1.ci_high)
+
+
+def test_f1_cells_match_the_confusion_counts():
+    gold = [Y, Y, Y, Y, N, N, N, N, N, N]
+    pred = [Y, Y, Y, N, Y, Y, N, N, N, N]
+    cells = confusion_cells(pred, gold)
+    assert cells.tolist() == [0, 0, 0, 3, 1, 1, 2, 2, 2, 2]  # TP TP TP FN FP FP TN TN TN TN
+    assert f1_of_cells(cells) == pytest.approx(2 / 3)
+    assert f1_of_cells(np.array([[2, 2], [0, 3]])).tolist() == [0.0, pytest.approx(2 / 3)]  # all-TN resample -> 0
+
+
+def test_f1_interval_is_a_paired_bootstrap_over_items():
+    """Against scipy's own paired bootstrap of (prediction, answer) with F1 from P and R."""
+    rng = np.random.default_rng(3)
+    gold = rng.integers(0, 2, 60)
+    pred = np.where(rng.random(60) < 0.75, gold, 1 - gold)
+    f1 = pope_metrics(pred, gold, rng=np.random.default_rng(11))[3]
+
+    def f1_from_pairs(p, g, axis=-1):
+        tp = ((p == Y) & (g == Y)).sum(axis)
+        precision, recall = tp / (p == Y).sum(axis), tp / (g == Y).sum(axis)
+        return 2 * precision * recall / (precision + recall)
+
+    reference = stats.bootstrap((pred, gold), f1_from_pairs, paired=True, n_resamples=2000,
+                                method="percentile", rng=np.random.default_rng(11)).confidence_interval
+    assert (f1.ci_low, f1.ci_high) == pytest.approx((reference.low, reference.high), abs=1e-12)
+    assert f1.ci_low < f1.value < f1.ci_high and f1.ci_high - f1.ci_low > 0.1  # 60 items: a real spread
 
 
 def test_bad_labels_are_refused():
     with pytest.raises(ValueError, match="0 \\(yes\\) or 1 \\(no\\)"):
-        pope_metrics([2], [0])
+        pope_metrics([2], [0], rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="predictions but"):
-        pope_metrics([0, 1], [0])
+        pope_metrics([0, 1], [0], rng=np.random.default_rng(0))
 
 
 def test_margin_shift_towards_yes():

@@ -6,9 +6,12 @@ the positive class, so
 * accuracy = (TP + TN) / N; precision = TP / (TP + FP); recall = TP / (TP + FN);
 * F1 = 2·P·R / (P + R); yes-rate = (TP + FP) / N (a model biased to "yes" hallucinates).
 
-Each proportion carries a Wilson interval over its own denominator; F1 has none (it is
-not a proportion of trials), so its interval is the point value and ``details`` give the
-counts behind it. Undefined ratios (no predicted or no actual positive) are ``nan``.
+Each proportion carries a Wilson interval over its own denominator. F1 is not a
+proportion of trials, so its interval is a percentile bootstrap over items: each item is
+coded as its confusion cell (TP / FP / TN / FN), which keeps prediction and answer paired
+when items are resampled, and F1 = 2·TP / (2·TP + FP + FN) is read off the resampled cells
+(a resample of true negatives only counts as F1 0). ``details`` give the counts behind it.
+Undefined ratios (no predicted or no actual positive) are ``nan``, with a ``nan`` interval.
 
 **Drift to prior.** With ``m = s(Yes) − s(No)`` (summed log-likelihoods), a model that
 stops reading the image falls back to its prior answer, so its margins move together
@@ -55,6 +58,24 @@ class Confusion:
         return self.tp + self.fp + self.tn + self.fn
 
 
+#: Confusion cell of one item, the unit the F1 bootstrap resamples.
+TP, FP, TN, FN = range(4)
+
+
+def confusion_cells(predictions: Sequence[int], answers: Sequence[int]) -> np.ndarray:
+    """Each item's confusion cell (``TP``, ``FP``, ``TN`` or ``FN``), "yes" positive."""
+    Confusion.of(predictions, answers)  # validates shapes and labels
+    pred, gold = np.asarray(predictions), np.asarray(answers)
+    return np.where(pred == YES, np.where(gold == YES, TP, FP), np.where(gold == NO, TN, FN))
+
+
+def f1_of_cells(cells: np.ndarray, axis: int = -1) -> np.ndarray:
+    """F1 = 2·TP / (2·TP + FP + FN) along ``axis`` (vectorised for scipy's bootstrap)."""
+    tp, fp, fn = ((cells == cell).sum(axis=axis) for cell in (TP, FP, FN))
+    denominator = 2 * tp + fp + fn
+    return np.divide(2.0 * tp, denominator, out=np.zeros(np.shape(denominator)), where=denominator > 0)
+
+
 def _ratio(name: str, hits: int, n: int, confusion: Confusion) -> MetricResult:
     low, high = wilson_interval(hits, n)
     counts = {"tp": confusion.tp, "fp": confusion.fp, "tn": confusion.tn, "fn": confusion.fn}
@@ -62,18 +83,23 @@ def _ratio(name: str, hits: int, n: int, confusion: Confusion) -> MetricResult:
                         {"kind": "proportion", "count": hits, **counts})
 
 
-def pope_metrics(predictions: Sequence[int], answers: Sequence[int], *, prefix: str = "pope_") -> list[MetricResult]:
-    """Accuracy, precision, recall, F1 and yes-rate, in that order."""
+def pope_metrics(predictions: Sequence[int], answers: Sequence[int], *, rng: np.random.Generator,
+                 prefix: str = "pope_") -> list[MetricResult]:
+    """Accuracy, precision, recall, F1 and yes-rate, in that order; ``rng`` draws F1's bootstrap."""
     c = Confusion.of(predictions, answers)
     precision = _ratio(f"{prefix}precision", c.tp, c.tp + c.fp, c)
     recall = _ratio(f"{prefix}recall", c.tp, c.tp + c.fn, c)
     p, r = precision.value, recall.value
     f1 = 2 * p * r / (p + r) if np.isfinite(p) and np.isfinite(r) and p + r > 0 else float("nan")
+    low, high = (bootstrap_interval(confusion_cells(predictions, answers), f1_of_cells, rng=rng)
+                 if np.isfinite(f1) else (float("nan"), float("nan")))
     return [
         _ratio(f"{prefix}accuracy", c.tp + c.tn, c.n, c),
         precision,
         recall,
-        MetricResult(f"{prefix}f1", f1, f1, f1, c.n, {"kind": "mean", "tp": c.tp, "fp": c.fp, "tn": c.tn, "fn": c.fn}),
+        MetricResult(f"{prefix}f1", f1, low, high, c.n,
+                     {"kind": "mean", "interval": "percentile bootstrap over items",
+                      "tp": c.tp, "fp": c.fp, "tn": c.tn, "fn": c.fn}),
         _ratio(f"{prefix}yes_rate", c.tp + c.fp, c.n, c),
     ]
 

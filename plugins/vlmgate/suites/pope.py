@@ -47,13 +47,15 @@ class PopeSuite:
         samples = yes_no_samples(engine)
         clean = engine.clean()
         if family == CLEAN_FAMILY:
-            results = pope_metrics([clean[s.id].prediction for s in samples], [s.answer for s in samples])
+            results = pope_metrics([clean[s.id].prediction for s in samples], [s.answer for s in samples],
+                                   rng=rng_for(engine.seed, "bootstrap", "pope_f1"))
             by_category: dict[str, list[Sample]] = defaultdict(list)
             for sample in samples:
                 by_category[str(sample.meta_dict.get("category", "all"))].append(sample)
             categories = {
                 name: {r.name: r.value for r in pope_metrics([clean[s.id].prediction for s in group],
-                                                             [s.answer for s in group])}
+                                                             [s.answer for s in group],
+                                                             rng=rng_for(engine.seed, "bootstrap", "pope_f1", name))}
                 for name, group in sorted(by_category.items())
             }
             return [MetricResult(r.name, r.value, r.ci_low, r.ci_high, r.n, {**r.details, "by_category": categories})
