@@ -83,3 +83,22 @@ def test_concurrent_writers_never_expose_partial_entries(tmp_path):
         w.join()
         assert w.exitcode == 0
     assert cache.stats().entries == 20
+
+
+def test_prune_removes_least_recently_used_entries_first(tmp_path):
+    cache = ObservationCache(tmp_path)
+    keys = [f"{i:02x}" * 32 for i in range(4)]
+    for age, key in zip((400, 300, 200, 100), keys):  # keys[0] written longest ago
+        cache.put(key, np.zeros(1000))
+        path = tmp_path / key[:2] / f"{key}.npy"
+        os.utime(path, (path.stat().st_atime - age, path.stat().st_mtime - age))
+    size = (tmp_path / keys[0][:2] / f"{keys[0]}.npy").stat().st_size
+    assert cache.get(keys[0]) is not None  # a hit makes keys[0] the most recently used
+
+    result = cache.prune(2 * size)
+    assert (result.removed, result.freed_bytes) == (2, 2 * size)
+    assert [cache.get(k) is not None for k in keys] == [True, False, False, True]
+    assert cache.stats().bytes == 2 * size
+    assert cache.prune(2 * size).removed == 0  # already under the cap
+    assert cache.prune(0).removed == 2 and cache.stats().entries == 0
+    assert "pruned 2 least recently used entries" in result.describe()

@@ -10,6 +10,7 @@ request kinds, scores and probes, go through the cache), with ``--vlmgate-limit 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -100,10 +101,27 @@ def test_a_run_killed_midway_restarts_reusing_the_cache_and_nothing_is_corrupt(s
     assert comparable_text(suite_dir.path / "rerun") == comparable_text(suite_dir.path / "reference")
 
 
+def test_a_capped_cache_evicts_old_entries_and_keeps_this_runs(suite_dir, tiny_llava_checkpoint, manifest):
+    cache = suite_dir.path / "capped"
+    old = cache / "ff" / f"{'ff' * 32}.npz"  # an entry of an earlier checkpoint, unused for a day
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"\0" * 1_500_000)
+    os.utime(old, (time.time() - 86400, time.time() - 86400))
+    args = gate_args(tiny_llava_checkpoint, manifest, *SELECT, "-p", "no:xdist", f"--vlmgate-cache={cache}",
+                     "--vlmgate-cache-max-mb=1")
+    first = suite_dir.runpytest_subprocess(*args)
+    assert first.ret == 0, first.stdout.str()
+    assert "pruned 1 least recently used entries (1.50 MB) to stay under the 1 MB cap" in first.stdout.str()
+    assert not old.exists() and entries(cache)
+    again = suite_dir.runpytest_subprocess(*args)  # this run's own entries were kept: all hits
+    assert again.ret == 0 and " 0 misses" in cache_line(again) and "pruned" not in again.stdout.str()
+
+
 def test_bad_cache_and_placement_options_are_usage_errors(suite_dir, tiny_llava_checkpoint, manifest):
     for option, message in (("--vlmgate-backend=spark", "must be one of local, ray"),
                             ("--vlmgate-devices=cuda:0,,cuda:1", "no empty items"),
-                            ("--vlmgate-torch-threads=0", "must be 'auto' or an integer")):
+                            ("--vlmgate-torch-threads=0", "must be 'auto' or an integer"),
+                            ("--vlmgate-cache-max-mb=-1", "--vlmgate-cache-max-mb must be an integer >= 0")):
         result = suite_dir.runpytest_inprocess(*gate_args(tiny_llava_checkpoint, manifest, option))
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         assert message in result.stderr.str(), option

@@ -17,6 +17,12 @@ record (``.npz``, named arrays: scores, one embedding per probe, the greedy answ
 tokens and the vision tokens with their grid). Both go through the same atomic write.
 A run killed between ``mkstemp`` and ``os.replace`` leaves a ``.tmp-*`` file that no
 reader ever opens; ``remove_stale_temporaries`` sweeps those left by dead runs.
+
+Every checkpoint a CI job gates adds its own entries (about 130 MB for the bundled main
+job, probe records being most of it), so a long-lived cache folder needs a cap. A hit
+touches its entry's modification time, which makes mtime a last-used time; ``prune``
+deletes the least recently used entries until the folder fits. (Access times are not
+used: ``noatime`` mounts never update them.)
 """
 
 from __future__ import annotations
@@ -77,6 +83,19 @@ class CacheStats:
         return f"{self.entries} entries, {self.bytes / 1e6:.2f} MB"
 
 
+@dataclass(frozen=True)
+class PruneResult:
+    """What ``ObservationCache.prune`` removed to bring the folder under its cap."""
+
+    removed: int
+    freed_bytes: int
+    max_bytes: int
+
+    def describe(self) -> str:
+        return (f"pruned {self.removed} least recently used entries ({self.freed_bytes / 1e6:.2f} MB) "
+                f"to stay under the {self.max_bytes / 1e6:.0f} MB cap")
+
+
 def probe_to_arrays(record: ProbeRecord) -> dict[str, np.ndarray]:
     """A ``ProbeRecord`` as named arrays for ``.npz`` (``None`` vision tokens are left out)."""
     arrays = {"scores": np.asarray(record.scores, dtype=np.float64),
@@ -130,6 +149,10 @@ class ObservationCache:
             self.misses += 1
             return None
         self.hits += 1
+        try:
+            os.utime(path)  # mtime is the last-used time that ``prune`` evicts by
+        except OSError:  # removed by a concurrent prune, or a read-only cache: the value stands
+            pass
         return value
 
     def _write(self, path: Path, data: bytes) -> None:
@@ -172,18 +195,36 @@ class ObservationCache:
         np.savez(buffer, allow_pickle=False, **probe_to_arrays(record))
         self._write(self._path(key, RECORD_SUFFIX), buffer.getvalue())
 
-    def stats(self) -> CacheStats:
-        entries = size = 0
+    def _entries(self) -> list[tuple[float, str, int, Path]]:
+        """(mtime, name, size, path) of every stored entry (temporaries excluded)."""
+        found = []
         if self.root.is_dir():
             for suffix in (SUFFIX, RECORD_SUFFIX):
                 for path in self.root.glob(f"*/*{suffix}"):
                     if not path.name.startswith(TEMP_PREFIX):
                         try:
-                            size += path.stat().st_size
+                            info = path.stat()
                         except FileNotFoundError:  # replaced or removed by another worker meanwhile
                             continue
-                        entries += 1
-        return CacheStats(entries, size, self.hits, self.misses)
+                        found.append((info.st_mtime, path.name, info.st_size, path))
+        return found
+
+    def stats(self) -> CacheStats:
+        entries = self._entries()
+        return CacheStats(len(entries), sum(size for _, _, size, _ in entries), self.hits, self.misses)
+
+    def prune(self, max_bytes: int) -> PruneResult:
+        """Delete least recently used entries (oldest mtime first) until at most ``max_bytes`` remain."""
+        entries = sorted(self._entries())
+        total = sum(size for _, _, size, _ in entries)
+        removed = freed = 0
+        for _, _, size, path in entries:
+            if total - freed <= max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            removed += 1
+            freed += size
+        return PruneResult(removed, freed, max_bytes)
 
     def remove_stale_temporaries(self, older_than_s: float = STALE_TEMPORARY_S) -> int:
         """Delete ``.tmp-*`` files older than ``older_than_s`` (left by killed runs); their count."""

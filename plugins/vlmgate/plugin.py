@@ -18,6 +18,7 @@ RESULTS_KEY = pytest.StashKey[list]()
 BASELINE_KEY = pytest.StashKey[Any]()
 REPORT_FILES_KEY = pytest.StashKey[list]()
 CACHE_COUNTS_KEY = pytest.StashKey[list]()
+CACHE_PRUNED_KEY = pytest.StashKey[Any]()
 
 #: Marker tags that built-in families carry besides their own names.
 BUILTIN_TAGS = {
@@ -51,6 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="observation cache folder (default .vlmgate_cache under the rootdir)")
     group.addoption("--vlmgate-no-cache", dest="vlmgate_no_cache", action="store_true", default=False,
                     help="neither read nor write the observation cache")
+    group.addoption("--vlmgate-cache-max-mb", dest="vlmgate_cache_max_mb", type=int, metavar="MB",
+                    help="at the end of a run, delete least recently used cache entries beyond MB "
+                         "(default 2048; 0 = no cap)")
     group.addoption("--vlmgate-devices", dest="vlmgate_devices", metavar="DEV,DEV",
                     help="xdist workers take these torch devices round-robin, e.g. cuda:0,cuda:1")
     group.addoption("--vlmgate-backend", dest="vlmgate_backend", metavar="NAME",
@@ -105,7 +109,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "thresholds": opt.vlmgate_thresholds, "limit": opt.vlmgate_limit, "seed": opt.vlmgate_seed,
         "device": opt.vlmgate_device, "dtype": opt.vlmgate_dtype, "batch_size": opt.vlmgate_batch_size,
         "trust_remote_code": opt.vlmgate_trust_remote_code,
-        "cache_dir": opt.vlmgate_cache, "no_cache": opt.vlmgate_no_cache, "devices": opt.vlmgate_devices,
+        "cache_dir": opt.vlmgate_cache, "no_cache": opt.vlmgate_no_cache,
+        "cache_max_mb": opt.vlmgate_cache_max_mb, "devices": opt.vlmgate_devices,
         "backend": opt.vlmgate_backend, "torch_threads": opt.vlmgate_torch_threads,
     }
     images = opt.vlmgate_search_images or (
@@ -283,6 +288,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.config.workeroutput["vlmgate_cache"] = list(gate.cache_counts())
     elif gate.settings.cache_dir is not None and gate.settings.cache_dir.is_dir():
         gate.cache.remove_stale_temporaries()  # left by runs killed mid-write
+        if gate.settings.cache_max_mb:  # the controller alone prunes, once every worker is done
+            session.config.stash[CACHE_PRUNED_KEY] = gate.cache.prune(gate.settings.cache_max_mb * 1_000_000)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -303,12 +310,16 @@ def _cache_summary(terminalreporter, config: pytest.Config) -> None:
     worker_hits, worker_misses = config.stash.get(CACHE_COUNTS_KEY, [0, 0])
     own_hits, own_misses = gate.cache_counts()  # this process's own lookups (no xdist)
     hits, misses = worker_hits + own_hits, worker_misses + own_misses
-    if not hits and not misses:
+    pruned = config.stash.get(CACHE_PRUNED_KEY, None)
+    if not hits and not misses and not (pruned and pruned.removed):
         return
     stats = gate.cache.stats()
     terminalreporter.section("vlmgate: cache")
+    rate = f" ({hits / (hits + misses):.0%} hit rate)" if hits + misses else ""
     terminalreporter.write_line(f"{gate.settings.cache_dir}: {stats.describe()}; this run: {hits} hits, "
-                                f"{misses} misses ({hits / (hits + misses):.0%} hit rate)")
+                                f"{misses} misses{rate}")
+    if pruned and pruned.removed:
+        terminalreporter.write_line(pruned.describe())
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

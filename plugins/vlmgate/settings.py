@@ -22,8 +22,11 @@ DTYPES = ("float32", "float16", "bfloat16")
 #: The observation cache, under the rootdir and apart from ``.pytest_cache`` so that
 #: ``--cache-clear`` (often used to reset last-failed) does not discard forward passes.
 DEFAULT_CACHE_DIR = ".vlmgate_cache"
+#: The cache folder's cap: least recently used entries go at the end of a run beyond it
+#: (the bundled main job writes ~130 MB per checkpoint). 0 = no cap.
+DEFAULT_CACHE_MAX_MB = 2048
 PYPROJECT_KEYS = ("models", "benchmarks", "thresholds", "seed", "limit", "batch_size", "device", "dtype",
-                  "search", "search_budget", "counterexamples")
+                  "search", "search_budget", "counterexamples", "cache_max_mb")
 #: The committed store of minimal failures (``vlmgate.search.counterexamples``).
 DEFAULT_COUNTEREXAMPLES = "thresholds/counterexamples.toml"
 #: Where minimal failures' PNGs go without ``--vlmgate-search-images`` or ``--vlmgate-report``.
@@ -52,6 +55,8 @@ class Settings:
     search_images: Path = Path(DEFAULT_SEARCH_IMAGES)
     #: Observation cache folder; ``None`` = no cache (``--vlmgate-no-cache``).
     cache_dir: Path | None = None
+    #: Cap of the cache folder in MB (``--vlmgate-cache-max-mb``); 0 = no cap.
+    cache_max_mb: int = DEFAULT_CACHE_MAX_MB
     #: ``--vlmgate-devices``: xdist workers take these round-robin (``None`` = ``device`` everywhere).
     devices: tuple[str, ...] | None = None
     #: ``local`` or ``ray`` (see ``vlmgate.dispatch``).
@@ -131,6 +136,7 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any]) -> Settings:
         counterexamples=rootpath / pick("counterexamples", DEFAULT_COUNTEREXAMPLES),
         search_images=rootpath / (cli.get("search_images") or DEFAULT_SEARCH_IMAGES),
         cache_dir=None if cli.get("no_cache") else rootpath / DEFAULT_CACHE_DIR if cache is None else Path(cache),
+        cache_max_mb=_positive("--vlmgate-cache-max-mb", pick("cache_max_mb", DEFAULT_CACHE_MAX_MB), 0),
         devices=None if devices is None else parse_devices(devices),
         backend=check_backend(cli.get("backend") or "local"),
         torch_threads=parse_torch_threads(cli.get("torch_threads") or AUTO),
