@@ -244,3 +244,34 @@ def test_html_shows_the_diff_to_a_baseline():
     html = render_html(after, baseline=before, baseline_source="v1/run.json")
     assert "Changes since baseline" in html and "v1/run.json" in html
     assert "1 significant regression(s)" in html and '<span class="regressed">REGRESSED</span>' in html
+
+
+def test_html_embeds_the_minimal_failing_instances_images(tmp_path):
+    from PIL import Image
+
+    clean, perturbed = tmp_path / "clean.png", tmp_path / "perturbed.png"
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(clean)
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(perturbed)
+    instance = {"sample": "shapes-00001", "family": "rotation", "level": 3, "tolerance": 30, "intensity": 0.1,
+                "params": {"degrees": 3}, "choices": {"sign": -1}, "source": "search", "clean_prediction": "B",
+                "perturbed_prediction": "D", "milder_prediction": "B",
+                "images": {"clean": str(clean), "perturbed": str(perturbed)}}
+    found = MetricRecord("minimal_failure", "proportion", "lower", 1.0, 1.0, 1.0, 4, "max 0 (strict)", False,
+                         "search gate failed", details={"instance": instance})
+    lost = MetricRecord(**{**found.__dict__, "details": {"instance": {
+        **instance, "sample": XSS, "images": {"clean": str(tmp_path / "gone.png"), "perturbed": str(perturbed)}}}})
+    record = make_record()
+    cases = (CaseRecord("m-b-rotation", "t.py::test_minimal_failures", CaseKey(MODEL, BENCH, "rotation", "search"),
+                        "failed", (found,)),
+             CaseRecord("m-b-textoverlay", "t.py::test_minimal_failures",
+                        CaseKey(MODEL, BENCH, "textoverlay", "search"), "failed", (lost,)))
+    html = render_html(RunRecord(**{**record.__dict__, "cases": record.cases + cases}))
+
+    section = html.split("<h2>Minimal failing instances</h2>")[1].split("<h2>")[0]
+    embedded = re.findall(r'alt="(\w+) image of ([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', section)
+    assert [(side, sample) for side, sample, _ in embedded] == [
+        ("clean", "shapes-00001"), ("perturbed", "shapes-00001"), ("perturbed", "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;")]
+    assert [base64.b64decode(data) for _, _, data in embedded[:2]] == [clean.read_bytes(), perturbed.read_bytes()]
+    assert "<td>3 of tolerance 30</td>" in section and "<td>B clean, D perturbed</td>" in section
+    assert f"image not found: <code>{tmp_path / 'gone.png'}</code>" in section  # named, the report still renders
+    assert "<script" not in html

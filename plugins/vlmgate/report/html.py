@@ -8,12 +8,15 @@ model specs, messages) is HTML-escaped: benchmark data is not trusted markup.
 Sections: run summary (versions, seed, settings, models and benchmarks with their
 fingerprints), gates (one row per case and metric), flip rate per family (IFR with its
 95 % interval, one chart per model × benchmark), the diff to a baseline run when one is
-given, failures (verdict messages, worst samples, errors), and the environment.
+given, failures (verdict messages, worst samples, errors), minimal failing instances (the
+search's clean and perturbed images side by side, read from the PNGs the search wrote and
+embedded like the plots), and the environment.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import math
 from collections import defaultdict
 from html import escape
@@ -40,6 +43,7 @@ th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: ta
 .improved { color: #1a7f37; } .note { color: #666; font-style: italic; }
 pre { background: #f6f8fa; padding: 0.5em; overflow-x: auto; white-space: pre-wrap; }
 code { font-size: 0.9em; }
+.pair { display: flex; gap: 1em; } figure { margin: 0; } figcaption { font-size: 0.9em; color: #444; }
 """
 
 
@@ -172,6 +176,43 @@ def _failures_section(cases: Sequence[CaseRecord]) -> str:
     return "<h2>Failures</h2>\n" + "\n".join(parts) if parts else ""
 
 
+def _embedded_png(path: Any, alt: str) -> str:
+    """An <img> carrying the PNG at ``path``, or a note naming the file when it cannot be read."""
+    try:
+        data = base64.b64encode(Path(str(path)).read_bytes()).decode("ascii")
+    except OSError:
+        return f'<p class="note">image not found: <code>{_e(path)}</code></p>'
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _minimal_failures_section(cases: Sequence[CaseRecord]) -> str:
+    """One block per minimal failing instance: what it is, both answers, both images."""
+    parts = []
+    for case in cases:
+        for metric in case.metrics:
+            instance = dict(metric.details).get("instance")
+            if not instance:
+                continue
+            source = "stored counterexample, replayed" if instance.get("source") == "replay" else "searched"
+            facts = [("sample", instance.get("sample")),
+                     ("level", f"{instance.get('level')} of tolerance {instance.get('tolerance')}"),
+                     ("intensity", _num(instance.get("intensity"))), ("params", json.dumps(instance.get("params"), sort_keys=True)),
+                     ("choices", json.dumps(instance.get("choices"), sort_keys=True)),
+                     ("answer", f"{instance.get('clean_prediction')} clean, {instance.get('perturbed_prediction')} "
+                                "perturbed"),
+                     ("one level milder", instance.get("milder_prediction") or "identity"), ("found by", source)]
+            parts.append(f"<h3>{_e(case.id)}</h3>"
+                         + _table(("", "value"), ((_e(k), _e(v)) for k, v in facts)))
+            images = instance.get("images")
+            if images:
+                sample = instance.get("sample")
+                cells = (f"<figure>{_embedded_png(images[side], f'{side} image of {sample}')}"
+                         f"<figcaption>{side}: answer {_e(instance.get(side + '_prediction'))}</figcaption></figure>"
+                         for side in ("clean", "perturbed"))
+                parts.append(f'<div class="pair">{"".join(cells)}</div>')
+    return "<h2>Minimal failing instances</h2>\n" + "\n".join(parts) if parts else ""
+
+
 def _environment_section(record: RunRecord) -> str:
     env = record.environment
     facts = [("python", env.python), ("platform", env.platform), ("workers", env.workers or "-")]
@@ -188,7 +229,8 @@ def render_html(record: RunRecord, *, baseline: RunRecord | None = None, source:
     sections = [_summary_section(record), _gates_section(record), _flip_rate_section(record)]
     if baseline is not None:
         sections.append(_diff_section(diff_runs(baseline, record, before_source=baseline_source, after_source=source)))
-    sections += [_failures_section(record.cases), _environment_section(record)]
+    sections += [_failures_section(record.cases), _minimal_failures_section(record.cases),
+                 _environment_section(record)]
     body = "\n".join(section for section in sections if section)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>vlmgate report: {_e(source)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
