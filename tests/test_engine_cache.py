@@ -84,6 +84,22 @@ def test_observations_are_bit_identical_without_cache_cold_warm_and_partly_cache
     assert 0 < sum(partial_model.batches) < cold.requests_scored
 
 
+def test_private_observations_never_stand_in_for_canonical_ones(tmp_path):
+    """A search scoring one clean sample and one grid instance first changes nothing after it."""
+    benchmark = GeneratedBenchmark(9)
+    reference = observed(Engine(BatchSensitiveAdapter(), benchmark, batch_size=4))
+    engine = Engine(BatchSensitiveAdapter(), benchmark, batch_size=4, cache=ObservationCache(tmp_path))
+    first = next(iter(engine.samples()))
+    variant = engine.family("rotation").perturbed[first.id][0].variant  # a grid item, scored alone below
+    fresh = Engine(BatchSensitiveAdapter(), benchmark, batch_size=4, cache=ObservationCache(tmp_path / "fresh"))
+    alone_clean, alone_rotated = fresh.observe([(first, CLEAN), (first, variant)], private=True)
+    assert alone_clean.scores[0] != reference["clean"][first.id].scores[0]  # a batch of 2: rounded otherwise
+    assert observed(fresh) == reference  # the odd batch entered neither the memo nor the cache
+    assert fresh.observe([(first, CLEAN)], private=True)[0] == reference["clean"][first.id]  # now known: read
+    again = Engine(BatchSensitiveAdapter(), benchmark, batch_size=4, cache=ObservationCache(tmp_path / "fresh"))
+    assert observed(again) == reference
+
+
 def test_the_clean_pass_runs_once_whatever_the_number_of_families():
     model = BatchSensitiveAdapter()
     engine = Engine(model, GeneratedBenchmark(10), batch_size=4)

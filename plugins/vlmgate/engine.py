@@ -332,15 +332,21 @@ class Engine:
                 kind.memo[(sample.id, variant)] = value
         return missing
 
-    def _keep(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]], results: Sequence[Any]) -> None:
-        """Store a computed batch: memo (values already known stay as they were) and cache."""
+    def _keep(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]], results: Sequence[Any],
+              private: dict | None = None) -> None:
+        """Store a computed batch: memo (values already known stay as they were) and cache.
+
+        With ``private``, new values go there instead, and neither to the memo nor the cache.
+        """
         if len(results) != len(batch):
             raise ModelError(f"model {self.model.spec}: {kind.method}() returned {len(results)} results "
                              f"for a batch of {len(batch)} requests; an adapter must return one per request")
         for (sample, variant), result in zip(batch, results):
             if (sample.id, variant) in kind.memo:
                 continue
-            if self.cache is not None:
+            if private is not None:
+                private[(sample.id, variant)] = kind.convert(sample, variant, result)
+            elif self.cache is not None:
                 key = self._cache_key(kind, sample, variant)  # before the memo: probe keys read it
                 kind.memo[(sample.id, variant)] = value = kind.convert(sample, variant, result)
                 kind.write(self.cache, key, value)
@@ -351,11 +357,12 @@ class Engine:
         else:
             self.requests_probed += len(batch)
 
-    def _run(self, kind: _RequestKind, items: Iterable[tuple[Sample, Variant]]) -> None:
+    def _run(self, kind: _RequestKind, items: Iterable[tuple[Sample, Variant]], private: dict | None = None) -> None:
         """Make every item of ``items`` known to ``kind.memo``: memo, then cache, then model.
 
         Items stream: batches are cut lazily, the next batches are perturbed on a worker
         thread while the dispatcher computes (up to its ``capacity`` batches in flight).
+        With ``private``, what the model computes goes there (see ``observe``).
         """
         work = (batch for batch in self._canonical_batches(items) if self._needs_compute(kind, batch))
         prepared: deque = deque()
@@ -375,15 +382,25 @@ class Engine:
                 in_flight.append((batch, self.dispatcher.submit(kind.method, requests.result())))
                 while len(in_flight) >= self.dispatcher.capacity:
                     done, pending = in_flight.popleft()
-                    self._keep(kind, done, pending.result())
+                    self._keep(kind, done, pending.result(), private)
             while in_flight:
                 done, pending = in_flight.popleft()
-                self._keep(kind, done, pending.result())
+                self._keep(kind, done, pending.result(), private)
 
-    def observe(self, items: Sequence[tuple[Sample, Variant]]) -> list[Observation]:
-        """Observations of ``items`` in order, scoring only what is not yet known."""
-        self._run(self._scores, items)
-        return [self._memo[(s.id, v)] for s, v in items]
+    def observe(self, items: Sequence[tuple[Sample, Variant]], *, private: bool = False) -> list[Observation]:
+        """Observations of ``items`` in order, scoring only what is not yet known.
+
+        ``items`` are one request: they are batched by their own rule. A caller whose items
+        are not a whole request of their own (a search that scores a few instances, one
+        clean sample) passes ``private=True``: what is known already (memo, cache) is read,
+        and what has to be computed is returned without entering the memo or the cache.
+        Otherwise a value computed in an odd batch (rounded differently by ~1e-6) would
+        stand in for the canonical one in every later pass and run, and results would
+        depend on which case ran first.
+        """
+        computed: dict[tuple[str, Variant], Observation] | None = {} if private else None
+        self._run(self._scores, items, computed)
+        return [self._memo[(s.id, v)] if (s.id, v) in self._memo else computed[(s.id, v)] for s, v in items]
 
     def probe(self, items: Sequence[tuple[Sample, Variant]]) -> list[ProbeRecord]:
         """Probe records of ``items`` in order, probing only what is not yet known.

@@ -15,7 +15,9 @@ flip-rate gate judges, derived from the family itself rather than from a second 
    and shrinks a failure toward the mildest level, the first sample and the default
    choices. ``hypothesis.target`` steers generation toward inputs that erode the clean
    answer's lead. Every model call goes through ``Engine.observe`` and is memoised by
-   (sample id, variant), so a shrink step that revisits an input costs nothing.
+   (sample id, variant), so a shrink step that revisits an input costs nothing. The
+   calls are ``private``: a search's odd batches never enter the engine's memo or the
+   disk cache, which keep the canonical values every other pass (and run) reads.
 3. **Certificate.** The level one lower (same sample and choices) is checked; should it
    flip too (Hypothesis shrinks to a local minimum), the search walks down until it does
    not, so the reported level is minimal for its sample and choices.
@@ -152,13 +154,16 @@ class _Oracle:
         self.samples = samples
         self.budget = budget
         self.memo: dict[SearchInstance, Observation] = {}
+        self.clean_memo: dict[str, Observation] = {}
         self.searched = 0
         self.verified = 0
         self.examples = 0
         self.exhausted = False
 
     def clean(self, sample_id: str) -> Observation:
-        return self.engine.observe([(self.samples[sample_id], CLEAN)])[0]
+        if sample_id not in self.clean_memo:
+            self.clean_memo[sample_id] = self.engine.observe([(self.samples[sample_id], CLEAN)], private=True)[0]
+        return self.clean_memo[sample_id]
 
     def observe(self, instances: list[SearchInstance], *, budgeted: bool) -> list[Observation | None]:
         """Observations of ``instances`` in one engine batch; ``None`` where the budget forbids."""
@@ -174,7 +179,8 @@ class _Oracle:
                 self.searched += 1
             else:
                 self.verified += 1
-        observed = self.engine.observe([(self.samples[i.sample_id], i.variant(self.family)) for i in todo])
+        observed = self.engine.observe([(self.samples[i.sample_id], i.variant(self.family)) for i in todo],
+                                       private=True)
         self.memo.update(zip(todo, observed))
         return [self.memo.get(instance) for instance in instances]
 
@@ -196,7 +202,7 @@ def tolerance_level(engine: "Engine", family: "PerturbationFamily") -> int:
         raise DataError(f"search: {family.name}: the benchmark gave no samples; check the benchmark spec "
                         "and --vlmgate-limit")
     first = samples[0]
-    prediction = engine.observe([(first, CLEAN)])[0].prediction if family.needs_base_prediction else None
+    prediction = engine.observe([(first, CLEAN)], private=True)[0].prediction if family.needs_base_prediction else None
     grid = family.variants(first, VariantContext(prediction, rng_for(engine.seed, "variants", first.id, family.name)))
     levels = [round(v.intensity * family.max_level) for v in grid]
     if not levels or max(levels) < 1:
@@ -319,7 +325,7 @@ def _failure(oracle: _Oracle, instance: SearchInstance, tolerance: int, source: 
              model: str, benchmark: str) -> MinimalFailure:
     sample = oracle.samples[instance.sample_id]
     variant = instance.variant(oracle.family)
-    perturbed = oracle.engine.observe([(sample, variant)])[0]
+    perturbed = oracle.observe([instance], budgeted=False)[0]
     milder = oracle.observe([instance.lower()], budgeted=False)[0] if instance.level > 1 else None
     images = None
     if config.image_dir is not None:
