@@ -29,6 +29,8 @@ def test_hand_computed_case():
     assert f1.value == pytest.approx(2 * 0.6 * 0.75 / 1.35) == pytest.approx(2 / 3)
     assert yes_rate.value == pytest.approx(0.5)
     assert acc.ci_low < 0.7 < acc.ci_high
+    values_only = pope_metrics(pred, gold, rng=None)  # the per-category breakdown: no bootstrap
+    assert values_only[3].value == f1.value and math.isnan(values_only[3].ci_low)
 
 
 def test_always_no_has_undefined_precision():

@@ -45,13 +45,13 @@ class Confusion:
 
     @classmethod
     def of(cls, predictions: Sequence[int], answers: Sequence[int]) -> "Confusion":
-        pred, gold = np.asarray(predictions), np.asarray(answers)
-        if pred.shape != gold.shape:
-            raise ValueError(f"{pred.shape[0]} predictions but {gold.shape[0]} answers")
-        if not np.isin(pred, (YES, NO)).all() or not np.isin(gold, (YES, NO)).all():
-            raise ValueError("POPE predictions and answers are option indices 0 (yes) or 1 (no)")
-        return cls(int(((pred == YES) & (gold == YES)).sum()), int(((pred == YES) & (gold == NO)).sum()),
-                   int(((pred == NO) & (gold == NO)).sum()), int(((pred == NO) & (gold == YES)).sum()))
+        return cls.of_cells(confusion_cells(predictions, answers))
+
+    @classmethod
+    def of_cells(cls, cells: np.ndarray) -> "Confusion":
+        """Counts of the per-item cells of ``confusion_cells``."""
+        tp, fp, tn, fn = (int((cells == cell).sum()) for cell in (TP, FP, TN, FN))
+        return cls(tp, fp, tn, fn)
 
     @property
     def n(self) -> int:
@@ -64,8 +64,11 @@ TP, FP, TN, FN = range(4)
 
 def confusion_cells(predictions: Sequence[int], answers: Sequence[int]) -> np.ndarray:
     """Each item's confusion cell (``TP``, ``FP``, ``TN`` or ``FN``), "yes" positive."""
-    Confusion.of(predictions, answers)  # validates shapes and labels
     pred, gold = np.asarray(predictions), np.asarray(answers)
+    if pred.shape != gold.shape:
+        raise ValueError(f"{pred.shape[0]} predictions but {gold.shape[0]} answers")
+    if not np.isin(pred, (YES, NO)).all() or not np.isin(gold, (YES, NO)).all():
+        raise ValueError("POPE predictions and answers are option indices 0 (yes) or 1 (no)")
     return np.where(pred == YES, np.where(gold == YES, TP, FP), np.where(gold == NO, TN, FN))
 
 
@@ -83,16 +86,21 @@ def _ratio(name: str, hits: int, n: int, confusion: Confusion) -> MetricResult:
                         {"kind": "proportion", "count": hits, **counts})
 
 
-def pope_metrics(predictions: Sequence[int], answers: Sequence[int], *, rng: np.random.Generator,
+def pope_metrics(predictions: Sequence[int], answers: Sequence[int], *, rng: np.random.Generator | None,
                  prefix: str = "pope_") -> list[MetricResult]:
-    """Accuracy, precision, recall, F1 and yes-rate, in that order; ``rng`` draws F1's bootstrap."""
-    c = Confusion.of(predictions, answers)
+    """Accuracy, precision, recall, F1 and yes-rate, in that order.
+
+    ``rng`` draws F1's bootstrap; ``None`` skips it (F1's interval is ``nan``) where only
+    the values are wanted, as for the per-category breakdown.
+    """
+    cells = confusion_cells(predictions, answers)
+    c = Confusion.of_cells(cells)
     precision = _ratio(f"{prefix}precision", c.tp, c.tp + c.fp, c)
     recall = _ratio(f"{prefix}recall", c.tp, c.tp + c.fn, c)
     p, r = precision.value, recall.value
     f1 = 2 * p * r / (p + r) if np.isfinite(p) and np.isfinite(r) and p + r > 0 else float("nan")
-    low, high = (bootstrap_interval(confusion_cells(predictions, answers), f1_of_cells, rng=rng)
-                 if np.isfinite(f1) else (float("nan"), float("nan")))
+    low, high = (bootstrap_interval(cells, f1_of_cells, rng=rng)
+                 if rng is not None and np.isfinite(f1) else (float("nan"), float("nan")))
     return [
         _ratio(f"{prefix}accuracy", c.tp + c.tn, c.n, c),
         precision,

@@ -54,8 +54,7 @@ class PopeSuite:
                 by_category[str(sample.meta_dict.get("category", "all"))].append(sample)
             categories = {
                 name: {r.name: r.value for r in pope_metrics([clean[s.id].prediction for s in group],
-                                                             [s.answer for s in group],
-                                                             rng=rng_for(engine.seed, "bootstrap", "pope_f1", name))}
+                                                             [s.answer for s in group], rng=None)}
                 for name, group in sorted(by_category.items())
             }
             return [MetricResult(r.name, r.value, r.ci_low, r.ci_high, r.n, {**r.details, "by_category": categories})
