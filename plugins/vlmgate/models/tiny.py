@@ -4,9 +4,10 @@ Stable API (other modules build on these signatures)::
 
     build_tiny_llava(corpus: Sequence[str], *, image_size=224, patch_size=16, hidden_size=64,
                      intermediate_size=128, num_layers=2, num_heads=4, vision_hidden_size=None,
-                     vision_layers=None, vocab_size=512, seed=0)
+                     vision_layers=None, vocab_size=512, seed=0, chat_template=CHAT_TEMPLATE)
         -> tuple[LlavaForConditionalGeneration, LlavaProcessor]
-    build_tokenizer(corpus: Sequence[str], *, vocab_size=512) -> PreTrainedTokenizerFast
+    build_tokenizer(corpus: Sequence[str], *, vocab_size=512, chat_template=CHAT_TEMPLATE)
+        -> PreTrainedTokenizerFast
     save_checkpoint(model, processor, path) -> pathlib.Path
 
 Why this exists: the gating suite and the project's tests need real transformers VLMs
@@ -51,10 +52,8 @@ USER_TOKEN = "<|user|>"
 ASSISTANT_TOKEN = "<|assistant|>"
 SPECIAL_TOKENS = (PAD_TOKEN, BOS_TOKEN, END_OF_TURN_TOKEN, IMAGE_TOKEN, USER_TOKEN, ASSISTANT_TOKEN)
 
-#: ``<s><|user|><image>\n{text}<|end|>\n<|assistant|>{reply}<|end|>\n``. Role markers
-#: are single special tokens, so the assistant text always starts a fresh token after
-#: the generation prompt and option scoring can split context and reply cleanly.
-CHAT_TEMPLATE = (
+#: The parts of a turn both templates share: role markers and the end of turn.
+_TURN_START = (
     "{{- bos_token -}}"
     "{%- for message in messages -%}"
     "{%- if message['role'] not in ['user', 'assistant'] -%}"
@@ -62,20 +61,43 @@ CHAT_TEMPLATE = (
     "{%- endif -%}"
     "{{- '<|' + message['role'] + '|>' -}}"
     "{%- if message['content'] is string -%}{{- message['content'] -}}"
-    "{%- else -%}{%- for item in message['content'] -%}"
-    "{%- if item['type'] == 'image' -%}{{- '<image>\n' -}}"
-    "{%- elif item['type'] == 'text' -%}{{- item['text'] -}}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
+)
+_TURN_END = (
     "{{- '<|end|>\n' -}}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|assistant|>' -}}{%- endif -%}"
+)
+#: ``<s><|user|><image>\n{text}<|end|>\n<|assistant|>{reply}<|end|>\n``. Role markers
+#: are single special tokens, so the assistant text always starts a fresh token after
+#: the generation prompt and option scoring can split context and reply cleanly.
+CHAT_TEMPLATE = (
+    _TURN_START
+    + "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{{- '<image>\n' -}}"
+    "{%- elif item['type'] == 'text' -%}{{- item['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    + _TURN_END
+)
+
+#: ``<s><|user|>{text}\n<image><|end|>\n<|assistant|>{reply}<|end|>\n``: the user turn's
+#: text comes before its image. In a causal model every image token can then attend to
+#: the question and mark itself as asked-about, so the reply position only has to read
+#: the marked tokens; the bundled shapes checkpoints are trained with it.
+TEXT_FIRST_CHAT_TEMPLATE = (
+    _TURN_START
+    + "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'text' -%}{{- item['text'] + '\n' -}}{%- endif -%}{%- endfor -%}"
+    "{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{{- '<image>' -}}{%- endif -%}{%- endfor -%}{%- endif -%}"
+    + _TURN_END
 )
 
 #: GPT-2 style initialisation scale for every randomly drawn weight.
 INIT_STD = 0.02
 
 
-def build_tokenizer(corpus: Sequence[str], *, vocab_size: int = 512) -> PreTrainedTokenizerFast:
+def build_tokenizer(corpus: Sequence[str], *, vocab_size: int = 512,
+                    chat_template: str = CHAT_TEMPLATE) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on ``corpus`` (deterministic for a given corpus).
 
     Byte-level means any text encodes (no unknown token), so a prompt the corpus never
@@ -83,7 +105,7 @@ def build_tokenizer(corpus: Sequence[str], *, vocab_size: int = 512) -> PreTrain
     """
     return train_tokenizer(corpus, vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, bos_token=BOS_TOKEN,
                            eos_token=END_OF_TURN_TOKEN, pad_token=PAD_TOKEN,
-                           extra_special_tokens={"image_token": IMAGE_TOKEN}, chat_template=CHAT_TEMPLATE)
+                           extra_special_tokens={"image_token": IMAGE_TOKEN}, chat_template=chat_template)
 
 
 def train_tokenizer(corpus: Sequence[str], *, vocab_size: int, special_tokens: Sequence[str],
@@ -141,19 +163,21 @@ def build_tiny_llava(
     vision_layers: int | None = None,
     vocab_size: int = 512,
     seed: int = 0,
+    chat_template: str = CHAT_TEMPLATE,
 ) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     """A randomly initialised LLaVA (CLIP vision + Llama text) and its processor.
 
     ``vision_hidden_size`` / ``vision_layers`` default to the text model's. The vision
     tower sees ``(image_size // patch_size) ** 2`` patches, each one image token in the
     text sequence (the CLS token is dropped, as in LLaVA-1.5). The model is in eval mode.
+    ``chat_template`` is ``CHAT_TEMPLATE`` (image first) or ``TEXT_FIRST_CHAT_TEMPLATE``.
     """
     if image_size % patch_size:
         raise ModelError(
             f"tiny LLaVA image_size={image_size} is not a multiple of patch_size={patch_size}; "
             "pick sizes so the patch grid is whole"
         )
-    tokenizer = build_tokenizer(corpus, vocab_size=vocab_size)
+    tokenizer = build_tokenizer(corpus, vocab_size=vocab_size, chat_template=chat_template)
     vision_hidden = vision_hidden_size or hidden_size
     vision_config = CLIPVisionConfig(
         hidden_size=vision_hidden,
@@ -200,7 +224,7 @@ def build_tiny_llava(
         tokenizer=tokenizer,
         patch_size=patch_size,
         vision_feature_select_strategy="default",
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template,
         image_token=IMAGE_TOKEN,
         num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
     )
