@@ -18,8 +18,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed
 
-# The main job: every suite on the bundled default, first 100 samples, two xdist workers.
-SUITE_ARGS ?= -n 2 --vlmgate-limit 100
+# The main job: every suite on the bundled default, first 50 samples, two xdist workers.
+SUITE_ARGS ?= -n 2 --vlmgate-limit 50
 
 suite: setup
 	$(BIN)/pytest robustness_tests $(SUITE_ARGS) $(ARGS)
