@@ -19,12 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 SEARCH_TEST = (REPO / "robustness_tests" / "test_minimal_failures.py").read_text()
 MODEL = "bundled:shapes-v2"
 FAMILIES = ("rotation", "textoverlay")
+#: shapes-v2 follows a wrong-option box on the default grid first at sample 31 (index 30).
+LIMIT = 31
 INSTANCE = re.compile(r"sample (\S+), (\w+) level (\d+) of tolerance \d+ .*\n  params .*, choices (\{.*\})")
 
 
 def run(pytester: pytest.Pytester, *extra: str):
     return pytester.runpytest_subprocess(
-        *extra, "-p", "no:cacheprovider", "--hypothesis-profile=ci", f"--vlmgate-model={MODEL}", "--vlmgate-limit=8",
+        *extra, "-p", "no:cacheprovider", "--hypothesis-profile=ci", f"--vlmgate-model={MODEL}", f"--vlmgate-limit={LIMIT}",
         "--vlmgate-counterexamples=store.toml", "--vlmgate-search-images=images", "-m", "search and (rotation or textoverlay)")
 
 
@@ -52,7 +54,7 @@ def test_search_finds_minimal_failures_replays_them_and_searches_again(pytester)
         assert f'family = "{family}"\nsample = "{sample}"\nlevel = {level}\n' in store
         assert len(list((pytester.path / "images").rglob(f"{family}-{sample}-L{level}-*.png"))) == 2
     calls = [int(n) for n in re.findall(r"(\d+) model calls in all", text)]
-    print(f"model calls per minimal instance (clean pass of 8 included): {dict(zip(found, calls))}")
+    print(f"model calls per minimal instance (clean pass of {LIMIT} included): {dict(zip(found, calls))}")
 
     # Minimal: one level milder, same sample and choices, keeps the clean answer.
     from vlmgate.benchmarks.base import load_benchmark
@@ -61,7 +63,7 @@ def test_search_finds_minimal_failures_replays_them_and_searches_again(pytester)
     from vlmgate.perturbations.base import get_family
     from vlmgate.records import CLEAN
 
-    engine = Engine(load_model(MODEL, ModelOptions("cpu", "float32", False)), load_benchmark("bundled:shapes"), limit=8)
+    engine = Engine(load_model(MODEL, ModelOptions("cpu", "float32", False)), load_benchmark("bundled:shapes"), limit=LIMIT)
     samples = {s.id: s for s in engine.samples()}
     for family, (sample, level, choices) in found.items():
         clean, perturbed, milder = engine.observe([
