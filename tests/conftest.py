@@ -6,9 +6,16 @@ not use a model do not pay for them at collection time.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A FutureWarning is an error in the project's tests: a deprecated call of a dependency
+    fails here (and in ``make upgrade-check``) before the release that removes it breaks users."""
+    config.addinivalue_line("filterwarnings", "error::FutureWarning")
+
 
 #: Words the tiny tokenizer learns merges for: the protocol's prompt and answer shapes.
 TINY_CORPUS = (
@@ -35,3 +42,39 @@ def tiny_llava_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     model, processor = build_tiny_llava(TINY_CORPUS, image_size=64, patch_size=16, seed=0)
     return save_checkpoint(model, processor, tmp_path_factory.mktemp("tiny-llava") / "checkpoint")
+
+
+@pytest.fixture
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six 64-px images of random pixels with 4-option questions and one yes/no item, as JSONL."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("bench")
+    (root / "images").mkdir()
+    rng = np.random.default_rng(0)
+    colours = ["red", "green", "blue", "yellow"]
+    rows = []
+    for i in range(6):
+        pixels = rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "images" / f"s{i}.png")
+        rows.append({"id": f"s{i}", "image": f"images/s{i}.png", "question": "What colour is the shape?",
+                     "options": colours, "answer": colours[i % 4], "meta": {"type": "colour"}})
+    rows.append({"id": "p0", "image": "images/s0.png", "question": "Is there a red circle in the image?",
+                 "options": ["Yes", "No"], "answer": "Yes", "kind": "yesno"})
+    path = root / "manifest.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def suite_dir(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester folder holding the flip-rate suite and ``limits.toml`` that fails nothing.
+
+    Modules that gate other suites define their own ``suite_dir``, which takes precedence.
+    """
+    from support import FLIP_TEST
+
+    pytester.makepyfile(test_flip_rate=FLIP_TEST)
+    pytester.makefile(".toml", limits='mode = "interval"\n[ifr]\n"*" = { max = 1.0 }\n[iv]\n"*" = { max = 1.0 }\n')
+    return pytester

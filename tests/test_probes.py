@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+from support import ListBenchmark
 from vlmgate.engine import Engine
 from vlmgate.errors import ModelError
 from vlmgate.metrics.drift import control_sample_ids
@@ -208,7 +209,7 @@ def test_vision_tokens_are_what_the_language_model_receives(reference, records, 
     for sample, record in zip(samples, records):
         inputs = _inputs(processor, sample.image, _context_text(processor, prompt_for(sample)))
         with torch.no_grad():
-            fed = model(**inputs).image_hidden_states
+            (fed,) = model(**inputs).image_outputs.pooler_output  # one image, its projected tokens
         assert record.vision_grid == (1, 4, 4)  # 64 px images, 16 px patches
         assert record.vision_tokens.shape == (16, 64)
         np.testing.assert_allclose(record.vision_tokens, fed.reshape(16, 64).numpy(), rtol=0, atol=ATOL)
@@ -247,20 +248,6 @@ def test_empty_probe_batch(adapter):
 # ---------------------------------------------------------------------------- engine and suites
 
 
-class _ListBenchmark:
-    spec = "list:probes"
-    fingerprint = "probes"
-
-    def __init__(self, samples: list[Sample]):
-        self._samples = samples
-
-    def __len__(self) -> int:
-        return len(self._samples)
-
-    def samples(self):
-        return iter(self._samples)
-
-
 class _ScoresOnly:
     spec = "scores-only:x"
     fingerprint = "x"
@@ -271,11 +258,11 @@ class _ScoresOnly:
 
 @pytest.fixture(scope="module")
 def engine(adapter, samples) -> Engine:
-    return Engine(adapter, _ListBenchmark(samples), seed=0, batch_size=8)
+    return Engine(adapter, ListBenchmark(samples), seed=0, batch_size=8)
 
 
 def test_adapter_without_probes_is_a_model_error(samples):
-    engine = Engine(_ScoresOnly(), _ListBenchmark(samples))
+    engine = Engine(_ScoresOnly(), ListBenchmark(samples))
     with pytest.raises(ModelError, match=r"model scores-only:x: .*drift and structure gates read hidden states"):
         engine.family_probes("rotation")
 
@@ -305,7 +292,7 @@ def test_family_probes_align_with_the_flip_observations(engine, adapter, samples
 
 
 def test_probes_are_taken_once(adapter, samples):
-    engine = Engine(adapter, _ListBenchmark(samples), seed=0, limit=2)
+    engine = Engine(adapter, ListBenchmark(samples), seed=0, limit=2)
     engine.family_probes("rotation")
     assert engine.requests_probed == 2 + 2 * 2  # clean, then two rotations per image
     engine.family_probes("rotation")

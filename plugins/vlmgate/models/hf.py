@@ -422,7 +422,7 @@ class HFAdapter:
         if logits.ndim == 3:  # a model that ignores a boolean logits_to_keep
             logits = logits[keep_t]
         return _Pass(logits.float(), outputs.hidden_states[-1].float() if hidden else None,
-                     outputs.past_key_values if cache else None, attention_t)
+                     outputs.cache if cache else None, attention_t)
 
     def _score_rows(self, rows: Sequence[tuple[int, tuple[int, ...]]], context_ids: Sequence[list[int]],
                     images: dict[str, torch.Tensor], requests: Sequence[ScoreRequest | ProbeRequest], *,
@@ -604,9 +604,9 @@ class HFAdapter:
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
             outputs = self.model(input_ids=fed[:, None], attention_mask=attention,
                                  position_ids=(lengths + step + self._position_offsets())[:, None],
-                                 past_key_values=cache, use_cache=True,
+                                 cache=cache, use_cache=True,
                                  logits_to_keep=1, output_hidden_states=-1)
-            cache = outputs.past_key_values
+            cache = outputs.cache
             state = outputs.hidden_states[-1][:, 0].float()
             following = outputs.logits[:, -1].argmax(dim=-1)
             for r, (token, after) in enumerate(zip(fed.tolist(), following.tolist())):
