@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 import vlmgate.suites.crossmodal  # noqa: F401  (numpy and scipy load here, not inside an in-process run)
-from test_plugin import junit_cases
+from support import CROSS_MODAL_TEST, junit_cases
 from vlmgate.models.base import ModelOptions, load_model
 from vlmgate.render import RENDER_STYLES
 
-REPO = Path(__file__).resolve().parents[1]
-CROSS_MODAL_TEST = (REPO / "robustness_tests" / "test_cross_modal.py").read_text()
 CASE = "bundled_shapes-v1-soebench_n_40"
 METRICS = ("rer", "cfr", "mmc", "accuracy_text", "accuracy_image", "accuracy_mixed", "cer", "ocr_exact",
            "rer_ocr", "cfr_ocr", "mmc_ocr", "accuracy_text_ocr", "accuracy_image_ocr", "accuracy_mixed_ocr")

@@ -9,53 +9,11 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-FLIP_TEST = (REPO / "robustness_tests" / "test_flip_rate.py").read_text()
+from support import gate_args, junit_cases
+
 OVERLAY_FAMILIES = ("textoverlay", "textoverlay_empty", "textoverlay_random")
-
-
-@pytest.fixture
-def manifest(tmp_path_factory) -> Path:
-    """Six 64-px images of coloured blocks with 4-option questions, as a JSONL manifest."""
-    root = tmp_path_factory.mktemp("bench")
-    (root / "images").mkdir()
-    rng = np.random.default_rng(0)
-    colours = ["red", "green", "blue", "yellow"]
-    rows = []
-    for i in range(6):
-        pixels = rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / "images" / f"s{i}.png")
-        rows.append({"id": f"s{i}", "image": f"images/s{i}.png", "question": "What colour is the shape?",
-                     "options": colours, "answer": colours[i % 4], "meta": {"type": "colour"}})
-    rows.append({"id": "p0", "image": "images/s0.png", "question": "Is there a red circle in the image?",
-                 "options": ["Yes", "No"], "answer": "Yes", "kind": "yesno"})
-    path = root / "manifest.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-@pytest.fixture
-def suite_dir(pytester: pytest.Pytester):
-    pytester.makepyfile(test_flip_rate=FLIP_TEST)
-    pytester.makefile(".toml", limits='mode = "interval"\n[ifr]\n"*" = { max = 1.0 }\n[iv]\n"*" = { max = 1.0 }\n')
-    return pytester
-
-
-def gate_args(checkpoint: Path, manifest: Path, *extra: str) -> list[str]:
-    return ["-p", "no:cacheprovider", "--strict-markers", f"--vlmgate-model=hf:{checkpoint}",
-            f"--vlmgate-benchmark=jsonl:{manifest}", "--vlmgate-thresholds=limits.toml", *extra]
-
-
-def junit_cases(path: Path) -> dict[str, dict[str, str]]:
-    cases = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
-        props = {p.get("name"): p.get("value") for p in case.iter("property")}
-        cases[case.get("name")] = props
-    return cases
 
 
 # The xunit2 schema pytest targets (Jenkins junit-10.xsd): allowed children and attributes

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from test_plugin import FLIP_TEST, gate_args, manifest  # noqa: F401  (fixture)
-from test_plugin_drift import DRIFT_TEST
+from support import DRIFT_TEST, FLIP_TEST, gate_args
 from vlmgate.report.record import load_record
 
 SELECT = ("-k", "clean or (padcrop and not ctx_open and not ans_mcq)", "--vlmgate-limit", "4")

@@ -7,11 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from test_plugin import gate_args, junit_cases, manifest  # noqa: F401  (manifest is a fixture)
+from support import DRIFT_TEST, STRUCTURE_TEST, gate_args, junit_cases
 
-REPO = Path(__file__).resolve().parents[1]
-DRIFT_TEST = (REPO / "robustness_tests" / "test_drift.py").read_text()
-STRUCTURE_TEST = (REPO / "robustness_tests" / "test_structure.py").read_text()
 PROBES = ("ctx_mcq", "ans_mcq", "ans_mcq_free", "ctx_open")
 DRIFT_FAMILIES = ("translation", "padcrop", "scale", "scale_pad", "rotation",
                   "textoverlay", "textoverlay_random", "textoverlay_empty")

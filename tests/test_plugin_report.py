@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from test_plugin import gate_args, junit_cases, manifest, suite_dir  # noqa: F401  (fixtures)
+from support import gate_args, junit_cases
 from vlmgate.cli import main
 from vlmgate.report.record import load_record
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from PIL import Image
 
+from support import ListBenchmark
 from vlmgate.engine import Engine
 from vlmgate.errors import ConfigError
 from vlmgate.perturbations.base import family_names, get_family
@@ -50,26 +51,13 @@ class WidthModel:
         return rows
 
 
-@dataclass
-class ListBenchmark:
-    items: tuple[Sample, ...]
-    spec: str = "fake:bench"
-    fingerprint: str = "fake"
-
-    def samples(self):
-        return iter(self.items)
-
-    def __len__(self):
-        return len(self.items)
-
-
 def benchmark(robust_first: bool = True) -> ListBenchmark:
     """Samples whose image's corner is black never flip; the others flip from FLIP_DEGREES on."""
     colours = ["black", "gray", "gray"] if robust_first else ["gray", "gray"]
     return ListBenchmark(tuple(
         Sample(f"s{i}", Image.new("RGB", (SIZE, SIZE), colour), "What colour is the shape?",
                ("red", "green", "blue", "yellow"), answer=0)
-        for i, colour in enumerate(colours)))
+        for i, colour in enumerate(colours)), spec="fake:bench", fingerprint="fake")
 
 
 def engine(bench: ListBenchmark | None = None) -> Engine:
@@ -144,7 +132,7 @@ def test_search_is_bounded_by_the_budget_and_memoised():
 
 
 def test_no_failure_below_tolerance_passes():
-    robust = ListBenchmark((benchmark().items[0],))
+    robust = ListBenchmark((benchmark().items[0],), spec="fake:bench", fingerprint="fake")
     outcome = search_minimal_failure(Engine(WidthModel(10_000), robust), "translation", SearchConfig(budget=20))
     assert outcome.failure is None and outcome.metric().value == 0.0 and outcome.cost.exhausted
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy  # noqa: F401  (imported before pytester snapshots sys.modules: numpy cannot load twice)
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SEARCH_TEST = (REPO / "robustness_tests" / "test_minimal_failures.py").read_text()
+from support import REPO, SEARCH_TEST
 MODEL = "bundled:shapes-v2"
 FAMILIES = ("rotation", "textoverlay")
 #: shapes-v2 follows a wrong-option box on the default grid first at sample 31 (index 30).

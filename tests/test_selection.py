@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_plugin import manifest  # noqa: F401  (a fixture)
-from test_suites_ras_decay import ListBenchmark
+from support import ListBenchmark
 from vlmgate import cli
 from vlmgate.benchmarks.base import load_benchmark
 from vlmgate.errors import ConfigError

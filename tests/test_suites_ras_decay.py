@@ -6,13 +6,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from test_plugin import gate_args, junit_cases, manifest  # noqa: F401  (manifest is a fixture)
+from support import DECAY_TEST, RAS_TEST, ListBenchmark, gate_args, junit_cases
 from vlmgate.engine import Engine, FamilyObservations
 from vlmgate.errors import ConfigError, DataError
 from vlmgate.metrics.decay import decay_persistence
@@ -68,21 +68,6 @@ class BucketAdapter:
             b = bucket(self.statistic(request.image), len(request.continuations))
             out.append(np.array([-BETA * abs(b - i) for i in range(len(request.continuations))]))
         return out
-
-
-@dataclass
-class ListBenchmark:
-    """A benchmark over samples held in memory."""
-
-    items: tuple[Sample, ...]
-    spec: str = "stub:list"
-    fingerprint: str = "stub-list"
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def samples(self) -> Iterator[Sample]:
-        yield from self.items
 
 
 def uniform(level: int, size: int = 8) -> Image.Image:
@@ -289,8 +274,6 @@ def test_decay_suite_equals_metrics_decay_whatever_order_the_grid_lists(monkeypa
 
 # ---------------------------------------------------------------------------- end to end
 
-RAS_TEST = (REPO / "robustness_tests" / "test_ras.py").read_text()
-DECAY_TEST = (REPO / "robustness_tests" / "test_visual_decay.py").read_text()
 CASE = "hf_checkpoint-jsonl_manifest.jsonl"
 LIMITS = 'mode = "interval"\n[ras]\n"*" = { min = -2.0 }\n[decay_c]\n"*" = { max = 1.0 }\n'
 

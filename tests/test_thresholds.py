@@ -102,7 +102,6 @@ def test_missing_file(tmp_path):
 def test_shipped_default_file_is_valid():
     from pathlib import Path
 
-    from vlmgate.perturbations import family_names
 
     default = Path(__file__).resolve().parents[1] / "thresholds" / "default.toml"
     from vlmgate.plugin import _threshold_families

@@ -1,0 +1,55 @@
+"""Plain helpers shared by the project's tests (fixtures live in ``conftest.py``).
+
+The suite files of ``robustness_tests/`` as text, for pytester runs that gate a tiny
+checkpoint; the arguments such a run takes; a reader of JUnit properties; and an
+in-memory benchmark for engine-level tests.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from vlmgate.records import Sample
+
+REPO = Path(__file__).resolve().parents[1]
+SUITES = REPO / "robustness_tests"
+FLIP_TEST = (SUITES / "test_flip_rate.py").read_text()
+DRIFT_TEST = (SUITES / "test_drift.py").read_text()
+STRUCTURE_TEST = (SUITES / "test_structure.py").read_text()
+RAS_TEST = (SUITES / "test_ras.py").read_text()
+DECAY_TEST = (SUITES / "test_visual_decay.py").read_text()
+CROSS_MODAL_TEST = (SUITES / "test_cross_modal.py").read_text()
+SEARCH_TEST = (SUITES / "test_minimal_failures.py").read_text()
+
+
+def gate_args(checkpoint: Path, manifest: Path, *extra: str) -> list[str]:
+    """pytest arguments gating ``hf:checkpoint`` on ``jsonl:manifest`` with ``limits.toml``."""
+    return ["-p", "no:cacheprovider", "--strict-markers", f"--vlmgate-model=hf:{checkpoint}",
+            f"--vlmgate-benchmark=jsonl:{manifest}", "--vlmgate-thresholds=limits.toml", *extra]
+
+
+def junit_cases(path: Path) -> dict[str, dict[str, str]]:
+    """Test case name -> its JUnit properties."""
+    cases = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        cases[case.get("name")] = props
+    return cases
+
+
+@dataclass(frozen=True)
+class ListBenchmark:
+    """A benchmark over samples held in memory."""
+
+    items: tuple[Sample, ...]
+    spec: str = "stub:list"
+    fingerprint: str = "stub-list"
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def samples(self) -> Iterator[Sample]:
+        yield from self.items
