@@ -17,19 +17,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "error::FutureWarning")
 
 
-#: Words the tiny tokenizer learns merges for: the protocol's prompt and answer shapes.
-TINY_CORPUS = (
-    "Question: What colour is the shape?",
-    "Question: Which shape is in the image?",
-    "Question: Where is the shape?",
-    "Options:",
-    "A. red", "B. green", "C. blue", "D. yellow",
-    "A. circle", "B. square", "C. triangle", "D. star",
-    "top left", "top right", "bottom left", "bottom right",
-    "Please select the correct answer from the options above.",
-    "Answer with exactly one word: Yes or No.",
-    "Yes", "No",
-)
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +25,7 @@ def tiny_llava_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Built once per session with seed 0; tests must not modify it (copy it first).
     """
+    from support import TINY_CORPUS
     from vlmgate.models.tiny import build_tiny_llava, save_checkpoint
 
     model, processor = build_tiny_llava(TINY_CORPUS, image_size=64, patch_size=16, seed=0)

@@ -24,6 +24,20 @@ DECAY_TEST = (SUITES / "test_visual_decay.py").read_text()
 CROSS_MODAL_TEST = (SUITES / "test_cross_modal.py").read_text()
 SEARCH_TEST = (SUITES / "test_minimal_failures.py").read_text()
 
+#: Words the tiny tokenizer learns merges for: the protocol's prompt and answer shapes.
+TINY_CORPUS = (
+    "Question: What colour is the shape?",
+    "Question: Which shape is in the image?",
+    "Question: Where is the shape?",
+    "Options:",
+    "A. red", "B. green", "C. blue", "D. yellow",
+    "A. circle", "B. square", "C. triangle", "D. star",
+    "top left", "top right", "bottom left", "bottom right",
+    "Please select the correct answer from the options above.",
+    "Answer with exactly one word: Yes or No.",
+    "Yes", "No",
+)
+
 
 def gate_args(checkpoint: Path, manifest: Path, *extra: str) -> list[str]:
     """pytest arguments gating ``hf:checkpoint`` on ``jsonl:manifest`` with ``limits.toml``."""

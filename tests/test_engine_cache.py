@@ -84,6 +84,51 @@ def test_observations_are_bit_identical_without_cache_cold_warm_and_partly_cache
     assert 0 < sum(partial_model.batches) < cold.requests_scored
 
 
+def test_a_changed_family_version_misses_only_that_familys_entries(tmp_path, monkeypatch):
+    from vlmgate.perturbations.rotation import Rotation
+
+    benchmark = GeneratedBenchmark(9)
+    cold = Engine(BatchSensitiveAdapter(), benchmark, batch_size=4, cache=ObservationCache(tmp_path))
+    observed(cold)
+    assert Rotation.version == 1
+    monkeypatch.setattr(Rotation, "version", 2)  # what a changed rotation implementation declares
+    model = BatchSensitiveAdapter()
+    warm = Engine(model, benchmark, batch_size=4, cache=ObservationCache(tmp_path))
+    observed(warm)
+    rotated = sum(len(v) for v in warm.family("rotation").perturbed.values())
+    assert warm.requests_scored == rotated == warm.cache.misses > 0  # clean and padcrop were hits
+    assert warm.cache.hits == len(warm.samples()) + sum(len(v) for v in warm.family("padcrop").perturbed.values())
+
+
+def test_a_cached_vector_with_the_wrong_option_count_is_a_miss_and_rewritten(tmp_path):
+    benchmark = GeneratedBenchmark(9)
+    reference = observed(Engine(BatchSensitiveAdapter(), benchmark, batch_size=4))
+    cold = Engine(BatchSensitiveAdapter(), benchmark, batch_size=4, cache=ObservationCache(tmp_path))
+    observed(cold)
+    entries = sorted(tmp_path.glob("*/*.npy"))
+    for path in entries:  # three scores where the requests have four options
+        np.save(path, np.load(path)[:3], allow_pickle=False)
+    warm = Engine(BatchSensitiveAdapter(), benchmark, batch_size=4, cache=ObservationCache(tmp_path))
+    assert observed(warm) == reference
+    assert (warm.cache.hits, warm.cache.misses) == (0, len(entries)) and warm.requests_scored == len(entries)
+    assert all(np.load(path).shape == (4,) for path in entries)  # rewritten whole
+
+
+def test_requests_name_their_sample():
+    seen: list[str] = []
+
+    class Recorder(BatchSensitiveAdapter):
+        def score(self, requests):
+            seen.extend(r.sample_id for r in requests)
+            return super().score(requests)
+
+    engine = Engine(Recorder(), GeneratedBenchmark(5), batch_size=2)
+    engine.clean()
+    assert sorted(seen) == [f"s{i:03d}" for i in range(5)]
+    request = engine._score_request(next(iter(engine.samples())), CLEAN)
+    assert request == ScoreRequest(request.image, request.prompt, request.continuations)  # the label is no content
+
+
 def test_private_observations_never_stand_in_for_canonical_ones(tmp_path):
     """A search scoring one clean sample and one grid instance first changes nothing after it."""
     benchmark = GeneratedBenchmark(9)

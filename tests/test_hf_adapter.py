@@ -154,23 +154,133 @@ def _edit_weight(folder: Path, name: str, index: tuple[int, int], value: float) 
     save_file(tensors, weights_file, metadata={"format": "pt"})
 
 
-def _independent_fingerprint(folder: Path) -> str:
+def _independent_files_digest(folder: Path) -> str:
+    """sha256 over every file's name and bytes: the tiny checkpoint holds only files that decide a value."""
     digest = hashlib.sha256()
-    for file in [folder / "config.json", *sorted(folder.glob("*.safetensors"))]:
+    for file in sorted(folder.iterdir()):
         digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
 def test_fingerprint_is_stable_and_tracks_weights(adapter, tiny_llava_checkpoint, tmp_path):
     again = load_hf_model(str(tiny_llava_checkpoint), ModelOptions(), spec="hf:again")
-    assert again.fingerprint == adapter.fingerprint == _independent_fingerprint(tiny_llava_checkpoint)
+    assert again.fingerprint == adapter.fingerprint == adapter.identity.fingerprint
+    assert adapter.identity.files == _independent_files_digest(tiny_llava_checkpoint)
     moved = _copy(tiny_llava_checkpoint, tmp_path / "moved")
     assert load_hf_model(str(moved), ModelOptions(), spec="hf:moved").fingerprint == adapter.fingerprint
 
     _edit_weight(moved, LM_HEAD, (5, 7), 0.125)
     changed = load_hf_model(str(moved), ModelOptions(), spec="hf:moved")
     assert changed.fingerprint != adapter.fingerprint
-    assert changed.fingerprint == _independent_fingerprint(moved)
+    assert changed.identity.files == _independent_files_digest(moved)
+
+
+@pytest.mark.parametrize("name", [
+    "processor_config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
+    "tokenizer.model", "vocab.json", "vocab.txt", "merges.txt", "special_tokens_map.json", "added_tokens.json",
+    "chat_template.json", "chat_template.jinja", "additional_chat_templates/tool_use.jinja",
+    "generation_config.json", "model.safetensors.index.json", "config.json",
+])
+def test_files_digest_covers_every_file_that_decides_a_value(tiny_llava_checkpoint, tmp_path, name):
+    from vlmgate.models.checkpoint import files_digest
+
+    folder = _copy(tiny_llava_checkpoint, tmp_path / "edited")
+    before = files_digest(folder)
+    target = folder / name
+    target.parent.mkdir(exist_ok=True)
+    with open(target, "ab") as handle:  # edits an existing file, creates a new one
+        handle.write(b"\n ")
+    assert files_digest(folder) != before, name
+
+
+def test_files_digest_ignores_notes_and_folder_names(tiny_llava_checkpoint, tmp_path):
+    from vlmgate.models.checkpoint import files_digest
+
+    folder = _copy(tiny_llava_checkpoint, tmp_path / "a")
+    before = files_digest(folder)
+    (folder / "README.md").write_text("notes")
+    (folder / "training.json").write_text("{}")
+    assert files_digest(folder) == before == files_digest(_copy(folder, tmp_path / "b" / "renamed"))
+    (folder / "chat_template.jinja").rename(folder / "other.jinja")  # same bytes, another name
+    assert files_digest(folder) != before
+
+
+def test_identity_covers_dtype_device_type_limits_and_is_json(adapter, tiny_llava_checkpoint):
+    import json
+
+    identity = adapter.identity
+    assert json.loads(json.dumps(identity.to_json())) == {
+        "adapter": "hf", "files": identity.files, "dtype": "float32", "device_type": "cpu",
+        "prompt_format": "chat_template", "initialised": "",
+        "limits": {"max_answer_tokens": adapter.max_answer_tokens, "max_rows": adapter.max_rows}}
+    bf16 = load_hf_model(str(tiny_llava_checkpoint), ModelOptions(dtype="bfloat16"), spec="hf:bf16")
+    assert bf16.identity.dtype == "bfloat16" and bf16.fingerprint != adapter.fingerprint
+    assert bf16.identity.files == identity.files
+    indexed = load_hf_model(str(tiny_llava_checkpoint), ModelOptions(device="cpu:0"), spec="hf:cpu0")
+    assert indexed.fingerprint == adapter.fingerprint  # the device's kind counts, not its index
+    saved = adapter.max_answer_tokens
+    adapter.max_answer_tokens = saved + 1
+    try:
+        assert adapter.fingerprint != identity.fingerprint
+    finally:
+        adapter.max_answer_tokens = saved
+
+
+def test_missing_weights_load_only_where_allowed(tiny_llava_checkpoint, tmp_path):
+    folder = _copy(tiny_llava_checkpoint, tmp_path / "no-head")
+    tensors = load_file(folder / "model.safetensors")
+    del tensors[LM_HEAD]
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelError, match=r"1 missing.*lm_head\.weight.*--vlmgate-allow-missing-weights") as info:
+        load_hf_model(str(folder), ModelOptions(), spec="hf:no-head")
+    assert str(folder) in str(info.value)
+    allowed = load_hf_model(str(folder), ModelOptions(allow_weight_keys=("*lm_head*",)), spec="hf:no-head")
+    assert allowed.identity.initialised  # the initialised head is part of the identity
+    with pytest.raises(ModelError, match="lm_head"):
+        load_hf_model(str(folder), ModelOptions(allow_weight_keys=("*embed_tokens*",)), spec="hf:no-head")
+
+
+def _set_tokenizer_json(folder: Path, **fields) -> None:
+    import json
+
+    data = json.loads((folder / "tokenizer.json").read_text())
+    (folder / "tokenizer.json").write_text(json.dumps({**data, **fields}))
+
+
+def test_a_fixed_length_tokenizer_neither_truncates_nor_pads_scores(tiny_llava_checkpoint, adapter, tmp_path,
+                                                                    requests):
+    folder = _copy(tiny_llava_checkpoint, tmp_path / "fixed-length")
+    _set_tokenizer_json(
+        folder,
+        truncation={"direction": "Right", "max_length": 24, "strategy": "LongestFirst", "stride": 0},
+        padding={"strategy": {"Fixed": 260}, "direction": "Right", "pad_to_multiple_of": None,
+                 "pad_id": adapter.pad_id, "pad_type_id": 0, "pad_token": "<pad>"})
+    fixed = load_hf_model(str(folder), ModelOptions(), spec="hf:fixed-length")
+    for got, expected in zip(fixed.score(requests), adapter.score(requests)):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    assert [len(r.answer_tokens) for r in fixed.embed(_probe_requests(requests))] == \
+        [len(r.answer_tokens) for r in adapter.embed(_probe_requests(requests))]
+
+
+def _probe_requests(requests: list[ScoreRequest]) -> list:
+    from vlmgate.models.base import ProbeRequest
+
+    return [ProbeRequest(r.image, r.prompt, r.continuations, "Describe the image.") for r in requests]
+
+
+def test_a_context_beyond_the_models_positions_names_the_sample(tiny_llava_checkpoint, tmp_path, requests):
+    import json
+
+    folder = _copy(tiny_llava_checkpoint, tmp_path / "short")
+    config = json.loads((folder / "config.json").read_text())
+    config["text_config"]["max_position_embeddings"] = 64
+    (folder / "config.json").write_text(json.dumps(config))
+    short = load_hf_model(str(folder), ModelOptions(), spec="hf:short")
+    long_request = ScoreRequest(requests[1].image, requests[1].prompt, requests[1].continuations, sample_id="s-long")
+    with pytest.raises(ModelError, match=r"sample 's-long'.*64 positions") as info:
+        short.score([requests[0], long_request])
+    assert "'hf:short'" in str(info.value) and str(folder / "config.json") in str(info.value)
+    assert short.score([requests[0]])[0].shape == (2,)  # 55 positions: within the model's 64
 
 
 def test_missing_folder_is_a_model_error(tmp_path):

@@ -25,7 +25,7 @@ from vlmgate.models.base import PROBES, ModelOptions, ProbeRequest, ScoreRequest
 from vlmgate.models.tiny import save_checkpoint
 from vlmgate.models.tiny_families import FAMILIES, build_tiny_vlm
 
-from conftest import TINY_CORPUS
+from support import TINY_CORPUS
 
 REPO = Path(__file__).resolve().parents[1]
 #: Expected vision-token grid (T, H', W') of a 64 px image per family (tiny configs).
@@ -135,3 +135,21 @@ def test_unsupported_architecture_names_what_is_missing(checkpoints, tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
     with pytest.raises(ModelError, match=r"model_type 'bert'.*missing: an AutoModelForImageTextToText class for 'bert'"):
         load_model(f"hf:{folder}", ModelOptions())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_deleted_tensor_is_refused_in_every_family(checkpoints, family, tmp_path):
+    """Each family loads with an empty loading report (tied heads included), so one deleted
+    tensor is named instead of being initialised at random."""
+    from safetensors.torch import load_file, save_file
+
+    if family not in checkpoints:
+        pytest.skip("SmolVLM's processor needs num2words (pip install num2words)")
+    folder = Path(shutil.copytree(checkpoints[family], tmp_path / family))
+    tensors = load_file(folder / "model.safetensors")
+    victim = sorted(name for name in tensors if name.endswith("q_proj.weight"))[0]
+    del tensors[victim]
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelError, match=r"1 missing from the files .*q_proj\.weight") as info:
+        load_model(f"hf:{folder}", ModelOptions())
+    assert str(folder) in str(info.value) and "--vlmgate-allow-missing-weights" in str(info.value)

@@ -2,15 +2,23 @@
 
 Re-running an unchanged checkpoint, a second metric over the same variants, or a
 Hypothesis shrink step that revisits an input must cost no forward pass. An entry's key
-hashes everything its value depends on: the model fingerprint (weights and config), the
-request kind, the sample's content (image bytes, question, options), the variant, the
-run seed (which seeds any randomness of the perturbation) and the vlmgate version (which
-pins the perturbation code). The value is the raw float64 score vector.
+hashes everything its value depends on: the model fingerprint (every file of the
+checkpoint that decides a value, dtype, device type, adapter, prompt format and
+generation limits — see ``ModelIdentity``), the request kind, the sample's content (image
+bytes, question, options), the variant with its family's ``version`` (a changed
+perturbation implementation must miss), the run seed (which seeds any randomness of the
+perturbation) and the vlmgate version. The value is the raw float64 score vector.
 
 Writes are atomic (a temporary file in the same folder, then ``os.replace``), so a run
 killed mid-write leaves either the whole entry or none, and concurrent xdist workers
 writing the same key write the same bytes. A file that does not decode (a damaged
-disk, a foreign file) is treated as a miss and removed, never as a result.
+disk, a foreign file) is treated as a miss and removed, never as a result; so is one
+that decodes to a value that cannot belong to the request (``EntryError``): the reader
+says how many options the request has, and a score vector must be 1-D float64, finite,
+with exactly that many entries; a probe record's arrays must be finite with the shapes
+``ProbeRecord`` documents. A key collision is astronomically unlikely, but a file
+written by an older layout, a foreign tool or a flipped bit is not, and a wrong value
+read from the cache would be judged like any other.
 
 Two value shapes are stored: a score vector (``.npy``, one float64 array) and a probe
 record (``.npz``, named arrays: scores, one embedding per probe, the greedy answer's
@@ -35,6 +43,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -49,7 +58,13 @@ TEMP_PREFIX = ".tmp-"
 STALE_TEMPORARY_S = 3600.0
 #: Written into a new cache folder so that backup tools and git leave it alone.
 _CACHEDIR_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# vlmgate observation cache\n"
-_DECODE_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile)
+
+
+class EntryError(ValueError):
+    """A stored entry decodes, but not to a value the request could have produced."""
+
+
+_DECODE_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile)  # EntryError is a ValueError
 
 
 def sample_digest(sample: Sample) -> str:
@@ -64,9 +79,14 @@ def sample_digest(sample: Sample) -> str:
 
 
 def observation_key(model_fingerprint: str, kind: str, sample_id: str, content_digest: str,
-                    variant: Variant, seed: int) -> str:
-    """The cache key of one request (hex sha256)."""
-    parts = (__version__, model_fingerprint, kind, sample_id, content_digest, variant.label, str(seed))
+                    variant: Variant, family_version: int, seed: int) -> str:
+    """The cache key of one request (hex sha256).
+
+    ``family_version`` is the ``version`` of the variant's perturbation family (0 for the
+    clean image): a family whose implementation changed bumps it, and its old entries miss.
+    """
+    parts = (__version__, model_fingerprint, kind, sample_id, content_digest, variant.label,
+             f"family-v{family_version}", str(seed))
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
@@ -111,6 +131,10 @@ def probe_to_arrays(record: ProbeRecord) -> dict[str, np.ndarray]:
 def probe_from_arrays(arrays: dict[str, np.ndarray]) -> ProbeRecord:
     """The inverse of ``probe_to_arrays``; a missing array raises ``KeyError`` (a miss)."""
     grid = arrays.get("vision_grid")
+    if grid is not None and grid.shape != (3,):
+        raise EntryError(f"vision grid {grid.tolist()} is not three numbers")
+    if arrays["answer_tokens"].ndim != 1:
+        raise EntryError("answer tokens are not 1-D")
     return ProbeRecord(
         scores=arrays["scores"],
         embeddings={probe: arrays[f"embedding.{probe}"] for probe in PROBES},
@@ -135,8 +159,9 @@ class ObservationCache:
     def _path(self, key: str, suffix: str = SUFFIX) -> Path:
         return self.root / key[:2] / f"{key}{suffix}"
 
-    def _read(self, path: Path, decode):
-        """``decode(bytes)`` of the entry at ``path``, or ``None`` (counted) when absent or damaged."""
+    def _read(self, path: Path, decode: Callable[[bytes], Any]) -> Any:
+        """``decode(bytes)`` of the entry at ``path``, or ``None`` (counted) when absent, damaged
+        or not a value of the request (``decode`` raises ``EntryError``)."""
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -177,18 +202,18 @@ class ObservationCache:
                 if not target.exists():
                     target.write_text(text, encoding="utf-8")
 
-    def get(self, key: str) -> np.ndarray | None:
-        """The score vector stored under ``key``, or ``None``."""
-        return self._read(self._path(key), _decode_vector)
+    def get(self, key: str, n_options: int) -> np.ndarray | None:
+        """The score vector stored under ``key`` for a request with ``n_options`` options, or ``None``."""
+        return self._read(self._path(key), lambda data: _decode_vector(data, n_options))
 
     def put(self, key: str, value: np.ndarray) -> None:
         buffer = io.BytesIO()
         np.save(buffer, np.asarray(value, dtype=np.float64), allow_pickle=False)
         self._write(self._path(key), buffer.getvalue())
 
-    def get_probe(self, key: str) -> ProbeRecord | None:
-        """The probe record stored under ``key``, or ``None``."""
-        return self._read(self._path(key, RECORD_SUFFIX), _decode_probe)
+    def get_probe(self, key: str, n_options: int) -> ProbeRecord | None:
+        """The probe record stored under ``key`` for a request with ``n_options`` options, or ``None``."""
+        return self._read(self._path(key, RECORD_SUFFIX), lambda data: _decode_probe(data, n_options))
 
     def put_probe(self, key: str, record: ProbeRecord) -> None:
         buffer = io.BytesIO()
@@ -241,15 +266,49 @@ class ObservationCache:
         return removed
 
 
-def _decode_vector(data: bytes) -> np.ndarray:
-    value = np.load(io.BytesIO(data), allow_pickle=False)
-    if not isinstance(value, np.ndarray) or value.dtype != np.float64 or value.ndim != 1:
-        raise ValueError("not a float64 score vector")
+def checked_scores(value: np.ndarray, n_options: int) -> np.ndarray:
+    """``value`` if it is a finite 1-D float64 vector of ``n_options`` scores, else ``EntryError``."""
+    if not isinstance(value, np.ndarray) or value.dtype != np.float64 or value.shape != (n_options,):
+        raise EntryError(f"not a float64 vector of {n_options} scores")
+    if not np.isfinite(value).all():
+        raise EntryError("non-finite scores")
     return value
 
 
-def _decode_probe(data: bytes) -> ProbeRecord:
+def _finite(value: np.ndarray | None, ndim: int, what: str) -> np.ndarray:
+    if value is None or value.ndim != ndim or not np.issubdtype(value.dtype, np.number) \
+            or not np.isfinite(value).all():
+        raise EntryError(f"{what} is not a finite {ndim}-D array")
+    return value
+
+
+def checked_probe(record: ProbeRecord, n_options: int) -> ProbeRecord:
+    """``record`` if its arrays have the shapes ``ProbeRecord`` documents, else ``EntryError``.
+
+    Scores as ``checked_scores``; every probe a finite 1-D vector, all of one width;
+    answer tokens 1-D; vision tokens, when present, a finite ``(T·H'·W', D)`` array whose
+    row count is the product of a three-number grid.
+    """
+    checked_scores(record.scores, n_options)
+    widths = {_finite(record.embeddings[probe], 1, f"probe {probe}").shape[0] for probe in PROBES}
+    if len(widths) != 1:
+        raise EntryError(f"probe widths {sorted(widths)} differ")
+    if (record.vision_tokens is None) != (record.vision_grid is None):
+        raise EntryError("vision tokens without their grid")
+    if record.vision_grid is not None:
+        tokens = _finite(record.vision_tokens, 2, "vision tokens")
+        if len(record.vision_grid) != 3 or min(record.vision_grid) < 1 \
+                or tokens.shape[0] != int(np.prod(record.vision_grid)):
+            raise EntryError(f"vision tokens {tokens.shape} do not fill the grid {record.vision_grid}")
+    return record
+
+
+def _decode_vector(data: bytes, n_options: int) -> np.ndarray:
+    return checked_scores(np.load(io.BytesIO(data), allow_pickle=False), n_options)
+
+
+def _decode_probe(data: bytes, n_options: int) -> ProbeRecord:
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
         if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("not a probe record archive")
-        return probe_from_arrays({name: archive[name] for name in archive.files})
+            raise EntryError("not a probe record archive")
+        return checked_probe(probe_from_arrays({name: archive[name] for name in archive.files}), n_options)

@@ -14,11 +14,15 @@ request kind, memoised the same way; a family's probes are taken only after its 
 so that the answer a probe teacher-forces is exactly the prediction the flip gates judge.
 
 Across runs, observations live in an ``ObservationCache`` keyed by (model fingerprint,
-sample content, request kind, variant, seed). Results must not depend on the cache, on
-the number of xdist workers or on the backend, and a batch's composition fixes its
-floating-point rounding (padding, kernel blocking), so batches are *canonical*: the
-items of one request (the clean pass, a family's grid) are cut into batches by a rule
-that depends only on those items, and a batch with any item unknown is computed whole.
+sample content, request kind, variant, the family's implementation ``version``, seed); a
+read names the request's option count, so an entry that cannot be its value is a miss.
+Requests carry their sample's id, so an adapter that refuses one names it.
+
+Results must not depend on the cache, on the number of xdist workers or on the backend,
+and a batch's composition fixes its floating-point rounding (padding, kernel blocking),
+so batches are *canonical*: the items of one request (the clean pass, a family's grid)
+are cut into batches by a rule that depends only on those items, and a batch with any
+item unknown is computed whole.
 Within a window of ``WINDOW_BATCHES`` batches, items are ordered by image size and prompt
 length so that a batch pads little.
 
@@ -126,7 +130,8 @@ class _RequestKind:
     prepare: Callable[[Sample, Variant], Any]
     cache_kind: Callable[[Sample, Variant], str]
     convert: Callable[[Sample, Variant, Any], Any]
-    read: Callable[[ObservationCache, str], Any]
+    #: ``read(cache, key, n_options)``: the stored value, or ``None`` when absent or unfit.
+    read: Callable[[ObservationCache, str, int], Any]
     write: Callable[[ObservationCache, str, Any], None]
 
 
@@ -226,6 +231,7 @@ class Engine:
         self.dispatcher: Dispatcher = dispatcher if dispatcher is not None else LocalDispatcher(model)
         self._samples = SampleSet(benchmark, limit)
         self._digests: dict[str, str] = {}
+        self._family_versions: dict[str, int] = {}
         self._memo: dict[tuple[str, Variant], Observation] = {}
         self._clean: dict[str, Observation] | None = None
         self._families: dict[str, FamilyObservations] = {}
@@ -234,7 +240,7 @@ class Engine:
         self._scores = _RequestKind(
             "score", "score", self._memo, self._score_request, lambda s, v: "score",
             lambda s, v, row: observation_from_scores(s.id, v, np.asarray(row, dtype=np.float64), self.model.spec),
-            lambda cache, key: cache.get(key), lambda cache, key, obs: cache.put(key, np.asarray(obs.scores)))
+            ObservationCache.get, lambda cache, key, obs: cache.put(key, np.asarray(obs.scores)))
         self._probes = _RequestKind(
             "probe", "embed", self._probe_memo, self._probe_request, self._probe_cache_kind,
             lambda s, v, record: record, ObservationCache.get_probe, ObservationCache.put_probe)
@@ -261,14 +267,14 @@ class Engine:
 
     def _score_request(self, sample: Sample, variant: Variant) -> ScoreRequest:
         shown = self.shown(sample, variant)
-        return ScoreRequest(shown.image, prompt_for(shown), option_continuations(shown))
+        return ScoreRequest(shown.image, prompt_for(shown), option_continuations(shown), sample_id=sample.id)
 
     def _probe_request(self, sample: Sample, variant: Variant) -> ProbeRequest:
         """A probe request; ``ans_mcq`` teacher-forces the prediction already observed."""
         shown = self.shown(sample, variant)
         known = self._memo.get((sample.id, variant))
         return ProbeRequest(shown.image, prompt_for(shown), option_continuations(shown),
-                            open_prompt(shown), None if known is None else known.prediction)
+                            open_prompt(shown), None if known is None else known.prediction, sample_id=sample.id)
 
     def _probe_cache_kind(self, sample: Sample, variant: Variant) -> str:
         """A probe's value depends on the option ``ans_mcq`` teacher-forces: part of its key."""
@@ -280,7 +286,15 @@ class Engine:
         if digest is None:
             digest = self._digests[sample.id] = sample_digest(sample)
         return observation_key(self.model.fingerprint, kind.cache_kind(sample, variant), sample.id, digest,
-                               variant, self.seed)
+                               variant, self._family_version(variant), self.seed)
+
+    def _family_version(self, variant: Variant) -> int:
+        """The ``version`` of the family that makes ``variant`` (0 for the clean image)."""
+        if variant == CLEAN:
+            return 0
+        if variant.family not in self._family_versions:
+            self._family_versions[variant.family] = get_family(variant.family).version
+        return self._family_versions[variant.family]
 
     def _canonical_batches(self, items: Iterable[tuple[Sample, Variant]]
                            ) -> Iterator[list[tuple[Sample, Variant]]]:
@@ -324,7 +338,8 @@ class Engine:
                 continue
             value = None
             if self.cache is not None:
-                stored = kind.read(self.cache, self._cache_key(kind, sample, variant))
+                stored = kind.read(self.cache, self._cache_key(kind, sample, variant),
+                                   len(option_continuations(sample)))
                 value = None if stored is None else kind.convert(sample, variant, stored)
             if value is None:
                 missing = True

@@ -70,14 +70,20 @@ class GateSession:
         With the Ray backend the replicas hold the model on the requested device; this
         process keeps a CPU copy for its fingerprint and spec only.
         """
-        from vlmgate.models.base import ModelOptions
         from vlmgate.placement import apply_torch_threads, placement
 
         place = placement(device=self.settings.device, devices=self.settings.devices,
                           torch_threads=self.settings.torch_threads)
         apply_torch_threads(place.torch_threads)
         device = "cpu" if self.settings.backend == "ray" else place.device
-        return ModelOptions(device, self.settings.dtype, self.settings.trust_remote_code)
+        return self._options(device)
+
+    def _options(self, device: str):
+        """``ModelOptions`` of the run settings on ``device``."""
+        from vlmgate.models.base import ModelOptions
+
+        return ModelOptions(device, self.settings.dtype, self.settings.trust_remote_code,
+                            self.settings.allow_weight_keys)
 
     def model(self, spec: str):
         from vlmgate.models.base import load_model
@@ -88,11 +94,9 @@ class GateSession:
         """The local dispatcher, or Ray replicas of ``model`` (``--vlmgate-backend ray``)."""
         if self.settings.backend != "ray":
             return None
-        from vlmgate.models.base import ModelOptions
         from vlmgate.ray_backend import RayDispatcher
 
-        options = ModelOptions(self.settings.device, self.settings.dtype, self.settings.trust_remote_code)
-        dispatcher = RayDispatcher(model.spec, options, fingerprint=model.fingerprint)
+        dispatcher = RayDispatcher(model.spec, self._options(self.settings.device), fingerprint=model.fingerprint)
         self._dispatchers.append(dispatcher)
         return dispatcher
 
@@ -107,9 +111,11 @@ class GateSession:
         self._dispatchers.clear()
 
     def benchmark(self, spec: str):
-        from vlmgate.benchmarks.base import load_benchmark
+        """The benchmark ``spec``, loaded once under the run's ``BenchmarkOptions`` (pixel budget)."""
+        from vlmgate.benchmarks.base import BenchmarkOptions, load_benchmark
 
-        return self._benchmarks.get(spec, lambda: load_benchmark(spec))
+        options = BenchmarkOptions(max_pixels=self.settings.max_pixels)
+        return self._benchmarks.get(spec, lambda: load_benchmark(spec, options))
 
     def engine(self, model_spec: str, benchmark_spec: str):
         from vlmgate.engine import Engine

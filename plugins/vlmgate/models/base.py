@@ -9,12 +9,23 @@ Adapters that can also show what happens inside the model implement ``ProbeAdapt
 ``embed(requests)`` turns ``ProbeRequest``s into ``ProbeRecord``s (final-layer hidden
 states of the probe channels and the vision tokens), which the drift and structure
 suites read. Scoring never pays for probes: they are a separate request kind.
+
+An adapter's ``fingerprint`` is what the observation cache and the run record trust to
+say "these scores would come out again": it must cover everything that decides a value.
+The checkpoint adapters describe what that is with a ``ModelIdentity`` (files, dtype,
+device type, adapter, prompt format, limits), whose hash is their fingerprint.
+
+Requests carry the id of the sample they were made for (``sample_id``, filled by the
+engine), so that an adapter refusing an input names it. It is a label, not content: it
+takes no part in equality and never changes a value.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Protocol, Sequence, runtime_checkable
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from vlmgate import registry
 from vlmgate.errors import ModelError
@@ -30,12 +41,49 @@ class ModelOptions:
 
     ``device`` is a torch device string; ``dtype`` one of float32 / float16 / bfloat16.
     ``trust_remote_code`` stays off unless the user asks: a checkpoint folder is data,
-    and running code from it is a decision the user makes explicitly.
+    and running code from it is a decision the user makes explicitly. Likewise
+    ``allow_weight_keys``: fnmatch globs of weight names that may be missing from the
+    checkpoint, unused by the architecture or mis-shaped (and so initialised at load);
+    without a matching glob any of those is a load error, since a randomly initialised
+    tensor silently gates a different model.
     """
 
     device: str = "cpu"
     dtype: str = "float32"
     trust_remote_code: bool = False
+    allow_weight_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What decides a loaded model's values, JSON-safe; ``fingerprint`` is its hash.
+
+    ``files``: sha256 over the names and bytes of the checkpoint's weights, config,
+    processor, tokenizer, chat-template and generation files (names relative to the
+    folder, so a moved or copied folder keeps it). ``initialised``: sha256 of the weights
+    transformers initialised at load under ``allow_weight_keys`` ("" when none; they are
+    random, so two loads agree only if the draws do). ``dtype`` and ``device_type``
+    (``cpu`` / ``cuda`` / ``mps``, not the index: two GPUs of one kind compute alike);
+    ``adapter`` (``hf`` / ``clip``) and ``prompt_format`` say how inputs become tokens;
+    ``limits`` are the adapter's length limits (e.g. ``max_answer_tokens``) by name.
+    """
+
+    adapter: str
+    files: str
+    dtype: str
+    device_type: str
+    prompt_format: str
+    limits: tuple[tuple[str, int], ...] = ()
+    initialised: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as a JSON object (``limits`` as a name -> value object)."""
+        return {**asdict(self), "limits": dict(self.limits)}
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of ``to_json()``."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -45,6 +93,8 @@ class ScoreRequest:
     image: "Image"
     prompt: str
     continuations: tuple[str, ...]
+    #: The sample the request was made for, named in errors (a label, not content).
+    sample_id: str = field(default="", compare=False)
 
 
 @runtime_checkable
@@ -53,7 +103,8 @@ class ModelAdapter(Protocol):
 
     #: The spec the user gave (``hf:/path``), used in case ids and reports.
     spec: str
-    #: Hash of weights and config: two adapters with equal fingerprints score alike.
+    #: Hash of everything that decides a value (weights, config, processor and tokenizer
+    #: files, dtype, device type, prompt format, limits): equal fingerprints score alike.
     fingerprint: str
 
     def score(self, requests: Sequence[ScoreRequest]) -> list["np.ndarray"]:
@@ -86,6 +137,8 @@ class ProbeRequest:
     continuations: tuple[str, ...]
     open_prompt: str
     option: int | None = None
+    #: The sample the request was made for, named in errors (a label, not content).
+    sample_id: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,6 +187,8 @@ class GenerateRequest:
     image: "Image"
     prompt: str
     max_new_tokens: int = 8
+    #: The sample the request was made for, named in errors (a label, not content).
+    sample_id: str = field(default="", compare=False)
 
 
 @runtime_checkable

@@ -14,30 +14,41 @@ CLIP model on classification-style items whose options name classes.
 Differentiable access (``image_embedding``) works on ``(B, 3, S, S)`` pixels in [0, 1] at
 the model's input size ``S``; ``to_pixels`` brings a PIL image there (resize to S×S,
 bicubic) once, so pixel budgets are measured in the space the encoder sees. Loading is
-offline and safetensors-only, as for ``hf:``.
+offline and safetensors-only, with the same folder checks, loading-report check and
+identity as ``hf:`` (``vlmgate.models.checkpoint``); the folder's config must say
+``model_type: clip``, so a VLM folder is never gated as a (randomly initialised) CLIP.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from vlmgate.errors import ModelError
-from vlmgate.models.base import ModelOptions, ScoreRequest
-from vlmgate.models.hf import _checked_weight_files, fingerprint_checkpoint
+from vlmgate.models.base import ModelIdentity, ModelOptions, ScoreRequest
+from vlmgate.models.checkpoint import load_weights, open_checkpoint, torch_device
+
+#: ``ModelIdentity.prompt_format`` of a dual encoder: options scored by image-text cosine.
+PROMPT_FORMAT = "zero_shot_cosine"
 
 
 def load_clip_model(path: str, options: ModelOptions, *, spec: str) -> "ClipAdapter":
-    folder = Path(path).expanduser().resolve()
-    weights = _checked_weight_files(folder, spec)
+    checkpoint = open_checkpoint(path, spec)
+    folder = checkpoint.folder
+    if checkpoint.model_type != "clip":
+        raise ModelError(
+            f"model spec {spec!r}: {folder / 'config.json'} has model_type {checkpoint.model_type!r}, not 'clip'; "
+            "clip: gates CLIP dual encoders (saved with CLIPModel.save_pretrained(PATH)); gate a "
+            f"vision-language model with hf:{folder}"
+        )
+    device = torch_device(options, spec)
     from transformers import CLIPModel, CLIPProcessor
 
     try:
-        model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+        model, initialised = load_weights(CLIPModel, checkpoint, options)
         processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(
@@ -45,19 +56,33 @@ def load_clip_model(path: str, options: ModelOptions, *, spec: str) -> "ClipAdap
             f"({type(exc).__name__}: {exc}); save it with CLIPModel.save_pretrained(PATH) and "
             "CLIPProcessor.save_pretrained(PATH)"
         ) from exc
-    model.to(torch.device(options.device)).eval()
-    return ClipAdapter(spec, model, processor, fingerprint_checkpoint(folder, weights), torch.device(options.device))
+    backend = getattr(processor.tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # a fixed length from tokenizer.json would cut option texts
+        backend.no_truncation()
+        backend.no_padding()
+    model.to(device).eval()
+    identity = ModelIdentity(adapter="clip", files=checkpoint.files_digest(), initialised=initialised,
+                             dtype=options.dtype, device_type=device.type, prompt_format=PROMPT_FORMAT)
+    return ClipAdapter(spec, model, processor, identity, device)
 
 
 @dataclass(frozen=True, eq=False)
 class ClipAdapter:
-    """Zero-shot scores, and differentiable image embeddings for systematic evaluation."""
+    """Zero-shot scores, and differentiable image embeddings for systematic evaluation.
+
+    The model runs in the dtype it was loaded in; embeddings and logits come back as
+    float32 so that pixel gradients and budgets stay in one precision.
+    """
 
     spec: str
     model: Any
     processor: Any
-    fingerprint: str
+    identity: ModelIdentity
     device: torch.device
+
+    @property
+    def fingerprint(self) -> str:
+        return self.identity.fingerprint
 
     @property
     def image_size(self) -> int:
@@ -77,19 +102,29 @@ class ClipAdapter:
         processor = self.processor.image_processor
         mean = torch.tensor(processor.image_mean, device=pixels.device).view(1, 3, 1, 1)
         std = torch.tensor(processor.image_std, device=pixels.device).view(1, 3, 1, 1)
-        features = self.model.get_image_features(pixel_values=(pixels - mean) / std)
+        features = self.model.get_image_features(pixel_values=((pixels - mean) / std).to(self.model.dtype))
         features = getattr(features, "pooler_output", features)  # transformers 5 returns an output object
-        return torch.nn.functional.normalize(features, dim=-1)
+        return torch.nn.functional.normalize(features.float(), dim=-1)
 
-    def text_embedding(self, texts: Sequence[str]) -> torch.Tensor:
-        tokens = self.processor.tokenizer(list(texts), padding=True, return_tensors="pt").to(self.device)
-        features = self.model.get_text_features(**tokens)
+    def text_embedding(self, texts: Sequence[str], who: str = "") -> torch.Tensor:
+        """L2-normalised embeddings of ``texts``, never truncated: a text longer than the text
+        encoder's positions is a ``ModelError`` naming ``who`` asked (a sample) and the text."""
+        tokens = self.processor.tokenizer(list(texts), padding=True, truncation=False, return_tensors="pt")
+        limit = getattr(self.model.config.text_config, "max_position_embeddings", None)
+        if limit is not None and tokens["input_ids"].shape[1] > limit:
+            longest = max(texts, key=lambda text: len(self.processor.tokenizer(text)["input_ids"]))
+            raise ModelError(
+                f"model spec {self.spec!r}: {who or 'a text'} has option text {longest[:60]!r} of more tokens than "
+                f"the text encoder's {limit} positions; shorten the option texts or gate a CLIP model with a "
+                "longer text context"
+            )
+        features = self.model.get_text_features(**tokens.to(self.device))
         features = getattr(features, "pooler_output", features)
-        return torch.nn.functional.normalize(features, dim=-1)
+        return torch.nn.functional.normalize(features.float(), dim=-1)
 
     def logits(self, image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
         """``(B, K)`` zero-shot logits: ``logit_scale · cos``."""
-        return self.model.logit_scale.exp() * image_embeddings @ text_embeddings.T
+        return self.model.logit_scale.float().exp() * image_embeddings @ text_embeddings.T
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[np.ndarray]:
         """Log-softmax over each request's options of the scaled image-text cosine."""
@@ -98,7 +133,8 @@ class ClipAdapter:
         with torch.inference_mode():
             images = self.image_embedding(self.to_pixels([r.image for r in requests]))
             out = []
-            for request, image in zip(requests, images):
-                texts = self.text_embedding(request.continuations)
+            for index, (request, image) in enumerate(zip(requests, images)):
+                who = f"sample {request.sample_id!r}" if request.sample_id else f"request {index}"
+                texts = self.text_embedding(request.continuations, who)
                 out.append(torch.log_softmax(self.logits(image[None], texts)[0].double(), dim=-1).cpu().numpy())
         return out

@@ -30,7 +30,17 @@ suite) reuses that greedy decoding and returns the decoded text; it is the only 
 where generated text, rather than option likelihood, leaves the adapter.
 
 Checkpoints load offline (``HF_HUB_OFFLINE=1``, ``local_files_only=True``), from
-safetensors only; ``trust_remote_code`` is passed through from ``ModelOptions``.
+safetensors only; ``trust_remote_code`` is passed through from ``ModelOptions``. The
+folder is checked, fingerprinted and loaded with transformers' loading report by
+``checkpoint`` (shared with ``clip:``): weights that do not fit the architecture are a
+load error, not a random initialisation. The adapter's ``identity`` (files, dtype,
+device type, prompt format, limits) is what its ``fingerprint`` hashes.
+
+Sequences are scored whole: the tokenizer's own truncation and padding (a fixed length
+in tokenizer.json) are switched off, and a request longer than the language model's
+``max_position_embeddings`` is refused naming its sample, since positions beyond the
+trained range give scores that look fine and are not.
+
 Families (``VERIFIED_MODEL_TYPES``): LLaVA, Qwen2-VL, Qwen2.5-VL, Idefics3, SmolVLM,
 PaliGemma. Their differences live beside this module: image-only processors where the
 shipped one needs torchvision (``image_only``), per-image input layouts and per-token type
@@ -45,8 +55,6 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads its hub constants
 
-import hashlib
-import json
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -64,7 +72,10 @@ from vlmgate.models.family_inputs import (
 )
 from vlmgate.models.image_only import load_image_only_processor, needs_image_only
 from vlmgate.models.vision_grid import family_vision_tokens
-from vlmgate.models.base import GenerateRequest, ModelOptions, ProbeRecord, ProbeRequest, ScoreRequest
+from vlmgate.models.base import (
+    GenerateRequest, ModelIdentity, ModelOptions, ProbeRecord, ProbeRequest, ScoreRequest,
+)
+from vlmgate.models.checkpoint import dtype_name, load_weights, open_checkpoint, torch_device, torch_dtype
 
 #: Rows (request × option sequences) per forward pass; more rows amortise Python
 #: overhead, fewer bound activation memory on large models.
@@ -72,8 +83,9 @@ DEFAULT_MAX_ROWS = 32
 #: Longest greedy answer read for the ``ans_mcq_free`` probe; option texts are a few tokens.
 DEFAULT_MAX_ANSWER_TOKENS = 8
 PLAIN_CONTEXT = "USER: {image}\n{prompt}\nASSISTANT:"
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_HASH_CHUNK = 1 << 20
+#: Tokenizer and processor calls never truncate or pad on their own: a checkpoint whose
+#: tokenizer.json fixes a length would otherwise score cut or padded sequences.
+_WHOLE_TEXT = {"truncation": False, "padding": False}
 #: Families whose tiny checkpoints the project's tests score and probe through ``hf:``.
 VERIFIED_MODEL_TYPES = frozenset({"llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "paligemma"})
 #: Architectures whose image encoder output is fully described by per-image features.
@@ -82,32 +94,23 @@ _SHARED_VISION_MODEL_TYPES = frozenset({"llava"})
 
 def load_hf_model(path: str, options: ModelOptions, *, spec: str) -> "HFAdapter":
     """Load the checkpoint folder ``path`` (the part of ``spec`` after ``hf:``)."""
-    folder = Path(path).expanduser().resolve()
-    weights = _checked_weight_files(folder, spec)
-    if options.dtype not in _DTYPES:
-        raise ModelError(
-            f"model spec {spec!r}: dtype {options.dtype!r} is not supported; "
-            f"use one of {', '.join(_DTYPES)}"
-        )
-    try:
-        device = torch.device(options.device)
-    except RuntimeError as exc:
-        raise ModelError(f"model spec {spec!r}: device {options.device!r} is not a torch device ({exc}); "
-                         "use e.g. cpu, cuda or cuda:0") from None
+    checkpoint = open_checkpoint(path, spec)
+    folder = checkpoint.folder
+    torch_dtype(options, spec)  # an unsupported dtype fails before anything loads
+    device = torch_device(options, spec)
 
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     common = {"local_files_only": True, "trust_remote_code": options.trust_remote_code}
-    model_type = _model_type(folder, spec)
+    model_type = checkpoint.model_type
     _check_architecture(model_type, folder, spec, options)
     try:
         if needs_image_only(model_type):  # its shipped processor needs torchvision for videos
             processor = load_image_only_processor(folder, model_type, **common)
         else:
             processor = AutoProcessor.from_pretrained(folder, **common)
-        model = AutoModelForImageTextToText.from_pretrained(
-            folder, dtype=_DTYPES[options.dtype], use_safetensors=True, **common
-        )
+        model, initialised = load_weights(AutoModelForImageTextToText, checkpoint, options,
+                                          trust_remote_code=options.trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:  # ImportError: a processor's package
         raise ModelError(
             f"model spec {spec!r}: transformers cannot load {folder} offline ({type(exc).__name__}: {exc}); "
@@ -126,19 +129,7 @@ def load_hf_model(path: str, options: ModelOptions, *, spec: str) -> "HFAdapter"
     model.to(device)
     model.eval()
     return HFAdapter(spec=spec, folder=folder, model=model, processor=processor,
-                     fingerprint=fingerprint_checkpoint(folder, weights), device=device)
-
-
-def _model_type(folder: Path, spec: str) -> str:
-    try:
-        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"model spec {spec!r}: {folder / 'config.json'} is not readable JSON ({exc}); "
-                         "re-save the checkpoint with model.save_pretrained(PATH)") from None
-    if not model_type:
-        raise ModelError(f"model spec {spec!r}: {folder / 'config.json'} has no 'model_type'; "
-                         "re-save the checkpoint with model.save_pretrained(PATH)")
-    return str(model_type)
+                     fingerprint=checkpoint.files_digest(), initialised=initialised, device=device)
 
 
 def _check_architecture(model_type: str, folder: Path, spec: str, options: ModelOptions) -> None:
@@ -158,45 +149,6 @@ def _check_architecture(model_type: str, folder: Path, spec: str, options: Model
     )
 
 
-def _checked_weight_files(folder: Path, spec: str) -> list[Path]:
-    if not folder.is_dir():
-        raise ModelError(
-            f"model spec {spec!r}: checkpoint folder {folder} does not exist; pass hf:PATH with "
-            "PATH a local folder holding config.json and *.safetensors (vlmgate never downloads)"
-        )
-    if not (folder / "config.json").is_file():
-        raise ModelError(
-            f"model spec {spec!r}: {folder} has no config.json; save the checkpoint with "
-            "model.save_pretrained(PATH) and processor.save_pretrained(PATH)"
-        )
-    weights = sorted(folder.glob("*.safetensors"))
-    if not weights:
-        raise ModelError(
-            f"model spec {spec!r}: {folder} has no *.safetensors weights (checkpoints load from "
-            "safetensors only, never pickle); convert it with model.save_pretrained(PATH), "
-            "whose default format is safetensors"
-        )
-    return weights
-
-
-def fingerprint_checkpoint(folder: Path, weights: Sequence[Path]) -> str:
-    """sha256 over config.json and the safetensors files (names and bytes, in name order).
-
-    Only what determines the scores is hashed, so a copied or moved folder keeps its
-    fingerprint and the observation cache stays valid, while any changed weight or
-    config value gives a new one. Files are streamed so large checkpoints hash in
-    constant memory.
-    """
-    digest = hashlib.sha256()
-    for file in [folder / "config.json", *sorted(weights)]:
-        digest.update(file.name.encode("utf-8") + b"\0")
-        with open(file, "rb") as handle:
-            while chunk := handle.read(_HASH_CHUNK):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class _EncodedPrompt:
     """The text side of one (prompt, options) pair, independent of the image.
@@ -210,20 +162,33 @@ class _EncodedPrompt:
 
 
 class HFAdapter:
-    """A loaded transformers VLM that scores options by summed log-likelihood."""
+    """A loaded transformers VLM that scores options by summed log-likelihood.
+
+    ``fingerprint`` (the argument) is the digest of the checkpoint's files
+    (``checkpoint.files_digest``) and ``initialised`` that of weights initialised at load;
+    the adapter's ``identity`` adds what else decides a value (dtype, device type, prompt
+    format, limits), and its ``fingerprint`` attribute hashes all of it.
+    """
 
     def __init__(self, *, spec: str, folder: Path, model: Any, processor: Any, fingerprint: str,
                  device: torch.device, max_rows: int = DEFAULT_MAX_ROWS,
-                 max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS):
+                 max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS, initialised: str = ""):
         self.spec = spec
         self.folder = folder
         self.model = model
         self.processor = processor
-        self.fingerprint = fingerprint
+        self.files_digest = fingerprint
+        self.initialised = initialised
         self.device = device
         self.max_rows = max_rows
         self.max_answer_tokens = max_answer_tokens
         self.tokenizer = processor.tokenizer
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:  # a fixed length from tokenizer.json; calls pass _WHOLE_TEXT too
+            backend.no_truncation()
+            backend.no_padding()
+        #: Positions the language model was built for; a longer sequence is refused, not scored.
+        self.max_positions: int | None = getattr(model.config.get_text_config(), "max_position_embeddings", None)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id or 0
@@ -244,6 +209,44 @@ class HFAdapter:
             )
         # Prompts repeat across every perturbation of a sample: render and tokenize once.
         self._encode = lru_cache(maxsize=8192)(self._encode_uncached)
+        self._context_text("")  # a chat template that does not render fails at load, not mid-run
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """What decides this adapter's values (see ``ModelIdentity``), read from its current state."""
+        return ModelIdentity(
+            adapter="hf", files=self.files_digest, initialised=self.initialised, dtype=dtype_name(self.pixel_dtype),
+            device_type=self.device.type, prompt_format=self.prompt_format,
+            limits=(("max_answer_tokens", self.max_answer_tokens), ("max_rows", self.max_rows)),
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        return self.identity.fingerprint
+
+    def _who(self, request: ScoreRequest | ProbeRequest | GenerateRequest, index: int) -> str:
+        """How an error names a request: its sample, else its place in the batch and its prompt."""
+        if request.sample_id:
+            return f"sample {request.sample_id!r}"
+        return f"request {index} (prompt {request.prompt[:60]!r})"
+
+    def _check_positions(self, requests: Sequence[ScoreRequest | ProbeRequest | GenerateRequest],
+                         needed: Sequence[int], what: str) -> None:
+        """Refuse a request whose sequence (``needed[i]`` tokens) exceeds the model's positions.
+
+        Beyond ``max_position_embeddings`` a rotary model extrapolates and a learned table
+        has no entry: either way the score would be silently wrong.
+        """
+        if self.max_positions is None:
+            return
+        for index, (request, length) in enumerate(zip(requests, needed)):
+            if length > self.max_positions:
+                raise ModelError(
+                    f"model spec {self.spec!r}: {self._who(request, index)} needs {length} token positions "
+                    f"({what}, image tokens included), but the model has {self.max_positions} positions "
+                    f"(max_position_embeddings in {self.folder / 'config.json'}); shorten the sample's question "
+                    "and options or use a smaller image, or gate it with a model of a longer context"
+                )
 
     # -- text side -------------------------------------------------------------------------
 
@@ -255,7 +258,7 @@ class HFAdapter:
         else:
             fulls = [f"{context} {option}" for option in continuations]
             special = True
-        encoded = self.tokenizer([context, *fulls], add_special_tokens=special)["input_ids"]
+        encoded = self.tokenizer([context, *fulls], add_special_tokens=special, **_WHOLE_TEXT)["input_ids"]
         context_ids, full_ids = encoded[0], encoded[1:]
         n_context = len(context_ids)
         continuation_ids = []
@@ -286,12 +289,22 @@ class HFAdapter:
         messages: list[dict[str, Any]] = [
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
         ]
-        if option is None:
-            return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": option}]})
+        from jinja2 import TemplateError
+
         try:
+            if option is None:
+                return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": option}]})
             return self.processor.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+        except TemplateError as exc:
+            raise ModelError(
+                f"model spec {self.spec!r}: the chat template in {self.folder} does not render an image and "
+                f"text user turn ({type(exc).__name__}: {exc}); fix chat_template.jinja (or the "
+                "chat_template of tokenizer_config.json / chat_template.json)"
+            ) from None
         except ValueError as exc:  # the template rewrote the reply beyond recognition
+            if option is None:
+                raise
             raise ModelError(
                 f"model spec {self.spec!r}: the chat template does not reproduce option {option!r} "
                 f"verbatim ({exc}); fix the checkpoint's chat template"
@@ -305,6 +318,7 @@ class HFAdapter:
             return []
         encoded = [self._encode(r.prompt, tuple(r.continuations)) for r in requests]
         context_ids, images = self._process_images(requests, encoded)
+        self._check_positions(requests, _longest_rows(context_ids, encoded), "context and longest option")
         with torch.inference_mode():
             rows = self._option_pass(encoded, context_ids, images, requests, features=None, states=False)
         return _split_per_request(rows.scores, encoded)
@@ -334,7 +348,8 @@ class HFAdapter:
     def _expand(self, texts: Sequence[str], images: Sequence[Any]) -> tuple[list[list[int]], dict[str, torch.Tensor]]:
         """Token ids of ``texts`` with each image placeholder expanded, and the image tensors."""
         batch = self.processor(text=list(texts), images=processor_images(self.model_type, images),
-                               add_special_tokens=self.prompt_format == "plain", **processor_kwargs(self.model_type))
+                               add_special_tokens=self.prompt_format == "plain",
+                               **{**_WHOLE_TEXT, **processor_kwargs(self.model_type)})
         packed = pack_images(batch, len(images))
         if packed is None:
             raise ModelError(
@@ -452,9 +467,8 @@ class HFAdapter:
         if bad.any():
             request = rows[int(np.flatnonzero(bad)[0])][0]
             raise ModelError(
-                f"model spec {self.spec!r} produced non-finite scores for request {request} "
-                f"(prompt {requests[request].prompt[:60]!r}); the checkpoint's weights contain "
-                "NaN/inf or the dtype overflows (load it with dtype float32)"
+                f"model spec {self.spec!r} produced non-finite scores for {self._who(requests[request], request)}; "
+                "the checkpoint's weights contain NaN/inf or the dtype overflows (load it with dtype float32)"
             )
         if not states:
             return _OptionRows(result)
@@ -488,6 +502,10 @@ class HFAdapter:
         texts = [enc.context_text for enc in encoded] + [self._context_text(r.open_prompt) for r in requests]
         all_ids, images = self._expand(texts, [r.image for r in requests] * 2)
         context_ids, open_ids = all_ids[:len(requests)], all_ids[len(requests):]
+        self._check_positions(requests, [max(rows, len(ids) + self.max_answer_tokens, len(open_))
+                                         for rows, ids, open_ in zip(_longest_rows(context_ids, encoded),
+                                                                     context_ids, open_ids)],
+                              "context with its longest option or answer")
         images = {key: value[:len(requests)] for key, value in images.items()}
         with torch.inference_mode():
             features = self._vision_features(images, range(len(requests))) \
@@ -528,6 +546,8 @@ class HFAdapter:
             return []
         context_ids, images = self._expand([self._context_text(r.prompt) for r in requests],
                                            [r.image for r in requests])
+        self._check_positions(requests, [len(ids) + r.max_new_tokens for ids, r in zip(context_ids, requests)],
+                              "context and max_new_tokens")
         with torch.inference_mode():
             features = self._vision_features(images, range(len(requests))) \
                 if self._shares_vision_features(images) else None
@@ -699,6 +719,11 @@ class _OptionRows:
                 out[list(rows)] = values
             fields[name] = out
         return cls(**fields)
+
+
+def _longest_rows(context_ids: Sequence[list[int]], encoded: Sequence[_EncodedPrompt]) -> list[int]:
+    """Tokens in each request's longest (context, option) row."""
+    return [len(ids) + max(map(len, enc.continuation_ids)) for ids, enc in zip(context_ids, encoded)]
 
 
 def _split_per_request(row_values: np.ndarray, encoded: Sequence[_EncodedPrompt]) -> list[np.ndarray]:

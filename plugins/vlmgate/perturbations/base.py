@@ -12,6 +12,10 @@ A family knows two parameterisations of itself:
 ``numpy.random.Generator`` (families that draw nothing ignore it); any randomness a
 variant needs at creation (e.g. random overlay text) is drawn in ``variants`` from the
 context's generator and stored in the JSON-safe params, so a variant alone replays it.
+
+A variant's label names what it does, not how: a family declares a ``version`` that the
+observation cache keys on, so changing an implementation is never answered from entries
+the previous one computed.
 """
 
 from __future__ import annotations
@@ -58,6 +62,10 @@ class PerturbationFamily(ABC):
     max_level: ClassVar[int] = 1
     #: True when the family needs the clean prediction to build its variants.
     needs_base_prediction: ClassVar[bool] = False
+    #: Implementation version, part of the observation cache key of the family's variants:
+    #: bump it whenever ``variants`` or ``apply`` can return something else for the same
+    #: variant label, so entries computed by the old code miss instead of being judged.
+    version: ClassVar[int] = 1
 
     @abstractmethod
     def variants(self, sample: Sample, context: VariantContext) -> list[Variant]:
