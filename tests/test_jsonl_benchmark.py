@@ -63,7 +63,7 @@ def test_corrupt_image_names_sample_and_file(tmp_path):
     path = make_manifest(tmp_path, [row()])
     (tmp_path / "img" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     bench = load_benchmark(f"jsonl:{path}")
-    with pytest.raises(DataError, match=r"sample 'q1' at .*a\.png cannot be decoded"):
+    with pytest.raises(DataError, match=r"sample 'q1' at .*a\.png: the image cannot be decoded"):
         list(bench.samples())
 
 
@@ -90,3 +90,127 @@ def test_missing_manifest_and_bad_spec(tmp_path):
         load_benchmark("manifest.jsonl")
     with pytest.raises(DataError, match="unknown benchmark 'jsnl'"):
         load_benchmark("jsnl:x")
+
+
+# -- decoding what the manifest points at -----------------------------------------------------
+
+
+def test_16_bit_grey_png_keeps_its_grey_levels(tmp_path):
+    """PIL's convert("RGB") clips 16-bit values to white; the loader keeps the high byte."""
+    import numpy as np
+
+    path = make_manifest(tmp_path, [row()])
+    Image.fromarray(np.array([[0, 511, 32768, 65535]], dtype=np.uint16)).save(tmp_path / "img" / "a.png")
+    sample = next(load_benchmark(f"jsonl:{path}").samples())
+    assert [sample.image.getpixel((x, 0)) for x in range(4)] == [(0, 0, 0), (1, 1, 1), (128, 128, 128),
+                                                                  (255, 255, 255)]
+
+
+def test_transparent_pixel_is_white_not_its_hidden_colour(tmp_path):
+    path = make_manifest(tmp_path, [row()])
+    image = Image.new("P", (2, 1))
+    image.putpalette([255, 0, 0, 0, 0, 255])
+    image.putpixel((1, 0), 1)
+    image.save(tmp_path / "img" / "a.png", transparency=0)
+    sample = next(load_benchmark(f"jsonl:{path}").samples())
+    assert sample.image.getpixel((0, 0)) == (255, 255, 255) and sample.image.getpixel((1, 0)) == (0, 0, 255)
+
+
+def test_image_beyond_the_pixel_budget_names_sample_size_budget_and_fix(tmp_path):
+    from vlmgate.benchmarks.base import BenchmarkOptions
+
+    path = make_manifest(tmp_path, [row()], size=(300, 200))
+    bench = load_benchmark(f"jsonl:{path}", BenchmarkOptions(max_pixels=50_000))
+    with pytest.raises(DataError) as info:
+        list(bench.samples())
+    message = str(info.value)
+    for needle in ("sample 'q1'", "a.png", "300x200", "60,000 pixels", "budget of 50,000",
+                   "--vlmgate-max-pixels", "downscale"):
+        assert needle in message, message
+    assert next(load_benchmark(f"jsonl:{path}", BenchmarkOptions(max_pixels=60_000)).samples()).image.size == (300, 200)
+
+
+def test_large_images_are_decoded_once_across_passes(tmp_path, monkeypatch):
+    """The engine iterates samples once per pass; a source above the cap is decoded only on the first."""
+    import PIL.Image
+
+    path = make_manifest(tmp_path, [row(), row(id="q2", image="img/b.png")], images=("a.png",))
+    Image.new("RGB", (2400, 900), (40, 50, 60)).save(tmp_path / "img" / "b.png")
+    opened: list[str] = []
+    real_open = PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda fp, *a, **k: opened.append(str(fp)) or real_open(fp, *a, **k))
+    bench = load_benchmark(f"jsonl:{path}")
+    first, second = list(bench.samples()), list(bench.samples())
+    big = str(tmp_path / "img" / "b.png")
+    assert opened.count(big) == 1 and opened.count(str(tmp_path / "img" / "a.png")) == 2
+    assert first[1].image.size == second[1].image.size == (MAX_SIDE, 384)
+    assert first[1].image.tobytes() == second[1].image.tobytes()
+
+
+# -- malformed manifests ----------------------------------------------------------------------
+
+
+def test_non_utf8_manifest_names_file_line_and_byte(tmp_path):
+    path = make_manifest(tmp_path, [row()])
+    good = path.read_bytes()
+    path.write_bytes(good + json.dumps(row(id="q2", question="Qu'est-ce que c'est ?")).encode()
+                     .replace(b"Qu", b"\xe9Qu") + b"\n")
+    with pytest.raises(DataError) as info:
+        load_benchmark(f"jsonl:{path}")
+    message = str(info.value)
+    offset = len(good) + json.dumps(row(id="q2", question="x")).index('"x"') + 1
+    assert f"{path}:2" in message and f"byte {offset}" in message and "UTF-8" in message, message
+
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = make_manifest(tmp_path, [row()])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(load_benchmark(f"jsonl:{path}")) == 1
+
+
+def test_manifest_path_that_is_a_directory(tmp_path):
+    with pytest.raises(DataError, match=r"is a directory.*manifest\.jsonl"):
+        load_benchmark(f"jsonl:{tmp_path}")
+
+
+def test_image_path_that_is_a_directory(tmp_path):
+    path = make_manifest(tmp_path, [row(image="img")])
+    with pytest.raises(DataError, match=rf"{path}:1: image of sample 'q1' at .*img is a directory"):
+        load_benchmark(f"jsonl:{path}")
+
+
+@pytest.mark.parametrize("bad,needle", [
+    (row(id="x", question=None), "question must be a non-empty string"),
+    (row(id="x", question=3), "question must be a non-empty string"),
+    (row(id="x", question="  "), "question must be a non-empty string"),
+    (row(id=None), "id must be a string or an integer"),
+    (row(id="x", options=["red", "Red ", "blue"]), "option 'Red ' repeats option A"),
+    (row(id="x", options=["red", ""]), "at least two strings, none empty"),
+    (row(id="x", hint=["a"]), "hint must be a string"),
+    (row(id="x", kind="yesno", options=["Yes", "No", "Maybe"], answer="Yes"), "exactly the options Yes and No"),
+    (row(id="x", kind="yesno", options=["Yes", "Nope"], answer="Yes"), "exactly the options Yes and No"),
+    (row(id="x", kind="yesno", options=["Yes", "yes"], answer="Yes"), "exactly the options Yes and No"),
+    (row(id="x", options=["B", "A", "C"], answer="A"), "is option letter A and also the text of option B"),
+])
+def test_silently_wrong_rows_are_refused(tmp_path, bad, needle):
+    path = make_manifest(tmp_path, [row(), bad])
+    with pytest.raises(DataError) as info:
+        load_benchmark(f"jsonl:{path}")
+    assert needle in str(info.value) and f"{path}:2" in str(info.value), str(info.value)
+
+
+def test_yesno_options_in_any_order_and_case_become_yes_no(tmp_path):
+    """Yes/no samples always hold ("Yes", "No"), the words the prompt asks for; answers follow."""
+    path = make_manifest(tmp_path, [
+        row(id="a", kind="yesno", options=["No", "Yes"], answer="yes"),
+        row(id="b", kind="yesno", options=["no", "YES"], answer=0),  # index 0 is "no" in this row
+        row(id="c", kind="yesno", options=["No", "Yes"], answer=None),
+    ])
+    samples = list(load_benchmark(f"jsonl:{path}").samples())
+    assert [s.options for s in samples] == [("Yes", "No")] * 3
+    assert [s.answer for s in samples] == [0, 1, None]
+
+
+def test_single_character_option_texts_are_answers(tmp_path):
+    path = make_manifest(tmp_path, [row(options=["1", "2", "3"], answer="2"), row(id="q2", options=["A", "B"], answer="B")])
+    assert [s.answer for s in load_benchmark(f"jsonl:{path}").samples()] == [1, 1]

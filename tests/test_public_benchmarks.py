@@ -199,6 +199,8 @@ def test_mmmu_reads_parquet_places_images_and_skips(tmp_path):
     (["['4', '5'", "['a', 'b']", "[]", "['x', 'y']"], None, r"row 1, column 'options': .* is not a list written"),
     (None, ["B", "C", "", "A"], r"row 2, column 'answer': answer 'C' is not one of the option letters A, B"),
     (["['4', '<image 5>']", "['a', 'b']", "[]", "['x', 'y']"], None, r"row 1, column 'image_5': .*<image 5>"),
+    (["['4', '5', ' 4']", "['a', 'b']", "[]", "['x', 'y']"], None,
+     r"row 1, column 'options': option '4' repeats option A"),
 ])
 def test_mmmu_rejects_malformed_rows(tmp_path, options, answers, message):
     path = tmp_path / "mmmu.parquet"
@@ -251,3 +253,64 @@ def test_engine_runs_on_a_loaded_benchmark(tmp_path):
     clean = engine.clean()
     assert set(clean) == {"100", "101", "102"}
     assert all(len(obs.scores) == 2 and np.isfinite(obs.scores).all() for obs in clean.values())
+
+
+# -- decoding and malformed input -------------------------------------------------------------
+
+def test_seedbench_non_utf8_tsv_names_line_and_byte(tmp_path):
+    path = _write_tsv(tmp_path / "seed.tsv", _seed_rows())
+    data = path.read_bytes()
+    at = data.index(b"How many")
+    path.write_bytes(data[:at] + b"\xe9" + data[at:])
+    with pytest.raises(DataError) as info:
+        load_benchmark(f"seedbench:{path}")
+    assert f"{path}:3: byte {at} (0xe9)" in str(info.value) and "UTF-8" in str(info.value)
+
+
+def test_seedbench_duplicate_options_name_row_and_option(tmp_path):
+    rows = _seed_rows()
+    rows[1][5] = "One"  # C duplicates A ("one")
+    path = _write_tsv(tmp_path / "seed.tsv", rows)
+    with pytest.raises(DataError, match=r"row 2 \(line 3\), column 'C': option 'One' repeats option A"):
+        load_benchmark(f"seedbench:{path}")
+
+
+def _sixteen_bit_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.array([[0, 511, 32768, 65535]], dtype=np.uint16)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_pope_cells_decode_16_bit_and_refuse_beyond_the_budget(tmp_path):
+    table = _pope_table()
+    images = [{"bytes": _sixteen_bit_png(), "path": None}, {"bytes": _png((1, 2, 3), (300, 200)), "path": None},
+              {"bytes": BLUE, "path": None}]
+    table = table.set_column(table.column_names.index("image"), "image", pa.array(images, type=IMAGE_TYPE))
+    path = tmp_path / "pope.parquet"
+    pq.write_table(table, path)
+    first = next(load_benchmark(f"pope:{path}").samples())
+    assert [first.image.getpixel((x, 0)) for x in range(4)] == [(0,) * 3, (1,) * 3, (128,) * 3, (255,) * 3]
+    from vlmgate.benchmarks.base import BenchmarkOptions
+
+    bench = load_benchmark(f"pope:{path}", BenchmarkOptions(max_pixels=50_000))
+    with pytest.raises(DataError, match=r"pope\.parquet: row 2, column 'image': .*300x200.*budget of 50,000"):
+        list(bench.samples())
+
+
+def test_image_struct_path_that_is_a_directory(tmp_path):
+    table = _pope_table()
+    (tmp_path / "imgs").mkdir()
+    images = [{"bytes": None, "path": "imgs"}, {"bytes": RED, "path": None}, {"bytes": BLUE, "path": None}]
+    table = table.set_column(table.column_names.index("image"), "image", pa.array(images, type=IMAGE_TYPE))
+    path = tmp_path / "pope.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(DataError, match=r"row 1, column 'image': .*imgs, which is a directory"):
+        list(load_benchmark(f"pope:{path}").samples())
+
+
+def test_split_on_a_single_file_is_refused(tmp_path):
+    """``?split=`` picks a split of a datasets folder; on a file it would be ignored silently."""
+    path = tmp_path / "pope.parquet"
+    pq.write_table(_pope_table(), path)
+    with pytest.raises(DataError, match=r"pope\.parquet is a file.*\?split=validation.*drop \?split"):
+        load_benchmark(f"pope:{path}?split=validation")

@@ -130,3 +130,30 @@ def test_textqa_errors_name_file_line_and_key(tmp_path, row, message):
     with pytest.raises(DataError, match=re.escape(f"{path}:1")) as info:
         load_benchmark(f"textqa:{path}")
     assert message in str(info.value)
+
+
+def test_textqa_refuses_an_image_manifest_and_says_use_jsonl(tmp_path):
+    path = _write(tmp_path, [{"id": "s0", "image": "images/s0.png", "question": "What colour?",
+                              "options": ["red", "blue"], "answer": "A"}])
+    with pytest.raises(DataError, match=re.escape(f"{path}:1") + r".*'image'.*jsonl:"):
+        load_benchmark(f"textqa:{path}")
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"id": "a", "question": "Pick", "options": ["cat", "dog", "Cat"], "answer": "cat"}, "option 'Cat' repeats option A"),
+    ({"id": "a", "question": None, "answer": 1}, "question must be a non-empty string"),
+])
+def test_textqa_ambiguous_rows_are_refused(tmp_path, row, message):
+    path = _write(tmp_path, [row])
+    with pytest.raises(DataError, match=re.escape(f"{path}:1")) as info:
+        load_benchmark(f"textqa:{path}")
+    assert message in str(info.value)
+
+
+def test_textqa_non_utf8_and_directory_name_the_file(tmp_path):
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(b'{"id": "a", "question": "\xff?", "answer": 1}\n')
+    with pytest.raises(DataError, match=re.escape(f"{path}:1") + r": byte 25 .*not UTF-8"):
+        load_benchmark(f"textqa:{path}")
+    with pytest.raises(DataError, match=r"is a directory"):
+        load_benchmark(f"textqa:{tmp_path}")

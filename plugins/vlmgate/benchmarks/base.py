@@ -3,11 +3,15 @@
 A loader registered under ``vlmgate.benchmarks`` turns the part of a spec after the
 scheme (``jsonl:PATH`` -> ``PATH``) into a ``Benchmark``: a sized, re-iterable source of
 ``Sample`` records with a content fingerprint. Samples are produced lazily so memory
-stays flat in the number of items.
+stays flat in the number of items. Every loader is called as
+``loader(rest, spec=spec, options=BenchmarkOptions(...))``: the options are the run's
+limits on what a benchmark may hold (the pixel budget), as model loaders receive
+``ModelOptions``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator, Mapping, Protocol, runtime_checkable
 
 from vlmgate import registry
@@ -16,6 +20,32 @@ from vlmgate.records import Sample, TextItem
 
 #: Images are resized so the longest side is at most this (bicubic) before perturbation.
 MAX_SIDE = 1024
+#: The default pixel budget of one stored image (width x height, read from its header).
+#: 50 megapixels holds the largest common camera photos (45-50 MP full-frame and phone
+#: sensors) and every public VQA benchmark image by far, while the decode it allows
+#: stays near 150 MB as RGB (200 MB with alpha), under a second of CPU. Beyond it an
+#: image is refused by name rather than decoded; PIL's own decompression-bomb limit
+#: (89 MP warning, 179 MP error) follows the budget instead (``image_decoding``).
+DEFAULT_MAX_PIXELS = 50_000_000
+#: The options of every yes/no sample, in this order: the words the yes/no prompt asks
+#: for, and the order the POPE metrics read (``metrics.pope.YES, NO = 0, 1``).
+YES_NO = ("Yes", "No")
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    """Run-time limits a loader applies to what it reads.
+
+    ``max_pixels`` is the pixel budget of one stored image (``--vlmgate-max-pixels``,
+    ``[tool.vlmgate] max_pixels``): an image whose header declares more is a
+    ``DataError`` naming it, never a decode that exhausts memory.
+    """
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+#: What a loader gets when the caller passes no options (``vlmgate`` commands, tests).
+DEFAULT_OPTIONS = BenchmarkOptions()
 
 
 @runtime_checkable
@@ -68,23 +98,37 @@ def require_text_benchmark(benchmark: Benchmark) -> TextBenchmark:
     return benchmark  # type: ignore[return-value]
 
 
+def capped_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The size ``cap_size`` gives an image of ``size``."""
+    longest = max(size)
+    if longest <= MAX_SIDE:
+        return size
+    scale = MAX_SIDE / longest
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def cap_size(image):
-    """Resize so the longest side is at most ``MAX_SIDE`` (bicubic, spec §1); RGB."""
+    """Resize an RGB image so the longest side is at most ``MAX_SIDE`` (bicubic, spec §1).
+
+    Colour handling is the decoder's (``image_decoding.opaque_rgb``): a plain
+    ``convert("RGB")`` here would clip 16-bit grey to white and show transparent pixels
+    in their hidden colour, so anything but RGB is a programming error.
+    """
     from PIL import Image
 
-    image = image.convert("RGB")
+    if image.mode != "RGB":
+        raise ValueError(f"cap_size needs an RGB image, got mode {image.mode}; decode it with image_decoding first")
     longest = max(image.size)
     if longest <= MAX_SIDE:
         return image
-    scale = MAX_SIDE / longest
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BICUBIC)
+    return image.resize(capped_size(image.size), Image.Resampling.BICUBIC)
 
 
-def load_benchmark(spec: str) -> Benchmark:
+def load_benchmark(spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> Benchmark:
+    """The benchmark ``spec`` names, loaded under ``options`` (the defaults when not given)."""
     scheme, rest = registry.split_spec(spec, "benchmark", DataError)
     try:
         loader = registry.load(registry.BENCHMARKS, scheme)
     except registry.RegistryError as exc:
         raise DataError(f"benchmark spec {spec!r}: {exc}") from None
-    return loader(rest, spec=spec)
+    return loader(rest, spec=spec, options=options)

@@ -1,4 +1,4 @@
-"""Decoding an image stored in a table cell, in the forms public benchmarks use.
+"""The encoded image a table cell holds, in the forms public benchmarks use.
 
 * base64 text (VLMEvalKit TSV);
 * the Hugging Face ``Image`` feature's struct ``{"bytes": ..., "path": ...}`` (parquet,
@@ -6,18 +6,17 @@
 * raw bytes.
 
 Every failure names the table, row and column, and what to fix: a benchmark with one
-broken image should say which one, not raise a bare ``binascii.Error``.
+broken image should say which one, not raise a bare ``binascii.Error``. Decoding the
+bytes into a picture is ``benchmarks.image_decoding``'s.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 from pathlib import Path
 from typing import Any
 
-from vlmgate.benchmarks.base import cap_size
 from vlmgate.errors import DataError
 
 
@@ -29,6 +28,9 @@ def image_bytes(value: Any, where: str, base_dir: Path) -> bytes:
         if value.get("path"):
             path = Path(value["path"])
             path = path if path.is_absolute() else base_dir / path
+            if path.is_dir():
+                raise DataError(f"{where}: image struct points at {path}, which is a directory; "
+                                "point it at the image file or store the image bytes in the table")
             if not path.is_file():
                 raise DataError(f"{where}: image struct points at {path}, which does not exist; "
                                 "store the image bytes in the table or fix the path")
@@ -44,14 +46,3 @@ def image_bytes(value: Any, where: str, base_dir: Path) -> bytes:
                             "base64.b64encode(png_bytes)") from None
     raise DataError(f"{where}: no image (empty cell); fill it or drop the row")
 
-
-def decode_image(data: bytes, where: str):
-    """Decode fully (so truncation fails here, not in a perturbation), RGB, capped in size."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return cap_size(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{where}: the image cannot be decoded ({exc}); replace it or drop the row") from None

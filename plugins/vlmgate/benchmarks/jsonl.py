@@ -9,8 +9,13 @@ One object per line::
 ``image`` is relative to the manifest's folder (or absolute). ``answer`` is the correct
 option's letter (``"C"``), its text, or its 0-based index; it may be ``null`` when
 the benchmark has no ground truth. ``kind`` is ``"mcq"`` (default) or ``"yesno"``
-(options ``["Yes", "No"]``). Rows are validated when the benchmark loads, and every
-image path is checked then, so a broken manifest fails before any model is loaded.
+(options Yes and No, any order or case; the sample holds ``("Yes", "No")``, see
+``benchmarks.options``). Rows are validated when the benchmark loads, and every image
+path is checked then, so a broken manifest fails before any model is loaded: ``id`` a
+string or integer, ``question`` a non-empty string (a ``null`` question would otherwise
+be asked as the text "None"), options distinct non-empty strings, ``hint`` a string or
+``null``. The file must be UTF-8 (``benchmarks.text_files``); images are decoded by
+``benchmarks.image_decoding`` under the run's pixel budget.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from vlmgate.benchmarks.base import cap_size
+from vlmgate.benchmarks.base import DEFAULT_OPTIONS, YES_NO, BenchmarkOptions
+from vlmgate.benchmarks.image_decoding import ImageDecoder
+from vlmgate.benchmarks.options import answer_index, check_distinct, yes_no
+from vlmgate.benchmarks.text_files import require_file, utf8_lines
 from vlmgate.errors import DataError
 from vlmgate.records import Sample
 
@@ -44,25 +52,6 @@ class ManifestRow:
     line: int
 
 
-def answer_index(value: Any, options: tuple[str, ...], kind: str, where: str) -> int | None:
-    """The 0-based option index of ``value`` (a letter, an option text or an index); ``where`` names the row."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise DataError(f"{where}: answer {value!r} must be a letter, an option text or an index")
-    if isinstance(value, int):
-        if 0 <= value < len(options):
-            return value
-        raise DataError(f"{where}: answer index {value} outside 0..{len(options) - 1}")
-    text = str(value).strip()
-    lowered = [o.lower() for o in options]
-    if text.lower() in lowered and (kind == "yesno" or len(text) > 1):
-        return lowered.index(text.lower())
-    if kind == "mcq" and len(text) == 1 and "A" <= text.upper() < chr(ord("A") + len(options)):
-        return ord(text.upper()) - ord("A")
-    raise DataError(f"{where}: answer {value!r} is neither an option letter nor one of the options {list(options)}")
-
-
 def require_keys(obj: Any, where: str, required: tuple[str, ...], what: str) -> dict:
     """``obj`` as a JSON object holding every ``required`` key, else a ``DataError`` at ``where``."""
     if not isinstance(obj, dict):
@@ -73,17 +62,47 @@ def require_keys(obj: Any, where: str, required: tuple[str, ...], what: str) -> 
     return obj
 
 
+def row_id(obj: dict, where: str) -> str:
+    """The row's ``id`` as text; ``null`` (or a list, ...) would become an id such as "None"."""
+    value = obj["id"]
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise DataError(f"{where}: id must be a string or an integer, got {value!r}; give the row a unique id")
+    return str(value)
+
+
+def question_text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: question must be a non-empty string, got {value!r}; give the question text "
+                        "or drop the row")
+    return value
+
+
+def option_texts(value: Any, where: str, *, distinct: bool = True) -> tuple[str, ...]:
+    """At least two non-empty option strings, distinct unless the caller checks more strictly."""
+    if not isinstance(value, list) or len(value) < 2 or not all(isinstance(o, str) and o.strip() for o in value):
+        raise DataError(f"{where}: options must be a list of at least two strings, none empty")
+    if distinct:
+        check_distinct(value, lambda _: where)
+    return tuple(value)
+
+
 def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
     obj = require_keys(obj, f"{manifest}:{line}", REQUIRED, "manifest row")
-    sample_id = str(obj["id"])
+    sample_id = row_id(obj, f"{manifest}:{line}")
     where = f"{manifest}:{line} (sample {sample_id!r})"
-    options = obj["options"]
-    if not isinstance(options, list) or len(options) < 2 or not all(isinstance(o, str) for o in options):
-        raise DataError(f"{where}: options must be a list of at least two strings")
+    question = question_text(obj["question"], where)
     kind = obj.get("kind", "mcq")
     if kind not in KINDS:
         raise DataError(f"{where}: kind {kind!r} must be one of {', '.join(KINDS)}")
-    options_t = tuple(options)
+    options = option_texts(obj["options"], where, distinct=kind != "yesno")  # yes_no() checks more
+    if kind == "yesno":
+        answer = yes_no(options, obj.get("answer"), where)
+        options = YES_NO
+    else:
+        answer = answer_index(obj.get("answer"), options, kind, where)
+    hint = obj.get("hint")
+    if hint is not None and not isinstance(hint, str):
+        raise DataError(f"{where}: hint must be a string or null, got {hint!r}")
     meta = obj.get("meta") or {}
     if not isinstance(meta, dict):
         raise DataError(f"{where}: meta must be a JSON object")
@@ -91,11 +110,11 @@ def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
     return ManifestRow(
         id=sample_id,
         image_path=image if image.is_absolute() else manifest.parent / image,
-        question=str(obj["question"]),
-        options=options_t,
-        answer=answer_index(obj.get("answer"), options_t, kind, where),
+        question=question,
+        options=options,
+        answer=answer,
         kind=kind,
-        hint=obj.get("hint"),
+        hint=hint,
         meta=tuple(sorted(meta.items())),
         line=line,
     )
@@ -103,20 +122,20 @@ def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
 
 def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
     """``(line number, decoded object)`` of every non-blank line; bad JSON names file, line, column."""
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    for line_no, line in utf8_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield line_no, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
 
 
 def read_manifest(manifest: Path) -> list[ManifestRow]:
     """Parse and validate every row; duplicate ids and missing images are errors."""
-    if not manifest.is_file():
-        raise DataError(f"benchmark manifest {manifest} does not exist; check the path after 'jsonl:'")
+    require_file(manifest, "benchmark manifest",
+                 directory_fix=f"pass the manifest file itself after 'jsonl:' (e.g. {manifest / 'manifest.jsonl'})",
+                 missing_fix="check the path after 'jsonl:'")
     rows: list[ManifestRow] = []
     seen: dict[str, int] = {}
     for line_no, obj in json_lines(manifest):
@@ -124,6 +143,9 @@ def read_manifest(manifest: Path) -> list[ManifestRow]:
         if row.id in seen:
             raise DataError(f"{manifest}:{line_no}: sample id {row.id!r} repeats line {seen[row.id]}; ids must be unique")
         seen[row.id] = line_no
+        if row.image_path.is_dir():
+            raise DataError(f"{manifest}:{line_no}: image of sample {row.id!r} at {row.image_path} is a directory; "
+                            "point 'image' at an image file (relative paths are resolved from the manifest's folder)")
         if not row.image_path.is_file():
             raise DataError(
                 f"{manifest}:{line_no}: image of sample {row.id!r} not found at {row.image_path}; "
@@ -135,28 +157,14 @@ def read_manifest(manifest: Path) -> list[ManifestRow]:
     return rows
 
 
-def load_image(path: Path, sample_id: str):
-    """Open and decode an image fully, turning decoder failures into a ``DataError``."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return cap_size(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(
-            f"image of sample {sample_id!r} at {path} cannot be decoded ({exc}); "
-            "replace the file or drop the row from the manifest"
-        ) from None
-
-
 class JsonlBenchmark:
     """A manifest-backed benchmark; images are decoded lazily, one at a time."""
 
-    def __init__(self, manifest: Path, spec: str):
+    def __init__(self, manifest: Path, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS):
         self.spec = spec
         self.manifest = manifest
         self.rows = read_manifest(manifest)
+        self._images = ImageDecoder(options.max_pixels)
         self._fingerprint: str | None = None
 
     def __len__(self) -> int:
@@ -172,14 +180,17 @@ class JsonlBenchmark:
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
+    def image(self, row: ManifestRow):
+        where = f"{self.manifest}:{row.line}: image of sample {row.id!r} at {row.image_path}"
+        return self._images.decode(row.image_path, lambda: row.image_path, where)
+
     def sample(self, row: ManifestRow) -> Sample:
-        return Sample(row.id, load_image(row.image_path, row.id), row.question, row.options,
-                      row.answer, row.kind, row.hint, row.meta)
+        return Sample(row.id, self.image(row), row.question, row.options, row.answer, row.kind, row.hint, row.meta)
 
     def samples(self) -> Iterator[Sample]:
         for row in self.rows:
             yield self.sample(row)
 
 
-def load_jsonl_benchmark(path: str, *, spec: str) -> JsonlBenchmark:
-    return JsonlBenchmark(Path(path).expanduser(), spec)
+def load_jsonl_benchmark(path: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> JsonlBenchmark:
+    return JsonlBenchmark(Path(path).expanduser(), spec, options)

@@ -14,7 +14,8 @@ from ever containing a processor's ``<image>`` token.
 Skipped and counted in ``TableBenchmark.skipped`` (a warning at load): items with fewer
 than two options (MMMU's open questions) and items with no image. A malformed row (an
 ``options`` string that is not a list of strings, a placeholder naming an empty image
-column, an answer that is not an option letter) is an error naming row and column.
+column, an answer that is not an option letter, two options that read the same) is an
+error naming row and column.
 
 Fields and their default columns: ``id``, ``question``, ``options``, ``answer``,
 ``image_1`` .. ``image_7``, ``subfield``, ``question_type``; rename with
@@ -27,10 +28,17 @@ import ast
 import re
 from typing import Any, Sequence
 
-from vlmgate.benchmarks.base import cap_size
+from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions, cap_size
 from vlmgate.benchmarks.columns import parse_source_spec, require_columns
+from vlmgate.benchmarks.options import check_distinct
 from vlmgate.benchmarks.tables import read_table
-from vlmgate.benchmarks.tabular import TableBenchmark, TableRow, check_unique_ids, option_letter_index, text_cell
+from vlmgate.benchmarks.tabular import (
+    TableBenchmark,
+    TableRow,
+    check_unique_ids,
+    option_letter_index,
+    text_cell,
+)
 from vlmgate.errors import DataError
 
 MAX_IMAGES = 7
@@ -86,7 +94,7 @@ def _panel_order(texts: Sequence[str], present: Sequence[int]) -> list[int]:
     return order + [k for k in present if k not in order]
 
 
-def load_mmmu_benchmark(rest: str, *, spec: str) -> TableBenchmark:
+def load_mmmu_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> TableBenchmark:
     source = parse_source_spec(rest, spec=spec, defaults=DEFAULT_COLUMNS)
     table = read_table(source.path, split=source.split)
     require_columns(source, REQUIRED, table.columns, str(table.source))
@@ -100,16 +108,17 @@ def load_mmmu_benchmark(rest: str, *, spec: str) -> TableBenchmark:
     rows, skipped = [], {SKIP_FEW_OPTIONS: 0, SKIP_NO_IMAGE: 0}
     for r in range(len(table)):
         sample_id = text_cell(ids[r], table.where(r, col("id")))
-        options = parse_options(options_cells[r], table.where(r, col("options")))
-        if len(options) < 2:
+        texts = parse_options(options_cells[r], table.where(r, col("options")))
+        if len(texts) < 2:
             skipped[SKIP_FEW_OPTIONS] += 1
             continue
+        check_distinct(texts, lambda _, r=r: table.where(r, col("options")))
         present = [k for k in image_columns if present_by_column[k][r]]
         if not present:
             skipped[SKIP_NO_IMAGE] += 1
             continue
         question = text_cell(questions[r], table.where(r, col("question")))
-        order = _panel_order([question, *options], present)
+        order = _panel_order([question, *texts], present)
         for k in order:
             if k not in present:
                 column = image_columns.get(k, f"image_{k}")
@@ -125,8 +134,8 @@ def load_mmmu_benchmark(rest: str, *, spec: str) -> TableBenchmark:
         rows.append(TableRow(
             id=sample_id,
             question=inline(question),
-            options=tuple(inline(o) for o in options),
-            answer=option_letter_index(answers[r], len(options), table.where(r, col("answer"))),
+            options=tuple(inline(o) for o in texts),
+            answer=option_letter_index(answers[r], len(texts), table.where(r, col("answer"))),
             kind="mcq",
             hint=None,
             meta=tuple(sorted((k, v) for k, v in meta.items() if v is not None)),
@@ -134,7 +143,7 @@ def load_mmmu_benchmark(rest: str, *, spec: str) -> TableBenchmark:
             row=r,
         ))
     check_unique_ids(rows, table, col("id"))
-    return TableBenchmark(spec, table, rows, skipped=skipped, combine=combine_side_by_side,
+    return TableBenchmark(spec, table, rows, options=options, skipped=skipped, combine=combine_side_by_side,
                           mapping=source.column_map)
 
 

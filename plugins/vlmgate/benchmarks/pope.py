@@ -3,7 +3,7 @@
 Published columns: ``question_id, question, answer, image_source, image, category``;
 ``answer`` is ``yes`` / ``no`` (any case), ``category`` one of ``adversarial``, ``popular``,
 ``random`` (how the absent objects were drawn). Items become yes/no samples with options
-``("Yes", "No")``, so ``answer`` 0 is yes; the category and image source go to ``meta``
+``base.YES_NO`` (``("Yes", "No")``), the answer indexing into them; the category and image source go to ``meta``
 (``meta["category"]`` lets reports split the three POPE settings).
 
 Fields and their default columns (rename with ``pope:PATH?question=text&answer=label``):
@@ -13,19 +13,24 @@ Add ``?category=...`` only to rename; to evaluate one setting, export that subse
 
 from __future__ import annotations
 
+from vlmgate.benchmarks.base import DEFAULT_OPTIONS, YES_NO, BenchmarkOptions
 from vlmgate.benchmarks.columns import parse_source_spec, require_columns
 from vlmgate.benchmarks.tables import read_table
-from vlmgate.benchmarks.tabular import TableBenchmark, TableRow, check_unique_ids, text_cell
+from vlmgate.benchmarks.tabular import (
+    TableBenchmark,
+    TableRow,
+    check_unique_ids,
+    text_cell,
+)
 from vlmgate.errors import DataError
 
 DEFAULT_COLUMNS = {"id": "question_id", "question": "question", "answer": "answer", "image": "image",
                    "category": "category", "image_source": "image_source"}
 REQUIRED = ("id", "question", "answer", "image")
 CATEGORIES = ("adversarial", "popular", "random")
-OPTIONS = ("Yes", "No")
 
 
-def load_pope_benchmark(rest: str, *, spec: str) -> TableBenchmark:
+def load_pope_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> TableBenchmark:
     source = parse_source_spec(rest, spec=spec, defaults=DEFAULT_COLUMNS)
     table = read_table(source.path, split=source.split)
     require_columns(source, REQUIRED, table.columns, str(table.source))
@@ -36,7 +41,7 @@ def load_pope_benchmark(rest: str, *, spec: str) -> TableBenchmark:
     rows = []
     for r in range(len(table)):
         answer = text_cell(answers[r], table.where(r, col("answer"))).lower()
-        if answer not in ("yes", "no"):
+        if answer not in [o.lower() for o in YES_NO]:
             raise DataError(f"{table.where(r, col('answer'))}: answer {answers[r]!r} is not yes or no; fix the cell "
                             "(POPE answers are yes/no)")
         category = text_cell(optional["category"][r], table.where(r, col("category")), required=False)
@@ -48,8 +53,8 @@ def load_pope_benchmark(rest: str, *, spec: str) -> TableBenchmark:
         rows.append(TableRow(
             id=text_cell(ids[r], table.where(r, col("id"))),
             question=text_cell(questions[r], table.where(r, col("question"))),
-            options=OPTIONS,
-            answer=0 if answer == "yes" else 1,
+            options=YES_NO,
+            answer=[o.lower() for o in YES_NO].index(answer),
             kind="yesno",
             hint=None,
             meta=tuple(sorted((k, v) for k, v in meta.items() if v is not None)),
@@ -57,4 +62,4 @@ def load_pope_benchmark(rest: str, *, spec: str) -> TableBenchmark:
             row=r,
         ))
     check_unique_ids(rows, table, col("id"))
-    return TableBenchmark(spec, table, rows, mapping=source.column_map)
+    return TableBenchmark(spec, table, rows, options=options, mapping=source.column_map)

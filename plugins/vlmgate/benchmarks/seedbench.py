@@ -9,13 +9,22 @@ with E / F options load as well; an optional ``hint`` column becomes the prompt'
 Fields and their default columns (rename with ``seedbench:PATH?question=q&answer=gt``):
 ``id`` ← index, ``image``, ``question``, ``answer``, ``category``, ``hint``. Sample ids are
 the ``index`` values, so report diffs across releases join on SEED-Bench's own ids.
+Options that read the same are refused with their row and column (``benchmarks.options``).
 """
 
 from __future__ import annotations
 
+from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions
 from vlmgate.benchmarks.columns import parse_source_spec, require_columns
+from vlmgate.benchmarks.options import check_distinct
 from vlmgate.benchmarks.tables import read_table
-from vlmgate.benchmarks.tabular import TableBenchmark, TableRow, check_unique_ids, option_letter_index, text_cell
+from vlmgate.benchmarks.tabular import (
+    TableBenchmark,
+    TableRow,
+    check_unique_ids,
+    option_letter_index,
+    text_cell,
+)
 from vlmgate.errors import DataError
 
 DEFAULT_COLUMNS = {"id": "index", "image": "image", "question": "question", "answer": "answer",
@@ -26,7 +35,7 @@ MAX_REFERENCE_LENGTH = 64
 OPTION_LETTERS = tuple(chr(ord("A") + i) for i in range(26))
 
 
-def load_seedbench_benchmark(rest: str, *, spec: str) -> TableBenchmark:
+def load_seedbench_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> TableBenchmark:
     source = parse_source_spec(rest, spec=spec, defaults=DEFAULT_COLUMNS)
     table = read_table(source.path, split=source.split)
     require_columns(source, REQUIRED, table.columns, str(table.source))
@@ -48,14 +57,15 @@ def load_seedbench_benchmark(rest: str, *, spec: str) -> TableBenchmark:
     for r in range(len(table)):
         sample_id = text_cell(ids[r], table.where(r, col("id")))
         row_of_id.setdefault(sample_id, r)
-        options = []
+        texts: list[str] = []
         for letter in letters:
             text = text_cell(option_cells[letter][r], table.where(r, letter), required=False)
             if text is None:
                 break
-            options.append(text)
-        if len(options) < 2:
-            raise DataError(f"{table.where(r, letters[len(options)])}: an item needs at least options A and B")
+            texts.append(text)
+        if len(texts) < 2:
+            raise DataError(f"{table.where(r, letters[len(texts)])}: an item needs at least options A and B")
+        check_distinct(texts, lambda i, r=r: table.where(r, letters[i]))
         image_cell = text_cell(images[r], table.where(r, col("image")))
         image_row = r
         if len(image_cell) <= MAX_REFERENCE_LENGTH:
@@ -67,8 +77,8 @@ def load_seedbench_benchmark(rest: str, *, spec: str) -> TableBenchmark:
         rows.append(TableRow(
             id=sample_id,
             question=text_cell(questions[r], table.where(r, col("question"))),
-            options=tuple(options),
-            answer=option_letter_index(answers[r], len(options), table.where(r, col("answer"))),
+            options=tuple(texts),
+            answer=option_letter_index(answers[r], len(texts), table.where(r, col("answer"))),
             kind="mcq",
             hint=text_cell(hints[r], table.where(r, col("hint")), required=False),
             meta=(("category", category),) if category else (),
@@ -76,4 +86,4 @@ def load_seedbench_benchmark(rest: str, *, spec: str) -> TableBenchmark:
             row=r,
         ))
     check_unique_ids(rows, table, col("id"))
-    return TableBenchmark(spec, table, rows, mapping=source.column_map)
+    return TableBenchmark(spec, table, rows, options=options, mapping=source.column_map)

@@ -6,14 +6,17 @@ columns (validated up front, so a malformed row fails before any model loads) an
 cells on demand (image bytes are read one row at a time, when the sample is used).
 
 * ``.tsv``: tab-separated with a header row, read with the ``csv`` module (VLMEvalKit's
-  format: images as base64 text). Row ``r`` is on line ``r + 1`` of the file.
+  format: images as base64 text). Row ``r`` is on line ``r + 1`` of the file, which must
+  be UTF-8 (``benchmarks.text_files``).
 * ``.parquet``: read with ``pyarrow`` (the optional ``data`` extra); images are the
   Hugging Face ``Image`` feature's struct ``{bytes, path}``.
 * a folder written by ``datasets.Dataset.save_to_disk`` (or ``DatasetDict``), read with
   ``datasets`` (the optional ``datasets`` extra) as the underlying arrow table, so images
   stay undecoded structs exactly as in parquet.
 
-Rows are numbered from 1 in every message, as a spreadsheet would show them.
+Rows are numbered from 1 in every message, as a spreadsheet would show them. ``?split=``
+names a split of a ``datasets`` folder; given with a single file it is refused rather than
+ignored.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from vlmgate.benchmarks.text_files import utf8_lines
 from vlmgate.errors import DataError
 
 _HASH_CHUNK = 1 << 20
@@ -70,6 +74,9 @@ def read_table(path: Path, *, split: str | None = None) -> Table:
         return _read_datasets_folder(path, split)
     if not path.is_file():
         raise DataError(f"benchmark file {path} does not exist; check the path in the benchmark spec")
+    if split is not None:
+        raise DataError(f"benchmark file {path} is a file, but ?split={split} selects a split of a folder written "
+                        "by datasets' save_to_disk; drop ?split or pass the datasets folder")
     suffix = path.suffix.lower()
     if suffix in (".tsv", ".tab"):
         return _read_tsv(path)
@@ -94,8 +101,8 @@ def _file_digest(paths: Sequence[Path], root: Path) -> str:
 def _read_tsv(path: Path) -> Table:
     # Base64 images are one long field each; lift csv's 128 KiB default field limit.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+    reader = csv.DictReader((text for _, text in utf8_lines(path)), delimiter="\t", quoting=csv.QUOTE_NONE)
+    try:
         columns = tuple(reader.fieldnames or ())
         if not columns:
             raise DataError(f"{path}: empty TSV; the first line must be the header (index, image, question, ...)")
@@ -107,6 +114,8 @@ def _read_tsv(path: Path) -> Table:
                     f"tab-separated fields but the header has {len(columns)}; a field contains a tab"
                 )
             rows.append(row)
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: not readable as TSV ({exc}); fix the line") from None
     return Table(path, "tsv", columns, rows, _file_digest([path], path.parent))
 
 

@@ -3,7 +3,8 @@
 The SEED-Bench, POPE and MMMU loaders each turn their table's text columns into
 ``TableRow``s (raising ``DataError`` with row and column for a malformed one) and hand
 them to ``TableBenchmark``, which decodes a row's image cells only when its sample is
-used, so memory stays flat in the number of items. Rows a loader leaves out on purpose
+used, so memory stays flat in the number of items (``benchmarks.image_decoding``: the
+pixel budget, every PIL mode, large images decoded once). Rows a loader leaves out on purpose
 (MMMU's open questions) are counted in ``skipped`` by reason, never dropped silently.
 """
 
@@ -14,7 +15,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from vlmgate.benchmarks.image_cells import decode_image, image_bytes
+from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions
+from vlmgate.benchmarks.image_cells import image_bytes
+from vlmgate.benchmarks.image_decoding import ImageDecoder
 from vlmgate.benchmarks.tables import Table
 from vlmgate.errors import DataError
 from vlmgate.records import Sample
@@ -73,8 +76,8 @@ class TableBenchmark:
     """``Benchmark`` over validated rows of a ``Table``; images decoded one sample at a time."""
 
     def __init__(self, spec: str, table: Table, rows: Sequence[TableRow], *,
-                 skipped: Mapping[str, int] | None = None, combine: Combine | None = None,
-                 mapping: Mapping[str, str] | None = None):
+                 options: BenchmarkOptions = DEFAULT_OPTIONS, skipped: Mapping[str, int] | None = None,
+                 combine: Combine | None = None, mapping: Mapping[str, str] | None = None):
         if not rows:
             raise DataError(f"{table.source}: no usable rows (skipped: {dict(skipped or {})}); "
                             "check the file and the column mapping in the spec")
@@ -83,6 +86,7 @@ class TableBenchmark:
         self.rows = tuple(rows)
         self.skipped: dict[str, int] = dict(skipped or {})
         self._combine = combine
+        self._images = ImageDecoder(options.max_pixels)
         # The mapping decides what the rows mean, so it is part of the content.
         self.fingerprint = hashlib.sha256(
             f"{table.fingerprint}\0{sorted((mapping or {}).items())}".encode("utf-8")).hexdigest()
@@ -92,10 +96,14 @@ class TableBenchmark:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def cell_image(self, r: int, column: str):
+        """The picture of one image cell (several rows may refer to it, as in SEED-Bench)."""
+        where = self.table.where(r, column)
+        return self._images.decode(
+            (r, column), lambda: image_bytes(self.table.cell(r, column), where, self.table.source.parent), where)
+
     def image(self, row: TableRow):
-        images = [decode_image(image_bytes(self.table.cell(r, column), self.table.where(r, column),
-                                           self.table.source.parent), self.table.where(r, column))
-                  for r, column in row.images]
+        images = [self.cell_image(r, column) for r, column in row.images]
         if len(images) == 1:
             return images[0]
         if self._combine is None:

@@ -13,6 +13,10 @@ it is numeric (``answer`` an integer, or a string holding one) and judged by gre
 generation. ``context`` (optional) is the stem the mixed form renders, ``question`` then
 stays text; without a context the question itself is the stem.
 
+Rows are text only: a row with an ``image`` key is an image manifest given to the wrong
+loader, refused with a pointer to ``jsonl:`` rather than read with its picture dropped.
+Options must be distinct (``benchmarks.options``); the file must be UTF-8.
+
 As in the paper, items whose full text is longer than ``MAX_CHARS`` characters or that
 contain LaTeX are dropped: a long page does not fit one rendering, and LaTeX renders
 differently from how it reads as text. Both are counted (``dropped``) and reported.
@@ -25,8 +29,16 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from vlmgate.benchmarks.base import text_only_samples
-from vlmgate.benchmarks.jsonl import answer_index, json_lines, require_keys
+from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions, text_only_samples
+from vlmgate.benchmarks.jsonl import (
+    json_lines,
+    option_texts,
+    question_text,
+    require_keys,
+    row_id,
+)
+from vlmgate.benchmarks.options import answer_index
+from vlmgate.benchmarks.text_files import require_file
 from vlmgate.errors import DataError
 from vlmgate.modalities import full_text
 from vlmgate.records import Sample, TextItem
@@ -58,12 +70,13 @@ def _numeric_answer(value: Any, where: str) -> int:
 
 def parse_item(obj: Any, line: int, path: Path) -> TextItem:
     """Validate one row into a ``TextItem``; every problem names the file, line and key."""
+    if isinstance(obj, dict) and "image" in obj:
+        raise DataError(f"{path}:{line}: this row has an 'image' key, but textqa: items are text-only (the "
+                        "cross-modal suite renders them itself); it is an image manifest: load it with jsonl:PATH")
     obj = require_keys(obj, f"{path}:{line}", REQUIRED, "textqa row")
-    item_id = str(obj["id"])
+    item_id = row_id(obj, f"{path}:{line}")
     where = f"{path}:{line} (item {item_id!r})"
-    question, context = obj["question"], obj.get("context")
-    if not isinstance(question, str) or not question.strip():
-        raise DataError(f"{where}: question must be a non-empty string")
+    question, context = question_text(obj["question"], where), obj.get("context")
     if context is not None and not isinstance(context, str):
         raise DataError(f"{where}: context must be a string (or absent)")
     meta = obj.get("meta") or {}
@@ -74,9 +87,7 @@ def parse_item(obj: Any, line: int, path: Path) -> TextItem:
         kind, options_t = "numeric", ()
         answer = _numeric_answer(obj["answer"], where)
     else:
-        if not isinstance(options, list) or len(options) < 2 or not all(isinstance(o, str) for o in options):
-            raise DataError(f"{where}: options must be a list of at least two strings (or absent for a numeric item)")
-        kind, options_t = "mcq", tuple(options)
+        kind, options_t = "mcq", option_texts(options, where)
         answer = answer_index(obj["answer"], options_t, "mcq", where)
         if answer is None:
             raise DataError(f"{where}: answer is null; cross-modal metrics need the correct option")
@@ -98,13 +109,13 @@ class TextQABenchmark:
     """Text items read from a JSON-lines file, filtered as the paper filters them."""
 
     def __init__(self, path: Path, spec: str):
+        require_file(path, "textqa file", directory_fix="pass the JSON-lines file itself after 'textqa:'",
+                     missing_fix="check the path after 'textqa:'")
         self.spec = spec
         self.path = path
         self._items, self.dropped, self.dropped_ids = self._read()
 
     def _read(self) -> tuple[list[TextItem], dict[str, int], dict[str, list[str]]]:
-        if not self.path.is_file():
-            raise DataError(f"textqa file {self.path} does not exist; check the path after 'textqa:'")
         items: list[TextItem] = []
         dropped: dict[str, list[str]] = {"too_long": [], "latex": []}
         seen: dict[str, int] = {}
@@ -141,5 +152,6 @@ class TextQABenchmark:
         raise text_only_samples(self.spec)
 
 
-def load_textqa_benchmark(path: str, *, spec: str) -> TextQABenchmark:
+def load_textqa_benchmark(path: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> TextQABenchmark:
+    """Text items hold no images, so ``options`` (the pixel budget) do not apply."""
     return TextQABenchmark(Path(path).expanduser(), spec)
