@@ -165,15 +165,35 @@ def test_a_fixed_counterexample_is_reported_fixed_and_the_search_runs(tmp_path):
     ("[[counterexample]]\nmodel='m'\nbenchmark='b'\nfamily='rotaton'\nsample='s'\nlevel=2\n",
      r"key 'family': unknown family 'rotaton' \(did you mean 'rotation'\?\)"),
     ("[[counterexample]]\nmodel='m'\nbenchmark='b'\nfamily='rotation'\nsample='s'\nlevel='2'\n",
-     r"key 'level': '2' is not a int; give level a int"),
-    ("[[counterexample]\n", r"store.toml: not a valid counterexample store .*fix the TOML syntax"),
+     r"key 'level': '2' is not an integer; write level as an integer, e.g. level = 3"),
+    ("[[counterexample]\n", r"store.toml: not valid TOML .*fix the syntax at the line and column given"),
     ("versio = 1\n", r"top level: unknown key 'versio' \(did you mean 'version'\?\)"),
+    ("version = 1\ncounterexample = [1, 2]\n",
+     r"store.toml: \[\[counterexample\]\] #1: 1 is not a table; write each entry as a \[\[counterexample\]\] table"),
+    ("[[counterexample]]\nmodel='m'\nbenchmark='b'\nfamily='rotation'\nsample='s'\nlevel=2\nchoices=3\n",
+     r"#1 key 'choices': 3 is not a table; write choices as a table, e.g. choices = \{ sign = 1 \}"),
+    ("[[counterexample]]\nmodel='m'\nbenchmark=''\nfamily='rotation'\nsample='s'\nlevel=2\n",
+     r"#1 key 'benchmark': the empty string names nothing; write e.g. benchmark = \"bundled:shapes\""),
+    ("[[counterexample]]\nmodel='m'\nbenchmark='b'\nfamily='rotation'\nsample='s'\nlevel=2\nintensity=nan\n",
+     r"#1 key 'intensity': nan is not a finite number; write intensity as a finite number"),
 ])
 def test_malformed_store_names_file_key_and_fix(tmp_path, text, message):
     path = tmp_path / "store.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         CounterexampleStore.load(path, ["rotation", "translation"])
+
+
+def test_an_unreadable_store_is_one_line_naming_the_file(tmp_path):
+    latin1 = tmp_path / "store.toml"
+    latin1.write_bytes(b"# caf\xe9\nversion = 1\n")
+    with pytest.raises(ConfigError, match=r"store.toml: not UTF-8 \(byte 0xe9 at offset 5\); save it as UTF-8"):
+        CounterexampleStore.load(latin1, ["rotation"])
+    folder = tmp_path / "counterexamples.toml"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"counterexamples.toml is a directory, not a counterexample store; "
+                                          r"pass the counterexample store itself"):
+        CounterexampleStore.load(folder, ["rotation"])
 
 
 @pytest.fixture

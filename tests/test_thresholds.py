@@ -78,12 +78,38 @@ def test_nothing_measured_never_passes():
     ('[ifr]\nrotaton = { max = 0.2 }', "unknown family 'rotaton' (did you mean 'rotation'?)"),
     ('[ifrr]\n"*" = { max = 0.2 }', "unknown metric 'ifrr' (did you mean 'ifr'?)"),
     ('[ifr]\n"*" = { maxx = 0.2 }', "unknown limit key 'maxx' (did you mean 'max'?)"),
-    ('[ifr]\n"*" = { max = "high" }', "*.max = 'high' must be a number"),
+    ('[ifr]\n"*" = { max = "high" }', "[ifr] *.max = 'high' must be a number; write max = 0.2"),
+    ('[ifr]\n"*" = { max = "0.3" }', "[ifr] *.max = '0.3' must be a number; write max = 0.3 (without quotes)"),
     ('[ifr]\n"*" = 0.2', "must be a table"),
+    ('ifr = 0.2', "[ifr] = 0.2 must be a table of families; write [ifr] then"),
+    ('models = 3', "models = 3 must be a table of model-spec globs"),
     ('[ifr]\n"*" = { mode = "strict" }', "sets neither max nor min"),
     ('mode = "lenient"\n[ifr]\n"*" = { max = 0.2 }', "unknown mode 'lenient'"),
-    ('[models."x".ifr]\nrotatio = { max = 0.2 }', '[models."x".ifr]: unknown family'),
+    ('[models."hf:x".ifr]\nrotatio = { max = 0.2 }', '[models."hf:x".ifr]: unknown family'),
     ('[ifr\n', "not valid TOML"),
+    # Values that would silently turn a gate off (never fails) or make it unpassable.
+    ('[ifr]\n"*" = { max = nan }', "[ifr] *.max = nan is not a finite number"),
+    ('[ifr]\n"*" = { max = inf }', "[ifr] *.max = inf is not a finite number"),
+    ('[accuracy]\n"*" = { min = -inf }', "write a number in [0, 1]"),
+    ('[ifr]\n"*" = { max = 0.2, max_increase = nan }', "[ifr] *.max_increase = nan is not a finite number"),
+    ('[accuracy]\n"*" = { min = 0.8, max = 0.2 }', "[accuracy] *: min 0.8 is above max 0.2, so every value fails; swap them"),
+    ('[ifr]\nrotation = { max = -0.1 }', "[ifr] rotation.max = -0.1 is below the lowest possible ifr (0), so every run fails; "
+                                         "write a max in [0, 1]"),
+    ('[accuracy]\n"*" = { min = 1.5 }', "[accuracy] *.min = 1.5 is above the highest possible accuracy (1), so every run "
+                                        "fails; write a min in [0, 1]"),
+    ('[ifr]\n"*" = { max = 15 }', "[ifr] *.max = 15 is above the highest possible ifr (1), so the gate can never fail "
+                                  "(a share, not a percentage?); write a max in [0, 1]"),
+    ('[accuracy]\n"*" = { min = -0.5 }', "below the lowest possible accuracy (0), so the gate can never fail"),
+    ('[ras]\n"*" = { min = -3 }', "write a min in [-2, 1]"),
+    ('[drift_ratio]\n"*" = { max = -1 }', "write a max in [0, inf)"),
+    ('[ifr]\n"*" = { max_increase = 2 }', "[ifr] *.max_increase = 2 is above the largest possible change of ifr (1), "
+                                          "so it can never fail; write a number in [0, 1]"),
+    ('[ifr]\n"*" = { max = 0.2, mode = 3 }', "[ifr] *.mode: unknown mode '3'"),
+    ('[models]\n"hf:*" = 3', '[models] "hf:*" = 3 must be a table of metric tables; write [models."hf:*".ifr]'),
+    ('[models."hf:*[cand".ifr]\n"*" = { max = 0.2 }', '[models] "hf:*[cand": \'[\' opens a character class that is '
+                                                      'never closed; close the bracket'),
+    ('[models."candidate".ifr]\n"*" = { max = 0.2 }', '[models] "candidate": matches no model spec'),
+    ('[models.""]\nifr = { "*" = { max = 0.2 } }', '[models] "": matches no model spec'),
 ])
 def test_errors_name_file_and_key(tmp_path, text, needle):
     path = write(tmp_path, text)
@@ -97,6 +123,57 @@ def test_errors_name_file_and_key(tmp_path, text, needle):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_thresholds(tmp_path / "nope.toml", FAMILIES)
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path, monkeypatch):
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'# caf\xe9\n[ifr]\n"*" = { max = 0.2 }\n')
+    with pytest.raises(ConfigError, match=r"latin1.toml: not UTF-8 \(byte 0xe9 at offset 5\); save it as UTF-8"):
+        load_thresholds(latin1, FAMILIES)
+    with pytest.raises(ConfigError, match=r"is a directory, not a threshold file; pass the threshold file itself"):
+        load_thresholds(tmp_path, FAMILIES)
+    locked = write(tmp_path, '[ifr]\n"*" = { max = 0.2 }\n')
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(locked), "read_bytes", denied)
+    with pytest.raises(ConfigError, match=r"limits.toml: cannot be read \(Permission denied\); make it readable"):
+        load_thresholds(locked, FAMILIES)
+
+
+@pytest.mark.parametrize("text", [
+    '[ifr]\n"*" = { max = 0, mode = "strict" }',   # the lowest flip rate: no flip allowed
+    '[ifr]\n"*" = { max = 1 }',                    # the highest: recorded, not gated
+    '[accuracy]\n"*" = { min = 1, max = 1 }',
+    '[ras]\n"*" = { min = -2 }',
+    '[drift_ratio]\n"*" = { max = 50 }',
+    '[dirichlet_delta]\n"*" = { max = -5, min = -10 }',
+    '[cer]\n"*" = { max = 2.5 }',
+    '[ifr]\n"*" = { max_increase = 0, max_decrease = 1 }',
+    '[models."hf:*[0-9]".ifr]\n"*" = { max = 0.2 }',
+    '[models."*candidate*".ifr]\n"*" = { max = 0.2 }',
+])
+def test_limits_within_the_metric_range_load(tmp_path, text):
+    limits = load_thresholds(write(tmp_path, text), FAMILIES)
+    assert limits.defaults or limits.overrides
+
+
+def test_every_gated_metric_declares_its_possible_range():
+    from vlmgate.thresholds import GATED_METRICS, GatedMetric
+
+    for name, metric in GATED_METRICS.items():
+        assert isinstance(metric, GatedMetric) and metric.name == name and metric.description
+        assert metric.lowest < metric.highest
+    ranges = {name: (m.lowest, m.highest) for name, m in GATED_METRICS.items()}
+    inf = float("inf")
+    assert ranges["ifr"] == ranges["accuracy"] == ranges["pope_f1"] == (0.0, 1.0)
+    assert ranges["ras"] == (-2.0, 1.0)
+    assert ranges["drift_ratio"] == ranges["cer"] == (0.0, inf)
+    assert ranges["dirichlet_delta"] == ranges["spectral_high_rel"] == (-inf, inf)
+    assert GATED_METRICS["ifr"].describe_range() == "[0, 1]"
+    assert GATED_METRICS["cer"].describe_range() == "[0, inf)"
+    assert GATED_METRICS["dirichlet_delta"].describe_range() == "(-inf, inf)"
 
 
 def test_shipped_default_file_is_valid():

@@ -12,6 +12,7 @@ the engine keeps every replica busy while it perturbs the next batches.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
@@ -63,6 +64,9 @@ class LocalDispatcher:
 
 
 def check_backend(name: str) -> str:
+    """``name`` if it is a backend, else a one-line ``ConfigError`` with the closest one."""
     if name not in BACKENDS:
-        raise ConfigError(f"--vlmgate-backend {name!r} must be one of {', '.join(BACKENDS)}")
+        close = difflib.get_close_matches(name, BACKENDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"--vlmgate-backend {name!r} must be one of {', '.join(BACKENDS)}{hint}")
     return name

@@ -12,7 +12,14 @@ machine compete for the same cores and GPUs unless told otherwise:
   ``max(1, cores // workers)`` threads per worker under xdist and leaves torch's default
   alone otherwise; an integer sets exactly that.
 
-The functions are pure (environment passed in) so they can be tested without GPUs.
+Every device asked for (``--vlmgate-device``, each entry of ``--vlmgate-devices``) is
+checked at start-up against what this machine's torch can see (``Accelerators``): a run
+on ``cuda`` where there is none would otherwise fail every case with a traceback, or
+worse, silently on a device nobody meant. torch is imported for that only when a device
+other than ``cpu`` is asked for, so a CPU run's start-up stays light.
+
+The functions are pure (environment and accelerators passed in) so they can be tested
+without GPUs.
 """
 
 from __future__ import annotations
@@ -26,6 +33,55 @@ from vlmgate.errors import ConfigError
 
 AUTO = "auto"
 _WORKER_ID = re.compile(r"^gw(\d+)$")
+CPU = "cpu"
+#: ``cpu``, ``cuda``, ``cuda:1``, ``mps``: a device type and an optional index.
+_DEVICE = re.compile(r"^(cpu|cuda|mps)(?::(\d+))?$")
+DEVICE_FORMS = "cpu, cuda, cuda:N, mps"
+
+
+@dataclass(frozen=True)
+class Accelerators:
+    """What this machine's torch can place a model on: CUDA devices and Apple's MPS.
+
+    Measured once at start-up (``detect`` imports torch) and passed in, so the checks
+    below are pure and testable with a pretend machine.
+    """
+
+    cuda: int = 0
+    mps: bool = False
+
+    @classmethod
+    def detect(cls) -> "Accelerators":
+        import torch
+
+        cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return cls(cuda=cuda, mps=bool(torch.backends.mps.is_available()))
+
+    def available(self) -> tuple[str, ...]:
+        """Every device string that would work here, for the fix of a refused one."""
+        cuda = ("cuda", *(f"cuda:{index}" for index in range(self.cuda))) if self.cuda else ()
+        return (CPU, *cuda, *(("mps",) if self.mps else ()))
+
+    def problem(self, device: str) -> str | None:
+        """Why ``device`` cannot be used here (phrased to follow the device), or ``None``."""
+        match = _DEVICE.match(device)
+        if match is None:
+            return f"is not a device vlmgate can place a model on ({DEVICE_FORMS})"
+        kind, index = match.group(1), match.group(2)
+        if kind == "cuda" and self.cuda == 0:
+            return "asks for a CUDA device, but torch sees none (a CPU-only torch, or CUDA_VISIBLE_DEVICES hides them)"
+        if kind == "cuda" and index is not None and int(index) >= self.cuda:
+            return f"asks for CUDA device {index}, but torch sees {self.cuda} (cuda:0 to cuda:{self.cuda - 1})"
+        if kind == "mps" and not self.mps:
+            return "asks for Apple's MPS, but torch sees none"
+        if kind in (CPU, "mps") and index not in (None, "0"):
+            return f"asks for {kind} device {index}; there is only one ({kind})"
+        return None
+
+
+def needs_accelerators(devices: tuple[str, ...]) -> bool:
+    """Whether checking ``devices`` needs torch (anything but ``cpu``)."""
+    return any(device != CPU for device in devices)
 
 
 @dataclass(frozen=True)
@@ -54,7 +110,8 @@ def parse_torch_threads(value: str | int) -> int | None:
     except (TypeError, ValueError):
         threads = 0
     if threads < 1:
-        raise ConfigError(f"--vlmgate-torch-threads {value!r} must be 'auto' or an integer >= 1")
+        raise ConfigError(f"--vlmgate-torch-threads {value!r} must be 'auto' or an integer >= 1; pass auto or an "
+                          "integer >= 1, e.g. --vlmgate-torch-threads 4")
     return threads
 
 

@@ -2,16 +2,27 @@
 
 One frozen record is built at configure time and stored in ``config.stash``; everything
 else reads it from there, so a worker process and the controller agree on it.
+
+Nothing may silently mean something else, so every value is checked before it is used:
+each ``[tool.vlmgate]`` key against its ``TableKey`` (type, range, choices) when the file
+is read, even when an option overrides it; each command-line value against the same
+record; and the device(s) against what this machine's torch can see (``vlmgate.placement``).
+A wrong value is one ``ConfigError`` naming the file and key (or the option) and the fix.
 """
 
 from __future__ import annotations
 
-import tomllib
+import difflib
+import json
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
 
+from vlmgate.benchmarks.base import DEFAULT_MAX_PIXELS
 from vlmgate.errors import ConfigError
+from vlmgate.placement import AUTO, Accelerators, needs_accelerators, parse_devices, parse_torch_threads
+from vlmgate.tomlfile import read_toml
 
 DEFAULT_MODELS = ("bundled:shapes-v1",)
 DEFAULT_BENCHMARKS = ("bundled:shapes",)
@@ -25,14 +36,101 @@ DEFAULT_CACHE_DIR = ".vlmgate_cache"
 #: The cache folder's cap: least recently used entries go at the end of a run beyond it
 #: (the bundled main job writes ~130 MB per checkpoint). 0 = no cap.
 DEFAULT_CACHE_MAX_MB = 2048
-PYPROJECT_KEYS = ("models", "benchmarks", "thresholds", "seed", "limit", "batch_size", "device", "dtype",
-                  "search", "search_budget", "counterexamples", "cache_max_mb")
 #: The committed store of minimal failures (``vlmgate.search.counterexamples``).
 DEFAULT_COUNTEREXAMPLES = "thresholds/counterexamples.toml"
 #: Where minimal failures' PNGs go without ``--vlmgate-search-images`` or ``--vlmgate-report``.
 DEFAULT_SEARCH_IMAGES = ".vlmgate_failures"
 #: Inputs one minimal-failure search may score (``--vlmgate-search-budget``).
 DEFAULT_SEARCH_BUDGET = 200
+
+
+class Kind(Enum):
+    """The TOML type a ``[tool.vlmgate]`` key takes (the value is how a message names it)."""
+
+    STRINGS = "a list of strings"
+    STRING = "a string"
+    INTEGER = "an integer"
+    BOOLEAN = "true or false"
+
+
+@dataclass(frozen=True)
+class TableKey:
+    """A ``[tool.vlmgate]`` key: its type, the option that overrides it, and a valid example.
+
+    Every value of the table is checked against its key when the file is read, whether or
+    not an option overrides it, because a value of the wrong type silently means something
+    else: ``search = "false"`` is a non-empty string, so truthy, and turns the search on; a
+    bare ``models = "hf:x"`` would be iterated character by character. Command-line values
+    (already typed by their option) go through the same checks for range and emptiness.
+    """
+
+    name: str
+    kind: Kind
+    option: str
+    example: Any
+    minimum: int | None = None
+    choices: tuple[str, ...] = ()
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value``, phrased to follow it (``must be ...``), or ``None``."""
+        if self.kind is Kind.BOOLEAN:
+            if isinstance(value, bool):
+                return None
+            return "must be true or false" + (", not a string" if isinstance(value, str) else "")
+        if self.kind is Kind.STRINGS:
+            if not isinstance(value, (list, tuple)):
+                return "must be a list of strings"
+            if not value:
+                return "must name at least one"
+            return None if all(isinstance(item, str) and item for item in value) else "must hold non-empty strings"
+        if self.kind is Kind.STRING:
+            if not isinstance(value, str):
+                return "must be a string"
+            if not value:
+                return "must not be empty"
+            return None if not self.choices or value in self.choices else f"must be one of {', '.join(self.choices)}"
+        if isinstance(value, bool):
+            return "must be an integer, not a boolean"
+        if not isinstance(value, int):
+            return "must be an integer"
+        return None if self.minimum is None or value >= self.minimum else f"must be an integer >= {self.minimum}"
+
+    def table_fix(self, value: Any) -> str:
+        """How to write this key in ``[tool.vlmgate]`` instead of ``value``."""
+        if self.kind is Kind.BOOLEAN:
+            return f"write {self.name} = true or {self.name} = false"
+        if self.kind is Kind.STRINGS and isinstance(value, str) and value:
+            return f"write {self.name} = {_as_toml([value])}"  # the common slip: one spec, not a list
+        return f"write {self.name} = {_as_toml(self.example)}"
+
+    def option_fix(self) -> str:
+        """How to pass this key's option instead."""
+        example = self.example[0] if isinstance(self.example, list) else self.example
+        return f"pass e.g. {self.option} {example}"
+
+
+def _as_toml(value: Any) -> str:
+    """``value`` as it reads in TOML (JSON's scalars and arrays are TOML's, ``true`` not ``True``)."""
+    return json.dumps(value, default=str)
+
+
+#: Every ``[tool.vlmgate]`` key. A new setting read from pyproject gets its record here.
+TABLE_KEYS: Mapping[str, TableKey] = {key.name: key for key in (
+    TableKey("models", Kind.STRINGS, "--vlmgate-model", ["hf:/path/to/checkpoint"]),
+    TableKey("benchmarks", Kind.STRINGS, "--vlmgate-benchmark", ["jsonl:/path/to/manifest.jsonl"]),
+    TableKey("thresholds", Kind.STRING, "--vlmgate-thresholds", DEFAULT_THRESHOLDS),
+    TableKey("seed", Kind.INTEGER, "--vlmgate-seed", 0, minimum=0),
+    TableKey("limit", Kind.INTEGER, "--vlmgate-limit", 100, minimum=1),
+    TableKey("batch_size", Kind.INTEGER, "--vlmgate-batch-size", 8, minimum=1),
+    TableKey("device", Kind.STRING, "--vlmgate-device", "cpu"),
+    TableKey("dtype", Kind.STRING, "--vlmgate-dtype", "float32", choices=DTYPES),
+    TableKey("search", Kind.BOOLEAN, "--vlmgate-search", True),
+    TableKey("search_budget", Kind.INTEGER, "--vlmgate-search-budget", DEFAULT_SEARCH_BUDGET, minimum=1),
+    TableKey("counterexamples", Kind.STRING, "--vlmgate-counterexamples", DEFAULT_COUNTEREXAMPLES),
+    TableKey("cache_max_mb", Kind.INTEGER, "--vlmgate-cache-max-mb", DEFAULT_CACHE_MAX_MB, minimum=0),
+    TableKey("max_pixels", Kind.INTEGER, "--vlmgate-max-pixels", DEFAULT_MAX_PIXELS, minimum=1),
+)}
+PYPROJECT_KEYS = tuple(TABLE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -46,6 +144,8 @@ class Settings:
     device: str = "cpu"
     dtype: str = "float32"
     trust_remote_code: bool = False
+    #: ``--vlmgate-allow-missing-weights``: globs of weights that may be initialised at load.
+    allow_weight_keys: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: Minimal-failure search: whether to search (stored counterexamples replay regardless),
     #: inputs scored per search, the counterexample store, the PNG folder.
@@ -63,46 +163,90 @@ class Settings:
     backend: str = "local"
     #: Torch threads per process; ``None`` = ``auto`` (cores split among xdist workers).
     torch_threads: int | None = None
+    #: Pixel budget of one benchmark image (``--vlmgate-max-pixels``; ``benchmarks.image_decoding``).
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 def read_pyproject_table(rootpath: Path) -> tuple[Path | None, dict[str, Any]]:
-    """``[tool.vlmgate]`` of ``rootpath/pyproject.toml`` (empty when absent)."""
+    """``[tool.vlmgate]`` of ``rootpath/pyproject.toml`` (empty when absent), every key checked."""
     path = rootpath / "pyproject.toml"
     if not path.is_file():
         return None, {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    table = data.get("tool", {}).get("vlmgate", {})
-    for key in table:
-        if key not in PYPROJECT_KEYS:
-            import difflib
-
-            close = difflib.get_close_matches(key, PYPROJECT_KEYS, n=1)
+    tool = read_toml(path, "pyproject.toml").get("tool", {})
+    if not isinstance(tool, Mapping):
+        raise ConfigError(f"{path}: tool = {_as_toml(tool)} must be a table; write it as a [tool.vlmgate] table")
+    table = tool.get("vlmgate", {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{path}: [tool.vlmgate] = {_as_toml(table)} must be a table; "
+                          "write it as a [tool.vlmgate] table")
+    for name, value in table.items():
+        key = TABLE_KEYS.get(name)
+        if key is None:
+            close = difflib.get_close_matches(name, PYPROJECT_KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{path}: [tool.vlmgate] unknown key {key!r}{hint}; known: {', '.join(PYPROJECT_KEYS)}")
-    return path, table
+            raise ConfigError(f"{path}: [tool.vlmgate] unknown key {name!r}{hint}; known: {', '.join(PYPROJECT_KEYS)}")
+        problem = key.problem(value)
+        if problem:
+            raise ConfigError(f"{path}: [tool.vlmgate] {name} = {_as_toml(value)} {problem}; {key.table_fix(value)}")
+    return path, dict(table)
 
 
-def _positive(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+@dataclass(frozen=True)
+class _Layers:
+    """The command line over ``[tool.vlmgate]`` of ``source`` (already checked) over the defaults."""
+
+    cli: Mapping[str, Any]
+    source: Path | None
+    table: Mapping[str, Any]
+
+    def pick(self, name: str, default: Any) -> Any:
+        """The value of ``name``: a command-line value is checked here, a table value was at read."""
+        value = self.cli.get(name)
+        if value is None:
+            return self.table.get(name, default)
+        key = TABLE_KEYS[name]
+        problem = key.problem(value)
+        if problem:
+            raise ConfigError(f"{key.option} {problem}, got {value!r}; {key.option_fix()}")
+        return value
+
+    def subject(self, name: str, value: Any) -> str:
+        """How a message names ``value`` of ``name``: as the option, or as the pyproject line."""
+        if self.cli.get(name) is not None or name not in self.table:
+            return f"{TABLE_KEYS[name].option} {value!r}"
+        return f"{self.source}: [tool.vlmgate] {name} = {_as_toml(value)}"
 
 
-def build_settings(rootpath: Path, cli: Mapping[str, Any]) -> Settings:
-    """Merge CLI values (``None`` = not given) over pyproject over defaults, validated."""
-    source, table = read_pyproject_table(rootpath)
+def _check_devices(layers: _Layers, device: str, devices: tuple[str, ...] | None,
+                   accelerators: Accelerators | None) -> None:
+    """Refuse a device this machine's torch cannot see, at start-up rather than in every case.
 
-    def pick(key: str, default: Any) -> Any:
-        value = cli.get(key)
-        return value if value is not None else table.get(key, default)
+    Only the devices the local backend will use are checked (``--vlmgate-devices``
+    replaces ``device``), and torch is imported for it only when one of them is not ``cpu``.
+    """
+    if devices:
+        asked = [(f"--vlmgate-devices entry {entry!r}", entry) for entry in devices]
+    else:
+        asked = [(layers.subject("device", device), device)]
+    if not needs_accelerators(tuple(entry for _, entry in asked)):
+        return
+    machine = accelerators or Accelerators.detect()
+    for subject, entry in asked:
+        problem = machine.problem(entry)
+        if problem:
+            raise ConfigError(f"{subject} {problem}; use one of {', '.join(machine.available())}")
 
+
+def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Accelerators | None = None) -> Settings:
+    """Merge CLI values (``None`` = not given) over pyproject over defaults, validated.
+
+    ``accelerators`` is what the machine offers; by default it is detected (importing
+    torch) only when a device other than ``cpu`` is asked for.
+    """
+    layers = _Layers(cli, *read_pyproject_table(rootpath))
+    table, pick = layers.table, layers.pick
     models = tuple(pick("models", DEFAULT_MODELS))
     benchmarks = tuple(pick("benchmarks", DEFAULT_BENCHMARKS))
-    if not models or not benchmarks:
-        raise ConfigError("at least one --vlmgate-model and one --vlmgate-benchmark are needed")
     thresholds = cli.get("thresholds")
     if thresholds is not None:
         thresholds_path = Path(thresholds)
@@ -112,32 +256,34 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any]) -> Settings:
             # Outside the checkout (a pytester dir, a user's own repo) the checkout's
             # defaults apply; a missing file is reported when the gate loads it.
             thresholds_path = CHECKOUT_ROOT / DEFAULT_THRESHOLDS
-    dtype = pick("dtype", "float32")
-    if dtype not in DTYPES:
-        raise ConfigError(f"--vlmgate-dtype {dtype!r} must be one of {', '.join(DTYPES)}")
     limit = pick("limit", None)
     from vlmgate.dispatch import check_backend
-    from vlmgate.placement import AUTO, parse_devices, parse_torch_threads
 
     cache = cli.get("cache_dir")
-    devices = cli.get("devices")
+    device = pick("device", "cpu")
+    devices = None if cli.get("devices") is None else parse_devices(cli["devices"])
+    backend = check_backend(cli.get("backend") or "local")
+    if backend == "local":  # Ray replicas use the cluster's devices, checked when it starts
+        _check_devices(layers, device, devices, accelerators)
     return Settings(
         models=models,
         benchmarks=benchmarks,
         thresholds=thresholds_path,
-        seed=_positive("--vlmgate-seed", pick("seed", 0), 0),
-        limit=None if limit is None else _positive("--vlmgate-limit", limit, 1),
-        batch_size=_positive("--vlmgate-batch-size", pick("batch_size", 8), 1),
-        device=str(pick("device", "cpu")),
-        dtype=dtype,
+        seed=pick("seed", 0),
+        limit=limit,
+        batch_size=pick("batch_size", 8),
+        device=device,
+        dtype=pick("dtype", "float32"),
         trust_remote_code=bool(cli.get("trust_remote_code")),
-        search=bool(pick("search", False)),
-        search_budget=_positive("--vlmgate-search-budget", pick("search_budget", DEFAULT_SEARCH_BUDGET), 1),
+        allow_weight_keys=tuple(cli.get("allow_weight_keys") or ()),
+        search=pick("search", False),
+        search_budget=pick("search_budget", DEFAULT_SEARCH_BUDGET),
         counterexamples=rootpath / pick("counterexamples", DEFAULT_COUNTEREXAMPLES),
         search_images=rootpath / (cli.get("search_images") or DEFAULT_SEARCH_IMAGES),
         cache_dir=None if cli.get("no_cache") else rootpath / DEFAULT_CACHE_DIR if cache is None else Path(cache),
-        cache_max_mb=_positive("--vlmgate-cache-max-mb", pick("cache_max_mb", DEFAULT_CACHE_MAX_MB), 0),
-        devices=None if devices is None else parse_devices(devices),
-        backend=check_backend(cli.get("backend") or "local"),
+        cache_max_mb=pick("cache_max_mb", DEFAULT_CACHE_MAX_MB),
+        devices=devices,
+        backend=backend,
         torch_threads=parse_torch_threads(cli.get("torch_threads") or AUTO),
+        max_pixels=pick("max_pixels", DEFAULT_MAX_PIXELS),
     )

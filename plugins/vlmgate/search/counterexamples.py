@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
-import tomllib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,15 +46,40 @@ from typing import Any, Iterator, Mapping
 from vlmgate.errors import ConfigError
 from vlmgate.registry import unknown_name_message
 from vlmgate.search.instance import SearchInstance
+from vlmgate.tomlfile import read_toml
 
 VERSION = 1
 TABLE = "counterexample"
-#: Entry key -> (type, required). ``choices`` values are ints or strings.
-ENTRY_KEYS: dict[str, tuple[type | tuple[type, ...], bool]] = {
-    "model": (str, True), "benchmark": (str, True), "family": (str, True), "sample": (str, True),
-    "level": (int, True), "choices": (dict, False), "intensity": ((int, float), False),
-    "clean": (str, False), "perturbed": (str, False),
-}
+
+
+@dataclass(frozen=True)
+class EntryKey:
+    """One key of a ``[[counterexample]]`` entry: the TOML types it takes, and how to write it.
+
+    ``noun`` and ``example`` make the fix of a wrong value (``write level as an integer,
+    e.g. level = 3``); a hand-edited store is checked entry by entry at start-up.
+    """
+
+    name: str
+    types: tuple[type, ...]
+    required: bool
+    noun: str
+    example: str
+
+
+#: Entry key -> its record. ``choices`` values are ints or strings.
+ENTRY_KEYS: Mapping[str, EntryKey] = {key.name: key for key in (
+    EntryKey("model", (str,), True, "a string", 'model = "hf:/path/to/checkpoint"'),
+    EntryKey("benchmark", (str,), True, "a string", 'benchmark = "bundled:shapes"'),
+    EntryKey("family", (str,), True, "a string", 'family = "rotation"'),
+    EntryKey("sample", (str,), True, "a string", 'sample = "shapes-00004"'),
+    EntryKey("level", (int,), True, "an integer", "level = 3"),
+    EntryKey("choices", (dict,), False, "a table", "choices = { sign = 1 }"),
+    EntryKey("intensity", (int, float), False, "a number", "intensity = 0.1"),
+    EntryKey("clean", (str,), False, "a string", 'clean = "B"'),
+    EntryKey("perturbed", (str,), False, "a string", 'perturbed = "C"'),
+)}
+REQUIRED_KEYS = tuple(key.name for key in ENTRY_KEYS.values() if key.required)
 HEADER = (
     "# vlmgate counterexample store: minimal failing instances found by the search suite\n"
     "# (robustness_tests/test_minimal_failures.py). Commit it: the next run replays every entry for\n"
@@ -118,13 +143,10 @@ def _fail(path: Path, where: str, problem: str, fix: str) -> ConfigError:
 
 def read_entries(path: Path, families: list[str] | None) -> tuple[Counterexample, ...]:
     """Parse and check a store file; every problem names the file, the entry, the key and the fix."""
-    if not path.exists():
-        return ()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not a valid counterexample store ({exc}); fix the TOML syntax, "
-                          "or delete the file to search again") from None
+        data = read_toml(path, "counterexample store")
+    except FileNotFoundError:
+        return ()
     for key in data:
         if key not in ("version", TABLE):
             raise _fail(path, "top level", unknown_name_message("key", key, ["version", TABLE]),
@@ -138,19 +160,26 @@ def read_entries(path: Path, families: list[str] | None) -> tuple[Counterexample
     return tuple(_entry(path, index, table, families) for index, table in enumerate(tables, start=1))
 
 
-def _entry(path: Path, index: int, table: Mapping[str, Any], families: list[str] | None) -> Counterexample:
+def _entry(path: Path, index: int, table: Any, families: list[str] | None) -> Counterexample:
     where = f"[[{TABLE}]] #{index}"
-    for key, value in table.items():
-        if key not in ENTRY_KEYS:
-            raise _fail(path, where, unknown_name_message("key", key, list(ENTRY_KEYS)), "remove or rename it")
-        expected, _ = ENTRY_KEYS[key]
-        if isinstance(value, bool) or not isinstance(value, expected):
-            names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
-            raise _fail(path, f"{where} key {key!r}", f"{value!r} is not a {names}", f"give {key} a {names}")
-    missing = [key for key, (_, required) in ENTRY_KEYS.items() if required and key not in table]
+    if not isinstance(table, Mapping):
+        raise _fail(path, where, f"{table!r} is not a table",
+                    f"write each entry as a [[{TABLE}]] table with {', '.join(REQUIRED_KEYS)}")
+    for name, value in table.items():
+        if name not in ENTRY_KEYS:
+            raise _fail(path, where, unknown_name_message("key", name, list(ENTRY_KEYS)), "remove or rename it")
+        key = ENTRY_KEYS[name]
+        if isinstance(value, bool) or not isinstance(value, key.types):
+            raise _fail(path, f"{where} key {name!r}", f"{value!r} is not {key.noun}",
+                        f"write {name} as {key.noun}, e.g. {key.example}")
+        if value == "":
+            raise _fail(path, f"{where} key {name!r}", "the empty string names nothing", f"write e.g. {key.example}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _fail(path, f"{where} key {name!r}", f"{value!r} is not a finite number",
+                        f"write {name} as a finite number, e.g. {key.example}")
+    missing = [name for name in REQUIRED_KEYS if name not in table]
     if missing:
-        raise _fail(path, where, f"missing key(s) {', '.join(missing)}",
-                    f"every entry needs {', '.join(k for k, (_, r) in ENTRY_KEYS.items() if r)}")
+        raise _fail(path, where, f"missing key(s) {', '.join(missing)}", f"every entry needs {', '.join(REQUIRED_KEYS)}")
     if families is not None and table["family"] not in families:
         raise _fail(path, f"{where} key 'family'", unknown_name_message("family", table["family"], families),
                     "use a registered family name")
