@@ -21,7 +21,7 @@ from vlmgate.report.paired import (
     BOOTSTRAP, MCNEMAR, UNTESTED, PairedChange, compare_units, mcnemar_exact, paired_bootstrap_p,
 )
 from vlmgate.report.pairing import pair_specs
-from vlmgate.report.record import CaseRecord, Environment, MetricRecord, RunRecord, write_record
+from vlmgate.report.record import CaseRecord, Completeness, Environment, MetricRecord, RunRecord, write_record
 from vlmgate.thresholds import parse_thresholds
 
 MODEL_A, MODEL_B = "hf:/runs/release-41/ckpt", "hf:/runs/release-42/candidate"
@@ -210,6 +210,86 @@ def test_cli_json_and_markdown_formats(records, capsys):
     markdown = capsys.readouterr().out
     assert "| metric | before | after | change | p | pairs | test | status |" in markdown
     assert "**REGRESSED**" in markdown and "### m-b-translation" in markdown
+
+
+
+def bad_inputs(folder) -> dict[str, tuple[str, str]]:
+    """Broken run records: label -> (path, what the message must say)."""
+    good = json.loads(run(MODEL_A, [("translation", [binary_metric("ifr", flips(8, set()), "lower")])]).to_json())
+    (folder / "empty").mkdir()
+    (folder / "latin1.json").write_bytes(b'{"vlmgate_version": "caf\xe9"}')
+    (folder / "text.json").write_text("a table, not JSON")
+    (folder / "future.json").write_text(json.dumps({**good, "schema_version": 3}))
+    (folder / "keyless.json").write_text(json.dumps({k: v for k, v in good.items() if k != "cases"}))
+    (folder / "odd" / "run.json").mkdir(parents=True)
+    return {
+        "missing": (str(folder / "missing.json"), "does not exist"),
+        "folder without run.json": (str(folder / "empty"), "holds no run.json"),
+        "not UTF-8": (str(folder / "latin1.json"), "not UTF-8 text"),
+        "not JSON": (str(folder / "text.json"), "not valid JSON"),
+        "future schema": (str(folder / "future.json"), "schema_version 3 is not one this vlmgate reads"),
+        "missing key": (str(folder / "keyless.json"), "cases: missing"),
+        "a folder named run.json": (str(folder / "odd"), "cannot read it"),
+    }
+
+
+@pytest.mark.parametrize("label", ["missing", "folder without run.json", "not UTF-8", "not JSON", "future schema",
+                                   "missing key", "a folder named run.json"])
+def test_cli_bad_input_exits_2_with_one_line(records, tmp_path, capsys, label):
+    path, problem = bad_inputs(tmp_path)[label]
+    v1, _ = records
+    for argv in (["diff", v1, path, "--fail-on", "regression"], ["diff", path, v1], ["report", path, "-o",
+                                                                                     str(tmp_path / "r.html")]):
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        (line,) = captured.err.splitlines()
+        assert line.startswith("vlmgate: ") and path in line
+        assert problem in line and captured.out == ""
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_report_refuses_an_output_it_cannot_write(records, tmp_path, capsys):
+    v1, _ = records
+    (tmp_path / "taken").mkdir()
+    assert main(["report", v1, "-o", str(tmp_path / "taken")]) == 2
+    assert capsys.readouterr().err == f"vlmgate: -o {tmp_path / 'taken'}: is a folder, not a file; pass a file path, " \
+                                      "or remove the folder\n"
+
+
+def test_cli_fail_on_regression_with_nothing_paired_is_an_error(tmp_path, capsys):
+    before = run(MODEL_A, [("translation", [binary_metric("ifr", flips(8, set()), "lower")])])
+    other_bench = RunRecord(**{**before.__dict__, "benchmarks": {"jsonl:/x.jsonl": "fp", "jsonl:/y.jsonl": "fp"}})
+    v1 = str(write_record(before, tmp_path / "v1"))
+    rotated = str(write_record(run(MODEL_B, [("rotation", [binary_metric("ifr", flips(8, {1}), "lower")])]),
+                               tmp_path / "v2"))
+    elsewhere = str(write_record(other_bench, tmp_path / "v3"))
+    assert main(["diff", v1, rotated]) == 0  # reporting only: added and removed cases are the answer
+    capsys.readouterr()
+    assert main(["diff", v1, rotated, "--fail-on", "regression"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vlmgate: {v1} and {rotated} share no case, so nothing was compared: ")
+    assert "no case has the same family, suite and test function on paired specs" in err
+    assert "before: translation; after: rotation" in err and len(err.splitlines()) == 1
+    assert main(["diff", v1, elsewhere, "--fail-on", "regression"]) == 2
+    assert "no benchmark of jsonl:/x.jsonl, jsonl:/y.jsonl pairs with one of " + BENCH in capsys.readouterr().err
+
+
+def test_cli_diff_refuses_an_incomplete_record_unless_allowed(records, tmp_path, capsys):
+    v1, v2 = records
+    stopped = Completeness(False, "interrupted (KeyboardInterrupt)", 3, ("t.py::test_flip_rate[a]",))
+    record = RunRecord.from_json(open(v2).read())
+    partial = str(write_record(RunRecord(**{**record.__dict__, "completeness": stopped}), tmp_path / "partial"))
+    for argv in (["diff", v1, partial], ["diff", partial, v1, "--fail-on", "regression"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == (f"vlmgate: {partial}: incomplete: 1 of 3 cases not run (interrupted (KeyboardInterrupt)); "
+                       "re-run the suite to the end, or pass --allow-incomplete to compare the cases it holds\n")
+    assert main(["diff", v1, partial, "--allow-incomplete", "--fail-on", "regression"]) == 1
+    captured = capsys.readouterr()
+    assert "REGRESSED" in captured.out and f"note: {partial}: incomplete: 1 of 3 cases not run" in captured.err
+    with pytest.raises(RecordError, match=r"partial/run.json: incomplete: 1 of 3 cases not run .*; gate against "
+                                          r"a complete record"):
+        Baseline.load(partial, models=[MODEL_A], benchmarks=[BENCH], seed=0)
 
 
 # -- change limits and baselines --------------------------------------------------------

@@ -17,7 +17,7 @@ from scipy import stats
 
 from support import gate_args, junit_cases
 from vlmgate.cli import main
-from vlmgate.report.record import load_record
+from vlmgate.report.record import Completeness, load_record
 
 CHANGE_LIMITS = """mode = "interval"
 [ifr]
@@ -149,3 +149,71 @@ def test_changes_since_a_release_snapshot_diff_and_baseline_gates(suite_dir, tin
     assert main(["diff", v1, v1, "--fail-on", "regression"]) == 0
     assert main(["diff", v1, v2, "--fail-on", "regression"]) == 1
     assert "REGRESSED" in capsys.readouterr().out
+
+
+INTERRUPT_THIRD = """
+import pytest
+
+started = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    started.append(item.nodeid)
+    if len(started) == 3:
+        raise KeyboardInterrupt
+"""
+
+
+def test_an_interrupted_run_writes_a_record_marked_incomplete(suite_dir, tiny_llava_checkpoint, manifest):
+    suite_dir.makeconftest(INTERRUPT_THIRD)
+    collected = suite_dir.runpytest_inprocess(*gate_args(tiny_llava_checkpoint, manifest, "--collect-only", "-q"))
+    selected = [line for line in collected.outlines if "::" in line]
+    assert len(selected) == 11
+    result = suite_dir.runpytest_inprocess(*gate_args(tiny_llava_checkpoint, manifest, "--vlmgate-report=out"),
+                                           no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    record = load_record(suite_dir.path / "out")
+    assert [f"test_flip_rate.py::test_flip_rate[{case.id}]" for case in record.cases] == sorted(selected[:2])
+    completeness = record.completeness
+    assert (completeness.complete, completeness.reason, completeness.selected) == (
+        False, "interrupted (KeyboardInterrupt)", 11)
+    assert list(completeness.not_run) == selected[2:]
+    result.stdout.fnmatch_lines(["*vlmgate: report*", "incomplete: 9 of 11 cases not run (interrupted "
+                                 "(KeyboardInterrupt)); vlmgate diff and --vlmgate-baseline refuse this record",
+                                 "written: out/run.json"])
+    html = (suite_dir.path / "out" / "report.html").read_text()
+    assert '<p class="incomplete">incomplete: 9 of 11 cases not run (interrupted (KeyboardInterrupt))</p>' in html
+    assert all(f"<li><code>{nodeid}</code></li>" in html for nodeid in selected[2:])
+
+
+def test_a_stop_after_a_failure_is_incomplete_and_a_chosen_subset_is_complete(suite_dir, tiny_llava_checkpoint,
+                                                                            manifest):
+    suite_dir.makefile(".toml", strict='mode = "strict"\n[accuracy]\n"*" = { min = 1.0 }\n[ifr]\n"*" = { max = 1.0 }\n'
+                                       '[iv]\n"*" = { max = 1.0 }\n')
+    args = gate_args(tiny_llava_checkpoint, manifest, "--vlmgate-thresholds=strict.toml")
+    stopped = suite_dir.runpytest_inprocess(*args, "-x", "--vlmgate-report=x", "-k", "clean or padcrop or any")
+    assert stopped.ret == pytest.ExitCode.TESTS_FAILED
+    record = load_record(suite_dir.path / "x")
+    (failed,) = record.cases
+    assert failed.key.family == "clean" and failed.outcome == "failed"
+    assert (record.completeness.complete, record.completeness.reason, record.completeness.selected) == (
+        False, "stopping after 1 failures", 3)
+    assert [nodeid.rsplit("-", 1)[-1] for nodeid in record.completeness.not_run] == ["padcrop]", "any]"]
+
+    maxfail = suite_dir.runpytest_inprocess(*args, "--maxfail=2", "--vlmgate-report=m", "-k", "clean or padcrop")
+    assert maxfail.ret == pytest.ExitCode.TESTS_FAILED  # the limit was not reached: every case ran
+    assert load_record(suite_dir.path / "m").completeness == Completeness(True, None, 2, ())
+    chosen = suite_dir.runpytest_inprocess(*gate_args(tiny_llava_checkpoint, manifest, "-k", "padcrop",
+                                                      "--vlmgate-report=k"))
+    assert chosen.ret == pytest.ExitCode.OK and "cases not run" not in chosen.stdout.str()
+    assert load_record(suite_dir.path / "k").completeness == Completeness(True, None, 1, ())
+
+
+def test_an_unusable_report_folder_is_a_usage_error_before_any_test(suite_dir, tiny_llava_checkpoint, manifest):
+    (suite_dir.path / "taken").write_text("a file, not a folder")
+    result = suite_dir.runpytest_inprocess(*gate_args(tiny_llava_checkpoint, manifest, "--vlmgate-report=taken"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in result.errlines if line] == [
+        "ERROR: vlmgate: --vlmgate-report taken: is a file, not a folder; pass a folder path, or move the file away"]
+    assert "passed" not in result.stdout.str() and (suite_dir.path / "taken").read_text() == "a file, not a folder"

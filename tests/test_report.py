@@ -18,8 +18,9 @@ from vlmgate.gate import Judgement
 from vlmgate.records import MetricResult, Verdict
 from vlmgate.report.collect import REPORT_ATTRIBUTE, RunCollector, case_payload, metric_record
 from vlmgate.report.html import render_html
+from vlmgate.report.local_files import LocalFiles
 from vlmgate.report.record import (
-    SCHEMA_VERSION, CaseRecord, Environment, MetricRecord, RunRecord, load_record, write_record,
+    SCHEMA_VERSION, CaseRecord, Completeness, Environment, MetricRecord, RunRecord, load_record, write_record,
 )
 from vlmgate.report.snapshot import PRECISION, VlmgateSnapshotExtension, case_summary, within_tolerance
 from vlmgate.settings import Settings
@@ -96,7 +97,11 @@ def test_write_and_load_by_file_or_folder(tmp_path):
     (lambda d: d["cases"][0].update(outcome="flaky"), "cases[0].outcome: 'flaky' is not one of"),
     (lambda d: d["cases"][1]["key"].pop("suite"), "cases[1].key.suite: missing"),
     (lambda d: d.update(seed="0"), "seed: '0' has the wrong type"),
-    (lambda d: d.update(schema_version=99), "schema_version 99 is not the supported 1"),
+    (lambda d: d.update(schema_version=99), "schema_version 99 is not one this vlmgate reads (1, 2)"),
+    (lambda d: d.pop("completeness"), "completeness: missing"),
+    (lambda d: d["completeness"].update(not_run="t.py::x"), "completeness.not_run: 't.py::x' has the wrong type"),
+    (lambda d: d["completeness"].update(complete=False, not_run=[]),
+     "completeness: an incomplete record must give its reason"),
 ])
 def test_reading_errors_name_the_file_and_key(tmp_path, edit, needle):
     data = json.loads(make_record().to_json())
@@ -114,6 +119,32 @@ def test_unreadable_records_say_how_to_make_one(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(RecordError, match=r"bad.json: not valid JSON"):
         load_record(tmp_path / "bad.json")
+    (tmp_path / "latin1.json").write_bytes('{"seed": "caf\xe9"}'.encode("latin-1"))
+    with pytest.raises(RecordError, match=r"latin1.json: not UTF-8 text \(byte 0xe9 at offset 13\); is it a vlmgate"):
+        load_record(tmp_path / "latin1.json")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RecordError, match=r"empty holds no run.json; pass the folder pytest --vlmgate-report DIR wrote"):
+        load_record(tmp_path / "empty")
+    (tmp_path / "odd" / "run.json").mkdir(parents=True)
+    with pytest.raises(RecordError, match=r"odd/run.json: cannot read it \(.*\); pass the run.json"):
+        load_record(tmp_path / "odd")
+
+
+def test_an_incomplete_record_round_trips_and_a_schema_1_record_reads_as_complete():
+    stopped = Completeness(False, "interrupted (KeyboardInterrupt)", 11, ("t.py::test_flip_rate[b]", "t.py::x[c]"))
+    record = RunRecord(**{**make_record().__dict__, "completeness": stopped})
+    again = RunRecord.from_json(record.to_json())
+    assert again.completeness == stopped and not again.completeness.complete
+    assert json.loads(record.to_json())["completeness"] == {
+        "complete": False, "reason": "interrupted (KeyboardInterrupt)", "selected": 11,
+        "not_run": ["t.py::test_flip_rate[b]", "t.py::x[c]"]}
+    assert stopped.describe() == "incomplete: 2 of 11 cases not run (interrupted (KeyboardInterrupt))"
+    assert "completeness" in record.comparable()  # a missing case is a different result
+    old = json.loads(make_record().to_json())  # written before records said whether they were whole
+    old["schema_version"] = 1
+    del old["completeness"]
+    read = RunRecord.from_json(json.dumps(old))
+    assert read.schema_version == 1 and read.completeness == Completeness() and read.completeness.complete
 
 
 # -- from judgements and test reports to the record -------------------------------------
@@ -133,8 +164,9 @@ def test_metric_record_splits_units_and_reads_kind_and_direction():
     assert (mean.kind, mean.better, mean.limit) == ("mean", "lower", None)
 
 
-def report_with(nodeid: str, payload: str | None, duration: float) -> SimpleNamespace:
-    report = SimpleNamespace(nodeid=nodeid, duration=duration)
+def report_with(nodeid: str, payload: str | None, duration: float, when: str = "call",
+                passed: bool = True) -> SimpleNamespace:
+    report = SimpleNamespace(nodeid=nodeid, duration=duration, when=when, passed=passed)
     if payload is not None:
         setattr(report, REPORT_ATTRIBUTE, payload)
     return report
@@ -155,9 +187,9 @@ def test_collector_builds_a_sorted_record_from_report_payloads():
     collector = RunCollector(settings, workers="2")
     for family in ("rotation", "clean", "any"):  # arrival order is not record order
         nodeid = f"t.py::test_flip_rate[hf_ckpt_v2-jsonl_manifest.jsonl-{family}]"
-        collector.add(report_with(nodeid, None, 0.5))  # setup
-        collector.add(report_with(nodeid, payloads[family], 2.0))  # call
-        collector.add(report_with(nodeid, None, 0.25))  # teardown
+        collector.add(report_with(nodeid, None, 0.5, "setup"))
+        collector.add(report_with(nodeid, payloads[family], 2.0))
+        collector.add(report_with(nodeid, None, 0.25, "teardown"))
     collector.add(report_with("t.py::test_other", None, 9.0))  # not a vlmgate case
     record = collector.record()
     assert [case.id for case in record.cases] == [
@@ -168,6 +200,28 @@ def test_collector_builds_a_sorted_record_from_report_payloads():
     assert record.environment.workers == "2"
     assert set(record.environment.timings["tests_s"].values()) == {2.75}
     assert record.settings["models"] == [MODEL] and record.settings["baseline"] is None
+    assert record.completeness == Completeness(True, None, 0, ())  # nothing was selected through pytest here
+
+
+def test_collector_names_the_selected_tests_that_never_reported():
+    collector = RunCollector(Settings(models=(MODEL,), benchmarks=(BENCH,)))
+    selected = [f"t.py::test_flip_rate[{n}]" for n in "abcdef"]
+    collector.select(selected[:4])
+    collector.select(selected[2:])  # xdist: every worker reports what it collected
+    collector.add(report_with(selected[0], None, 0.1))  # ran
+    collector.add(report_with(selected[1], None, 0.1, "setup", passed=False))  # errored in setup: it ran
+    collector.add(report_with(selected[2], None, 0.1, "setup"))  # set up, then interrupted in its call
+    assert collector.record().completeness == Completeness(
+        False, "pytest ended before running them", 6, tuple(selected[2:]))
+    assert collector.record(stopped="stopping after 2 failures").completeness.reason == "stopping after 2 failures"
+    for nodeid in selected[2:]:
+        collector.add(report_with(nodeid, None, 0.1))
+    assert collector.record(stopped="stopping after 1 failures").completeness == Completeness(True, None, 6, ())
+    # Cut short before or after every selected test (Ctrl-C in collection, a last teardown): not whole.
+    cut = collector.record(stopped="interrupted (KeyboardInterrupt)", interrupted=True).completeness
+    assert cut == Completeness(False, "interrupted (KeyboardInterrupt)", 6, ())
+    collector.collection_failed("t.py")
+    assert collector.record().completeness == Completeness(False, "1 error(s) during collection: t.py", 6, ())
 
 
 # -- snapshots --------------------------------------------------------------------------
@@ -265,7 +319,8 @@ def test_html_embeds_the_minimal_failing_instances_images(tmp_path):
                         "failed", (found,)),
              CaseRecord("m-b-textoverlay", "t.py::test_minimal_failures",
                         CaseKey(MODEL, BENCH, "textoverlay", "search"), "failed", (lost,)))
-    html = render_html(RunRecord(**{**record.__dict__, "cases": record.cases + cases}))
+    html = render_html(RunRecord(**{**record.__dict__, "cases": record.cases + cases}),
+                       files=LocalFiles((tmp_path,)))
 
     section = html.split("<h2>Minimal failing instances</h2>")[1].split("<h2>")[0]
     embedded = re.findall(r'alt="(\w+) image of ([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', section)
@@ -275,3 +330,45 @@ def test_html_embeds_the_minimal_failing_instances_images(tmp_path):
     assert "<td>3 of tolerance 30</td>" in section and "<td>B clean, D perturbed</td>" in section
     assert f"image not found: <code>{tmp_path / 'gone.png'}</code>" in section  # named, the report still renders
     assert "<script" not in html
+
+
+def test_html_embeds_only_files_under_the_report_folder(tmp_path):
+    from PIL import Image
+
+    folder, outside = tmp_path / "report", tmp_path / "elsewhere"
+    (folder / "minimal_failures").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(folder / "minimal_failures" / "clean.png")
+    Image.new("RGB", (4, 4), (0, 0, 255)).save(outside / "secret.png")
+    (folder / "link.png").symlink_to(outside / "secret.png")
+    names = {"relative": "minimal_failures/clean.png", "absolute": str(folder / "minimal_failures" / "clean.png"),
+             "escape": "../elsewhere/secret.png", "elsewhere": str(outside / "secret.png"), "symlink": "link.png"}
+    files = LocalFiles((folder,))
+    assert files.locate(names["relative"]) == files.locate(names["absolute"]) == (
+        folder / "minimal_failures" / "clean.png").resolve()
+    assert [files.locate(names[k]) for k in ("escape", "elsewhere", "symlink")] == [None, None, None]
+    cases = tuple(
+        CaseRecord(f"m-b-{label}", "t.py::test_minimal_failures", CaseKey(MODEL, BENCH, label, "search"), "failed",
+                   (MetricRecord("minimal_failure", "proportion", "lower", 1.0, 1.0, 1.0, 1, None, False, "found",
+                                 details={"instance": {"sample": label,
+                                                       "images": {"clean": name, "perturbed": name}}}),))
+        for label, name in names.items())
+    html = render_html(RunRecord(**{**make_record().__dict__, "cases": cases}), files=files)
+    embedded = re.findall(r'alt="clean image of (\w+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert [label for label, _ in embedded] == ["relative", "absolute"]
+    inside = (folder / "minimal_failures" / "clean.png").read_bytes()
+    assert {base64.b64decode(data) for _, data in embedded} == {inside}
+    for label in ("escape", "elsewhere", "symlink"):
+        assert f"image outside the report folder {folder}, not embedded: <code>{names[label]}</code>" in html
+    assert base64.b64encode((outside / "secret.png").read_bytes()).decode() not in html
+
+
+def test_html_says_when_the_run_is_incomplete():
+    whole = render_html(make_record())
+    assert 'class="incomplete"' not in whole and "<td>complete</td>" in whole
+    stopped = Completeness(False, "stopping after 1 failures", 11,
+                           ("t.py::test_flip_rate[b]", "t.py::test_flip_rate[c]"))
+    html = render_html(RunRecord(**{**make_record().__dict__, "completeness": stopped}))
+    banner = html.split("<h2>")[0]  # before the first section
+    assert '<p class="incomplete">incomplete: 2 of 11 cases not run (stopping after 1 failures)</p>' in banner
+    assert "<li><code>t.py::test_flip_rate[b]</code></li>" in html

@@ -94,3 +94,42 @@ def test_malformed_store_is_a_usage_error(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert re.search(r"store.toml: \[\[counterexample\]\] #1: missing key\(s\) benchmark, family, sample, level",
                      result.stderr.str())
+
+
+#: Puts a file where the PNG folder goes once start-up has checked it: the images fail, late.
+BLOCK_IMAGES = """
+def pytest_sessionstart(session):
+    (session.config.rootpath / "images").write_text("in the way")
+"""
+
+
+def test_a_failure_is_stored_before_its_images_and_survives_their_loss(pytester):
+    pytester.makeconftest((REPO / "conftest.py").read_text() + BLOCK_IMAGES)
+    pytester.makepyfile(test_minimal_failures=SEARCH_TEST)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--hypothesis-profile=ci", f"--vlmgate-model={MODEL}", "--vlmgate-limit=6",
+        "--vlmgate-search-budget=30", "--vlmgate-counterexamples=store.toml", "--vlmgate-search-images=images",
+        "--vlmgate-search", "-m", "search and scale_pad")
+    result.assert_outcomes(failed=1, deselected=5)  # the minimal failure, not an error
+    text = failures(result)
+    ((sample, family, level, choices),) = INSTANCE.findall(text)
+    store = (pytester.path / "store.toml").read_text()
+    assert f'family = "{family}"\nsample = "{sample}"\nlevel = {level}\n' in store
+    assert "recorded in the counterexample store" in text
+    folder = pytester.path / "images" / "bundled_shapes-v2-bundled_shapes"
+    assert re.search(rf"images not written to {re.escape(str(folder))} \(.*\); the failure stands, and so does "
+                     r"its store entry: make --vlmgate-search-images a writable folder", text)
+    assert "Traceback" not in text and (pytester.path / "images").read_text() == "in the way"
+
+
+def test_search_outputs_are_checked_before_any_test(pytester):
+    pytester.makepyfile(test_minimal_failures=SEARCH_TEST)
+    (pytester.path / "taken").write_text("a file")
+    for option, message in (
+            ("--vlmgate-search-images=taken", "--vlmgate-search-images {root}/taken: is a file, not a folder"),
+            ("--vlmgate-counterexamples=taken/store.toml",
+             "--vlmgate-counterexamples {root}/taken/store.toml: cannot be created, {root}/taken is a file")):
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--vlmgate-search", option)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        assert f"ERROR: vlmgate: {message.format(root=pytester.path)}" in result.stderr.str()
+        assert "Traceback" not in result.stderr.str()

@@ -3,7 +3,12 @@
 ``render`` a text item's cross-modal forms as PNG files.
 
 Every subcommand is added to the one parser ``build_parser`` makes. Exit codes: 0 done,
-1 ``diff --fail-on regression`` found a significant regression, 2 bad input.
+1 ``diff --fail-on regression`` found a significant regression, 2 bad input. Bad input is
+every input that would make the answer wrong or empty: an unreadable or foreign record, an
+output path that cannot be written, a record marked incomplete (unless the user accepts it
+with ``--allow-incomplete``), or, under ``--fail-on regression``, two records that share
+no case (a gate that compared nothing must not pass). Each is one line on stderr naming
+the file and the fix.
 """
 
 from __future__ import annotations
@@ -83,28 +88,53 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """Compare two run records case by case with paired tests."""
-    from vlmgate.report.diff import diff_runs
+    from vlmgate.errors import RecordError
+    from vlmgate.report.diff import diff_runs, nothing_paired
     from vlmgate.report.diff_format import FORMATTERS
     from vlmgate.report.record import load_record
     from vlmgate.report.snapshot_folder import is_snapshot_folder, load_snapshot_folder
 
     def load(path: str):
-        return load_snapshot_folder(path) if is_snapshot_folder(path) else load_record(path)
+        if is_snapshot_folder(path):
+            return load_snapshot_folder(path)
+        record = load_record(path)
+        if record.completeness.complete:
+            return record
+        if not args.allow_incomplete:
+            raise RecordError(f"{path}: {record.completeness.describe()}; re-run the suite to the end, or pass "
+                              "--allow-incomplete to compare the cases it holds")
+        print(f"vlmgate: note: {path}: {record.completeness.describe()}; its missing cases show as added or "
+              "removed", file=sys.stderr)
+        return record
 
-    diff = diff_runs(load(args.before), load(args.after),
-                     before_source=args.before, after_source=args.after)
+    before, after = load(args.before), load(args.after)
+    diff = diff_runs(before, after, before_source=args.before, after_source=args.after)
+    if args.fail_on == "regression" and not diff.compared:
+        raise RecordError(f"{args.before} and {args.after} share no case, so nothing was compared: "
+                          f"{nothing_paired(before, after, diff.pairing)}; diff the records of the same suite "
+                          "on the same benchmarks")
     sys.stdout.write(FORMATTERS[args.format](diff))
     return 1 if args.fail_on == "regression" and diff.regressions else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Render a run record (and optionally its diff to a baseline) as one HTML file."""
+    """Render a run record (and optionally its diff to a baseline) as one HTML file.
+
+    Images are embedded only from the record's own folder (``report.local_files``).
+    """
+    from pathlib import Path
+
+    from vlmgate.outputs import Output, check
     from vlmgate.report.html import write_html
+    from vlmgate.report.local_files import LocalFiles
     from vlmgate.report.record import load_record
 
+    check([Output("-o", Path(args.output), folder=False)])
+    record = load_record(args.record)
     baseline = load_record(args.baseline) if args.baseline else None
-    path = write_html(load_record(args.record), args.output, baseline=baseline, source=args.record,
-                      baseline_source=args.baseline or "baseline")
+    folder = Path(args.record) if Path(args.record).is_dir() else Path(args.record).parent
+    path = write_html(record, args.output, files=LocalFiles((folder,)), baseline=baseline,
+                      source=args.record, baseline_source=args.baseline or "baseline")
     print(f"written: {path}")
     return 0
 
@@ -185,7 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--format", choices=("text", "json", "markdown"), default="text",
                       help="text (default), markdown (pull requests) or json (tools)")
     diff.add_argument("--fail-on", choices=("never", "regression"), default="never",
-                      help="exit 1 when any metric regressed significantly (default: never)")
+                      help="exit 1 when any metric regressed significantly (default: never); exit 2 when "
+                           "the two records share no case")
+    diff.add_argument("--allow-incomplete", action="store_true", default=False,
+                      help="compare a run record marked incomplete (a run cut short) instead of refusing it")
     diff.set_defaults(func=cmd_diff)
     report = sub.add_parser("report", help="render a run record as a self-contained HTML report")
     report.add_argument("record", metavar="RUN_JSON", help="run record (run.json or its folder)")

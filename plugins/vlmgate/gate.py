@@ -85,12 +85,17 @@ class CaseGate:
         self.snapshot = snapshot
 
     def evaluate(self) -> list[MetricResult]:
+        # pytest.skip / fail are called outside the handler: inside it, the report would
+        # carry "During handling of the above exception" and the message twice.
         try:
             return self.session.evaluate(self.case)
         except NotApplicable as exc:
-            pytest.skip(str(exc))
+            skip, message = True, str(exc)
         except VlmgateError as exc:
-            pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+            skip, message = False, f"{type(exc).__name__}: {exc}"
+        if skip:
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
 
     def judge(self, results: list[MetricResult]) -> list[Judgement]:
         judgements = []

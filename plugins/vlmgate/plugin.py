@@ -17,6 +17,7 @@ SESSION_KEY = pytest.StashKey[Any]()
 RESULTS_KEY = pytest.StashKey[list]()
 BASELINE_KEY = pytest.StashKey[Any]()
 REPORT_FILES_KEY = pytest.StashKey[list]()
+REPORT_COMPLETENESS_KEY = pytest.StashKey[Any]()
 CACHE_COUNTS_KEY = pytest.StashKey[list]()
 CACHE_PRUNED_KEY = pytest.StashKey[Any]()
 
@@ -26,6 +27,17 @@ BUILTIN_TAGS = {
     "corruption": "image corruptions (ImageNet-C set), judged by RAS",
     "decay": "progressive blur decay (visual dependence)",
 }
+
+
+def _pixel_count(text: str) -> int:
+    """``--vlmgate-max-pixels N`` as an integer; its range is checked with the settings."""
+    import argparse
+
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels; "
+                                         "pass e.g. --vlmgate-max-pixels 50000000") from None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,6 +60,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="inputs per forward batch (default 8)")
     group.addoption("--vlmgate-trust-remote-code", dest="vlmgate_trust_remote_code", action="store_true",
                     default=False, help="allow checkpoints to run their own modelling code (off by default)")
+    group.addoption("--vlmgate-allow-missing-weights", action="append", dest="vlmgate_allow_missing_weights",
+                    metavar="GLOB", help="weights matching GLOB (fnmatch, over the names transformers reports) may "
+                    "be missing from, unused by or mis-shaped in the checkpoint and are initialised at load; "
+                    "without it any such weight is a load error (repeatable)")
     group.addoption("--vlmgate-cache", dest="vlmgate_cache", metavar="DIR",
                     help="observation cache folder (default .vlmgate_cache under the rootdir)")
     group.addoption("--vlmgate-no-cache", dest="vlmgate_no_cache", action="store_true", default=False,
@@ -55,6 +71,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vlmgate-cache-max-mb", dest="vlmgate_cache_max_mb", type=int, metavar="MB",
                     help="at the end of a run, delete least recently used cache entries beyond MB "
                          "(default 2048; 0 = no cap)")
+    group.addoption("--vlmgate-max-pixels", dest="vlmgate_max_pixels", type=_pixel_count, metavar="N",
+                    help="pixel budget of one benchmark image, read from its header: a larger image is "
+                         "refused by name instead of decoded (default 50000000 = 50 megapixels)")
     group.addoption("--vlmgate-devices", dest="vlmgate_devices", metavar="DEV,DEV",
                     help="xdist workers take these torch devices round-robin, e.g. cuda:0,cuda:1")
     group.addoption("--vlmgate-backend", dest="vlmgate_backend", metavar="NAME",
@@ -109,8 +128,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "thresholds": opt.vlmgate_thresholds, "limit": opt.vlmgate_limit, "seed": opt.vlmgate_seed,
         "device": opt.vlmgate_device, "dtype": opt.vlmgate_dtype, "batch_size": opt.vlmgate_batch_size,
         "trust_remote_code": opt.vlmgate_trust_remote_code,
+        "allow_weight_keys": opt.vlmgate_allow_missing_weights,
         "cache_dir": opt.vlmgate_cache, "no_cache": opt.vlmgate_no_cache,
-        "cache_max_mb": opt.vlmgate_cache_max_mb, "devices": opt.vlmgate_devices,
+        "cache_max_mb": opt.vlmgate_cache_max_mb, "max_pixels": opt.vlmgate_max_pixels,
+        "devices": opt.vlmgate_devices,
         "backend": opt.vlmgate_backend, "torch_threads": opt.vlmgate_torch_threads,
     }
     images = opt.vlmgate_search_images or (
@@ -122,6 +143,7 @@ def pytest_configure(config: pytest.Config) -> None:
         thresholds = load_thresholds(settings.thresholds, _threshold_families())
     except VlmgateError as exc:
         raise pytest.UsageError(f"vlmgate: {exc}") from None
+    _check_outputs(config, settings)
     config.stash[SETTINGS_KEY] = settings
     from vlmgate.session import GateSession
 
@@ -131,6 +153,25 @@ def pytest_configure(config: pytest.Config) -> None:
     except VlmgateError as exc:
         raise pytest.UsageError(f"vlmgate: {exc}") from None
     _configure_reports(config, settings)
+
+
+def _check_outputs(config: pytest.Config, settings: Any) -> None:
+    """Every output location usable, before any test (``vlmgate.outputs``): a usage error otherwise.
+
+    Once, on the controller: xdist workers share its file system, and a worker's usage
+    error would only repeat the message as a crashed worker.
+    """
+    if hasattr(config, "workerinput"):
+        return
+    from vlmgate.errors import VlmgateError
+    from vlmgate.outputs import check, run_outputs
+
+    opt = config.option
+    try:
+        check(run_outputs(settings, report=opt.vlmgate_report,
+                          images_named=bool(opt.vlmgate_search_images or opt.vlmgate_report)))
+    except VlmgateError as exc:
+        raise pytest.UsageError(f"vlmgate: {exc}") from None
 
 
 def _threshold_families() -> list[str]:
@@ -169,24 +210,58 @@ def _configure_reports(config: pytest.Config, settings: Any) -> None:
 
 
 class _RunReport:
-    """Collects case records from test reports; writes run.json and report.html at session end."""
+    """Collects case records from test reports; writes run.json and report.html at session end.
+
+    It also sees what was selected and how the session ended, so that a run cut short
+    writes a record marked incomplete (``vlmgate.report.collect``) rather than one that
+    reads like a whole, passing release.
+    """
 
     def __init__(self, config: pytest.Config, collector: Any):
         self.config = config
         self.collector = collector
+        self.interruption: str | None = None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collector.select(item.nodeid for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.collector.select(ids)  # the xdist controller collects nothing itself
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collector.collection_failed(report.nodeid)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Ctrl-C, ``pytest.exit``, or pytest's own stop (collection errors, xdist ``-x``): remember why."""
+        if excinfo.type is KeyboardInterrupt:
+            self.interruption = "interrupted (KeyboardInterrupt)"
+        else:
+            self.interruption = str(excinfo.value) or excinfo.typename
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.collector.add(report)
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from vlmgate.report.html import REPORT_FILE, write_html
+        from vlmgate.report.local_files import LocalFiles
         from vlmgate.report.record import write_record
 
         directory = Path(self.config.option.vlmgate_report)
-        record = self.collector.record()
+        stopped = (self.interruption or session.shouldfail or session.shouldstop
+                   or ("--collect-only: nothing was run" if self.config.option.collectonly else None))
+        record = self.collector.record(
+            stopped=str(stopped) if stopped else None,
+            interrupted=self.interruption is not None
+            or exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR))
         baseline = self.config.stash.get(BASELINE_KEY, None)
         run = write_record(record, directory)  # first: the record matters more than its rendering
-        html = write_html(record, directory / REPORT_FILE, source=str(directory),
+        self.config.stash[REPORT_FILES_KEY] = [run]
+        self.config.stash[REPORT_COMPLETENESS_KEY] = record.completeness
+        # The run's own PNG folder may lie outside the report folder; nothing foreign can be named there.
+        files = LocalFiles((directory, self.config.stash[SETTINGS_KEY].search_images))
+        html = write_html(record, directory / REPORT_FILE, files=files, source=str(directory),
                           baseline=baseline.record if baseline else None,
                           baseline_source=baseline.source if baseline else "baseline")
         self.config.stash[REPORT_FILES_KEY] = [run, html]
@@ -343,5 +418,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     written = config.stash.get(REPORT_FILES_KEY, [])
     if written:
         terminalreporter.section("vlmgate: report")
+        completeness = config.stash.get(REPORT_COMPLETENESS_KEY, None)
+        if completeness is not None and not completeness.complete:
+            terminalreporter.write_line(f"{completeness.describe()}; vlmgate diff and --vlmgate-baseline refuse "
+                                        "this record", red=True, bold=True)
         for path in written:
             terminalreporter.write_line(f"written: {path}")

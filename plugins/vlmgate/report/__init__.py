@@ -9,6 +9,7 @@
 * ``baseline``     ``--vlmgate-baseline``: change limits against a previous release
 * ``snapshot``     syrupy extension for per-case summaries (``--vlmgate-snapshot``)
 * ``html``         the self-contained HTML report; ``charts`` its optional plots
+* ``local_files``  which local files (minimal-failure PNGs) a report may embed
 
 Nothing here is imported by ``vlmgate.plugin`` at module level.
 """

@@ -6,6 +6,9 @@ case is paired with its counterpart in the baseline (``report.pairing``), the me
 per-unit outcomes are paired by key, and the change is tested (``report.paired``).
 ``Threshold.check_change`` then fails only a change that both exceeds the allowed delta
 and is significant, so an unchanged checkpoint (no discordant unit) never fails.
+
+A baseline marked incomplete (a run cut short) is refused: its missing cases would leave
+their change limits silently unjudged.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from vlmgate.cases import CaseKey
+from vlmgate.errors import RecordError
 from vlmgate.records import MetricResult
 from vlmgate.report.diff import change_rng
 from vlmgate.report.metric_kinds import metric_kind
@@ -34,7 +38,11 @@ class Baseline:
 
     @classmethod
     def load(cls, path: str, *, models: Sequence[str], benchmarks: Sequence[str], seed: int) -> "Baseline":
-        return cls(load_record(path), str(path), models=models, benchmarks=benchmarks, seed=seed)
+        record = load_record(path)
+        if not record.completeness.complete:
+            raise RecordError(f"{path}: {record.completeness.describe()}; gate against a complete record "
+                              "(re-run that release's suite to the end)")
+        return cls(record, str(path), models=models, benchmarks=benchmarks, seed=seed)
 
     def change(self, key: CaseKey, test: str, result: MetricResult) -> PairedChange | None:
         """The paired change of ``result`` since the baseline (``None``: not in the baseline)."""

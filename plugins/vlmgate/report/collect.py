@@ -7,6 +7,12 @@ judgements into a ``CaseRecord`` and attaches it, as a JSON string, to the test 
 controller (or the single process without xdist) collects those payloads in
 ``RunCollector`` and builds the ``RunRecord`` at session end. Nothing is read from
 worker state, so the record is the same for any number of workers.
+
+Completeness is decided here too, from what the controller sees whatever the worker
+count: the node ids pytest selected (``select``: the session's items, or each xdist
+worker's collection), the tests that reported an outcome (a call report, or a setup
+that did not pass), collection errors, and how pytest ended (``record(stopped=...,
+interrupted=...)``). A selected test with no outcome was not run.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from vlmgate.cases import CaseKey, case_id, short_names
 from vlmgate.errors import VlmgateError
 from vlmgate.report.metric_kinds import better_direction, metric_kind
 from vlmgate.report.record import (
-    SCHEMA_VERSION, CaseRecord, Environment, MetricRecord, RunRecord, case_from_dict, case_to_dict, sorted_cases,
+    SCHEMA_VERSION, CaseRecord, Completeness, Environment, MetricRecord, RunRecord, case_from_dict, case_to_dict,
+    sorted_cases,
 )
 from vlmgate.settings import Settings
 
@@ -144,10 +151,23 @@ class RunCollector:
         self._cases: dict[str, CaseRecord] = {}
         self._fingerprints: dict[str, dict[str, str]] = {"models": {}, "benchmarks": {}}
         self._durations: dict[str, float] = {}
+        self._selected: dict[str, None] = {}  # insertion-ordered set: collection order
+        self._finished: set[str] = set()
+        self._collection_errors: list[str] = []
+
+    def select(self, nodeids: Iterable[str]) -> None:
+        """The tests pytest selected to run (called once, or once per xdist worker)."""
+        self._selected.update(dict.fromkeys(nodeids))
+
+    def collection_failed(self, nodeid: str) -> None:
+        """A file or class failed to collect: the tests it holds are unknown, so the run is not whole."""
+        self._collection_errors.append(nodeid)
 
     def add(self, report: Any) -> None:
         """Take one test report (any phase); only vlmgate cases carry a payload."""
         self._durations[report.nodeid] = self._durations.get(report.nodeid, 0.0) + report.duration
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            self._finished.add(report.nodeid)
         payload = getattr(report, REPORT_ATTRIBUTE, None)
         if payload is None:
             return
@@ -159,7 +179,21 @@ class RunCollector:
     def __len__(self) -> int:
         return len(self._cases)
 
-    def record(self) -> RunRecord:
+    def completeness(self, *, stopped: str | None = None, interrupted: bool = False) -> Completeness:
+        """Whether every selected test ran; see ``record``."""
+        not_run = tuple(nodeid for nodeid in self._selected if nodeid not in self._finished)
+        if not not_run and not self._collection_errors and not interrupted:
+            return Completeness(True, None, len(self._selected), ())
+        errors = self._collection_errors
+        reason = stopped or (f"{len(errors)} error(s) during collection: {', '.join(errors)}" if errors
+                             else "pytest ended before running them")
+        return Completeness(False, reason, len(self._selected), not_run)
+
+    def record(self, *, stopped: str | None = None, interrupted: bool = False) -> RunRecord:
+        """The run record. ``stopped``: why pytest stopped early, in its words (``None``: it did not);
+        ``interrupted``: the session was cut short (Ctrl-C, ``pytest.exit``, collection errors), so
+        the record is incomplete even when every selected test reported (it may not know them all).
+        """
         def fingerprints(table: str, specs: Sequence[str]) -> dict[str, str | None]:
             return {spec: self._fingerprints[table].get(spec) for spec in specs}
 
@@ -180,4 +214,5 @@ class RunCollector:
             benchmarks=fingerprints("benchmarks", self.settings.benchmarks),
             cases=sorted_cases(list(self._cases.values())),
             environment=environment,
+            completeness=self.completeness(stopped=stopped, interrupted=interrupted),
         )

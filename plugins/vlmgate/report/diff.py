@@ -93,6 +93,11 @@ class RunDiff:
     def regressions(self) -> list[MetricDiff]:
         return self.with_status(REGRESSED)
 
+    @property
+    def compared(self) -> int:
+        """Metrics present in both runs: with none, the diff says nothing about a regression."""
+        return sum(row.before is not None and row.after is not None for row in self.rows)
+
     def counts(self) -> dict[str, int]:
         return {status: len(self.with_status(status)) for status in STATUSES}
 
@@ -128,6 +133,23 @@ def _case_rows(before: CaseRecord | None, after: CaseRecord, seed: int) -> list[
         change = compare_metric(old, new, seed=seed, key=after.key, where=f"case {after.id}") if old and new else None
         rows.append(MetricDiff(after.id, after.test, after.key, name, old, new, change))
     return rows
+
+
+def nothing_paired(before: RunRecord, after: RunRecord, pairing: CasePairing) -> str:
+    """Why no metric of ``after`` found its counterpart in ``before`` (for an error message)."""
+    for side, record in (("before", before), ("after", after)):
+        if not record.cases:
+            return f"{side} holds no case"
+    for axis, pairs, old, new in (("model", pairing.models, before.models, after.models),
+                                  ("benchmark", pairing.benchmarks, before.benchmarks, after.benchmarks)):
+        if not pairs:
+            return f"no {axis} of {', '.join(sorted(new))} pairs with one of {', '.join(sorted(old))}"
+
+    def families(record: RunRecord) -> str:
+        return ", ".join(sorted({case.key.family for case in record.cases}))
+
+    return ("no case has the same family, suite and test function on paired specs, nor a metric in common "
+            f"(families before: {families(before)}; after: {families(after)})")
 
 
 def diff_runs(before: RunRecord, after: RunRecord, *, before_source: str = "before",

@@ -11,6 +11,13 @@ fingerprints), gates (one row per case and metric), flip rate per family (IFR wi
 given, failures (verdict messages, worst samples, errors), minimal failing instances (the
 search's clean and perturbed images side by side, read from the PNGs the search wrote and
 embedded like the plots), and the environment.
+
+A record marked incomplete (a run cut short: Ctrl-C, ``-x``, collection errors) gets a
+banner above every section, ``incomplete: N of M cases not run (reason)``, and the list
+of the tests that never ran: a partial run must not read as a green release.
+
+Images are embedded only from the folders ``report.local_files.LocalFiles`` allows (the
+report's own folder); an image named elsewhere is left out and the report says so.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any, Iterable, Sequence
 from vlmgate.report.charts import Bar, interval_bars, matplotlib_available
 from vlmgate.report.diff import REGRESSED, RunDiff, diff_runs
 from vlmgate.report.diff_format import COLUMNS, row_cells
+from vlmgate.report.local_files import LocalFiles
 from vlmgate.report.record import CaseRecord, RunRecord
 
 REPORT_FILE = "report.html"
@@ -44,6 +52,7 @@ th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: ta
 pre { background: #f6f8fa; padding: 0.5em; overflow-x: auto; white-space: pre-wrap; }
 code { font-size: 0.9em; }
 .pair { display: flex; gap: 1em; } figure { margin: 0; } figcaption { font-size: 0.9em; color: #444; }
+.incomplete { background: #fff1e5; border: 2px solid #cf222e; padding: 0.5em 1em; font-weight: bold; color: #cf222e; }
 """
 
 
@@ -72,13 +81,25 @@ def _verdict(passed: bool) -> str:
     return '<span class="pass">pass</span>' if passed else '<span class="fail">fail</span>'
 
 
+def _incomplete_banner(record: RunRecord) -> str:
+    """The mark of a run cut short, with the tests it never ran; empty for a complete run."""
+    completeness = record.completeness
+    if completeness.complete:
+        return ""
+    items = "".join(f"<li><code>{_e(nodeid)}</code></li>" for nodeid in completeness.not_run)
+    listing = (f"<details><summary>{len(completeness.not_run)} test(s) not run</summary><ul>{items}</ul></details>"
+               if items else "")
+    return f'<p class="incomplete">{_e(completeness.describe())}</p>\n{listing}'
+
+
 def _summary_section(record: RunRecord) -> str:
     outcomes: dict[str, int] = defaultdict(int)
     for case in record.cases:
         outcomes[case.outcome] += 1
     settings = record.settings
     facts = [("vlmgate", record.vlmgate_version), ("record schema", record.schema_version), ("seed", record.seed),
-             ("cases", ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) or "none")]
+             ("cases", ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) or "none"),
+             ("completeness", record.completeness.describe())]
     facts += [(key, settings[key]) for key in sorted(settings) if key not in ("models", "benchmarks")]
     parts = ["<h2>Run</h2>", _table(("setting", "value"), ((_e(k), _e(v)) for k, v in facts))]
     for title, table in (("Models", record.models), ("Benchmarks", record.benchmarks)):
@@ -176,16 +197,20 @@ def _failures_section(cases: Sequence[CaseRecord]) -> str:
     return "<h2>Failures</h2>\n" + "\n".join(parts) if parts else ""
 
 
-def _embedded_png(path: Any, alt: str) -> str:
-    """An <img> carrying the PNG at ``path``, or a note naming the file when it cannot be read."""
+def _embedded_png(name: Any, alt: str, files: LocalFiles) -> str:
+    """An <img> carrying the PNG ``name``, or a note naming it when it is outside the report or unreadable."""
+    path = files.locate(str(name))
+    if path is None:
+        return (f'<p class="note">image outside the report folder {_e(files.home or "(none)")}, not embedded: '
+                f"<code>{_e(name)}</code></p>")
     try:
-        data = base64.b64encode(Path(str(path)).read_bytes()).decode("ascii")
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
     except OSError:
-        return f'<p class="note">image not found: <code>{_e(path)}</code></p>'
+        return f'<p class="note">image not found: <code>{_e(name)}</code></p>'
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _minimal_failures_section(cases: Sequence[CaseRecord]) -> str:
+def _minimal_failures_section(cases: Sequence[CaseRecord], files: LocalFiles) -> str:
     """One block per minimal failing instance: what it is, both answers, both images."""
     parts = []
     for case in cases:
@@ -206,7 +231,7 @@ def _minimal_failures_section(cases: Sequence[CaseRecord]) -> str:
             images = instance.get("images")
             if images:
                 sample = instance.get("sample")
-                cells = (f"<figure>{_embedded_png(images[side], f'{side} image of {sample}')}"
+                cells = (f"<figure>{_embedded_png(images[side], f'{side} image of {sample}', files)}"
                          f"<figcaption>{side}: answer {_e(instance.get(side + '_prediction'))}</figcaption></figure>"
                          for side in ("clean", "perturbed"))
                 parts.append(f'<div class="pair">{"".join(cells)}</div>')
@@ -224,23 +249,25 @@ def _environment_section(record: RunRecord) -> str:
 
 
 def render_html(record: RunRecord, *, baseline: RunRecord | None = None, source: str = "run",
-                baseline_source: str = "baseline") -> str:
-    """The whole report as one HTML document (see module docstring)."""
+                baseline_source: str = "baseline", files: LocalFiles = LocalFiles()) -> str:
+    """The whole report as one HTML document (see module docstring); images only from ``files``."""
     sections = [_summary_section(record), _gates_section(record), _flip_rate_section(record)]
     if baseline is not None:
         sections.append(_diff_section(diff_runs(baseline, record, before_source=baseline_source, after_source=source)))
-    sections += [_failures_section(record.cases), _minimal_failures_section(record.cases),
+    sections += [_failures_section(record.cases), _minimal_failures_section(record.cases, files),
                  _environment_section(record)]
     body = "\n".join(section for section in sections if section)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>vlmgate report: {_e(source)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-            f"<h1>vlmgate report: {_e(source)}</h1>\n{body}\n</body>\n</html>\n")
+            f"<h1>vlmgate report: {_e(source)}</h1>\n{_incomplete_banner(record)}\n{body}\n</body>\n</html>\n")
 
 
-def write_html(record: RunRecord, path: str | Path, *, baseline: RunRecord | None = None, source: str = "run",
-               baseline_source: str = "baseline") -> Path:
+def write_html(record: RunRecord, path: str | Path, *, files: LocalFiles, baseline: RunRecord | None = None,
+               source: str = "run", baseline_source: str = "baseline") -> Path:
+    """Write the report to ``path`` whole (see ``outputs.write_text_atomic``)."""
+    from vlmgate.outputs import write_text_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(record, baseline=baseline, source=source, baseline_source=baseline_source),
-                    encoding="utf-8")
+    write_text_atomic(path, render_html(record, baseline=baseline, source=source, baseline_source=baseline_source,
+                                        files=files))
     return path

@@ -10,9 +10,19 @@ report renders one, and ``--vlmgate-baseline`` gates a candidate against one. It
   suite), the pytest outcome, and per metric the value, 95 % interval, n, limit,
   verdict and message, plus the per-unit outcomes (``units``) that paired tests between
   releases need;
+* ``completeness``: whether every test the run selected reported an outcome. A run cut
+  short (Ctrl-C, ``-x`` / ``--maxfail``, collection errors) still writes its record, but
+  marks it incomplete with the reason and the node ids of the selected tests that never
+  ran, so a partial record is never read as a whole release (``vlmgate diff`` and
+  ``--vlmgate-baseline`` refuse it). Deselected tests (``-k``, ``-m``) were not selected:
+  a chosen subset run to its end is complete;
 * an ``environment`` block (Python, platform, package versions, worker count, timings),
   kept apart so that two runs of the same checkpoint compare equal without it
   (``RunRecord.comparable``).
+
+Schema 2 added ``completeness``; the version was bumped so that a vlmgate that cannot see
+the mark refuses a record that may be partial. Schema 1 records are still read: they carry
+no mark, and read as complete (``Completeness()``), as their writers assumed.
 
 The JSON is deterministic: sorted keys, cases sorted by id, floats written as produced
 (``repr``, so they read back bit-identical; a metric with nothing measured is ``NaN``).
@@ -31,8 +41,10 @@ from vlmgate.cases import CaseKey
 from vlmgate.errors import RecordError
 from vlmgate.report.metric_kinds import DIRECTIONS, KINDS
 
-#: Bumped when a field changes meaning or is removed; readers refuse other versions.
-SCHEMA_VERSION = 1
+#: Bumped when a field changes meaning, is removed, or must not be ignored (2: ``completeness``).
+SCHEMA_VERSION = 2
+#: Versions this vlmgate reads; older ones are upgraded on reading (see the module docstring).
+READABLE_VERSIONS = (1, 2)
 RUN_FILE = "run.json"
 OUTCOMES = ("passed", "failed", "skipped", "error")
 
@@ -93,6 +105,29 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class Completeness:
+    """Whether the run reported every test it selected (see the module docstring).
+
+    ``selected`` counts the tests pytest selected (after ``-k`` / ``-m``), ``not_run``
+    names, as node ids in collection order, those that never reported an outcome, and
+    ``reason`` says why the run stopped (pytest's own words: ``stopping after 1
+    failures``, ``1 error during collection``) whenever it is not complete.
+    """
+
+    complete: bool = True
+    reason: str | None = None
+    selected: int | None = None
+    not_run: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """``incomplete: N of M cases not run (reason)``, or ``complete``."""
+        if self.complete:
+            return "complete"
+        of = f" of {self.selected}" if self.selected is not None else ""
+        return f"incomplete: {len(self.not_run)}{of} cases not run ({self.reason})"
+
+
+@dataclass(frozen=True)
 class RunRecord:
     schema_version: int
     vlmgate_version: str
@@ -102,6 +137,7 @@ class RunRecord:
     benchmarks: Mapping[str, str | None]
     cases: tuple[CaseRecord, ...]
     environment: Environment
+    completeness: Completeness = Completeness()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,25 +176,41 @@ def sorted_cases(cases: list[CaseRecord]) -> tuple[CaseRecord, ...]:
 
 
 def load_record(path: str | Path) -> RunRecord:
-    """Read a run record from ``path`` (a ``run.json`` or the folder holding one)."""
+    """Read a run record from ``path`` (a ``run.json`` or the folder holding one).
+
+    Every way the file can be unreadable is a ``RecordError`` naming it and the fix, so
+    the commands exit 2 with one line instead of a traceback.
+    """
     path = Path(path)
+    if path.is_dir() and not (path / RUN_FILE).exists():
+        raise RecordError(f"{path} holds no {RUN_FILE}; pass the folder pytest --vlmgate-report DIR wrote, "
+                          f"or its {RUN_FILE}")
     if path.is_dir():
         path = path / RUN_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise RecordError(
             f"run record {path} does not exist; write one with pytest --vlmgate-report DIR "
             f"and pass DIR/{RUN_FILE}"
         ) from None
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot read it ({exc.strerror or exc}); pass the {RUN_FILE} "
+                          "pytest --vlmgate-report DIR wrote") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                          f"is it a vlmgate {RUN_FILE}?") from None
     return RunRecord.from_json(text, str(path))
 
 
 def write_record(record: RunRecord, directory: str | Path) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / RUN_FILE
-    path.write_text(record.to_json(), encoding="utf-8")
+    """Write ``directory/run.json`` whole (a temporary file, then a rename): never half a record."""
+    from vlmgate.outputs import write_text_atomic
+
+    path = Path(directory) / RUN_FILE
+    write_text_atomic(path, record.to_json())
     return path
 
 
@@ -259,15 +311,37 @@ def _read_environment(reader: _Reader, data: Any) -> Environment:
     )
 
 
+def _read_completeness(reader: _Reader, data: Any) -> Completeness:
+    data = reader.table(data)
+    not_run = reader.field(data, "not_run", list)
+    for index, nodeid in enumerate(not_run):
+        if not isinstance(nodeid, str):
+            raise reader.at("not_run").at(index).fail(f"{nodeid!r} is not a node id")
+    completeness = Completeness(
+        complete=reader.field(data, "complete", bool),
+        reason=reader.field(data, "reason", str, optional=True),
+        selected=reader.field(data, "selected", int, optional=True),
+        not_run=tuple(not_run),
+    )
+    if not completeness.complete and completeness.reason is None:
+        raise reader.fail("an incomplete record must give its reason")
+    if completeness.complete and completeness.not_run:
+        raise reader.fail("a complete record has no tests that were not run")
+    return completeness
+
+
 def _read_run(reader: _Reader, data: Any) -> RunRecord:
     data = reader.table(data)
     version = reader.field(data, "schema_version", int)
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise RecordError(
-            f"{reader.source}: schema_version {version} is not the supported {SCHEMA_VERSION}; "
-            f"read it with the vlmgate version that wrote it ({data.get('vlmgate_version', 'unknown')}) "
-            "or re-run the suite with this one"
+            f"{reader.source}: schema_version {version} is not one this vlmgate reads "
+            f"({', '.join(map(str, READABLE_VERSIONS))}); read it with the vlmgate version that wrote it "
+            f"({data.get('vlmgate_version', 'unknown')}) or re-run the suite with this one"
         )
+    # Schema 1 predates the mark: such a record reads as complete, as its writer assumed.
+    completeness = (Completeness() if version == 1 and "completeness" not in data
+                    else _read_completeness(reader.at("completeness"), reader.field(data, "completeness", Mapping)))
     cases = reader.field(data, "cases", list)
     specs = {}
     for table in ("models", "benchmarks"):
@@ -285,4 +359,5 @@ def _read_run(reader: _Reader, data: Any) -> RunRecord:
         benchmarks=specs["benchmarks"],
         cases=tuple(_read_case(reader.at("cases").at(i), c) for i, c in enumerate(cases)),
         environment=_read_environment(reader.at("environment"), reader.field(data, "environment", Mapping)),
+        completeness=completeness,
     )

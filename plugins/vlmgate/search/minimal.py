@@ -21,6 +21,11 @@ flip-rate gate judges, derived from the family itself rather than from a second 
 3. **Certificate.** The level one lower (same sample and choices) is checked; should it
    flip too (Hypothesis shrinks to a local minimum), the search walks down until it does
    not, so the reported level is minimal for its sample and choices.
+4. **Keep it.** The certified failure goes to the counterexample store first, the moment
+   it is known, and only then are its PNGs written: a later step that fails (a full disk,
+   a folder that turned into a file) cannot lose what the search spent its budget on.
+   Neither a store nor an image write that fails turns the case into an error: the case
+   fails on its minimal instance, and a note says what was not written and how to fix it.
 
 The budget bounds the distinct inputs the search sends to the engine (the clean pass and
 the certificate are counted apart); once spent, unseen inputs are treated as passing, so
@@ -31,7 +36,7 @@ is seeded from (run seed, model, benchmark, family), so a rerun finds the same i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -313,23 +318,44 @@ def search_minimal_failure(engine: "Engine", family_name: str, config: SearchCon
         minimal = None if found is None else _certify(oracle, found)
     failure, recorded = None, False
     if minimal is not None:
-        failure = _failure(oracle, minimal, tolerance, source, config, model, benchmark)
-        if source == "search" and config.store is not None:
-            recorded = config.store.record(failure.counterexample())
+        failure = _failure(oracle, minimal, tolerance, source, model, benchmark)
+        if source == "search" and config.store is not None:  # first: see "Keep it" above
+            recorded = _record(config.store, failure, notes)
+        if config.image_dir is not None:
+            failure = _with_images(oracle, failure, config.image_dir, notes)
     cost = SearchCost(oracle.examples, oracle.searched, oracle.verified, len(grid_failing),
                       engine.requests_scored - calls_before, config.budget, oracle.exhausted)
     return SearchOutcome(model, benchmark, family.name, tolerance, failure, cost, replayed, fixed, recorded, tuple(notes))
 
 
-def _failure(oracle: _Oracle, instance: SearchInstance, tolerance: int, source: str, config: SearchConfig,
-             model: str, benchmark: str) -> MinimalFailure:
+def _failure(oracle: _Oracle, instance: SearchInstance, tolerance: int, source: str, model: str,
+             benchmark: str) -> MinimalFailure:
     sample = oracle.samples[instance.sample_id]
     variant = instance.variant(oracle.family)
     perturbed = oracle.observe([instance], budgeted=False)[0]
     milder = oracle.observe([instance.lower()], budgeted=False)[0] if instance.level > 1 else None
-    images = None
-    if config.image_dir is not None:
-        stem = f"{oracle.family.name}-{instance.sample_id}-L{instance.level}"
-        images = save_images(oracle.engine, sample, variant, config.image_dir, stem)
     return MinimalFailure(model, benchmark, oracle.family.name, instance, variant, sample.labels,
-                          oracle.clean(instance.sample_id), perturbed, milder, tolerance, source, images)
+                          oracle.clean(instance.sample_id), perturbed, milder, tolerance, source)
+
+
+def _record(store: CounterexampleStore, failure: MinimalFailure, notes: list[str]) -> bool:
+    """Append the failure to the store; a store that cannot take it becomes a note, not an error."""
+    try:
+        return store.record(failure.counterexample())
+    except (OSError, ConfigError) as exc:
+        notes.append(f"NOT recorded in the counterexample store {store.path} ({exc}); the instance above is all "
+                     "it needs: fix the store and re-run with --vlmgate-search, or add the entry by hand")
+        return False
+
+
+def _with_images(oracle: _Oracle, failure: MinimalFailure, directory: Path, notes: list[str]) -> MinimalFailure:
+    """The failure with its clean and perturbed PNGs written, or without them and a note saying why."""
+    instance = failure.instance
+    stem = f"{failure.family}-{instance.sample_id}-L{instance.level}"
+    try:
+        images = save_images(oracle.engine, oracle.samples[instance.sample_id], failure.variant, directory, stem)
+    except OSError as exc:
+        notes.append(f"images not written to {directory} ({exc.strerror or exc}); the failure stands, and so does "
+                     "its store entry: make --vlmgate-search-images a writable folder to see its images")
+        return failure
+    return replace(failure, images=images)

@@ -44,7 +44,7 @@ from vlmgate.errors import DataError
 from vlmgate.metrics.ras import DEFINITION, ras
 from vlmgate.metrics.stats import bootstrap_interval
 from vlmgate.perturbations.base import VariantContext, family_names, get_family
-from vlmgate.records import CLEAN, MetricResult, Observation, Sample
+from vlmgate.records import MetricResult, Observation, Sample
 from vlmgate.seeding import rng_for
 
 #: Samples judged per benchmark when the run sets no ``--vlmgate-limit`` (see module docstring).
