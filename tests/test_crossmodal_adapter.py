@@ -14,8 +14,8 @@ from vlmgate.engine import Engine
 from vlmgate.errors import ModelError, NotApplicable
 from vlmgate.models.base import GenerateRequest, ModelOptions, require_generation
 from vlmgate.models.hf import HFAdapter, load_hf_model
-from vlmgate.render import RENDER_STYLES, render_text
-from vlmgate.suites.crossmodal import SUITE, observer_for
+from vlmgate.render import render_text
+from vlmgate.testing import evaluate_case
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,6 @@ def test_suite_shares_the_text_form_across_styles_and_scores_mcq_items(adapter, 
     rows = [{"id": "q1", "question": "Which colour is the sky?", "options": ["red", "blue"], "answer": "B"},
             {"id": "n1", "context": "Tom has 3 apples and buys 4 more.", "question": "How many apples?", "answer": 7}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    engine = Engine(adapter, load_benchmark(f"textqa:{path}"), seed=0, batch_size=4)
     calls = {"score": 0, "generate": 0}
     score, generate = adapter.score, adapter.generate
 
@@ -82,18 +81,21 @@ def test_suite_shares_the_text_form_across_styles_and_scores_mcq_items(adapter, 
             calls["generate"] += len(requests)
             return generate(requests)
 
-    engine.model = Counting()
-    first = SUITE.evaluate(engine, "sans_dpi200")
+    engine = Engine(Counting(), load_benchmark(f"textqa:{path}"), seed=0, batch_size=4)
+    first = evaluate_case("crossmodal", engine, "sans_dpi200")
     assert [r.name for r in first[:3]] == ["rer", "cfr", "mmc"]
     assert first[0].n == 2 and first[0].details["kinds"] == {"mcq": 1, "numeric": 1}
-    # per style: mcq image + mixed scored (2), numeric text/image/mixed (3) + OCR (2) generated
+    # per style: mcq text + image + mixed scored (3), numeric text/image/mixed (3) + OCR (2) generated
     assert calls == {"score": 3, "generate": 5}
-    SUITE.evaluate(engine, "mono_dpi50")
+    second = evaluate_case("crossmodal", engine, "mono_dpi50")
     assert calls == {"score": 5, "generate": 9}  # the text form was not asked again
-    assert len(observer_for(engine).outcomes(RENDER_STYLES["mono_dpi50"])) == 2
+    assert second[0].n == 2
+    again = evaluate_case("crossmodal", engine, "mono_dpi50")
+    assert calls == {"score": 5, "generate": 9}  # memoised by the engine
+    assert [(r.name, r.n, r.count) for r in again] == [(r.name, r.n, r.count) for r in second]
 
 
 def test_an_image_benchmark_is_not_applicable(adapter):
     engine = Engine(adapter, load_benchmark("bundled:shapes"), limit=2)
     with pytest.raises(NotApplicable, match="needs a text benchmark: --vlmgate-benchmark textqa:PATH"):
-        SUITE.evaluate(engine, "sans_dpi200")
+        evaluate_case("crossmodal", engine, "sans_dpi200")

@@ -45,7 +45,7 @@ def test_rer_cfr_mmc_on_a_constructed_table():
     result = cfr(TABLE)
     assert result.n == 4 and result.value == pytest.approx(3 / 4)
     assert result.details["all_correct"] == 1
-    assert rer(TABLE).details["units"]["unparsable"] == 0
+    assert rer(TABLE).units["unparsable"] == 0
     for metric in (rer(TABLE), mmc(TABLE), cfr(TABLE)):
         assert 0.0 <= metric.ci_low <= metric.value <= metric.ci_high <= 1.0
 
@@ -109,7 +109,7 @@ def test_results_on_all_items_then_ocr_control_then_the_ocr_correct_subset():
     assert {"accuracy_text", "accuracy_image", "accuracy_mixed", "cer", "ocr_exact", "rer_ocr", "cfr_ocr",
             "mmc_ocr", "accuracy_text_ocr", "accuracy_image_ocr", "accuracy_mixed_ocr"} <= set(results)
     subset = [o for k, o in enumerate(TABLE) if k % 2 == 0]
-    assert results["rer_ocr"].n == len(subset) == results["ocr_exact"].details["count"]
+    assert results["rer_ocr"].n == len(subset) == results["ocr_exact"].count
     assert results["rer_ocr"].value == rer(subset).value
     assert results["cer"].value == pytest.approx(0.5 * 3 / 7)
     assert results["cer"].ci_low <= results["cer"].value <= results["cer"].ci_high

@@ -17,12 +17,12 @@ from vlmgate.errors import ConfigError, RecordError
 from vlmgate.records import MetricResult
 from vlmgate.report.baseline import Baseline
 from vlmgate.report.diff import diff_runs
-from vlmgate.report.paired import (
+from vlmgate.metrics.paired import (
     BOOTSTRAP, MCNEMAR, UNTESTED, PairedChange, compare_units, mcnemar_exact, paired_bootstrap_p,
 )
 from vlmgate.report.pairing import pair_specs
 from vlmgate.report.record import CaseRecord, Completeness, Environment, MetricRecord, RunRecord, write_record
-from vlmgate.thresholds import parse_thresholds
+from vlmgate.thresholds import Vocabulary, parse_thresholds
 
 MODEL_A, MODEL_B = "hf:/runs/release-41/ckpt", "hf:/runs/release-42/candidate"
 BENCH = "jsonl:/data/bench/manifest.jsonl"
@@ -299,7 +299,7 @@ def change(delta: float, p_value: float, test: str = MCNEMAR) -> PairedChange:
 
 def test_change_limits_parse_and_describe():
     limits = parse_thresholds("t.toml", {"ifr": {"*": {"max": 0.2, "max_increase": 0.02}},
-                                         "accuracy": {"*": {"max_decrease": 0.01}}}, ["clean"])
+                                         "accuracy": {"*": {"max_decrease": 0.01}}}, Vocabulary.uniform(["clean"]))
     ifr = limits.lookup("hf:x", "ifr", "rotation")
     assert (ifr.max, ifr.max_increase, ifr.max_decrease, ifr.gates_change) == (0.2, 0.02, None, True)
     assert ifr.describe() == "max 0.2 (interval); max increase 0.02 vs baseline"
@@ -307,11 +307,11 @@ def test_change_limits_parse_and_describe():
     assert accuracy.describe() == "max decrease 0.01 vs baseline"
     assert accuracy.check(MetricResult("accuracy", 0.3, 0.2, 0.4, 50)).passed  # no value bound to fail
     with pytest.raises(ConfigError, match=r"t.toml: \[ifr\] \*.max_increase = -0.1 must be >= 0"):
-        parse_thresholds("t.toml", {"ifr": {"*": {"max_increase": -0.1}}}, [])
+        parse_thresholds("t.toml", {"ifr": {"*": {"max_increase": -0.1}}}, Vocabulary.uniform([]))
 
 
 def test_change_verdicts_need_both_a_large_and_a_significant_change():
-    limit = parse_thresholds("t.toml", {"ifr": {"*": {"max_increase": 0.02, "max_decrease": 0.05}}}, []).lookup(
+    limit = parse_thresholds("t.toml", {"ifr": {"*": {"max_increase": 0.02, "max_decrease": 0.05}}}, Vocabulary.uniform([])).lookup(
         "m", "ifr", "f")
     assert limit.check_change(change(0.0, 1.0)).passed  # unchanged
     assert limit.check_change(change(0.01, 0.001)).passed  # significant but within the allowed rise
@@ -329,7 +329,7 @@ def test_baseline_pairs_the_case_and_tests_the_units():
     record = run(MODEL_A, [("translation", [binary_metric("ifr", flips(40, {0}), "lower")])])
     baseline = Baseline(record, "v1/run.json", models=[MODEL_B], benchmarks=[BENCH], seed=0)
     units = flips(40, {0, *range(20, 30)})
-    result = MetricResult("ifr", 11 / 40, 0.1, 0.4, 40, {"count": 11, "units": units})
+    result = MetricResult("ifr", 11 / 40, 0.1, 0.4, 40, kind="proportion", units=units, count=11)
     key = CaseKey(MODEL_B, BENCH, "translation", "flip_rate")
     found = baseline.change(key, "other/dir/x.py::test_flip_rate", result)  # pairs by test function name
     assert (found.rose, found.fell, found.n_pairs) == (10, 0, 40)

@@ -233,6 +233,6 @@ def test_the_ray_backend_gives_bit_identical_results(tiny_llava_checkpoint):
 
 def test_local_dispatcher_refuses_unknown_methods():
     with pytest.raises(ValueError, match="unknown adapter method"):
-        LocalDispatcher(BatchSensitiveAdapter()).submit("generate", [])
+        LocalDispatcher(BatchSensitiveAdapter()).submit("forward", [])
     engine = Engine(BatchSensitiveAdapter(), GeneratedBenchmark(3))
     assert [obs.sample_id for obs in engine.observe([(s, CLEAN) for s in engine.samples()])] == ["s000", "s001", "s002"]

@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+
+from vlmgate.records import WorstSample
 from scipy import stats
 
 from vlmgate.metrics.flips import (FlipPair, accuracy, correctness_transitions, flip_rate_results,
@@ -28,7 +30,7 @@ TABLE = {
 def test_ifr_and_iv_by_hand():
     pairs = pairs_from(TABLE)
     ifr = instance_flip_rate(pairs)
-    assert (ifr.value, ifr.n, ifr.details["count"]) == (4 / 11, 11, 4)
+    assert (ifr.value, ifr.n, ifr.count) == (4 / 11, 11, 4)
     iv = image_vulnerability(pairs)
     assert (iv.value, iv.n) == (3 / 4, 4)
 
@@ -43,9 +45,9 @@ def test_transitions_skip_samples_without_answer():
 
 
 def test_worst_samples_ranked_by_flips_then_id():
-    worst = instance_flip_rate(pairs_from(TABLE)).details["worst"]
-    assert [w["sample"] for w in worst] == ["c", "a", "d"]
-    assert worst[0] == {"sample": "c", "flips": 2, "of": 4, "clean": 1, "flipped_by": ["v0", "v1"]}
+    worst = instance_flip_rate(pairs_from(TABLE)).worst
+    assert [w.sample for w in worst] == ["c", "a", "d"]
+    assert worst[0] == WorstSample("c", 2, 4, 1, ("v0", "v1"))
 
 
 def test_flip_rate_results_order_and_transitions():

@@ -133,7 +133,7 @@ def test_case_without_suite_marker_is_a_collection_error(pytester):
     pytester.makepyfile("def test_x(vlmgate_case):\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*test_x uses the vlmgate_case fixture but carries no suite marker; mark it with one of: flip_rate*"])
+    result.stdout.fnmatch_lines(["*test_x uses the vlmgate_case fixture but carries no suite marker; mark it with one of: *flip_rate*"])
 
 
 def test_results_identical_with_and_without_xdist(suite_dir, tiny_llava_checkpoint, manifest):

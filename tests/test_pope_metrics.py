@@ -82,7 +82,7 @@ def test_margin_shift_towards_yes():
     assert result.value == pytest.approx((-1.0 + 1.5 + 2.0) / 3)
     assert result.details["towards_yes"] == pytest.approx(2 / 3)
     assert result.details["mean_abs_shift"] == pytest.approx(1.5)
-    assert result.details["units"] == {"a": -1.0, "b": 1.5, "c": 2.0}
+    assert result.units == {"a": -1.0, "b": 1.5, "c": 2.0}
     assert result.ci_low <= result.value <= result.ci_high
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         yes_no_margins(np.zeros((3, 3)))
@@ -96,17 +96,17 @@ def test_pope_suite_on_a_pope_parquet(tmp_path):
     from vlmgate.benchmarks.base import load_benchmark
     from vlmgate.engine import Engine
     from vlmgate.models.base import ModelOptions, load_model
-    from vlmgate.suites.pope import SUITE
+    from vlmgate.testing import evaluate_case
 
     path = tmp_path / "pope.parquet"
     pq.write_table(_pope_table(), path)
     engine = Engine(load_model("bundled:shapes-v1", ModelOptions()), load_benchmark(f"pope:{path}"))
-    clean = SUITE.evaluate(engine, "clean")
+    clean = evaluate_case("pope", engine, "clean")
     assert [r.name for r in clean][0] == "pope_accuracy" and clean[0].n == 3
     assert set(clean[0].details["by_category"]) == {"adversarial", "popular", "random"}
     predictions = [engine.clean()[s.id].prediction for s in engine.samples()]
     assert clean[4].value == pytest.approx(predictions.count(0) / 3)  # yes-rate from the predictions
-    (shift,) = SUITE.evaluate(engine, "blank")
+    (shift,) = evaluate_case("pope", engine, "blank")
     blank = engine.family("blank")
     expected = np.mean([yes_no_margins(np.array([blank.perturbed[s.id][0].scores]))[0]
                         - yes_no_margins(np.array([engine.clean()[s.id].scores]))[0] for s in engine.samples()])

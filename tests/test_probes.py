@@ -25,7 +25,10 @@ from vlmgate.models.hf import HFAdapter, load_hf_model
 from vlmgate.models.tiny import END_OF_TURN_TOKEN, build_tiny_llava
 from vlmgate.prompts import open_prompt, option_continuations, prompt_for
 from vlmgate.records import CLEAN, Sample
-from vlmgate.suites.drift import DRIFT_SUITE, STRUCTURE_SUITE, split_case_family
+from vlmgate.metrics.drift import probe_embeddings
+from vlmgate.perturbations.base import all_families
+from vlmgate.suites.drift import DriftSuite, StructureSuite, split_case_family
+from vlmgate.testing import evaluate_case
 
 ATOL = 1e-4
 
@@ -272,7 +275,7 @@ def test_family_probes_align_with_the_flip_observations(engine, adapter, samples
     observations = engine.family("textoverlay")
     counts = [len(observations.perturbed[s.id]) for s in samples]
     assert counts == [1, 2, 3, 1]  # options other than the clean prediction
-    clean, perturbed, mask = probes.embeddings("ans_mcq_free")
+    clean, perturbed, mask = probe_embeddings(probes, "ans_mcq_free")
     assert clean.shape == (4, 64) and perturbed.shape == (4, 3, 64)
     assert mask.tolist() == [[j < c for j in range(3)] for c in counts]
     flipped = probes.flipped()
@@ -307,7 +310,7 @@ def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_drift_case_matches_a_hand_computed_ratio(engine, samples):
-    results = DRIFT_SUITE.evaluate(engine, "rotation.ctx_open")
+    results = evaluate_case("drift", engine, "rotation.ctx_open")
     assert [r.name for r in results] == ["drift_ratio", "drift_ratio_l2"]
     probes = engine.family_probes("rotation")
     ids = [s.id for s in samples]
@@ -328,13 +331,13 @@ def test_drift_case_matches_a_hand_computed_ratio(engine, samples):
 
 
 def test_drift_cases_cover_every_drift_family_and_probe():
-    families = DRIFT_SUITE.families()
-    assert len(families) == len(set(families)) == 4 * len(DRIFT_SUITE.perturbation_families())
+    families = DriftSuite().families(all_families())
+    assert len(families) == len(set(families)) == 4 * len(DriftSuite().perturbation_families())
     assert {split_case_family(f)[0] for f in families} >= {
         "translation", "padcrop", "scale", "scale_pad", "rotation", "textoverlay", "textoverlay_random",
         "textoverlay_empty"}
-    assert "blank" not in DRIFT_SUITE.perturbation_families()
-    assert set(DRIFT_SUITE.perturbation_families()) <= set(STRUCTURE_SUITE.families())
+    assert "blank" not in DriftSuite().perturbation_families()
+    assert set(DriftSuite().perturbation_families()) <= set(StructureSuite().families(all_families()))
 
 
 def _energy(grid: np.ndarray) -> float:
@@ -351,7 +354,7 @@ def _energy(grid: np.ndarray) -> float:
 
 
 def test_structure_case_matches_hand_computed_energy_and_spectrum(engine, samples):
-    energy, spectral = STRUCTURE_SUITE.evaluate(engine, "scale")
+    energy, spectral = evaluate_case("structure", engine, "scale")
     probes = engine.family_probes("scale")
     deltas, relative_high = [], []
     for sample in samples:
@@ -392,4 +395,4 @@ def test_structure_without_a_vision_grid_is_a_model_error(engine, monkeypatch):
 
     monkeypatch.setattr(EngineClass, "family_probes", without_grid)
     with pytest.raises(ModelError, match="no vision-token grid for sample 's0'"):
-        STRUCTURE_SUITE.evaluate(engine, "scale")
+        evaluate_case("structure", engine, "scale")

@@ -107,8 +107,8 @@ def test_destructive_and_corrective_split_and_counts() -> None:
     result = ras(clean, corrupted, answers, rng=rng(), sample_ids=ids)
     per_sample = [spec_ras(np.exp(c), np.exp(k), a) for c, k, a in zip(clean, corrupted, answers)]
     d = result.details
-    assert (d["kind"], d["better"]) == ("mean", "higher")
-    assert d["units"] == pytest.approx(dict(zip(ids, per_sample)))
+    assert (result.kind, result.better) == ("mean", "higher")
+    assert result.units == pytest.approx(dict(zip(ids, per_sample)))
     assert d["n_destructive"] == 3 and d["n_corrective"] == 2
     assert d["destructive"] == pytest.approx(np.mean([per_sample[i] for i in (0, 1, 4)]))
     assert d["corrective"] == pytest.approx(np.mean([per_sample[i] for i in (2, 3)]))
@@ -212,11 +212,11 @@ def test_decay_hand_computed_case() -> None:
     # level 1 keeps rows 0-2, level 2 rows 0 and 2, level 3 rows 0-2
     np.testing.assert_allclose(agreement_by_level(pred), [0.75, 0.5, 0.75])
     result = decay_persistence(pred, [4, 4, 4, 4], answers, sample_ids=["a", "b", "c", "d"])
-    assert result.value == 0.5 and result.details["count"] == 2
-    assert (result.details["kind"], result.details["better"]) == ("proportion", "lower")
-    assert result.details["units"] == {"a": 1, "b": 0, "c": 1, "d": 0}
+    assert result.value == 0.5 and result.count == 2
+    assert (result.kind, result.better) == ("proportion", "lower")
+    assert result.units == {"a": 1, "b": 0, "c": 1, "d": 0}
     agreement = decay_agreement(pred, rng=rng(), sample_ids=["a", "b", "c", "d"])
-    assert agreement.details["units"] == pytest.approx({"a": 1.0, "b": 2 / 3, "c": 1.0, "d": 0.0})
+    assert agreement.units == pytest.approx({"a": 1.0, "b": 2 / 3, "c": 1.0, "d": 0.0})
     assert result.details["accuracy_given_persistent"] == 0.5
     assert result.details["accuracy_by_level"] == [0.75, 0.5, 0.25, 0.5]
     assert result.details["mean_agreement"] == pytest.approx((0.75 + 0.5 + 0.75) / 3)

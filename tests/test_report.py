@@ -15,7 +15,7 @@ import pytest
 from vlmgate.cases import CaseKey
 from vlmgate.errors import RecordError
 from vlmgate.gate import Judgement
-from vlmgate.records import MetricResult, Verdict
+from vlmgate.records import MetricResult, Verdict, WorstSample
 from vlmgate.report.collect import REPORT_ATTRIBUTE, RunCollector, case_payload, metric_record
 from vlmgate.report.html import render_html
 from vlmgate.report.local_files import LocalFiles
@@ -148,20 +148,20 @@ def test_an_incomplete_record_round_trips_and_a_schema_1_record_reads_as_complet
 
 
 # -- from judgements and test reports to the record -------------------------------------
-def test_metric_record_splits_units_and_reads_kind_and_direction():
-    units = {"s1": 1, "s2": 0}
-    accuracy = MetricResult("accuracy", 0.5, 0.1, 0.9, 2, {"count": 1, "kind": "proportion", "better": "higher",
-                                                           "units": units})
-    record = metric_record(Judgement(accuracy, Threshold("accuracy", "*", min=0.4), Verdict(True, "fine")))
-    assert (record.kind, record.better, record.units) == ("proportion", "higher", units)
-    assert record.limit == "min 0.4 (interval)"
-    assert "units" not in record.details and record.details["count"] == 1
-    # Undeclared: a success count means a proportion, a lone "min" means higher is better.
-    counted = metric_record(Judgement(MetricResult("x", 0.5, 0, 1, 2, {"count": 1}),
-                                      Threshold("x", "*", min=0.1), Verdict(True, "")))
-    assert (counted.kind, counted.better, counted.units) == ("proportion", "higher", {})
-    mean = metric_record(Judgement(MetricResult("drift", 0.2, 0.1, 0.3, 9, {}), None, Verdict(True, "")))
-    assert (mean.kind, mean.better, mean.limit) == ("mean", "lower", None)
+def test_metric_record_keeps_the_typed_fields():
+    units = {"s1|v": 1, "s2|v": 0}
+    worst = (WorstSample("s1", 1, 1, 0, ("v",)),)
+    result = MetricResult("ifr", 0.5, 0.1, 0.9, 2, {"transitions": {"R->W": 1}}, kind="proportion", better="lower",
+                          units=units, clusters={"s1|v": "s1", "s2|v": "s2"}, count=1, worst=worst)
+    record = metric_record(Judgement(result, Threshold("ifr", "*", max=0.4), Verdict(True, "fine")))
+    assert (record.kind, record.better, record.units, record.count, record.worst) == (
+        "proportion", "lower", units, 1, worst)
+    assert record.clusters == {"s1|v": "s1", "s2|v": "s2"} and record.details == {"transitions": {"R->W": 1}}
+    assert record.limit == "max 0.4 (interval)"
+    # The record reads back what it wrote, typed fields included.
+    cases = RunRecord.from_json(make_record(metric=record).to_json()).cases
+    back = next(case for case in cases if case.id == "m-b-translation").metrics[0]
+    assert back == record
 
 
 def report_with(nodeid: str, payload: str | None, duration: float, when: str = "call",
@@ -174,7 +174,8 @@ def report_with(nodeid: str, payload: str | None, duration: float, when: str = "
 
 def test_collector_builds_a_sorted_record_from_report_payloads():
     settings = Settings(models=(MODEL,), benchmarks=(BENCH,), seed=3)
-    judged = Judgement(MetricResult("ifr", 0.25, 0.1, 0.5, 4, {"count": 1, "units": {"a": 1, "b": 0, "c": 0, "d": 0}}),
+    judged = Judgement(MetricResult("ifr", 0.25, 0.1, 0.5, 4, kind="proportion", count=1,
+                                    units={"a": 1, "b": 0, "c": 0, "d": 0}),
                        None, Verdict(True, "recorded; no limit set"))
     payloads = {}
     for family in ("rotation", "any", "clean"):

@@ -22,7 +22,7 @@ from vlmgate.perturbations.base import VariantContext, get_family
 from vlmgate.perturbations.blur_decay import BlurDecay
 from vlmgate.records import CLEAN, Observation, Sample
 from vlmgate.seeding import rng_for
-from vlmgate.suites import get_suite
+from vlmgate.testing import evaluate_case
 from vlmgate.suites.decay import decay_matrix
 from vlmgate.suites.ras import DEFAULT_SAMPLES
 
@@ -121,7 +121,7 @@ def grey_engine() -> Engine:
 
 
 def test_ras_under_brightness_matches_the_formula_by_hand(grey_engine):
-    primary, destructive, corrective = get_suite("ras").evaluate(grey_engine, "brightness")
+    primary, destructive, corrective = evaluate_case("ras", grey_engine, "brightness")
     judged = [s for s in grey_engine.samples() if s.answer is not None]
     per_sample = {
         s.id: [hand_ras(bucket(GREYS[int(s.id[1:])] / 255), brightened_bucket(GREYS[int(s.id[1:])], d), s.answer)
@@ -131,13 +131,13 @@ def test_ras_under_brightness_matches_the_formula_by_hand(grey_engine):
     everything = [v for values in per_sample.values() for v in values]
     assert primary.name == "ras" and primary.n == 5
     assert primary.value == pytest.approx(np.mean(everything), abs=1e-12)
-    assert primary.details["units"] == pytest.approx({sid: np.mean(v) for sid, v in per_sample.items()}, abs=1e-12)
+    assert primary.units == pytest.approx({sid: np.mean(v) for sid, v in per_sample.items()}, abs=1e-12)
     right = [s.id for s in judged if s.answer == bucket(GREYS[int(s.id[1:])] / 255)]
     assert right == ["g0", "g2", "g4"]
     assert destructive.value == pytest.approx(np.mean([per_sample[sid] for sid in right]), abs=1e-12)
     assert corrective.value == pytest.approx(np.mean([per_sample[s] for s in ("g1", "g3")]), abs=1e-12)
     assert (destructive.n, corrective.n) == (3, 2)
-    assert sorted(destructive.details["units"]) == right
+    assert sorted(destructive.units) == right
     severity_3 = primary.details["per_severity"]["3"]
     assert severity_3["ras"] == pytest.approx(np.mean([v[2] for v in per_sample.values()]), abs=1e-12)
     corrupted_right = [brightened_bucket(GREYS[int(s.id[1:])], 0.3) == s.answer for s in judged]
@@ -148,7 +148,7 @@ def test_ras_under_brightness_matches_the_formula_by_hand(grey_engine):
 
 
 def test_ras_suite_equals_metrics_ras_on_the_same_observations(grey_engine):
-    primary = get_suite("ras").evaluate(grey_engine, "gaussian_noise")[0]
+    primary = evaluate_case("ras", grey_engine, "gaussian_noise")[0]
     family = get_family("gaussian_noise")
     judged = [s for s in grey_engine.samples() if s.answer is not None]
     clean, corrupted, answers = [], [], []
@@ -169,7 +169,7 @@ def test_ras_suite_equals_metrics_ras_on_the_same_observations(grey_engine):
 
 def test_unchanged_images_score_one_with_a_degenerate_interval(grey_engine):
     # Contrast pulls pixels toward their channel means: a uniform image is its own fixed point.
-    primary, destructive, corrective = get_suite("ras").evaluate(grey_engine, "contrast")
+    primary, destructive, corrective = evaluate_case("ras", grey_engine, "contrast")
     for result in (primary, destructive, corrective):
         assert (result.value, result.ci_low, result.ci_high) == (1.0, 1.0, 1.0)
     assert primary.details["accuracy_change"] == 0.0
@@ -179,21 +179,21 @@ def test_unchanged_images_score_one_with_a_degenerate_interval(grey_engine):
 def test_default_grid_judges_the_first_samples_and_an_explicit_limit_replaces_it():
     items = tuple(mcq(f"s{i:02d}", uniform(10 * i), 0) for i in range(DEFAULT_SAMPLES + 3))
     light = Engine(BucketAdapter(mean_intensity), ListBenchmark(items))
-    result = get_suite("ras").evaluate(light, "contrast")[0]
+    result = evaluate_case("ras", light, "contrast")[0]
     assert result.n == DEFAULT_SAMPLES and result.details["samples_available"] == DEFAULT_SAMPLES + 3
     assert f"first {DEFAULT_SAMPLES} samples" in result.details["grid"] and "1, 2, 3, 4, 5" in result.details["grid"]
     # The clean pass is the engine's shared one (every sample, the same batches whichever suite
     # runs first, so results do not depend on test order); corruptions only on the judged grid.
     assert light.model.requests == len(items) + DEFAULT_SAMPLES * 5
     full = Engine(BucketAdapter(mean_intensity), ListBenchmark(items), limit=len(items))
-    explicit = get_suite("ras").evaluate(full, "contrast")[0]
+    explicit = evaluate_case("ras", full, "contrast")[0]
     assert explicit.n == len(items) and "--vlmgate-limit" in explicit.details["grid"]
 
 
 def test_benchmark_without_answers_is_a_data_error_naming_the_fix():
     engine = Engine(BucketAdapter(mean_intensity), ListBenchmark((mcq("x", uniform(9), None),)))
     with pytest.raises(DataError, match=r"stub:list.*needs ground truth.*not ras"):
-        get_suite("ras").evaluate(engine, "contrast")
+        evaluate_case("ras", engine, "contrast")
 
 
 # ---------------------------------------------------------------------------- decay
@@ -239,7 +239,7 @@ def test_decay_on_uniform_and_checkerboard_images_by_hand():
     items = (mcq("u0", uniform(30, 64), 0), mcq("c0", checkerboard(1), 3), mcq("u1", uniform(200, 64), 0),
              mcq("c1", checkerboard(1), 3), mcq("u2", uniform(90, 64), None))
     engine = Engine(BucketAdapter(doubled_std), ListBenchmark(items))
-    persistence, agreement = get_suite("decay").evaluate(engine, "blur_decay")
+    persistence, agreement = evaluate_case("decay", engine, "blur_decay")
     assert persistence.name == "decay_c" and persistence.n == 5
     assert persistence.value == pytest.approx(3 / 5)
     assert persistence.details["agreement_by_level"] == pytest.approx([3 / 5] * 7)
@@ -249,14 +249,14 @@ def test_decay_on_uniform_and_checkerboard_images_by_hand():
     assert persistence.details["accuracy_by_level"] == pytest.approx([1.0] + [0.5] * 7)
     assert persistence.details["accuracy_given_persistent"] == 1.0 and persistence.details["accuracy_n"] == 4
     assert persistence.details["kernels"] == [1, 5, 9, 15, 21, 31, 45, 61]
-    assert persistence.details["units"] == {"u0": 1, "c0": 0, "u1": 1, "c1": 0, "u2": 1}
+    assert persistence.units == {"u0": 1, "c0": 0, "u1": 1, "c1": 0, "u2": 1}
     assert agreement.name == "decay_agreement" and agreement.value == pytest.approx(3 / 5)
 
 
 def test_decay_suite_equals_metrics_decay_whatever_order_the_grid_lists(monkeypatch):
     # 4-px squares lose contrast gradually, so the per-level agreement is not flat.
     items = tuple(mcq(f"q{s}", checkerboard(s), 3) for s in (2, 3, 4, 6, 8, 12, 16))
-    forward = get_suite("decay").evaluate(Engine(BucketAdapter(doubled_std), ListBenchmark(items)), "blur_decay")[0]
+    forward = evaluate_case("decay", Engine(BucketAdapter(doubled_std), ListBenchmark(items)), "blur_decay")[0]
     curve = forward.details["agreement_by_level"]
     assert len(set(curve)) > 1 and curve == sorted(curve, reverse=True)
     engine = Engine(BucketAdapter(doubled_std), ListBenchmark(items))
@@ -267,7 +267,7 @@ def test_decay_suite_equals_metrics_decay_whatever_order_the_grid_lists(monkeypa
     assert forward.details["agreement_by_level"] == pytest.approx(direct.details["agreement_by_level"])
     original = BlurDecay.variants
     monkeypatch.setattr(BlurDecay, "variants", lambda self, sample, context: original(self, sample, context)[::-1])
-    reversed_grid = get_suite("decay").evaluate(engine, "blur_decay")[0]
+    reversed_grid = evaluate_case("decay", engine, "blur_decay")[0]
     assert reversed_grid.details["agreement_by_level"] == pytest.approx(curve)
     assert reversed_grid.details["accuracy_by_level"] == pytest.approx(forward.details["accuracy_by_level"])
 

@@ -20,7 +20,10 @@ from vlmgate.engine import Engine
 from vlmgate.errors import NotApplicable
 from vlmgate.metrics.systematic import DetectorThresholds, NoiseStatistics, detection_results, systematic_results
 from vlmgate.models.base import ModelOptions, ScoreRequest, load_model
-from vlmgate.suites.systematic import SETTINGS, SUITE
+from vlmgate.search.embedding_match import MatchSettings
+from vlmgate.testing import evaluate_case
+
+SETTINGS = MatchSettings()
 
 #: Four texture classes: a faint pattern (amplitude ±AMPLITUDE) on a random flat colour.
 #: The class lives in a low-amplitude signal, as natural-image classes partly do, so the
@@ -132,7 +135,7 @@ def test_clip_scores_equal_a_direct_forward(tiny_clip):
 
 def test_systematic_suite_matches_within_budget(tiny_clip, colour_bench, capsys):
     engine = Engine(load_model(f"clip:{tiny_clip}", ModelOptions()), load_benchmark(colour_bench), limit=8)
-    results = {r.name: r for r in SUITE.evaluate(engine, "embedding_match")}
+    results = {r.name: r for r in evaluate_case("systematic", engine, "embedding_match")}
     accuracy, target = results["systematic_accuracy"], results["systematic_target_rate"]
     details = accuracy.details
     assert details["max_linf"] <= SETTINGS.budget + 1e-6          # the budget is a hard constraint
@@ -153,7 +156,7 @@ def test_systematic_suite_matches_within_budget(tiny_clip, colour_bench, capsys)
 def test_non_clip_model_is_not_applicable(colour_bench):
     engine = Engine(load_model("bundled:shapes-v1", ModelOptions()), load_benchmark(colour_bench), limit=2)
     with pytest.raises(NotApplicable, match="clip:PATH"):
-        SUITE.evaluate(engine, "embedding_match")
+        evaluate_case("systematic", engine, "embedding_match")
 
 
 def test_detector_and_rates_hand_computed():

@@ -4,7 +4,7 @@ import pytest
 
 from vlmgate.errors import ConfigError
 from vlmgate.records import MetricResult
-from vlmgate.thresholds import Threshold, load_thresholds, parse_thresholds
+from vlmgate.thresholds import Threshold, Vocabulary, load_thresholds, parse_thresholds
 
 FAMILIES = ["translation", "rotation", "textoverlay", "clean", "any"]
 
@@ -30,7 +30,7 @@ rotation = { max = 0.3 }
 [models."hf:*candidate*".iv]
 textoverlay = { max = 0.9, mode = "strict" }
 """)
-    limits = load_thresholds(path, FAMILIES)
+    limits = load_thresholds(path, Vocabulary.uniform(FAMILIES))
     assert limits.lookup("hf:/a/release", "ifr", "translation").max == 0.2
     assert limits.lookup("hf:/a/release", "ifr", "rotation").max == 0.3
     assert limits.lookup("hf:/a/candidate-2", "ifr", "rotation").max == 0.5  # model override wins
@@ -47,7 +47,7 @@ def test_qualified_case_family_falls_back_to_its_family(tmp_path):
 rotation = { max = 0.7 }
 "rotation.ctx_open" = { max = 0.9 }
 """)
-    limits = load_thresholds(path, [*FAMILIES, "rotation.ctx_open", "rotation.ctx_mcq"])
+    limits = load_thresholds(path, Vocabulary.uniform([*FAMILIES, "rotation.ctx_open", "rotation.ctx_mcq"]))
     assert limits.lookup("m", "drift_ratio", "rotation.ctx_open").max == 0.9
     assert limits.lookup("m", "drift_ratio", "rotation.ctx_mcq").max == 0.7
     assert limits.lookup("m", "drift_ratio", "translation.ctx_mcq").max == 0.5
@@ -114,7 +114,7 @@ def test_nothing_measured_never_passes():
 def test_errors_name_file_and_key(tmp_path, text, needle):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
-        load_thresholds(path, FAMILIES)
+        load_thresholds(path, Vocabulary.uniform(FAMILIES))
     message = str(info.value)
     assert str(path) in message and needle in message
     assert "\n" not in message
@@ -122,16 +122,16 @@ def test_errors_name_file_and_key(tmp_path, text, needle):
 
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        load_thresholds(tmp_path / "nope.toml", FAMILIES)
+        load_thresholds(tmp_path / "nope.toml", Vocabulary.uniform(FAMILIES))
 
 
 def test_unreadable_files_are_one_line_errors(tmp_path, monkeypatch):
     latin1 = tmp_path / "latin1.toml"
     latin1.write_bytes(b'# caf\xe9\n[ifr]\n"*" = { max = 0.2 }\n')
     with pytest.raises(ConfigError, match=r"latin1.toml: not UTF-8 \(byte 0xe9 at offset 5\); save it as UTF-8"):
-        load_thresholds(latin1, FAMILIES)
+        load_thresholds(latin1, Vocabulary.uniform(FAMILIES))
     with pytest.raises(ConfigError, match=r"is a directory, not a threshold file; pass the threshold file itself"):
-        load_thresholds(tmp_path, FAMILIES)
+        load_thresholds(tmp_path, Vocabulary.uniform(FAMILIES))
     locked = write(tmp_path, '[ifr]\n"*" = { max = 0.2 }\n')
 
     def denied(self):
@@ -139,7 +139,7 @@ def test_unreadable_files_are_one_line_errors(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(locked), "read_bytes", denied)
     with pytest.raises(ConfigError, match=r"limits.toml: cannot be read \(Permission denied\); make it readable"):
-        load_thresholds(locked, FAMILIES)
+        load_thresholds(locked, Vocabulary.uniform(FAMILIES))
 
 
 @pytest.mark.parametrize("text", [
@@ -155,39 +155,46 @@ def test_unreadable_files_are_one_line_errors(tmp_path, monkeypatch):
     '[models."*candidate*".ifr]\n"*" = { max = 0.2 }',
 ])
 def test_limits_within_the_metric_range_load(tmp_path, text):
-    limits = load_thresholds(write(tmp_path, text), FAMILIES)
+    limits = load_thresholds(write(tmp_path, text), Vocabulary.uniform(FAMILIES))
     assert limits.defaults or limits.overrides
 
 
-def test_every_gated_metric_declares_its_possible_range():
-    from vlmgate.thresholds import GATED_METRICS, GatedMetric
+def test_every_declared_metric_has_its_possible_range():
+    from vlmgate.suites import declared_metrics
 
-    for name, metric in GATED_METRICS.items():
-        assert isinstance(metric, GatedMetric) and metric.name == name and metric.description
-        assert metric.lowest < metric.highest
-    ranges = {name: (m.lowest, m.highest) for name, m in GATED_METRICS.items()}
+    metrics = declared_metrics()
+    for name, metric in metrics.items():
+        assert metric.name == name and metric.description and metric.lowest < metric.highest
+    ranges = {name: (m.lowest, m.highest) for name, m in metrics.items()}
     inf = float("inf")
     assert ranges["ifr"] == ranges["accuracy"] == ranges["pope_f1"] == (0.0, 1.0)
     assert ranges["ras"] == (-2.0, 1.0)
     assert ranges["drift_ratio"] == ranges["cer"] == (0.0, inf)
     assert ranges["dirichlet_delta"] == ranges["spectral_high_rel"] == (-inf, inf)
-    assert GATED_METRICS["ifr"].describe_range() == "[0, 1]"
-    assert GATED_METRICS["cer"].describe_range() == "[0, inf)"
-    assert GATED_METRICS["dirichlet_delta"].describe_range() == "(-inf, inf)"
+    assert metrics["ifr"].describe_range() == "[0, 1]"
+    assert metrics["cer"].describe_range() == "[0, inf)"
+    assert metrics["dirichlet_delta"].describe_range() == "(-inf, inf)"
 
 
 def test_shipped_default_file_is_valid():
-    from pathlib import Path
+    from vlmgate.plugin import _threshold_vocabulary
+    from vlmgate.settings import packaged_thresholds
 
-
-    default = Path(__file__).resolve().parents[1] / "thresholds" / "default.toml"
-    from vlmgate.plugin import _threshold_families
-
-    limits = load_thresholds(default, _threshold_families())
+    limits = load_thresholds(packaged_thresholds(), _threshold_vocabulary())
     assert limits.lookup("bundled:shapes-v1", "ifr", "translation") is not None
     assert limits.lookup("bundled:shapes-v1", "drift_ratio", "translation.ctx_mcq") is not None
 
 
+def test_a_family_no_case_of_the_metric_has_is_refused(tmp_path):
+    """Per metric, only the families its suite's cases have: a RAS limit on a flip-rate family never judges."""
+    from vlmgate.plugin import _threshold_vocabulary
+
+    path = write(tmp_path, '[ras]\nrotation = { min = 0.5 }\n')
+    with pytest.raises(ConfigError, match=r"\[ras\]: unknown family 'rotation'"):
+        load_thresholds(path, _threshold_vocabulary())
+    assert load_thresholds(write(tmp_path, '[ifr]\nrotation = { max = 0.5 }\n'), _threshold_vocabulary())
+
+
 def test_parse_from_mapping():
-    limits = parse_thresholds("inline", {"iv": {"*": {"max": 0.4}}}, FAMILIES)
+    limits = parse_thresholds("inline", {"iv": {"*": {"max": 0.4}}}, Vocabulary.uniform(FAMILIES))
     assert limits.lookup("m", "iv", "rotation").describe() == "max 0.4 (interval)"

@@ -20,9 +20,10 @@ with exactly that many entries; a probe record's arrays must be finite with the 
 written by an older layout, a foreign tool or a flipped bit is not, and a wrong value
 read from the cache would be judged like any other.
 
-Two value shapes are stored: a score vector (``.npy``, one float64 array) and a probe
+Three value shapes are stored: a score vector (``.npy``, one float64 array), a probe
 record (``.npz``, named arrays: scores, one embedding per probe, the greedy answer's
-tokens and the vision tokens with their grid). Both go through the same atomic write.
+tokens and the vision tokens with their grid) and a generated reply (``.txt``, UTF-8).
+All go through the same atomic write.
 A run killed between ``mkstemp`` and ``os.replace`` leaves a ``.tmp-*`` file that no
 reader ever opens; ``remove_stale_temporaries`` sweeps those left by dead runs.
 
@@ -53,6 +54,8 @@ from vlmgate.records import Sample, Variant
 
 SUFFIX = ".npy"
 RECORD_SUFFIX = ".npz"
+#: A generated reply: its UTF-8 text.
+TEXT_SUFFIX = ".txt"
 TEMP_PREFIX = ".tmp-"
 #: A temporary file older than this belongs to a dead run (a live write takes milliseconds).
 STALE_TEMPORARY_S = 3600.0
@@ -220,11 +223,18 @@ class ObservationCache:
         np.savez(buffer, allow_pickle=False, **probe_to_arrays(record))
         self._write(self._path(key, RECORD_SUFFIX), buffer.getvalue())
 
+    def get_text(self, key: str, n_options: int = 0) -> str | None:
+        """The generated reply stored under ``key``, or ``None`` (``n_options`` is unused)."""
+        return self._read(self._path(key, TEXT_SUFFIX), lambda data: data.decode("utf-8"))
+
+    def put_text(self, key: str, text: str) -> None:
+        self._write(self._path(key, TEXT_SUFFIX), text.encode("utf-8"))
+
     def _entries(self) -> list[tuple[float, str, int, Path]]:
         """(mtime, name, size, path) of every stored entry (temporaries excluded)."""
         found = []
         if self.root.is_dir():
-            for suffix in (SUFFIX, RECORD_SUFFIX):
+            for suffix in (SUFFIX, RECORD_SUFFIX, TEXT_SUFFIX):
                 for path in self.root.glob(f"*/*{suffix}"):
                     if not path.name.startswith(TEMP_PREFIX):
                         try:

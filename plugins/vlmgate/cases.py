@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Iterable
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+from vlmgate.records import CLEAN_FAMILY  # noqa: F401  (cases that judge unperturbed inputs: clean accuracy)
 
-#: Family name used by cases that judge unperturbed inputs (clean accuracy).
-CLEAN_FAMILY = "clean"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True, order=True)

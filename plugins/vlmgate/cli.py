@@ -22,22 +22,27 @@ from vlmgate.errors import VlmgateError
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """The four catalogues: families (with the suites that take them), adapters, benchmarks, suites."""
     from vlmgate import registry
-    from vlmgate.perturbations.base import get_family
-    from vlmgate.suites import SUITE_DESCRIPTIONS
+    from vlmgate.perturbations.base import all_families
+    from vlmgate.suites import all_suites
 
+    families, suites = all_families(), all_suites()
+    taken_by = {family.name: [s.name for s in suites if family.name in s.perturbation_families()]
+                for family in families}
     print("perturbation families:")
-    for name in registry.names(registry.PERTURBATIONS):
-        family = get_family(name)
+    for family in families:
         extra = f" [{', '.join(family.tags)}]" if family.tags else ""
-        print(f"  {name:<20} suites={','.join(family.suites)} levels=0..{family.max_level}{extra}  {family.description}")
+        print(f"  {family.name:<20} suites={','.join(taken_by[family.name]) or '-'} levels=0..{family.max_level}"
+              f"{extra}  {family.description}")
     if args.severities:
-        print_severity_tables(registry.names(registry.PERTURBATIONS))
+        print_severity_tables([family.name for family in families])
     print("model schemes:     " + ", ".join(f"{n}:" for n in registry.names(registry.MODELS)))
     print("benchmark schemes: " + ", ".join(f"{n}:" for n in registry.names(registry.BENCHMARKS)))
     print("suites:")
-    for name, description in SUITE_DESCRIPTIONS.items():
-        print(f"  {name:<20} {description}")
+    for suite in suites:
+        print(f"  {suite.name:<20} {suite.description}")
+        print(f"  {'':<20} metrics: {', '.join(spec.name for spec in suite.metrics)}")
     return 0
 
 
@@ -65,24 +70,27 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     from vlmgate.benchmarks.base import load_benchmark
     from vlmgate.engine import Engine
     from vlmgate.metrics.flips import accuracy
-    from vlmgate.models.base import ModelOptions, load_model
+    from vlmgate.models.base import load_model
 
-    benchmark = load_benchmark(args.benchmark)
-    for spec in args.model:
-        model = load_model(spec, ModelOptions(args.device, args.dtype))
-        engine = Engine(model, benchmark, seed=0, limit=args.limit, batch_size=args.batch_size)
-        clean = engine.clean()
-        groups: dict[str, list] = defaultdict(list)
-        for sample in engine.samples():
-            group = str(sample.meta_dict.get(args.by, "all"))
-            groups[group].append((clean[sample.id].prediction, sample.answer))
-            groups["ALL"].append((clean[sample.id].prediction, sample.answer))
-        print(f"{spec} on {args.benchmark}")
-        print(f"  {args.by:<10} {'n':>5} {'accuracy':>9}  95% CI")
-        for group in sorted(groups, key=lambda g: (g == "ALL", g)):
-            preds, answers = zip(*groups[group])
-            result = accuracy(preds, answers)
-            print(f"  {group:<10} {result.n:>5} {result.value:>9.3f}  [{result.ci_low:.3f}, {result.ci_high:.3f}]")
+    settings = scoring_settings(args, models=args.model)
+    for benchmark_spec in settings.benchmarks:
+        benchmark = load_benchmark(benchmark_spec, settings.benchmark_options())
+        for spec in settings.models:
+            model = load_model(spec, settings.model_options())
+            engine = Engine(model, benchmark, seed=settings.seed, limit=settings.limit,
+                            batch_size=settings.batch_size)
+            clean = engine.clean()
+            groups: dict[str, list] = defaultdict(list)
+            for sample in engine.samples():
+                group = str(sample.meta_dict.get(args.by, "all"))
+                groups[group].append((clean[sample.id].prediction, sample.answer))
+                groups["ALL"].append((clean[sample.id].prediction, sample.answer))
+            print(f"{spec} on {benchmark_spec}")
+            print(f"  {args.by:<10} {'n':>5} {'accuracy':>9}  95% CI")
+            for group in sorted(groups, key=lambda g: (g == "ALL", g)):
+                preds, answers = zip(*groups[group])
+                result = accuracy(preds, answers)
+                print(f"  {group:<10} {result.n:>5} {result.value:>9.3f}  [{result.ci_low:.3f}, {result.ci_high:.3f}]")
     return 0
 
 
@@ -142,14 +150,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     """Write a compact CI subset of a benchmark (``vlmgate.selection``) as a jsonl manifest."""
     from vlmgate.benchmarks.base import load_benchmark
-    from vlmgate.models.base import ModelOptions, load_model
+    from vlmgate.models.base import load_model
     from vlmgate.selection import select_subset, write_manifest
 
-    benchmark = load_benchmark(args.benchmark)
-    models = [load_model(spec, ModelOptions(args.device, args.dtype)) for spec in dict.fromkeys(args.models)]
-    selection = select_subset(benchmark, models, size=args.size, seed=args.seed, corruptions=args.corruptions,
+    settings = scoring_settings(args, models=list(dict.fromkeys(args.models)))
+    benchmark = load_benchmark(settings.benchmarks[0], settings.benchmark_options())
+    models = [load_model(spec, settings.model_options()) for spec in settings.models]
+    selection = select_subset(benchmark, models, size=args.size, seed=settings.seed, corruptions=args.corruptions,
                               severities=args.severities, clusters=args.clusters, embedding=args.embedding,
-                              limit=args.limit, batch_size=args.batch_size)
+                              limit=settings.limit, batch_size=settings.batch_size)
     path = write_manifest(selection, benchmark, args.out)
     comparisons = len(selection.models) * len(selection.corruptions) * len(selection.severities)
     flipped = sum(item.inconsistency.flips > 0 for item in selection.items)
@@ -187,12 +196,26 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_scoring_options(parser: argparse.ArgumentParser, *, limit_help: str) -> None:
-    """The options of a command that scores a benchmark with models: sample limit, batch, device, dtype."""
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help=limit_help)
-    parser.add_argument("--batch-size", type=int, default=8, help="inputs per forward batch (default 8)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--dtype", default="float32", help="float32 (default), float16 or bfloat16")
+def add_scoring_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a command that scores a benchmark with models, from the plugin's own table
+    (``vlmgate.options``): the same names without the ``vlmgate-`` prefix, the same checks."""
+    from vlmgate.options import SCORING, add_options
+
+    add_options(parser.add_argument, keys=SCORING)
+
+
+def scoring_settings(args: argparse.Namespace, *, models: Sequence[str]):
+    """The run settings of a scoring command, built and validated exactly as the plugin's are
+    (``[tool.vlmgate]`` of the current folder under the command line, over the defaults)."""
+    from pathlib import Path
+
+    from vlmgate.options import SCORING, values
+    from vlmgate.settings import build_settings
+
+    cli = values(args, keys=SCORING)
+    cli.update(models=list(models), benchmarks=[args.benchmark] if args.benchmark else None,
+               seed=getattr(args, "seed", None))
+    return build_settings(Path.cwd(), cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,9 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=cmd_list)
     acc = sub.add_parser("accuracy", help="clean accuracy of models per question type")
     acc.add_argument("--model", action="append", required=True, metavar="SPEC", help="model spec (repeatable)")
-    acc.add_argument("--benchmark", default="bundled:shapes", metavar="SPEC")
+    acc.add_argument("--benchmark", metavar="SPEC", help="benchmark (default from [tool.vlmgate] benchmarks, "
+                                                         "else bundled:shapes)")
     acc.add_argument("--by", default="type", help="meta field to group by (default: type)")
-    add_scoring_options(acc, limit_help="score the first N samples only")
+    add_scoring_options(acc)
     acc.set_defaults(func=cmd_accuracy)
     diff = sub.add_parser("diff", help="compare two run records (run.json) with paired tests per case and metric, "
                                      "or two snapshot folders (__vlmgate_snapshots__) by value and verdict")
@@ -227,11 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
     select = sub.add_parser("select", help="a compact CI subset of a benchmark: the items corruption changes "
                                            "predictions on most, spread over clusters of items")
-    select.add_argument("--benchmark", default="bundled:shapes", metavar="SPEC", help="benchmark to select from")
+    select.add_argument("--benchmark", metavar="SPEC", help="benchmark to select from (default from "
+                                                            "[tool.vlmgate] benchmarks, else bundled:shapes)")
     select.add_argument("--models", nargs="+", action="extend", required=True, metavar="SPEC",
                         help="models whose clean vs corrupted predictions score the items (repeatable)")
     select.add_argument("--size", type=int, required=True, help="number of items to keep")
-    select.add_argument("--seed", type=int, default=0, help="seed of the corruptions' noise and of k-means (default 0)")
+    select.add_argument("--seed", type=int, default=None, help="seed of the corruptions' noise and of k-means "
+                                                              "(default 0)")
     select.add_argument("--corruptions", nargs="+", action="extend", metavar="NAME",
                         help="corruption families to compare under (default: all 19)")
     select.add_argument("--severities", nargs="+", type=int, default=[3], metavar="S",
@@ -242,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="item embedding for clustering: pixel/question descriptor (default) or the "
                              "models' ctx_mcq probe")
     select.add_argument("--out", required=True, metavar="PATH", help="manifest to write (JSON lines)")
-    add_scoring_options(select, limit_help="select among the first N samples only")
+    add_scoring_options(select)
     select.set_defaults(func=cmd_select)
     render = sub.add_parser("render", help="save a text item's image and mixed forms in every render style "
                                            "(cross-modal suite) as PNG files")

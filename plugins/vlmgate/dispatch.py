@@ -19,8 +19,8 @@ from typing import Any, Protocol, Sequence
 from vlmgate.errors import ConfigError
 
 BACKENDS = ("local", "ray")
-#: Adapter methods a batch may be sent to: option scores, or scores with probes.
-METHODS = ("score", "embed")
+#: Adapter methods a batch may be sent to: option scores, scores with probes, greedy replies.
+METHODS = ("score", "embed", "generate")
 
 
 class Pending(Protocol):

@@ -44,13 +44,13 @@ import numpy as np
 from vlmgate.benchmarks.base import Benchmark
 from vlmgate.cache import ObservationCache, observation_key, sample_digest
 from vlmgate.dispatch import Dispatcher, LocalDispatcher
-from vlmgate.errors import ConfigError, DataError, ModelError
-from vlmgate.metrics.drift import pad_instances
-from vlmgate.metrics.flips import FlipPair
-from vlmgate.models.base import PROBES, ModelAdapter, ProbeRecord, ProbeRequest, ScoreRequest, require_probes
+from vlmgate.errors import ModelError
+from vlmgate.models.base import (
+    GenerateRequest, ModelAdapter, ProbeRecord, ProbeRequest, ScoreRequest, require_generation, require_probes,
+)
 from vlmgate.perturbations.base import PerturbationFamily, VariantContext, get_family
 from vlmgate.prompts import open_prompt, option_continuations, prompt_for
-from vlmgate.records import CLEAN, Observation, Sample, Variant
+from vlmgate.records import CLEAN, CLEAN_FAMILY, Observation, Sample, Variant
 from vlmgate.seeding import rng_for
 
 #: Batches whose items are ordered together by image size and prompt length.
@@ -122,7 +122,7 @@ def sample_answers(samples: Sequence[Sample]) -> Mapping[str, int | None]:
 
 @dataclass(frozen=True)
 class _RequestKind:
-    """One kind of request the engine memoises, caches and batches: scores or probes."""
+    """One kind of request the engine memoises, caches and batches: scores, probes or generations."""
 
     name: str
     method: str
@@ -144,12 +144,10 @@ class FamilyObservations:
     clean: Mapping[str, Observation]
     perturbed: Mapping[str, tuple[Observation, ...]]
 
-    def flip_pairs(self) -> list[FlipPair]:
-        return [
-            FlipPair(sample_id, obs.variant.label, self.clean[sample_id].prediction, obs.prediction, answer)
-            for sample_id, answer in sample_answers(self.samples).items()
-            for obs in self.perturbed[sample_id]
-        ]
+    @property
+    def answers(self) -> Mapping[str, int | None]:
+        """Sample id -> answer, in benchmark order (no image decoded where the set remembers them)."""
+        return sample_answers(self.samples)
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,22 +174,6 @@ class FamilyProbes:
     def sample_ids(self) -> tuple[str, ...]:
         return tuple(s.id for s in self.samples)
 
-    def embeddings(self, probe: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``probe``'s clean ``(N, D)``, perturbed ``(N, I, D)`` and instance mask ``(N, I)``."""
-        if probe not in PROBES:
-            raise ConfigError(f"probe {probe!r} is not known; use one of {', '.join(PROBES)}")
-        samples = self.samples
-        if not samples:
-            raise DataError(
-                f"family {self.family!r} produced no perturbed instance for any sample, so there "
-                "is no drift to measure; check the benchmark and the family's default grid"
-            )
-        clean = np.stack([self.clean[s.id].embeddings[probe] for s in samples]).astype(np.float64)
-        perturbed, mask = pad_instances([
-            np.stack([record.embeddings[probe] for record in self.perturbed[s.id]]) for s in samples
-        ])
-        return clean, perturbed, mask
-
     def flipped(self) -> np.ndarray:
         """``(N, I)`` booleans: the instance changed the prediction (False where padded)."""
         samples = self.samples
@@ -202,6 +184,14 @@ class FamilyProbes:
             for i, obs in enumerate(self.observations.perturbed[sample.id]):
                 flags[n, i] = obs.prediction != clean
         return flags
+
+
+def _recording(items: Iterable[tuple[Sample, Variant]], keys: list[tuple[str, Variant]]
+               ) -> Iterator[tuple[Sample, Variant]]:
+    """``items`` passed through, each one's memo key appended to ``keys`` as it goes by."""
+    for sample, variant in items:
+        keys.append((sample.id, variant))
+        yield sample, variant
 
 
 def observation_from_scores(sample_id: str, variant: Variant, scores: np.ndarray, spec: str) -> Observation:
@@ -237,6 +227,7 @@ class Engine:
         self._families: dict[str, FamilyObservations] = {}
         self._probe_memo: dict[tuple[str, Variant], ProbeRecord] = {}
         self._family_probes: dict[str, FamilyProbes] = {}
+        self._generation_memo: dict[tuple[str, Variant], str] = {}
         self._scores = _RequestKind(
             "score", "score", self._memo, self._score_request, lambda s, v: "score",
             lambda s, v, row: observation_from_scores(s.id, v, np.asarray(row, dtype=np.float64), self.model.spec),
@@ -244,10 +235,15 @@ class Engine:
         self._probes = _RequestKind(
             "probe", "embed", self._probe_memo, self._probe_request, self._probe_cache_kind,
             lambda s, v, record: record, ObservationCache.get_probe, ObservationCache.put_probe)
+        self._generations = _RequestKind(
+            "generate", "generate", self._generation_memo, self._generate_request, lambda s, v: "generate",
+            lambda s, v, text: str(text), ObservationCache.get_text, ObservationCache.put_text)
         #: Forward-pass requests actually sent to the model (not served from memory or cache).
         self.requests_scored = 0
         #: Probe requests actually sent to the model (each costs several passes).
         self.requests_probed = 0
+        #: Generation requests actually sent to the model (one pass per generated token).
+        self.requests_generated = 0
 
     # -- samples -------------------------------------------------------------------
     def samples(self) -> SampleSet:
@@ -262,8 +258,13 @@ class Engine:
         return sample.with_image(family.apply(sample.image, variant, rng))
 
     def shown(self, sample: Sample, variant: Variant) -> Sample:
-        """``sample`` as the model sees it under ``variant`` (the clean sample for CLEAN)."""
-        return self.perturb(sample, variant, None if variant == CLEAN else get_family(variant.family))
+        """``sample`` as the model sees it under ``variant``.
+
+        A clean variant (``CLEAN``, or one of family ``clean`` whose params name a prepared
+        presentation, such as a cross-modal form) shows the sample as it is; any other is
+        applied by its perturbation family.
+        """
+        return self.perturb(sample, variant, None if variant.family == CLEAN_FAMILY else get_family(variant.family))
 
     def _score_request(self, sample: Sample, variant: Variant) -> ScoreRequest:
         shown = self.shown(sample, variant)
@@ -275,6 +276,15 @@ class Engine:
         known = self._memo.get((sample.id, variant))
         return ProbeRequest(shown.image, prompt_for(shown), option_continuations(shown),
                             open_prompt(shown), None if known is None else known.prediction, sample_id=sample.id)
+
+    def _generate_request(self, sample: Sample, variant: Variant) -> GenerateRequest:
+        """A greedy reply to ``sample``'s prompt, at most the variant's ``max_new_tokens`` long."""
+        shown = self.shown(sample, variant)
+        limit = variant.param_dict.get("max_new_tokens")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ModelError(f"generation request for sample {sample.id!r} under {variant.label} names no "
+                             "positive integer max_new_tokens; put the reply's length limit in the variant")
+        return GenerateRequest(shown.image, prompt_for(shown), limit, sample_id=sample.id)
 
     def _probe_cache_kind(self, sample: Sample, variant: Variant) -> str:
         """A probe's value depends on the option ``ans_mcq`` teacher-forces: part of its key."""
@@ -290,7 +300,7 @@ class Engine:
 
     def _family_version(self, variant: Variant) -> int:
         """The ``version`` of the family that makes ``variant`` (0 for the clean image)."""
-        if variant == CLEAN:
+        if variant.family == CLEAN_FAMILY:
             return 0
         if variant.family not in self._family_versions:
             self._family_versions[variant.family] = get_family(variant.family).version
@@ -369,8 +379,10 @@ class Engine:
                 kind.memo[(sample.id, variant)] = kind.convert(sample, variant, result)
         if kind is self._scores:
             self.requests_scored += len(batch)
-        else:
+        elif kind is self._probes:
             self.requests_probed += len(batch)
+        else:
+            self.requests_generated += len(batch)
 
     def _run(self, kind: _RequestKind, items: Iterable[tuple[Sample, Variant]], private: dict | None = None) -> None:
         """Make every item of ``items`` known to ``kind.memo``: memo, then cache, then model.
@@ -402,10 +414,12 @@ class Engine:
                 done, pending = in_flight.popleft()
                 self._keep(kind, done, pending.result(), private)
 
-    def observe(self, items: Sequence[tuple[Sample, Variant]], *, private: bool = False) -> list[Observation]:
+    def observe(self, items: Iterable[tuple[Sample, Variant]], *, private: bool = False) -> list[Observation]:
         """Observations of ``items`` in order, scoring only what is not yet known.
 
-        ``items`` are one request: they are batched by their own rule. A caller whose items
+        ``items`` are one request: they are batched by their own rule. They may be a
+        generator, consumed as batches are cut, so a caller can make its inputs (render
+        cross-modal forms) as they are needed instead of holding them all. A caller whose items
         are not a whole request of their own (a search that scores a few instances, one
         clean sample) passes ``private=True``: what is known already (memo, cache) is read,
         and what has to be computed is returned without entering the memo or the cache.
@@ -414,18 +428,31 @@ class Engine:
         depend on which case ran first.
         """
         computed: dict[tuple[str, Variant], Observation] | None = {} if private else None
-        self._run(self._scores, items, computed)
-        return [self._memo[(s.id, v)] if (s.id, v) in self._memo else computed[(s.id, v)] for s, v in items]
+        keys: list[tuple[str, Variant]] = []
+        self._run(self._scores, _recording(items, keys), computed)
+        return [self._memo[key] if key in self._memo else computed[key] for key in keys]  # type: ignore[index]
 
-    def probe(self, items: Sequence[tuple[Sample, Variant]]) -> list[ProbeRecord]:
+    def probe(self, items: Iterable[tuple[Sample, Variant]]) -> list[ProbeRecord]:
         """Probe records of ``items`` in order, probing only what is not yet known.
 
         Score an item (``observe``) first where ``ans_mcq`` must follow its prediction;
         an item probed unscored teacher-forces the arg-max of the probe pass's own scores.
         """
         require_probes(self.model)
-        self._run(self._probes, items)
-        return [self._probe_memo[(s.id, v)] for s, v in items]
+        keys: list[tuple[str, Variant]] = []
+        self._run(self._probes, _recording(items, keys))
+        return [self._probe_memo[key] for key in keys]
+
+    def generate(self, items: Iterable[tuple[Sample, Variant]]) -> list[str]:
+        """Greedy replies to ``items`` in order (each variant names its ``max_new_tokens``).
+
+        ``items`` are one request, batched by their own rule, memoised and cached like
+        scores: a reply is a deterministic function of the model and its input.
+        """
+        require_generation(self.model, "this gate")
+        keys: list[tuple[str, Variant]] = []
+        self._run(self._generations, _recording(items, keys))
+        return [self._generation_memo[key] for key in keys]
 
     def clean(self) -> dict[str, Observation]:
         """Clean observations of every sample: one pass per (model, benchmark), shared by all suites."""
@@ -434,21 +461,35 @@ class Engine:
             self._clean = {sample_id: self._memo[(sample_id, CLEAN)] for sample_id in self.samples().ids}
         return self._clean
 
-    def _grid_items(self, name: str, grid: dict[str, tuple[Variant, ...]]) -> Iterator[tuple[Sample, Variant]]:
-        """Stream the family's (sample, variant) items, recording each sample's variants in ``grid``."""
+    def variants(self, name: str, sample: Sample, *, prediction: int | None = None) -> tuple[Variant, ...]:
+        """The family's default grid for one sample.
+
+        The one rule every pass and suite builds a grid by: the family sees the sample's
+        clean prediction and a generator seeded by (run seed, sample, family), so the grid
+        is the same whichever case, worker or search asks for it. The prediction is the
+        clean pass's unless given (a caller that must not start the whole clean pass, such
+        as a replay that fails fast, passes the one it observed).
+        """
         family = get_family(name)
-        clean = self.clean()
-        for sample in self.samples():
-            variants = tuple(family.variants(sample, VariantContext(
-                clean[sample.id].prediction, rng_for(self.seed, "variants", sample.id, name))))
-            grid[sample.id] = variants
-            for variant in variants:
+        if prediction is None and family.needs_base_prediction:
+            prediction = self.clean()[sample.id].prediction
+        elif prediction is None and self._clean is not None:
+            prediction = self._clean[sample.id].prediction
+        context = VariantContext(prediction, rng_for(self.seed, "variants", sample.id, name))
+        return tuple(family.variants(sample, context))
+
+    def _grid_items(self, name: str, grid: dict[str, tuple[Variant, ...]], samples: Iterable[Sample] | None = None
+                    ) -> Iterator[tuple[Sample, Variant]]:
+        """Stream the family's (sample, variant) items, recording each sample's variants in ``grid``."""
+        for sample in self.samples() if samples is None else samples:
+            grid[sample.id] = self.variants(name, sample)
+            for variant in grid[sample.id]:
                 yield sample, variant
 
-    def variant_grid(self, name: str) -> dict[str, tuple[Variant, ...]]:
-        """The family's default grid of variants for every sample (needs the clean pass)."""
+    def variant_grid(self, name: str, samples: Iterable[Sample] | None = None) -> dict[str, tuple[Variant, ...]]:
+        """The family's default grid of variants for every sample, or for ``samples``."""
         grid: dict[str, tuple[Variant, ...]] = {}
-        for _ in self._grid_items(name, grid):
+        for _ in self._grid_items(name, grid, samples):
             pass
         return grid
 

@@ -14,34 +14,20 @@ properties always hold every judged metric.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 
+from vlmgate import stash
 from vlmgate.cases import CaseKey
 from vlmgate.errors import NotApplicable, VlmgateError
 from vlmgate.records import MetricResult, Verdict
 from vlmgate.session import GateSession
-from vlmgate.thresholds import Threshold
+from vlmgate.thresholds import Judgement
 
 if TYPE_CHECKING:
     from vlmgate.report.baseline import Baseline
-    from vlmgate.report.paired import PairedChange
     from vlmgate.report.snapshot import CaseSnapshot
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """One metric result, the limit it was judged against (if any), and the verdict.
-
-    ``change`` is the paired change since the baseline run, when a change limit judged one.
-    """
-
-    result: MetricResult
-    threshold: Threshold | None
-    verdict: Verdict
-    change: "PairedChange | None" = None
 
 
 def _fmt(value: float) -> str:
@@ -67,9 +53,9 @@ def properties(judgements: list[Judgement]) -> list[tuple[str, str]]:
 
 def worst_lines(result: MetricResult) -> list[str]:
     return [
-        f"  {w['sample']}: {w['flips']}/{w['of']} instances flipped ({', '.join(w['flipped_by'][:3])}"
-        + (", ..." if len(w["flipped_by"]) > 3 else "") + ")"
-        for w in result.details.get("worst", [])
+        f"  {w.sample}: {w.flips}/{w.of} instances flipped ({', '.join(w.flipped_by[:3])}"
+        + (", ..." if len(w.flipped_by) > 3 else "") + ")"
+        for w in result.worst
     ]
 
 
@@ -88,11 +74,14 @@ class CaseGate:
         # pytest.skip / fail are called outside the handler: inside it, the report would
         # carry "During handling of the above exception" and the message twice.
         try:
-            return self.session.evaluate(self.case)
+            results = self.session.evaluate(self.case)
         except NotApplicable as exc:
             skip, message = True, str(exc)
         except VlmgateError as exc:
             skip, message = False, f"{type(exc).__name__}: {exc}"
+        else:
+            self.item.stash[stash.FINGERPRINTS] = self.session.fingerprints(self.case)
+            return results
         if skip:
             pytest.skip(message)
         pytest.fail(message, pytrace=False)
@@ -114,9 +103,7 @@ class CaseGate:
         """Record every result; fail when any verdict fails."""
         judgements = self.judge(results)
         self.item.user_properties.extend(properties(judgements))
-        from vlmgate.plugin import RESULTS_KEY
-
-        self.item.stash[RESULTS_KEY] = judgements
+        self.item.stash[stash.RESULTS] = judgements
         failed = [j for j in judgements if not j.verdict.passed]
         snapshot_diff = self.snapshot.mismatch(self.case, judgements) if self.snapshot is not None else []
         case = self.case

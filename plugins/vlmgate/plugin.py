@@ -3,6 +3,12 @@
 This module is imported for every pytest session that has vlmgate installed, so it
 imports only pytest and the standard library at module level; models, torch and PIL
 load when a gating test first runs.
+
+Everything about gates comes from the catalogues (``vlmgate.suites``,
+``vlmgate.perturbations``): the markers registered at start-up are the suites' names,
+the perturbation families' names and tags, and the suites' pseudo-family markers; a test
+function's cases are its suite's families; a threshold file may name exactly the metrics
+and families the suites declare.
 """
 
 from __future__ import annotations
@@ -12,74 +18,14 @@ from typing import Any
 
 import pytest
 
-SETTINGS_KEY = pytest.StashKey[Any]()
-SESSION_KEY = pytest.StashKey[Any]()
-RESULTS_KEY = pytest.StashKey[list]()
-BASELINE_KEY = pytest.StashKey[Any]()
-REPORT_FILES_KEY = pytest.StashKey[list]()
-REPORT_COMPLETENESS_KEY = pytest.StashKey[Any]()
-CACHE_COUNTS_KEY = pytest.StashKey[list]()
-CACHE_PRUNED_KEY = pytest.StashKey[Any]()
-
-#: Marker tags that built-in families carry besides their own names.
-BUILTIN_TAGS = {
-    "textoverlay": "text-overlay families (semantic, random and empty-box control)",
-    "corruption": "image corruptions (ImageNet-C set), judged by RAS",
-    "decay": "progressive blur decay (visual dependence)",
-}
-
-
-def _pixel_count(text: str) -> int:
-    """``--vlmgate-max-pixels N`` as an integer; its range is checked with the settings."""
-    import argparse
-
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels; "
-                                         "pass e.g. --vlmgate-max-pixels 50000000") from None
+from vlmgate import stash
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from vlmgate.options import PYTEST_PREFIX, add_options
+
     group = parser.getgroup("vlmgate", "vision-language-model robustness gates")
-    group.addoption("--vlmgate-model", action="append", dest="vlmgate_models", metavar="SPEC",
-                    help="model to gate, e.g. hf:/path/to/ckpt or bundled:shapes-v1 (repeatable; "
-                         "default from [tool.vlmgate] models, else bundled:shapes-v1)")
-    group.addoption("--vlmgate-benchmark", action="append", dest="vlmgate_benchmarks", metavar="SPEC",
-                    help="benchmark, e.g. jsonl:data/manifest.jsonl or bundled:shapes (repeatable)")
-    group.addoption("--vlmgate-thresholds", dest="vlmgate_thresholds", metavar="PATH",
-                    help="threshold file (default thresholds/default.toml)")
-    group.addoption("--vlmgate-limit", dest="vlmgate_limit", type=int, metavar="N",
-                    help="use only the first N samples of each benchmark")
-    group.addoption("--vlmgate-seed", dest="vlmgate_seed", type=int, metavar="N", help="run seed (default 0)")
-    group.addoption("--vlmgate-device", dest="vlmgate_device", metavar="DEVICE",
-                    help="torch device for models (default cpu)")
-    group.addoption("--vlmgate-dtype", dest="vlmgate_dtype", metavar="DTYPE",
-                    help="model dtype: float32 (default), float16, bfloat16")
-    group.addoption("--vlmgate-batch-size", dest="vlmgate_batch_size", type=int, metavar="N",
-                    help="inputs per forward batch (default 8)")
-    group.addoption("--vlmgate-trust-remote-code", dest="vlmgate_trust_remote_code", action="store_true",
-                    default=False, help="allow checkpoints to run their own modelling code (off by default)")
-    group.addoption("--vlmgate-allow-missing-weights", action="append", dest="vlmgate_allow_missing_weights",
-                    metavar="GLOB", help="weights matching GLOB (fnmatch, over the names transformers reports) may "
-                    "be missing from, unused by or mis-shaped in the checkpoint and are initialised at load; "
-                    "without it any such weight is a load error (repeatable)")
-    group.addoption("--vlmgate-cache", dest="vlmgate_cache", metavar="DIR",
-                    help="observation cache folder (default .vlmgate_cache under the rootdir)")
-    group.addoption("--vlmgate-no-cache", dest="vlmgate_no_cache", action="store_true", default=False,
-                    help="neither read nor write the observation cache")
-    group.addoption("--vlmgate-cache-max-mb", dest="vlmgate_cache_max_mb", type=int, metavar="MB",
-                    help="at the end of a run, delete least recently used cache entries beyond MB "
-                         "(default 2048; 0 = no cap)")
-    group.addoption("--vlmgate-max-pixels", dest="vlmgate_max_pixels", type=_pixel_count, metavar="N",
-                    help="pixel budget of one benchmark image, read from its header: a larger image is "
-                         "refused by name instead of decoded (default 50000000 = 50 megapixels)")
-    group.addoption("--vlmgate-devices", dest="vlmgate_devices", metavar="DEV,DEV",
-                    help="xdist workers take these torch devices round-robin, e.g. cuda:0,cuda:1")
-    group.addoption("--vlmgate-backend", dest="vlmgate_backend", metavar="NAME",
-                    help="where batches run: local (default) or ray (model replicas as Ray actors)")
-    group.addoption("--vlmgate-torch-threads", dest="vlmgate_torch_threads", metavar="N",
-                    help="torch threads per process: auto (default: cores // xdist workers) or N")
+    add_options(group.addoption, prefix=PYTEST_PREFIX)
     group.addoption("--vlmgate-report", dest="vlmgate_report", metavar="DIR",
                     help="write the run record DIR/run.json and the HTML report DIR/report.html")
     group.addoption("--vlmgate-baseline", dest="vlmgate_baseline", metavar="RUN_JSON",
@@ -88,16 +34,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vlmgate-snapshot", dest="vlmgate_snapshot", action="store_true", default=False,
                     help="compare each case's rounded summary with its stored syrupy snapshot "
                          "(record them with --snapshot-update)")
-    group.addoption("--vlmgate-search", dest="vlmgate_search", action="store_true", default=None,
-                    help="run the minimal-failure search (stored counterexamples are replayed without it)")
-    group.addoption("--vlmgate-search-budget", dest="vlmgate_search_budget", type=int, metavar="N",
-                    help="most inputs one minimal-failure search scores (default 200)")
-    group.addoption("--vlmgate-counterexamples", dest="vlmgate_counterexamples", metavar="PATH",
-                    help="counterexample store, replayed first and extended by the search suite "
-                         "(default thresholds/counterexamples.toml)")
-    group.addoption("--vlmgate-search-images", dest="vlmgate_search_images", metavar="DIR",
-                    help="folder for the clean and perturbed PNGs of minimal failures (default: "
-                         "REPORT_DIR/minimal_failures with --vlmgate-report, else .vlmgate_failures)")
 
 
 def _register_marker(config: pytest.Config, name: str, description: str) -> None:
@@ -106,53 +42,53 @@ def _register_marker(config: pytest.Config, name: str, description: str) -> None
 
 def pytest_configure(config: pytest.Config) -> None:
     from vlmgate.errors import VlmgateError
-    from vlmgate.registry import PERTURBATIONS, names
-    from vlmgate.suites import SUITE_DESCRIPTIONS, case_family_markers
 
-    for suite, description in SUITE_DESCRIPTIONS.items():
-        _register_marker(config, suite, f"vlmgate suite: {description}")
-    for name, description in case_family_markers().items():
-        _register_marker(config, name, f"vlmgate {description}")
-    for tag, description in BUILTIN_TAGS.items():
-        _register_marker(config, tag, f"vlmgate: {description}")
-    for family in names(PERTURBATIONS):
-        if family not in BUILTIN_TAGS:
-            _register_marker(config, family, f"vlmgate perturbation family {family!r}")
+    try:
+        _register_markers(config)
+    except VlmgateError as exc:
+        raise pytest.UsageError(f"vlmgate: {exc}") from None
 
+    from vlmgate.options import PYTEST_PREFIX, values
     from vlmgate.settings import build_settings
     from vlmgate.thresholds import load_thresholds
 
     opt = config.option
-    cli = {
-        "models": opt.vlmgate_models, "benchmarks": opt.vlmgate_benchmarks,
-        "thresholds": opt.vlmgate_thresholds, "limit": opt.vlmgate_limit, "seed": opt.vlmgate_seed,
-        "device": opt.vlmgate_device, "dtype": opt.vlmgate_dtype, "batch_size": opt.vlmgate_batch_size,
-        "trust_remote_code": opt.vlmgate_trust_remote_code,
-        "allow_weight_keys": opt.vlmgate_allow_missing_weights,
-        "cache_dir": opt.vlmgate_cache, "no_cache": opt.vlmgate_no_cache,
-        "cache_max_mb": opt.vlmgate_cache_max_mb, "max_pixels": opt.vlmgate_max_pixels,
-        "devices": opt.vlmgate_devices,
-        "backend": opt.vlmgate_backend, "torch_threads": opt.vlmgate_torch_threads,
-    }
-    images = opt.vlmgate_search_images or (
-        str(Path(opt.vlmgate_report) / "minimal_failures") if opt.vlmgate_report else None)
-    cli.update(search=opt.vlmgate_search, search_budget=opt.vlmgate_search_budget, counterexamples=opt.vlmgate_counterexamples,
-               search_images=images)
+    cli = values(opt, prefix=PYTEST_PREFIX)
+    if cli["search_images"] is None and opt.vlmgate_report:
+        cli["search_images"] = str(Path(opt.vlmgate_report) / "minimal_failures")
     try:
         settings = build_settings(config.rootpath, cli)
-        thresholds = load_thresholds(settings.thresholds, _threshold_families())
+        thresholds = load_thresholds(settings.thresholds, _threshold_vocabulary())
     except VlmgateError as exc:
         raise pytest.UsageError(f"vlmgate: {exc}") from None
     _check_outputs(config, settings)
-    config.stash[SETTINGS_KEY] = settings
+    config.stash[stash.SETTINGS] = settings
+    from vlmgate.perturbations.base import family_names
     from vlmgate.session import GateSession
 
-    config.stash[SESSION_KEY] = session = GateSession(settings, thresholds)
+    config.stash[stash.SESSION] = session = GateSession(settings, thresholds)
     try:
-        session.load_counterexamples(names(PERTURBATIONS))  # a malformed store fails before any test
+        session.load_counterexamples(family_names())  # a malformed store fails before any test
     except VlmgateError as exc:
         raise pytest.UsageError(f"vlmgate: {exc}") from None
     _configure_reports(config, settings)
+
+
+def _register_markers(config: pytest.Config) -> None:
+    """A marker per suite, per perturbation family and tag, and per suite pseudo-family."""
+    from vlmgate.perturbations.base import TAGS, all_families
+    from vlmgate.suites import all_suites
+
+    markers: dict[str, str] = {}
+    for suite in all_suites():
+        markers[suite.name] = f"vlmgate suite: {suite.description}"
+        markers.update((name, f"vlmgate {description}") for name, description in suite.pseudo_markers.items())
+    for family in all_families():
+        for tag in family.tags:
+            markers.setdefault(tag, f"vlmgate: {TAGS.get(tag, f'perturbation tag {tag!r}')}")
+        markers.setdefault(family.name, f"vlmgate perturbation family {family.name!r}")
+    for name, description in markers.items():
+        _register_marker(config, name, description)
 
 
 def _check_outputs(config: pytest.Config, settings: Any) -> None:
@@ -174,17 +110,18 @@ def _check_outputs(config: pytest.Config, settings: Any) -> None:
         raise pytest.UsageError(f"vlmgate: {exc}") from None
 
 
-def _threshold_families() -> list[str]:
-    """Every family a threshold table may name: families, the clean pass, drift cases."""
-    from vlmgate.cases import CLEAN_FAMILY
-    from vlmgate.models.base import PROBES
-    from vlmgate.registry import PERTURBATIONS, names
-    from vlmgate.suites import case_family_markers
-    from vlmgate.thresholds import QUALIFIER_SEPARATOR
+def _threshold_vocabulary() -> Any:
+    """The metrics the suites declare, each with the families its cases have (the catalogue's view)."""
+    from vlmgate.perturbations.base import all_families
+    from vlmgate.suites import all_suites, declared_metrics
+    from vlmgate.thresholds import Vocabulary
 
-    families = names(PERTURBATIONS)
-    qualified = [f"{family}{QUALIFIER_SEPARATOR}{probe}" for family in families for probe in PROBES]
-    return [*families, CLEAN_FAMILY, "any", *qualified, *case_family_markers()]
+    suites, catalogue = all_suites(), all_families()
+    families: dict[str, set[str]] = {}
+    for suite in suites:
+        for spec in suite.metrics:
+            families.setdefault(spec.name, set()).update(suite.threshold_families(catalogue))
+    return Vocabulary(declared_metrics(suites), {name: tuple(sorted(names)) for name, names in families.items()})
 
 
 def _configure_reports(config: pytest.Config, settings: Any) -> None:
@@ -196,7 +133,7 @@ def _configure_reports(config: pytest.Config, settings: Any) -> None:
         from vlmgate.report.baseline import Baseline
 
         try:
-            config.stash[BASELINE_KEY] = Baseline.load(opt.vlmgate_baseline, models=settings.models,
+            config.stash[stash.BASELINE] = Baseline.load(opt.vlmgate_baseline, models=settings.models,
                                                        benchmarks=settings.benchmarks, seed=settings.seed)
         except VlmgateError as exc:
             raise pytest.UsageError(f"vlmgate: --vlmgate-baseline: {exc}") from None
@@ -255,35 +192,38 @@ class _RunReport:
             stopped=str(stopped) if stopped else None,
             interrupted=self.interruption is not None
             or exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR))
-        baseline = self.config.stash.get(BASELINE_KEY, None)
+        baseline = self.config.stash.get(stash.BASELINE, None)
         run = write_record(record, directory)  # first: the record matters more than its rendering
-        self.config.stash[REPORT_FILES_KEY] = [run]
-        self.config.stash[REPORT_COMPLETENESS_KEY] = record.completeness
+        self.config.stash[stash.REPORT_FILES] = [run]
+        self.config.stash[stash.REPORT_COMPLETENESS] = record.completeness
         # The run's own PNG folder may lie outside the report folder; nothing foreign can be named there.
-        files = LocalFiles((directory, self.config.stash[SETTINGS_KEY].search_images))
+        files = LocalFiles((directory, self.config.stash[stash.SETTINGS].search_images))
         html = write_html(record, directory / REPORT_FILE, files=files, source=str(directory),
                           baseline=baseline.record if baseline else None,
                           baseline_source=baseline.source if baseline else "baseline")
-        self.config.stash[REPORT_FILES_KEY] = [run, html]
+        self.config.stash[stash.REPORT_FILES] = [run, html]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "vlmgate_case" not in metafunc.fixturenames:
         return
     from vlmgate.cases import CaseKey, case_id, short_names
-    from vlmgate.suites import SUITE_DESCRIPTIONS, get_suite
+    from vlmgate.perturbations.base import all_families
+    from vlmgate.suites import get_suite, suite_names
 
     config = metafunc.config
-    suite_name = next((m.name for m in metafunc.definition.iter_markers() if m.name in SUITE_DESCRIPTIONS), None)
+    known = suite_names()
+    suite_name = next((m.name for m in metafunc.definition.iter_markers() if m.name in known), None)
     if suite_name is None:
         raise pytest.UsageError(
             f"{metafunc.definition.nodeid} uses the vlmgate_case fixture but carries no suite marker; "
-            f"mark it with one of: {', '.join(SUITE_DESCRIPTIONS)}"
+            f"mark it with one of: {', '.join(known)}"
         )
-    settings = config.stash[SETTINGS_KEY]
+    settings = config.stash[stash.SETTINGS]
     suite = get_suite(suite_name)
-    families = suite.families()
-    marks = {family: _family_marks(config, family) for family in families}
+    catalogue = {family.name: family for family in all_families()}
+    families = suite.families(list(catalogue.values()))
+    marks = {family: _case_marks(suite, catalogue, family) for family in families}
     model_names = short_names(settings.models)
     benchmark_names = short_names(settings.benchmarks)
     params = []
@@ -295,23 +235,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("vlmgate_case", params)
 
 
-def _family_marks(config: pytest.Config, family: str) -> list[pytest.MarkDecorator]:
-    from vlmgate.registry import PERTURBATIONS, names
-    from vlmgate.suites import case_family_markers
+def _case_marks(suite: Any, catalogue: dict[str, Any], family: str) -> list[pytest.MarkDecorator]:
+    """A case's markers: its pseudo-family's own, or its perturbation family's name and tags.
 
-    if family in case_family_markers():  # a render style of the cross-modal suite
+    A case family may qualify a perturbation family (a drift case ``rotation.ctx_mcq``): it
+    carries that family's markers.
+    """
+    if family in suite.pseudo_markers:
         return [getattr(pytest.mark, family)]
-    family = family.partition(".")[0]  # drift cases are "{family}.{probe}"
-    if family not in names(PERTURBATIONS):
+    perturbation = catalogue.get(family.partition(".")[0])
+    if perturbation is None:
         return []
-    from vlmgate.perturbations.base import get_family
-
-    marks = []
-    for name in (family, *get_family(family).tags):
-        if name not in BUILTIN_TAGS:  # a third-party tag: register it before use
-            _register_marker(config, name, f"vlmgate perturbation tag {name!r}")
-        marks.append(getattr(pytest.mark, name))
-    return marks
+    return [getattr(pytest.mark, name) for name in dict.fromkeys((perturbation.name, *perturbation.tags))]
 
 
 @pytest.fixture
@@ -333,8 +268,8 @@ def vlmgate(request: pytest.FixtureRequest, vlmgate_case, vlmgate_snapshot):
     """The gate of the current case: ``evaluate()`` then ``assert_within_thresholds()``."""
     from vlmgate.gate import CaseGate
 
-    return CaseGate(request.config.stash[SESSION_KEY], request.node, vlmgate_case,
-                    baseline=request.config.stash.get(BASELINE_KEY, None), snapshot=vlmgate_snapshot)
+    return CaseGate(request.config.stash[stash.SESSION], request.node, vlmgate_case,
+                    baseline=request.config.stash.get(stash.BASELINE, None), snapshot=vlmgate_snapshot)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -348,14 +283,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
             from vlmgate.report.collect import REPORT_ATTRIBUTE, item_payload
 
             setattr(report, REPORT_ATTRIBUTE, item_payload(
-                item, report, case, settings=item.config.stash[SETTINGS_KEY], session=item.config.stash[SESSION_KEY],
-                judgements=item.stash.get(RESULTS_KEY, None)))
+                item, report, case, settings=item.config.stash[stash.SETTINGS],
+                judgements=item.stash.get(stash.RESULTS, None), fingerprints=item.stash.get(stash.FINGERPRINTS, {})))
     return report
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Release backend resources; an xdist worker sends its cache counters to the controller."""
-    gate = session.config.stash.get(SESSION_KEY, None)
+    gate = session.config.stash.get(stash.SESSION, None)
     if gate is None:
         return
     gate.close()
@@ -364,7 +299,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     elif gate.settings.cache_dir is not None and gate.settings.cache_dir.is_dir():
         gate.cache.remove_stale_temporaries()  # left by runs killed mid-write
         if gate.settings.cache_max_mb:  # the controller alone prunes, once every worker is done
-            session.config.stash[CACHE_PRUNED_KEY] = gate.cache.prune(gate.settings.cache_max_mb * 1_000_000)
+            session.config.stash[stash.CACHE_PRUNED] = gate.cache.prune(gate.settings.cache_max_mb * 1_000_000)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -372,20 +307,20 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     """xdist controller: add up the cache counters of a finished worker."""
     counts = getattr(node, "workeroutput", {}).get("vlmgate_cache")
     if counts:
-        totals = node.config.stash.setdefault(CACHE_COUNTS_KEY, [0, 0])
+        totals = node.config.stash.setdefault(stash.CACHE_COUNTS, [0, 0])
         totals[0] += counts[0]
         totals[1] += counts[1]
 
 
 def _cache_summary(terminalreporter, config: pytest.Config) -> None:
     """Cache size and this run's hits / misses (workers added up) at the end of the run."""
-    gate = config.stash.get(SESSION_KEY, None)
+    gate = config.stash.get(stash.SESSION, None)
     if gate is None or gate.settings.cache_dir is None:
         return
-    worker_hits, worker_misses = config.stash.get(CACHE_COUNTS_KEY, [0, 0])
+    worker_hits, worker_misses = config.stash.get(stash.CACHE_COUNTS, [0, 0])
     own_hits, own_misses = gate.cache_counts()  # this process's own lookups (no xdist)
     hits, misses = worker_hits + own_hits, worker_misses + own_misses
-    pruned = config.stash.get(CACHE_PRUNED_KEY, None)
+    pruned = config.stash.get(stash.CACHE_PRUNED, None)
     if not hits and not misses and not (pruned and pruned.removed):
         return
     stats = gate.cache.stats()
@@ -415,10 +350,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("vlmgate: failed gates")
         for line in lines:
             terminalreporter.write_line(line)
-    written = config.stash.get(REPORT_FILES_KEY, [])
+    written = config.stash.get(stash.REPORT_FILES, [])
     if written:
         terminalreporter.section("vlmgate: report")
-        completeness = config.stash.get(REPORT_COMPLETENESS_KEY, None)
+        completeness = config.stash.get(stash.REPORT_COMPLETENESS, None)
         if completeness is not None and not completeness.complete:
             terminalreporter.write_line(f"{completeness.describe()}; vlmgate diff and --vlmgate-baseline refuse "
                                         "this record", red=True, bold=True)

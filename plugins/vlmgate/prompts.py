@@ -12,6 +12,8 @@ from vlmgate.records import Sample
 MCQ_INSTRUCTION = "Please select the correct answer from the options above."
 YESNO_INSTRUCTION = "Answer with exactly one word: Yes or No."
 OPEN_INSTRUCTION = "Answer the question."
+#: The kind of a sample whose prompt and continuations were prepared elsewhere (used verbatim).
+PREPARED = "prompt"
 
 
 def mcq_prompt(sample: Sample) -> str:
@@ -45,6 +47,9 @@ def open_prompt(sample: Sample) -> str:
 
 
 def prompt_for(sample: Sample) -> str:
+    """The scoring prompt of ``sample`` (a prepared ``prompt`` sample's question as it is)."""
+    if sample.kind == PREPARED:
+        return sample.question
     return yesno_prompt(sample) if sample.kind == "yesno" else mcq_prompt(sample)
 
 
@@ -56,7 +61,7 @@ def option_continuations(sample: Sample) -> tuple[str, ...]:
     items score the bare word. All continuations of an item have the same shape, which
     keeps the spec's unnormalised sum fair between options.
     """
-    if sample.kind == "yesno":
+    if sample.kind in ("yesno", PREPARED):
         return sample.options
     return tuple(f"{label}. {text}" for label, text in zip(sample.labels, sample.options))
 

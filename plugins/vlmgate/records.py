@@ -8,6 +8,7 @@ JSON-safe (params, details); images stay ``PIL.Image`` objects only inside ``Sam
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -26,6 +27,8 @@ class Sample:
     ``options`` are the answer texts; ``labels`` their letters (``A``, ``B``, ...) for
     multiple choice, or the option texts themselves for yes/no items. ``answer`` is the
     index of the correct option, or ``None`` when the benchmark has no ground truth.
+    A ``prompt`` sample is an input prepared elsewhere (a cross-modal form): ``question``
+    is the whole prompt and ``options`` the scored continuations, used verbatim.
     """
 
     id: str
@@ -33,7 +36,7 @@ class Sample:
     question: str
     options: tuple[str, ...]
     answer: int | None = None
-    kind: str = "mcq"  # "mcq" | "yesno"
+    kind: str = "mcq"  # "mcq" | "yesno" | "prompt"
     hint: str | None = None
     meta: tuple[tuple[str, Any], ...] = ()
 
@@ -78,7 +81,10 @@ class Variant:
         return f"{self.family}({json.dumps(self.param_dict, sort_keys=True)})"
 
 
-CLEAN = Variant("clean")
+#: The family of unperturbed inputs: ``CLEAN`` itself, and clean variants whose params
+#: name a prepared presentation (a cross-modal form), which the engine shows as they are.
+CLEAN_FAMILY = "clean"
+CLEAN = Variant(CLEAN_FAMILY)
 
 
 @dataclass(frozen=True)
@@ -101,11 +107,93 @@ class Observation:
         return ordered[0] - ordered[1] if len(ordered) > 1 else float("inf")
 
 
+#: A metric's kind picks the paired test between releases: a ``proportion`` (a 0/1 outcome
+#: per unit: flip rates, accuracy) is compared with an exact McNemar test, a ``mean`` (a
+#: real-valued outcome per unit: drift, RAS) with a paired bootstrap.
+PROPORTION = "proportion"
+MEAN = "mean"
+KINDS = (PROPORTION, MEAN)
+#: Which way a change of the metric is an improvement.
+LOWER = "lower"
+HIGHER = "higher"
+DIRECTIONS = (LOWER, HIGHER)
+
+
+def interval_text(low: float, high: float) -> str:
+    """``[0, 1]``, ``[0, inf)``, ``(-inf, inf)``: an inclusive range as a reader writes it."""
+    left = "(-inf" if math.isinf(low) else f"[{low:g}"
+    right = "inf)" if math.isinf(high) else f"{high:g}]"
+    return f"{left}, {right}"
+
+
+def is_worse(better: str, delta: float) -> bool:
+    """Whether a change by ``delta`` (after - before) goes the worse way."""
+    return delta > 0 if better == LOWER else delta < 0
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What a suite declares about one of its metrics: the contract its results honour.
+
+    ``kind`` and ``better`` say how a change between releases is tested and read;
+    ``lowest`` / ``highest`` bound the values the metric can take, so a threshold file
+    cannot set a limit that could never pass or never fail; ``unit`` says what one outcome
+    in a result's ``units`` is (an ``instance``: one perturbed copy of an image; a
+    ``sample``; an ``item`` of a text benchmark; a ``case``), and ``cluster`` what such
+    units nest in (``sample`` for the instances of one image; ``None`` when the units are
+    independent), which intervals and paired tests must respect.
+    """
+
+    name: str
+    description: str
+    kind: str
+    better: str
+    lowest: float = 0.0
+    highest: float = 1.0
+    unit: str = "sample"
+    cluster: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"metric {self.name!r}: kind {self.kind!r} must be one of {', '.join(KINDS)}")
+        if self.better not in DIRECTIONS:
+            raise ValueError(f"metric {self.name!r}: better {self.better!r} must be one of {', '.join(DIRECTIONS)}")
+        if not self.lowest < self.highest:
+            raise ValueError(f"metric {self.name!r}: lowest {self.lowest} must be below highest {self.highest}")
+
+    def describe_range(self) -> str:
+        """``[0, 1]``, ``[0, inf)``, ``(-inf, inf)``: the interval the metric lives in."""
+        return interval_text(self.lowest, self.highest)
+
+
+@dataclass(frozen=True)
+class WorstSample:
+    """One of the samples a perturbation hurt most: what a failure message lists first.
+
+    ``flips`` of ``of`` instances changed the answer; ``clean`` is the clean prediction
+    (option index, ``None`` when unknown); ``flipped_by`` the labels of the variants that
+    changed it.
+    """
+
+    sample: str
+    flips: int
+    of: int
+    clean: int | None = None
+    flipped_by: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class MetricResult:
-    """A metric value with its 95 % interval, the count it rests on, and details.
+    """A metric value with its 95 % interval, the count it rests on, and what a comparison needs.
 
-    ``details`` carries JSON-safe extras (counts, worst samples) for messages and reports.
+    ``kind`` and ``better`` come from the metric's ``MetricSpec`` (the suite declares them);
+    ``units`` maps what identifies a trial across releases (``"sample|variant"``, a sample
+    id) to its outcome (0/1 for a proportion, a number for a mean), so two runs can be
+    compared with a paired test on the same units; ``clusters`` maps a unit to the sample
+    it nests in where units are instances of one image (empty when every unit is its own
+    cluster); ``count`` is a proportion's number of successes; ``worst`` the samples it hurt
+    most. ``details`` carries the metric's other JSON-safe extras (transitions, curves,
+    per-severity figures) for messages and reports.
     """
 
     name: str
@@ -114,9 +202,20 @@ class MetricResult:
     ci_high: float
     n: int
     details: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = MEAN
+    better: str = LOWER
+    units: Mapping[str, float] = field(default_factory=dict)
+    clusters: Mapping[str, str] = field(default_factory=dict)
+    count: int | None = None
+    worst: tuple[WorstSample, ...] = ()
 
     def __hash__(self) -> int:  # details is a dict; identity is the scalar part
         return hash((self.name, self.value, self.ci_low, self.ci_high, self.n))
+
+    @property
+    def n_clusters(self) -> int:
+        """Independent units the value rests on: distinct clusters, else ``n``."""
+        return len(set(self.clusters.values())) if self.clusters else self.n
 
 
 @dataclass(frozen=True)

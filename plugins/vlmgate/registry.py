@@ -1,6 +1,6 @@
 """Name -> object registries backed by entry points.
 
-Built-in perturbation families, model adapters and benchmark loaders register through
+Built-in perturbation families, model adapters, benchmark loaders and gating suites register through
 the same ``pyproject.toml`` entry-point groups a third-party package would use, so a
 plugin distribution is a first-class citizen. Listing names reads package metadata only;
 an object is imported the first time it is asked for, which keeps ``import
@@ -19,6 +19,7 @@ from vlmgate.errors import RegistryError
 PERTURBATIONS = "vlmgate.perturbations"
 MODELS = "vlmgate.models"
 BENCHMARKS = "vlmgate.benchmarks"
+SUITES = "vlmgate.suites"
 
 
 @lru_cache(maxsize=None)

@@ -48,7 +48,7 @@ from vlmgate.cases import safe_name
 from vlmgate.engine import Engine
 from vlmgate.errors import ConfigError, DataError
 from vlmgate.models.base import ModelAdapter
-from vlmgate.perturbations.base import VariantContext, family_names, get_family
+from vlmgate.perturbations.base import family_names, get_family
 from vlmgate.records import CLEAN, Sample
 from vlmgate.registry import unknown_name_message
 from vlmgate.seeding import rng_for
@@ -68,8 +68,8 @@ PROBE_CHANNEL = "ctx_mcq"
 
 
 def corruption_names() -> list[str]:
-    """The corruption families: those in the RAS suite, whose grids carry a severity."""
-    return [name for name in family_names() if "ras" in get_family(name).suites]
+    """The corruption families (tag ``corruption``), whose grids carry a severity."""
+    return [name for name in family_names() if "corruption" in get_family(name).tags]
 
 
 def check_corruptions(names: Sequence[str]) -> list[str]:
@@ -104,16 +104,14 @@ def inconsistency(engines: Sequence[Engine], corruptions: Sequence[str], severit
     for engine in engines:
         clean = engine.clean()
         for name in corruptions:
-            family = get_family(name)
             items = []
             for sample in samples:
-                context = VariantContext(clean[sample.id].prediction, rng_for(engine.seed, "variants", sample.id, name))
-                chosen = [v for v in family.variants(sample, context) if v.param_dict.get("severity") in severities]
+                grid = engine.variants(name, sample)
+                chosen = [v for v in grid if v.param_dict.get("severity") in severities]
                 if len(chosen) != len(severities):
                     raise ConfigError(
                         f"--severities {list(severities)}: corruption {name!r} has severities "
-                        f"{[v.param_dict.get('severity') for v in family.variants(sample, context)]}; "
-                        "pick from those"
+                        f"{[v.param_dict.get('severity') for v in grid]}; pick from those"
                     )
                 items.extend((sample, variant) for variant in chosen)
             observed = engine.observe(items)

@@ -8,13 +8,16 @@ remembered and reported by every case that needs that model, without retrying.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from vlmgate.cases import CaseKey
 from vlmgate.errors import VlmgateError
 from vlmgate.records import MetricResult
 from vlmgate.settings import Settings
 from vlmgate.thresholds import ThresholdSet
+
+if TYPE_CHECKING:
+    from vlmgate.suites.base import RunOptions
 
 
 @dataclass
@@ -80,10 +83,7 @@ class GateSession:
 
     def _options(self, device: str):
         """``ModelOptions`` of the run settings on ``device``."""
-        from vlmgate.models.base import ModelOptions
-
-        return ModelOptions(device, self.settings.dtype, self.settings.trust_remote_code,
-                            self.settings.allow_weight_keys)
+        return self.settings.model_options(device)
 
     def model(self, spec: str):
         from vlmgate.models.base import load_model
@@ -112,10 +112,9 @@ class GateSession:
 
     def benchmark(self, spec: str):
         """The benchmark ``spec``, loaded once under the run's ``BenchmarkOptions`` (pixel budget)."""
-        from vlmgate.benchmarks.base import BenchmarkOptions, load_benchmark
+        from vlmgate.benchmarks.base import load_benchmark
 
-        options = BenchmarkOptions(max_pixels=self.settings.max_pixels)
-        return self._benchmarks.get(spec, lambda: load_benchmark(spec, options))
+        return self._benchmarks.get(spec, lambda: load_benchmark(spec, self.settings.benchmark_options()))
 
     def engine(self, model_spec: str, benchmark_spec: str):
         from vlmgate.engine import Engine
@@ -128,10 +127,30 @@ class GateSession:
 
         return self._engines.get(f"{model_spec}\x00{benchmark_spec}", make)
 
+    def fingerprints(self, case: CaseKey) -> dict[str, dict[str, str]]:
+        """Fingerprints of a judged case's model and benchmark (both loaded by judging it)."""
+        engine = self.engine(case.model, case.benchmark)
+        return {"models": {case.model: str(engine.model.fingerprint)},
+                "benchmarks": {case.benchmark: str(engine.benchmark.fingerprint)}}
+
+    def run_options(self) -> "RunOptions":
+        """What suites may read of the run settings (seed, limit, the search's options)."""
+        from vlmgate.suites.base import RunOptions, SearchOptions
+
+        settings = self.settings
+        search = SearchOptions(settings.search, settings.search_budget, self.counterexamples, settings.search_images)
+        return RunOptions(settings.seed, settings.limit, search)
+
     def evaluate(self, case: CaseKey) -> list[MetricResult]:
+        """The case's results, after checking the adapter offers what the suite needs.
+
+        An adapter without a capability the suite requires (probes of hidden states,
+        generation, pixel gradients, exact option scores) skips the case with the reason.
+        """
         from vlmgate.suites import get_suite
+        from vlmgate.suites.base import CaseContext
 
         suite = get_suite(case.suite)
-        if hasattr(suite, "evaluate_case"):  # a suite that needs run settings beyond the engine
-            return suite.evaluate_case(self, case)
-        return suite.evaluate(self.engine(case.model, case.benchmark), case.family)
+        engine = self.engine(case.model, case.benchmark)
+        suite.check_adapter(case.family, engine.model)
+        return suite.conform(suite.evaluate(CaseContext(case, engine, self.run_options())))

@@ -17,18 +17,28 @@ import json
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from vlmgate.benchmarks.base import DEFAULT_MAX_PIXELS
 from vlmgate.errors import ConfigError
 from vlmgate.placement import AUTO, Accelerators, needs_accelerators, parse_devices, parse_torch_threads
 from vlmgate.tomlfile import read_toml
 
+if TYPE_CHECKING:
+    from vlmgate.benchmarks.base import BenchmarkOptions
+    from vlmgate.models.base import ModelOptions
+
 DEFAULT_MODELS = ("bundled:shapes-v1",)
 DEFAULT_BENCHMARKS = ("bundled:shapes",)
+#: A project's own threshold file, relative to the rootdir; without one the limits shipped
+#: with vlmgate apply (``packaged_thresholds``), so a non-editable install gates too.
 DEFAULT_THRESHOLDS = "thresholds/default.toml"
-# The repository root of an editable install; its thresholds/ apply when a project has none.
-CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
+#: The limits shipped as package data, with the reasoning of each written beside it.
+PACKAGED_THRESHOLDS = "default_thresholds.toml"
+DEFAULT_SEED = 0
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_DEVICE = "cpu"
+DEFAULT_DTYPE = "float32"
 DTYPES = ("float32", "float16", "bfloat16")
 #: The observation cache, under the rootdir and apart from ``.pytest_cache`` so that
 #: ``--cache-clear`` (often used to reset last-failed) does not discard forward passes.
@@ -119,11 +129,11 @@ TABLE_KEYS: Mapping[str, TableKey] = {key.name: key for key in (
     TableKey("models", Kind.STRINGS, "--vlmgate-model", ["hf:/path/to/checkpoint"]),
     TableKey("benchmarks", Kind.STRINGS, "--vlmgate-benchmark", ["jsonl:/path/to/manifest.jsonl"]),
     TableKey("thresholds", Kind.STRING, "--vlmgate-thresholds", DEFAULT_THRESHOLDS),
-    TableKey("seed", Kind.INTEGER, "--vlmgate-seed", 0, minimum=0),
+    TableKey("seed", Kind.INTEGER, "--vlmgate-seed", DEFAULT_SEED, minimum=0),
     TableKey("limit", Kind.INTEGER, "--vlmgate-limit", 100, minimum=1),
-    TableKey("batch_size", Kind.INTEGER, "--vlmgate-batch-size", 8, minimum=1),
-    TableKey("device", Kind.STRING, "--vlmgate-device", "cpu"),
-    TableKey("dtype", Kind.STRING, "--vlmgate-dtype", "float32", choices=DTYPES),
+    TableKey("batch_size", Kind.INTEGER, "--vlmgate-batch-size", DEFAULT_BATCH_SIZE, minimum=1),
+    TableKey("device", Kind.STRING, "--vlmgate-device", DEFAULT_DEVICE),
+    TableKey("dtype", Kind.STRING, "--vlmgate-dtype", DEFAULT_DTYPE, choices=DTYPES),
     TableKey("search", Kind.BOOLEAN, "--vlmgate-search", True),
     TableKey("search_budget", Kind.INTEGER, "--vlmgate-search-budget", DEFAULT_SEARCH_BUDGET, minimum=1),
     TableKey("counterexamples", Kind.STRING, "--vlmgate-counterexamples", DEFAULT_COUNTEREXAMPLES),
@@ -138,11 +148,11 @@ class Settings:
     models: tuple[str, ...] = DEFAULT_MODELS
     benchmarks: tuple[str, ...] = DEFAULT_BENCHMARKS
     thresholds: Path = Path(DEFAULT_THRESHOLDS)
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     limit: int | None = None
-    batch_size: int = 8
-    device: str = "cpu"
-    dtype: str = "float32"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    device: str = DEFAULT_DEVICE
+    dtype: str = DEFAULT_DTYPE
     trust_remote_code: bool = False
     #: ``--vlmgate-allow-missing-weights``: globs of weights that may be initialised at load.
     allow_weight_keys: tuple[str, ...] = ()
@@ -165,6 +175,25 @@ class Settings:
     torch_threads: int | None = None
     #: Pixel budget of one benchmark image (``--vlmgate-max-pixels``; ``benchmarks.image_decoding``).
     max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def model_options(self, device: str | None = None) -> "ModelOptions":
+        """How models load under these settings (on ``device`` when given: a worker's own)."""
+        from vlmgate.models.base import ModelOptions
+
+        return ModelOptions(device or self.device, self.dtype, self.trust_remote_code, self.allow_weight_keys)
+
+    def benchmark_options(self) -> "BenchmarkOptions":
+        """How benchmarks load under these settings (the pixel budget)."""
+        from vlmgate.benchmarks.base import BenchmarkOptions
+
+        return BenchmarkOptions(max_pixels=self.max_pixels)
+
+
+def packaged_thresholds() -> Path:
+    """The default threshold file shipped inside the package (``PACKAGED_THRESHOLDS``)."""
+    from importlib.resources import files
+
+    return Path(str(files("vlmgate").joinpath(PACKAGED_THRESHOLDS)))
 
 
 def read_pyproject_table(rootpath: Path) -> tuple[Path | None, dict[str, Any]]:
@@ -252,15 +281,15 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Acceler
         thresholds_path = Path(thresholds)
     else:
         thresholds_path = rootpath / table.get("thresholds", DEFAULT_THRESHOLDS)
-        if "thresholds" not in table and not thresholds_path.is_file():
-            # Outside the checkout (a pytester dir, a user's own repo) the checkout's
-            # defaults apply; a missing file is reported when the gate loads it.
-            thresholds_path = CHECKOUT_ROOT / DEFAULT_THRESHOLDS
+        if "thresholds" not in table and not thresholds_path.exists():
+            # No project file: the limits shipped with vlmgate. A file the project names
+            # but lacks is reported when the gate loads it.
+            thresholds_path = packaged_thresholds()
     limit = pick("limit", None)
     from vlmgate.dispatch import check_backend
 
     cache = cli.get("cache_dir")
-    device = pick("device", "cpu")
+    device = pick("device", DEFAULT_DEVICE)
     devices = None if cli.get("devices") is None else parse_devices(cli["devices"])
     backend = check_backend(cli.get("backend") or "local")
     if backend == "local":  # Ray replicas use the cluster's devices, checked when it starts
@@ -269,11 +298,11 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Acceler
         models=models,
         benchmarks=benchmarks,
         thresholds=thresholds_path,
-        seed=pick("seed", 0),
+        seed=pick("seed", DEFAULT_SEED),
         limit=limit,
-        batch_size=pick("batch_size", 8),
+        batch_size=pick("batch_size", DEFAULT_BATCH_SIZE),
         device=device,
-        dtype=pick("dtype", "float32"),
+        dtype=pick("dtype", DEFAULT_DTYPE),
         trust_remote_code=bool(cli.get("trust_remote_code")),
         allow_weight_keys=tuple(cli.get("allow_weight_keys") or ()),
         search=pick("search", False),

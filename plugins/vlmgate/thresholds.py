@@ -21,8 +21,9 @@ mode the point value is compared. Every unknown table, metric, family or key is 
 ``ConfigError`` naming the file, the key and the closest valid name.
 
 No value may silently turn a gate off or make it unpassable, so every limit is checked
-at load against its metric's possible range (``GATED_METRICS``: proportions [0, 1], RAS
-[-2, 1], drift ratios and CER [0, inf), structural deltas unbounded): a NaN or infinite
+at load against its metric's possible range (declared by the suite that computes it,
+``MetricSpec.lowest`` / ``highest``: proportions [0, 1], RAS [-2, 1], drift ratios and CER
+[0, inf), structural deltas unbounded): a NaN or infinite
 limit, a ``max`` below the lowest or above the highest possible value (``max = 15`` on a
 share is a percentage typed for a proportion), a ``min`` outside the range, ``min > max``,
 a model glob that can match no spec, and a file that is a directory, unreadable or not
@@ -39,7 +40,7 @@ Change limits against a baseline release (``--vlmgate-baseline run.json``)::
 measured on the units the two runs share (``Threshold.check_change``). A change fails
 only when it exceeds the allowed delta *and* a paired test on those units finds it
 significant (exact McNemar for proportions, paired bootstrap for means; see
-``vlmgate.report.paired``), so an unchanged checkpoint never fails. Without
+``vlmgate.metrics.paired``), so an unchanged checkpoint never fails. Without
 ``--vlmgate-baseline`` (or for a case the baseline lacks) they judge nothing. A limit
 may set only change keys.
 """
@@ -54,95 +55,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from vlmgate.errors import ConfigError
-from vlmgate.records import MetricResult, Verdict
+from vlmgate.records import MetricResult, MetricSpec, Verdict, interval_text
 from vlmgate.registry import unknown_name_message
 from vlmgate.tomlfile import read_toml
 
 if TYPE_CHECKING:  # the report package loads numpy and scipy; judging a change happens only in a run
-    from vlmgate.report.paired import PairedChange
+    from vlmgate.metrics.paired import PairedChange
 
-@dataclass(frozen=True)
-class GatedMetric:
-    """A metric a threshold table may name, and the values it can possibly take.
-
-    The range lets a limit that can never pass (``max = -0.1`` on a flip rate, ``min =
-    1.5`` on an accuracy) or never fail (``max = 15`` on a share, a percentage typed for a
-    proportion) be refused when the file is loaded, instead of silently failing every
-    release or turning the gate off. Bounds are inclusive; ``inf`` means unbounded.
-    """
-
-    name: str
-    description: str
-    lowest: float = 0.0
-    highest: float = 1.0
-
-    def describe_range(self) -> str:
-        """``[0, 1]``, ``[0, inf)``, ``(-inf, inf)``: the interval the metric lives in."""
-        return _interval(self.lowest, self.highest)
-
-    @property
-    def widest_change(self) -> float:
-        """The largest possible change between two runs (``inf`` when unbounded)."""
-        return self.highest - self.lowest
-
-
-_UNBOUNDED = {"lowest": -math.inf, "highest": math.inf}
-_NON_NEGATIVE = {"highest": math.inf}
-#: RAS = 1 - |dH| - |d(conf - y)|, each term at most 1 (``vlmgate.metrics.ras``).
-_RAS = {"lowest": -2.0, "highest": 1.0}
-
-
-def _catalogue(*metrics: GatedMetric) -> dict[str, GatedMetric]:
-    return {metric.name: metric for metric in metrics}
-
-
-#: Gated metric name -> its record (what it measures, its range); proportions by default.
-#: Threshold tables must use one of these names.
-GATED_METRICS: Mapping[str, GatedMetric] = _catalogue(
-    GatedMetric("ifr", "instance flip rate under a perturbation family"),
-    GatedMetric("iv", "image vulnerability (share of images with any flip)"),
-    GatedMetric("accuracy", "clean accuracy on the benchmark"),
-    GatedMetric("drift_ratio", "probe-embedding drift under a family as a share of control drift (cosine)",
-                **_NON_NEGATIVE),
-    GatedMetric("drift_ratio_l2", "the same drift-to-control ratio with Euclidean distances", **_NON_NEGATIVE),
-    GatedMetric("dirichlet_delta", "change in Dirichlet energy of the vision-token grid (recorded)", **_UNBOUNDED),
-    GatedMetric("spectral_high_rel", "relative change of the image's high-frequency power (recorded)",
-                **_UNBOUNDED),
-    GatedMetric("ras", "RAS (RAS-style, reconstructed) under a corruption, pooled over its severities", **_RAS),
-    GatedMetric("ras_destructive", "RAS over the samples right on the clean image", **_RAS),
-    GatedMetric("ras_corrective", "RAS over the samples wrong on the clean image", **_RAS),
-    GatedMetric("decay_c", "share of answers unchanged at every blur level (answered without looking)"),
-    GatedMetric("decay_agreement", "mean agreement with the clean answer over the blur levels (E-bar)"),
-    GatedMetric("systematic_accuracy",
-                "embedding-matched images still in their original zero-shot class (CLIP, spec §4)"),
-    GatedMetric("systematic_target_rate", "embedding-matched images moved into the target's zero-shot class"),
-    GatedMetric("noise_detection_matched", "noise detector's flag rate on embedding-matched images"),
-    GatedMetric("noise_detection_clean", "noise detector's flag rate on clean images (calibration false positives)"),
-    GatedMetric("pope_accuracy", "POPE yes/no accuracy on clean images"),
-    GatedMetric("pope_precision", "POPE precision (yes = positive)"),
-    GatedMetric("pope_recall", "POPE recall (yes = positive)"),
-    GatedMetric("pope_f1", "POPE F1 (yes = positive)"),
-    GatedMetric("pope_yes_rate", "share of POPE answers that are yes"),
-    GatedMetric("pope_margin_shift", "mean change of s(Yes) - s(No) under a family (drift to the prior)",
-                **_UNBOUNDED),
-    GatedMetric("minimal_failure", "1 when the search (or a stored counterexample) finds an answer that changes "
-                                   "at or below the family's tolerance, else 0"),
-    GatedMetric("rer", "cross-modal render-equivalence rate: share of items answered alike as text, image and mixed"),
-    GatedMetric("cfr", "cross-modal failure rate: share of items right in some form and wrong in another (of N_c)"),
-    GatedMetric("mmc", "cross-modal coverage: share of items right in at least one form"),
-    GatedMetric("accuracy_text", "accuracy on the text form of the cross-modal items"),
-    GatedMetric("accuracy_image", "accuracy on the image form (the whole item rendered)"),
-    GatedMetric("accuracy_mixed", "accuracy on the mixed form (stem rendered, question and options as text)"),
-    GatedMetric("cer", "mean character error rate of the model's OCR transcription of the image form "
-                       "(insertions can take it above 1)", **_NON_NEGATIVE),
-    GatedMetric("ocr_exact", "share of items whose rendering the model transcribes exactly (CER = 0)"),
-    GatedMetric("rer_ocr", "RER on the OCR-correct subset (CER = 0)"),
-    GatedMetric("cfr_ocr", "CFR on the OCR-correct subset (CER = 0)"),
-    GatedMetric("mmc_ocr", "MMC on the OCR-correct subset (CER = 0)"),
-    GatedMetric("accuracy_text_ocr", "text-form accuracy on the OCR-correct subset"),
-    GatedMetric("accuracy_image_ocr", "image-form accuracy on the OCR-correct subset"),
-    GatedMetric("accuracy_mixed_ocr", "mixed-form accuracy on the OCR-correct subset"),
-)
 MODES = ("interval", "strict")
 LIMIT_KEYS = ("max", "min", "mode", "max_increase", "max_decrease")
 #: Limit keys that bound the change since a baseline run rather than the value.
@@ -226,6 +145,19 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class Judgement:
+    """One metric result, the limit it was judged against (if any), and the verdict.
+
+    ``change`` is the paired change since the baseline run, when a change limit judged one.
+    """
+
+    result: MetricResult
+    threshold: Threshold | None
+    verdict: Verdict
+    change: "PairedChange | None" = None
+
+
+@dataclass(frozen=True)
 class ThresholdSet:
     """All limits of one file, resolvable per (model, metric, family)."""
 
@@ -254,11 +186,7 @@ def _qualified_prefixes(family: str) -> list[str]:
     return [QUALIFIER_SEPARATOR.join(parts[:end]) for end in range(len(parts), 0, -1)]
 
 
-def _interval(low: float, high: float) -> str:
-    """``[0, 1]``, ``[0, inf)``, ``(-inf, inf)``: an inclusive range as a reader writes it."""
-    left = "(-inf" if math.isinf(low) else f"[{low:g}"
-    right = "inf)" if math.isinf(high) else f"{high:g}]"
-    return f"{left}, {right}"
+_interval = interval_text
 
 
 def _refuse(path: str, where: str, text: str) -> ConfigError:
@@ -279,7 +207,7 @@ def _number_example(key: str, value: Any) -> str:
     return f"{key} = {0.02 if key in CHANGE_KEYS else 0.2}"
 
 
-def _bound(path: str, where: str, family: str, key: str, value: Any, metric: GatedMetric) -> float:
+def _bound(path: str, where: str, family: str, key: str, value: Any, metric: MetricSpec) -> float:
     """One numeric limit, refused unless it is a finite number the gate can both pass and fail.
 
     A NaN limit never compares (the gate silently never fails), an infinite one never or
@@ -291,18 +219,19 @@ def _bound(path: str, where: str, family: str, key: str, value: Any, metric: Gat
         raise _refuse(path, where, f"{name} must be a number; write {_number_example(key, value)}")
     number = float(value)
     if key in CHANGE_KEYS:
-        span = _interval(0.0, metric.widest_change)
+        widest_change = metric.highest - metric.lowest
+        span = _interval(0.0, widest_change)
         if not math.isfinite(number):
             raise _refuse(path, where, f"{name} is not a finite number, so the change would silently never (or always) "
                                        f"fail; write a number in {span}")
         if number < 0:
             raise _refuse(path, where, f"{name} must be >= 0 (it bounds the size of a change; 0 allows no "
                                        f"significant change); write a number in {span}")
-        if number > metric.widest_change:
+        if number > widest_change:
             raise _refuse(path, where, f"{name} is above the largest possible change of {metric.name} "
-                                       f"({metric.widest_change:g}), so it can never fail; write a number in {span}")
+                                       f"({widest_change:g}), so it can never fail; write a number in {span}")
         return number
-    span = metric.describe_range()
+    span = _interval(metric.lowest, metric.highest)
     if not math.isfinite(number):
         raise _refuse(path, where, f"{name} is not a finite number, so the gate would silently never (or always) "
                                    f"fail; write a number in {span}")
@@ -320,7 +249,7 @@ def _bound(path: str, where: str, family: str, key: str, value: Any, metric: Gat
     raise _refuse(path, where, f"{name} is {where_it_lies}, {consequence}; write a {key} in {span}{recorded}")
 
 
-def _parse_limit(path: str, where: str, metric: GatedMetric, family: str, value: Any, mode: str) -> Threshold:
+def _parse_limit(path: str, where: str, metric: MetricSpec, family: str, value: Any, mode: str) -> Threshold:
     if not isinstance(value, Mapping):
         raise _refuse(path, where, f"{family} = {value!r} must be a table; write {json.dumps(family)} = {{ max = 0.2 }}")
     for key in value:
@@ -342,23 +271,49 @@ def _parse_limit(path: str, where: str, metric: GatedMetric, family: str, value:
                      max_increase=bounds.get("max_increase"), max_decrease=bounds.get("max_decrease"))
 
 
-def _parse_tables(path: str, prefix: str, tables: Mapping[str, Any], families: Iterable[str], mode: str
+@dataclass(frozen=True)
+class Vocabulary:
+    """What a threshold file may name: the declared metrics, and per metric its families.
+
+    Both come from the suites' declarations (``vlmgate.suites``): a metric no suite
+    computes, or a family none of its cases has, would be a limit that never judges
+    anything, so naming one is an error with the closest valid name.
+    """
+
+    metrics: Mapping[str, MetricSpec]
+    families: Mapping[str, tuple[str, ...]]
+
+    def families_of(self, metric: str) -> list[str]:
+        return sorted(self.families.get(metric, ()))
+
+    @classmethod
+    def uniform(cls, families: Iterable[str], metrics: Mapping[str, MetricSpec] | None = None) -> "Vocabulary":
+        """Every metric (the installed suites' by default) with the same ``families``."""
+        if metrics is None:
+            from vlmgate.suites import declared_metrics
+
+            metrics = declared_metrics()
+        names = tuple(families)
+        return cls(metrics, {name: names for name in metrics})
+
+
+def _parse_tables(path: str, prefix: str, tables: Mapping[str, Any], vocabulary: Vocabulary, mode: str
                   ) -> dict[tuple[str, str], Threshold]:
-    known_families = sorted(families)
     parsed: dict[tuple[str, str], Threshold] = {}
     for name, table in tables.items():
         where = f"{prefix}{name}"
-        if name not in GATED_METRICS:
-            raise ConfigError(f"{path}: [{where}]: {unknown_name_message('metric', name, sorted(GATED_METRICS))}")
+        if name not in vocabulary.metrics:
+            raise ConfigError(f"{path}: [{where}]: {unknown_name_message('metric', name, sorted(vocabulary.metrics))}")
         if not isinstance(table, Mapping):
             raise ConfigError(f"{path}: [{where}] = {table!r} must be a table of families; write [{where}] "
                               f"then \"*\" = {{ max = 0.2 }}")
+        known_families = vocabulary.families_of(name)
         for family, value in table.items():
             if family != ANY_FAMILY and family not in known_families:
                 raise ConfigError(
                     f"{path}: [{where}]: {unknown_name_message('family', family, [ANY_FAMILY, *known_families])}"
                 )
-            parsed[(name, family)] = _parse_limit(path, where, GATED_METRICS[name], family, value, mode)
+            parsed[(name, family)] = _parse_limit(path, where, vocabulary.metrics[name], family, value, mode)
     return parsed
 
 
@@ -389,7 +344,7 @@ def _glob_problem(pattern: str) -> str | None:
     return None
 
 
-def _model_overrides(path: str, models: Any, families: list[str], mode: str
+def _model_overrides(path: str, models: Any, vocabulary: Vocabulary, mode: str
                      ) -> tuple[tuple[str, Mapping[tuple[str, str], Threshold]], ...]:
     """``[models."glob".metric]`` tables: each glob checked, each value a table of metric tables."""
     if not isinstance(models, Mapping):
@@ -404,26 +359,25 @@ def _model_overrides(path: str, models: Any, families: list[str], mode: str
         if not isinstance(tables, Mapping):
             raise ConfigError(f'{path}: [models] {quoted} = {tables!r} must be a table of metric tables; write '
                               f'[models.{quoted}.ifr] then "*" = {{ max = 0.2 }}')
-        overrides.append((pattern, _parse_tables(path, f"models.{quoted}.", tables, families, mode)))
+        overrides.append((pattern, _parse_tables(path, f"models.{quoted}.", tables, vocabulary, mode)))
     return tuple(overrides)
 
 
-def parse_thresholds(path: str, data: Mapping[str, Any], families: Iterable[str]) -> ThresholdSet:
+def parse_thresholds(path: str, data: Mapping[str, Any], vocabulary: Vocabulary) -> ThresholdSet:
     """Validate and parse the TOML document ``data`` read from ``path``."""
-    families = list(families)
     data = dict(data)
     mode = data.pop("mode", "interval")
     if mode not in MODES:
         raise ConfigError(f"{path}: mode: {unknown_name_message('mode', str(mode), list(MODES))}")
-    overrides = _model_overrides(path, data.pop("models", {}), families, mode)
-    return ThresholdSet(path, _parse_tables(path, "", data, families, mode), overrides)
+    overrides = _model_overrides(path, data.pop("models", {}), vocabulary, mode)
+    return ThresholdSet(path, _parse_tables(path, "", data, vocabulary, mode), overrides)
 
 
-def load_thresholds(path: str | Path, families: Iterable[str]) -> ThresholdSet:
+def load_thresholds(path: str | Path, vocabulary: Vocabulary) -> ThresholdSet:
     """Read and validate a threshold file; every problem is a one-line ``ConfigError``."""
     path = Path(path)
     try:
         data = read_toml(path, "threshold file")
     except FileNotFoundError:
         raise ConfigError(f"threshold file {path} does not exist; pass --vlmgate-thresholds PATH or create it") from None
-    return parse_thresholds(str(path), data, families)
+    return parse_thresholds(str(path), data, vocabulary)

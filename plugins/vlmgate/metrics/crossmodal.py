@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -36,7 +36,7 @@ import numpy as np
 from vlmgate.metrics.flips import proportion
 from vlmgate.metrics.stats import bootstrap_interval
 from vlmgate.modalities import MODALITIES
-from vlmgate.records import MetricResult
+from vlmgate.records import LOWER, MEAN, MetricResult
 
 #: Suffix of the metrics on the OCR-correct subset (CER = 0).
 OCR_SUFFIX = "_ocr"
@@ -110,14 +110,14 @@ def rer(outcomes: Sequence[ItemOutcome], name: str = "rer") -> MetricResult:
     """Share of items answered identically in all three forms."""
     agree = sum(o.consistent for o in outcomes)
     return proportion(name, agree, len(outcomes), better="higher", units=_units(outcomes, lambda o: o.consistent),
-                      definition="|{q: f(text) = f(image) = f(mixed)}| / N")
+                      details={"definition": "|{q: f(text) = f(image) = f(mixed)}| / N"})
 
 
 def mmc(outcomes: Sequence[ItemOutcome], name: str = "mmc") -> MetricResult:
     """Share of items correct in at least one form (N_c / N)."""
     covered = sum(any(o.correct) for o in outcomes)
     return proportion(name, covered, len(outcomes), better="higher",
-                      units=_units(outcomes, lambda o: any(o.correct)), definition="N_c / N")
+                      units=_units(outcomes, lambda o: any(o.correct)), details={"definition": "N_c / N"})
 
 
 def cfr(outcomes: Sequence[ItemOutcome], name: str = "cfr") -> MetricResult:
@@ -127,8 +127,8 @@ def cfr(outcomes: Sequence[ItemOutcome], name: str = "cfr") -> MetricResult:
     all_correct = sum(all(o.correct) for o in outcomes)
     return proportion(name, failing, len(covered), better="lower",
                       units=_units(covered, lambda o: not all(o.correct)),
-                      definition="|{q: 1 <= sum_m C(q,m) < 3}| / N_c", all_correct=all_correct,
-                      n_items=len(outcomes))
+                      details={"definition": "|{q: 1 <= sum_m C(q,m) < 3}| / N_c", "all_correct": all_correct,
+                               "n_items": len(outcomes)})
 
 
 def modality_accuracy(outcomes: Sequence[ItemOutcome], modality: str, suffix: str = "") -> MetricResult:
@@ -136,8 +136,9 @@ def modality_accuracy(outcomes: Sequence[ItemOutcome], modality: str, suffix: st
     unparsable = [o for o in outcomes if o.answers[m] is None]
     return proportion(f"accuracy_{modality}{suffix}", sum(o.correct[m] for o in outcomes), len(outcomes),
                       better="higher", units=_units(outcomes, lambda o: o.correct[m]),
-                      unparsable=len(unparsable),
-                      unparsable_replies=[{"item": o.item_id, "reply": o.replies[m]} for o in unparsable[:LISTED]])
+                      details={"unparsable": len(unparsable),
+                               "unparsable_replies": [{"item": o.item_id, "reply": o.replies[m]}
+                                                      for o in unparsable[:LISTED]]})
 
 
 def ocr_results(outcomes: Sequence[ItemOutcome], *, rng: np.random.Generator) -> list[MetricResult]:
@@ -147,10 +148,9 @@ def ocr_results(outcomes: Sequence[ItemOutcome], *, rng: np.random.Generator) ->
     low, high = bootstrap_interval(values, rng=rng)
     mean = float(values.mean()) if values.size else math.nan
     cer_result = MetricResult("cer", mean, low, high, int(values.size), {
-        "kind": "mean", "better": "lower", "definition": "(S + D + I) / N_ref, whitespace-normalised",
+        "definition": "(S + D + I) / N_ref, whitespace-normalised",
         "median": float(np.median(values)) if values.size else math.nan,
-        "units": {o.item_id: float(o.cer) for o in measured},
-    })
+    }, kind=MEAN, better=LOWER, units={o.item_id: float(o.cer) for o in measured})
     exact = proportion("ocr_exact", sum(o.ocr_correct for o in measured), len(measured), better="higher",
                        units=_units(measured, lambda o: o.ocr_correct))
     return [cer_result, exact]
@@ -163,9 +163,8 @@ def consistency_results(outcomes: Sequence[ItemOutcome], suffix: str = "") -> li
         key = "".join("R" if c else "W" for c in o.correct)
         patterns[key] = patterns.get(key, 0) + 1
     first = rer(outcomes, f"rer{suffix}")
-    first = MetricResult(first.name, first.value, first.ci_low, first.ci_high, first.n,
-                         {**first.details, "patterns": dict(sorted(patterns.items())),
-                          "pattern_order": ",".join(MODALITIES)})
+    first = replace(first, details={**first.details, "patterns": dict(sorted(patterns.items())),
+                                    "pattern_order": ",".join(MODALITIES)})
     return [first, cfr(outcomes, f"cfr{suffix}"), mmc(outcomes, f"mmc{suffix}"),
             *(modality_accuracy(outcomes, m, suffix) for m in MODALITIES)]
 

@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike
 
 from vlmgate.errors import DataError
 from vlmgate.metrics.stats import bootstrap_interval, wilson_interval
-from vlmgate.records import MetricResult
+from vlmgate.records import LOWER, MEAN, PROPORTION, MetricResult
 
 
 def _predictions(predictions: ArrayLike) -> np.ndarray:
@@ -54,13 +54,13 @@ def _option_counts(option_counts: ArrayLike, predictions: np.ndarray) -> np.ndar
     return counts
 
 
-def _units(sample_ids: Sequence[str] | None, values: np.ndarray, cast: type) -> dict[str, object]:
+def _units(sample_ids: Sequence[str] | None, values: np.ndarray, cast: type) -> dict[str, float]:
     if sample_ids is None:
         return {}
     if len(sample_ids) != values.size:
         raise DataError(f"decay input: {len(sample_ids)} sample ids for {values.size} prediction rows; "
                         "pass one id per row, in row order")
-    return {"units": {str(sid): cast(v) for sid, v in zip(sample_ids, values)}}
+    return {str(sid): cast(v) for sid, v in zip(sample_ids, values)}
 
 
 def _answers(answers: ArrayLike, predictions: np.ndarray) -> np.ndarray:
@@ -108,7 +108,7 @@ def decay_persistence(
 ) -> MetricResult:
     """C, the share of answers that survive every blur level, with its Wilson interval.
 
-    ``details`` holds ``count`` (persistent samples) and the whole decay curve:
+    ``count`` is the number of persistent samples; ``details`` hold the whole decay curve:
     ``agreement_by_level`` (E_1..E_{L-1}),
     ``mean_agreement`` (E_bar), ``chance`` (the uniform guesser's C), and with answers
     ``accuracy_by_level`` (Acc_0..Acc_{L-1}) and ``accuracy_given_persistent`` (Acc|C,
@@ -121,14 +121,10 @@ def decay_persistence(
     low, high = wilson_interval(int(kept.sum()), n)
     agreement = agreement_by_level(matrix) if n else np.zeros(0)
     details: dict[str, object] = {
-        "kind": "proportion",
-        "better": "lower",
-        "count": int(kept.sum()),
         "levels": int(matrix.shape[1]),
         "agreement_by_level": [float(e) for e in agreement],
         "mean_agreement": float(agreement.mean()) if n else None,
         "chance": chance_persistence(counts, matrix.shape[1]) if n else None,
-        **_units(sample_ids, kept, int),
     }
     if answers is not None:
         truth = _answers(answers, matrix)
@@ -136,7 +132,8 @@ def decay_persistence(
         details["accuracy_by_level"] = [float(a) for a in correct.mean(axis=0)] if n else []
         details["accuracy_given_persistent"] = float(correct[kept, 0].mean()) if kept.any() else None
     value = float(kept.mean()) if n else float("nan")
-    return MetricResult(name, value, low, high, n, details)
+    return MetricResult(name, value, low, high, n, details, kind=PROPORTION, better=LOWER,
+                        units=_units(sample_ids, kept, int), count=int(kept.sum()))
 
 
 def decay_agreement(
@@ -156,7 +153,7 @@ def decay_agreement(
     per_sample = (matrix[:, 1:] == matrix[:, :1]).mean(axis=1)
     low, high = bootstrap_interval(per_sample, rng=rng, n_resamples=n_resamples)
     value = float(per_sample.mean()) if per_sample.size else float("nan")
-    details = {"kind": "mean", "better": "lower", "levels": int(matrix.shape[1]),
-               "agreement_by_level": [float(e) for e in agreement_by_level(matrix)] if per_sample.size else [],
-               **_units(sample_ids, per_sample, float)}
-    return MetricResult(name, value, low, high, int(per_sample.size), details)
+    details = {"levels": int(matrix.shape[1]),
+               "agreement_by_level": [float(e) for e in agreement_by_level(matrix)] if per_sample.size else []}
+    return MetricResult(name, value, low, high, int(per_sample.size), details, kind=MEAN, better=LOWER,
+                        units=_units(sample_ids, per_sample, float))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from vlmgate.errors import ConfigError, DataError
 from vlmgate.metrics.stats import bootstrap_interval
 from vlmgate.records import MetricResult
 from vlmgate.seeding import rng_for
+
+if TYPE_CHECKING:
+    from vlmgate.engine import FamilyProbes
 
 #: The two distances the spec names: ``1 − cos`` (the headline) and Euclidean.
 Distance = Literal["cosine", "l2"]
@@ -396,3 +399,23 @@ def drift_to_control(
     if flipped is not None:
         details["by_flip"] = drift_by_flip(drift, flipped).as_details()
     return MetricResult(name, float(ratio.mean()), low, high, len(ids), details)
+
+
+def probe_embeddings(probes: "FamilyProbes", probe: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``probe``'s clean ``(N, D)``, perturbed ``(N, I, D)`` and instance mask ``(N, I)`` of a
+    family's probe records, over the samples with at least one instance, in benchmark order."""
+    from vlmgate.models.base import PROBES
+
+    if probe not in PROBES:
+        raise ConfigError(f"probe {probe!r} is not known; use one of {', '.join(PROBES)}")
+    samples = probes.samples
+    if not samples:
+        raise DataError(
+            f"family {probes.family!r} produced no perturbed instance for any sample, so there "
+            "is no drift to measure; check the benchmark and the family's default grid"
+        )
+    clean = np.stack([probes.clean[s.id].embeddings[probe] for s in samples]).astype(np.float64)
+    perturbed, mask = pad_instances([
+        np.stack([record.embeddings[probe] for record in probes.perturbed[s.id]]) for s in samples
+    ])
+    return clean, perturbed, mask

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from vlmgate.metrics.stats import bootstrap_interval, wilson_interval
-from vlmgate.records import MetricResult
+from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult
 
 YES, NO = 0, 1  # option order of a yes/no Sample: ("Yes", "No")
 
@@ -82,8 +82,8 @@ def f1_of_cells(cells: np.ndarray, axis: int = -1) -> np.ndarray:
 def _ratio(name: str, hits: int, n: int, confusion: Confusion) -> MetricResult:
     low, high = wilson_interval(hits, n)
     counts = {"tp": confusion.tp, "fp": confusion.fp, "tn": confusion.tn, "fn": confusion.fn}
-    return MetricResult(name, hits / n if n else float("nan"), low, high, n,
-                        {"kind": "proportion", "count": hits, **counts})
+    return MetricResult(name, hits / n if n else float("nan"), low, high, n, counts, kind=PROPORTION,
+                        better=LOWER if name.endswith("yes_rate") else HIGHER, count=hits)
 
 
 def pope_metrics(predictions: Sequence[int], answers: Sequence[int], *, rng: np.random.Generator | None,
@@ -106,8 +106,8 @@ def pope_metrics(predictions: Sequence[int], answers: Sequence[int], *, rng: np.
         precision,
         recall,
         MetricResult(f"{prefix}f1", f1, low, high, c.n,
-                     {"kind": "mean", "interval": "percentile bootstrap over items",
-                      "tp": c.tp, "fp": c.fp, "tn": c.tn, "fn": c.fn}),
+                     {"interval": "percentile bootstrap over items",
+                      "tp": c.tp, "fp": c.fp, "tn": c.tn, "fn": c.fn}, kind=MEAN, better=HIGHER),
         _ratio(f"{prefix}yes_rate", c.tp + c.fp, c.n, c),
     ]
 
@@ -125,13 +125,12 @@ def margin_shift(clean_scores: np.ndarray, perturbed_scores: np.ndarray, *, rng:
     """Mean paired change of the Yes−No margin under a perturbation, with a bootstrap interval."""
     shift = yes_no_margins(perturbed_scores) - yes_no_margins(clean_scores)
     if shift.size == 0:
-        return MetricResult(name, float("nan"), float("nan"), float("nan"), 0, {"kind": "mean"})
+        return MetricResult(name, float("nan"), float("nan"), float("nan"), 0, kind=MEAN, better=LOWER)
     low, high = bootstrap_interval(shift, rng=rng)
     details = {
-        "kind": "mean",
         "towards_yes": float((shift > 0).mean()),
         "mean_abs_shift": float(np.abs(shift).mean()),
     }
-    if sample_ids is not None:
-        details["units"] = {sid: float(v) for sid, v in zip(sample_ids, shift)}
-    return MetricResult(name, float(shift.mean()), low, high, int(shift.size), details)
+    units = {} if sample_ids is None else {sid: float(v) for sid, v in zip(sample_ids, shift)}
+    return MetricResult(name, float(shift.mean()), low, high, int(shift.size), details, kind=MEAN, better=LOWER,
+                        units=units)

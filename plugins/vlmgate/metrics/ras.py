@@ -38,7 +38,7 @@ from scipy import special
 
 from vlmgate.errors import DataError
 from vlmgate.metrics.stats import bootstrap_interval
-from vlmgate.records import MetricResult
+from vlmgate.records import HIGHER, MEAN, MetricResult
 
 DEFINITION = "RAS-style, reconstructed"
 
@@ -145,8 +145,6 @@ def ras(
     accuracy_k = _mean_or_none(correct_k.astype(float))
     details: dict[str, object] = {
         "definition": DEFINITION,
-        "kind": "mean",
-        "better": "higher",
         "destructive": _mean_or_none(scores[correct_c]),
         "corrective": _mean_or_none(scores[~correct_c]),
         "n_destructive": int(correct_c.sum()),
@@ -157,7 +155,6 @@ def ras(
         "erroneous_confidence": int((~correct_k & (confidence_k > confidence_c)).sum()),
         "hesitation": int((correct_k & (confidence_k < confidence_c)).sum()),
     }
-    if sample_ids is not None:
-        details["units"] = {str(sid): float(score) for sid, score in zip(sample_ids, scores)}
+    units = {} if sample_ids is None else {str(sid): float(score) for sid, score in zip(sample_ids, scores)}
     value = float(scores.mean()) if n else math.nan
-    return MetricResult(name, value, low, high, n, details)
+    return MetricResult(name, value, low, high, n, details, kind=MEAN, better=HIGHER, units=units)

@@ -74,9 +74,11 @@ def detection_results(clean: Sequence[NoiseStatistics], matched: Sequence[NoiseS
                "quantile": quantile, "calibration": "in-sample quantile of clean images (reconstructed)"}
     return [
         proportion("noise_detection_matched", sum(flagged_matched), len(matched), better="higher",
-                   units=dict(zip(sample_ids, flagged_matched)), **details,
-                   spread_matched=[s.spread for s in matched], flip_rate_matched=[s.flip_rate for s in matched]),
+                   units=dict(zip(sample_ids, flagged_matched)),
+                   details={**details, "spread_matched": [s.spread for s in matched],
+                            "flip_rate_matched": [s.flip_rate for s in matched]}),
         proportion("noise_detection_clean", sum(flagged_clean), len(clean), better="lower",
-                   units=dict(zip(sample_ids, flagged_clean)), **details,
-                   spread_clean=[s.spread for s in clean], flip_rate_clean=[s.flip_rate for s in clean]),
+                   units=dict(zip(sample_ids, flagged_clean)),
+                   details={**details, "spread_clean": [s.spread for s in clean],
+                            "flip_rate_clean": [s.flip_rate for s in clean]}),
     ]

@@ -99,7 +99,26 @@ class ScoreRequest:
 
 @runtime_checkable
 class ModelAdapter(Protocol):
-    """What the engine needs from a model."""
+    """What the engine needs from a model.
+
+    Optional attributes (not protocol members, so that existing adapters still match; an
+    adapter without one reads as its default). The ``openai:`` adapter
+    (``vlmgate.models.served``) sets all three:
+
+    * ``scoring``: how ``score()``'s values are made. ``"exact"`` (default): the summed
+      option log-likelihood defined here. ``"first_token"``: the log-prob of each option's
+      first token only (approximate). ``"answer"``: a parsed greedy reply, 1.0 for the
+      chosen option and 0.0 elsewhere (all 0.0 when unparsable): a choice, never a
+      likelihood.
+    * ``capabilities``: a frozenset of names from ``CAPABILITIES`` (read it through
+      ``capabilities(model)``, which derives it from the methods when absent). A served
+      model's ``first_token`` and ``answer`` tiers leave out ``"scores"``: their arg-max is
+      a choice (``"choices"``: flip rates, accuracy, decay), their values are no
+      log-likelihoods (RAS, margins, confidences), and a suite that needs them skips.
+    * ``cacheable``: ``False`` when ``fingerprint`` cannot vouch for the weights (a served
+      model without a ``revision=``: two checkpoints under one name fingerprint alike); the
+      engine must then neither read nor write the observation cache for it. Default ``True``.
+    """
 
     #: The spec the user gave (``hf:/path``), used in case ids and reports.
     spec: str
@@ -167,6 +186,34 @@ class ProbeAdapter(ModelAdapter, Protocol):
 
     def embed(self, requests: Sequence[ProbeRequest]) -> list[ProbeRecord]:
         """One ``ProbeRecord`` per request, in order, every probe of ``PROBES`` filled."""
+
+
+#: What an adapter can do, as suites ask for it: ``choices`` (a predicted option per input),
+#: ``scores`` (exact option log-likelihoods, which RAS and margins read), ``probes`` (hidden
+#: states: ``embed``), ``generate`` (free-text replies), ``pixels`` (differentiable image
+#: embeddings, for embedding matching).
+CAPABILITIES = ("choices", "scores", "probes", "generate", "pixels")
+
+
+def capabilities(model: object) -> frozenset[str]:
+    """What ``model`` offers: its own ``capabilities`` attribute, else read off its methods.
+
+    An adapter whose scores are not log-likelihoods (a served model answering in text)
+    declares ``capabilities`` without ``scores``, so that no suite reads its choices as scores.
+    """
+    declared = getattr(model, "capabilities", None)
+    if declared is not None:
+        return frozenset(declared)
+    found = set()
+    if callable(getattr(model, "score", None)):
+        found |= {"choices", "scores"}
+    if callable(getattr(model, "embed", None)):
+        found.add("probes")
+    if callable(getattr(model, "generate", None)):
+        found.add("generate")
+    if callable(getattr(model, "image_embedding", None)):
+        found.add("pixels")
+    return frozenset(found)
 
 
 def require_probes(model: ModelAdapter) -> ProbeAdapter:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -30,6 +30,24 @@ from PIL import Image
 from vlmgate import registry
 from vlmgate.errors import ConfigError
 from vlmgate.records import Sample, Variant
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
+
+#: The built-in tag vocabulary (tag -> what it says of a family); a third-party tag is
+#: registered as a marker too, described by its name.
+GEOMETRIC = "geometric"
+TEXTOVERLAY = "textoverlay"
+CONTROL = "control"
+TAGS: Mapping[str, str] = {
+    GEOMETRIC: "semantics-preserving geometric changes (shift, border, scale, rotation)",
+    TEXTOVERLAY: "text-overlay families (semantic, random and empty-box control)",
+    CONTROL: "controls and diagnostics: gated on their own, left out of pooled rows and the search",
+    "blank": "the blank-image control (the answer without the image)",
+    "corruption": "image corruptions (ImageNet-C set), judged by RAS",
+    "decay": "progressive blur decay (visual dependence)",
+}
 
 
 @dataclass(frozen=True)
@@ -48,20 +66,33 @@ class PerturbationFamily(ABC):
     """Base class of a perturbation family; subclasses set the class attributes."""
 
     name: ClassVar[str]
-    #: Extra pytest markers the family's cases carry besides its own name (e.g. the
-    #: ``textoverlay`` marker on ``textoverlay_random``).
+    #: What the family is (``TAGS`` names the built-in vocabulary): suites take families by
+    #: tag (the flip-rate suite takes ``geometric``, ``textoverlay`` and ``control``), and
+    #: every tag is also a pytest marker the family's cases carry besides its own name, so
+    #: ``-m textoverlay`` selects the semantic overlay and its two controls.
     tags: ClassVar[tuple[str, ...]] = ()
-    #: The gating suites whose cases include this family (``flip_rate``, ``ras``, ``decay``).
-    suites: ClassVar[tuple[str, ...]] = ("flip_rate",)
-    #: Controls and diagnostics (blank image, empty overlay boxes) are gated on their own
-    #: but left out of pooled rows such as flip rate "any".
-    diagnostic: ClassVar[bool] = False
     #: One-line description for ``vlmgate list`` and reports.
     description: ClassVar[str] = ""
     #: Largest integer level of ``at_level``.
     max_level: ClassVar[int] = 1
     #: True when the family needs the clean prediction to build its variants.
     needs_base_prediction: ClassVar[bool] = False
+    #: ``at_level`` choices besides the level, each with its values, the default first
+    #: (where a Hypothesis search shrinks to): e.g. rotation's ``{"sign": (1, -1)}``.
+    choices: ClassVar[Mapping[str, tuple[object, ...]]] = {}
+
+    @property
+    def diagnostic(self) -> bool:
+        """Controls and diagnostics (tag ``control``: the blank image, empty overlay boxes) are
+        gated on their own but left out of pooled rows such as flip rate "any" and the search."""
+        return CONTROL in self.tags
+
+    def search_choices(self, labels: Sequence[str]) -> "SearchStrategy[dict[str, object]]":
+        """A Hypothesis strategy over this family's ``at_level`` choices (``labels``: the option
+        labels a choice may name); by default one value of each of ``choices``."""
+        from hypothesis import strategies as st
+
+        return st.fixed_dictionaries({key: st.sampled_from(values) for key, values in self.choices.items()})
     #: Implementation version, part of the observation cache key of the family's variants:
     #: bump it whenever ``variants`` or ``apply`` can return something else for the same
     #: variant label, so entries computed by the old code miss instead of being judged.
@@ -126,6 +157,11 @@ class PerturbationFamily(ABC):
 def family_names() -> list[str]:
     """Names of all registered families, read from entry points without importing them."""
     return registry.names(registry.PERTURBATIONS)
+
+
+def all_families() -> list[PerturbationFamily]:
+    """Every registered family, in name order (imports each)."""
+    return [get_family(name) for name in family_names()]
 
 
 def get_family(name: str) -> PerturbationFamily:

@@ -11,7 +11,7 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
-from vlmgate.perturbations.base import PerturbationFamily, VariantContext
+from vlmgate.perturbations.base import CONTROL, PerturbationFamily, VariantContext
 from vlmgate.records import Sample, Variant
 
 
@@ -24,7 +24,7 @@ class Blank(PerturbationFamily):
     name: ClassVar[str] = "blank"
     description: ClassVar[str] = "all-white image of the same size (answer prior without the image)"
     max_level: ClassVar[int] = 1
-    diagnostic: ClassVar[bool] = True
+    tags: ClassVar[tuple[str, ...]] = (CONTROL, "blank")
 
     def variants(self, sample: Sample, context: VariantContext) -> list[Variant]:
         return [self.at_level(1)]

@@ -53,7 +53,6 @@ def blur_exact(pixels: np.ndarray, kernel_size: int) -> np.ndarray:
 class BlurDecay(PerturbationFamily):
     name = "blur_decay"
     tags = ("decay",)
-    suites = ("decay",)
     description = "Progressive Gaussian blur, kernel 1 (clean) to 61 px, 8 levels (spec §5)"
     max_level: ClassVar[int] = len(KERNEL_SIZES) - 1
 

@@ -7,13 +7,13 @@ framing of otherwise identical content.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 import numpy as np
 from PIL import Image
 
 from vlmgate.errors import DataError
-from vlmgate.perturbations.base import PerturbationFamily, VariantContext
+from vlmgate.perturbations.base import GEOMETRIC, PerturbationFamily, VariantContext
 from vlmgate.records import Sample, Variant
 
 #: The paper's border widths: positive pads, negative crops, eight per image.
@@ -28,7 +28,8 @@ class PadCrop(PerturbationFamily):
     """
 
     name: ClassVar[str] = "padcrop"
-    suites: ClassVar[tuple[str, ...]] = ("flip_rate", "drift")
+    tags: ClassVar[tuple[str, ...]] = (GEOMETRIC,)
+    choices: ClassVar[Mapping[str, tuple[object, ...]]] = {"mode": ("pad", "crop")}
     description: ClassVar[str] = "black border of n px each side (n > 0) or crop |n| px each side (n < 0)"
     max_level: ClassVar[int] = 32
 

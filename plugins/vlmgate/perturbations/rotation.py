@@ -7,12 +7,12 @@ content.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 import numpy as np
 from PIL import Image
 
-from vlmgate.perturbations.base import PerturbationFamily, VariantContext
+from vlmgate.perturbations.base import GEOMETRIC, PerturbationFamily, VariantContext
 from vlmgate.records import Sample, Variant
 
 #: The paper's angle in degrees, applied in both directions.
@@ -29,7 +29,8 @@ class Rotation(PerturbationFamily):
     """
 
     name: ClassVar[str] = "rotation"
-    suites: ClassVar[tuple[str, ...]] = ("flip_rate", "drift")
+    tags: ClassVar[tuple[str, ...]] = (GEOMETRIC,)
+    choices: ClassVar[Mapping[str, tuple[object, ...]]] = {"sign": (1, -1)}
     description: ClassVar[str] = "rotate by ±30 degrees, expand=True, white fill, bicubic"
     max_level: ClassVar[int] = 90
 

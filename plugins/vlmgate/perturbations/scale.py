@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
-from vlmgate.perturbations.base import PerturbationFamily, VariantContext
+from vlmgate.perturbations.base import GEOMETRIC, PerturbationFamily, VariantContext
 from vlmgate.records import Sample, Variant
 
 #: Largest searchable reduction in percent (factor 0.5).
@@ -52,7 +52,7 @@ class Scale(PerturbationFamily):
     """
 
     name: ClassVar[str] = "scale"
-    suites: ClassVar[tuple[str, ...]] = ("flip_rate", "drift")
+    tags: ClassVar[tuple[str, ...]] = (GEOMETRIC,)
     description: ClassVar[str] = "bicubic resize by factor 0.9, not resized back"
     max_level: ClassVar[int] = MAX_REDUCTION_PERCENT
 

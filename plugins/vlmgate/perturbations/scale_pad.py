@@ -6,12 +6,12 @@ same grid; only the content shrinks and a plain black or white frame appears aro
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 import numpy as np
 from PIL import Image
 
-from vlmgate.perturbations.base import PerturbationFamily, VariantContext
+from vlmgate.perturbations.base import GEOMETRIC, PerturbationFamily, VariantContext
 from vlmgate.perturbations.scale import (
     DEFAULT_REDUCTION_PERCENT,
     MAX_REDUCTION_PERCENT,
@@ -33,7 +33,8 @@ class ScalePad(PerturbationFamily):
     """
 
     name: ClassVar[str] = "scale_pad"
-    suites: ClassVar[tuple[str, ...]] = ("flip_rate", "drift")
+    tags: ClassVar[tuple[str, ...]] = (GEOMETRIC,)
+    choices: ClassVar[Mapping[str, tuple[object, ...]]] = {"background": ("black", "white")}
     description: ClassVar[str] = "resize by 0.9, paste centred on an original-size black or white canvas"
     max_level: ClassVar[int] = MAX_REDUCTION_PERCENT
 

@@ -38,16 +38,19 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from vlmgate.errors import ConfigError, DataError
 from vlmgate.fonts import load_font
-from vlmgate.perturbations.base import PerturbationFamily, VariantContext
+from vlmgate.perturbations.base import CONTROL, TEXTOVERLAY, PerturbationFamily, VariantContext
 from vlmgate.records import Sample, Variant
 from vlmgate.seeding import rng_for
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 FACE = "DejaVu Sans"
 PADDING = 4
@@ -134,6 +137,28 @@ def random_text(rng: np.random.Generator) -> str:
     return "".join(RANDOM_ALPHABET[i] for i in rng.integers(0, len(RANDOM_ALPHABET), size=length))
 
 
+def overlay_texts() -> "SearchStrategy[str]":
+    """Random-overlay text: ``[A-Z0-9]`` of the control's lengths; shrinks toward short text."""
+    from hypothesis import strategies as st
+
+    return st.text(alphabet=RANDOM_ALPHABET, min_size=1, max_size=RANDOM_LENGTH[1])
+
+
+def overlay_positions() -> "SearchStrategy[tuple[int, int]]":
+    """``(x, y)`` steps from the centre; shrinks to centred."""
+    from hypothesis import strategies as st
+
+    step = st.integers(min_value=-POSITION_STEPS, max_value=POSITION_STEPS)
+    return st.tuples(step, step)
+
+
+def overlay_colours() -> "SearchStrategy[str]":
+    """Text colours, the spec's red first (where shrinking ends)."""
+    from hypothesis import strategies as st
+
+    return st.sampled_from(tuple(TEXT_COLOURS))
+
+
 class TextOverlayFamily(PerturbationFamily):
     """One white box with (or without) red text at the image centre, one variant per slot.
 
@@ -142,8 +167,7 @@ class TextOverlayFamily(PerturbationFamily):
     and the slot's text key (``label`` here, ``text`` for the random control).
     """
 
-    tags: ClassVar[tuple[str, ...]] = ("textoverlay",)
-    suites: ClassVar[tuple[str, ...]] = ("flip_rate", "drift")
+    tags: ClassVar[tuple[str, ...]] = (TEXTOVERLAY,)
     max_level: ClassVar[int] = 2 * DEFAULT_LEVEL
     needs_base_prediction: ClassVar[bool] = True
 
@@ -173,6 +197,32 @@ class TextOverlayFamily(PerturbationFamily):
         self.check_choice("colour", colour, tuple(TEXT_COLOURS))
         chosen = {"x": int(x), "y": int(y), "colour": colour}
         return {key: value for key, value in chosen.items() if value != PLACEMENT_DEFAULTS[key]}
+
+    def search_choices(self, labels: Sequence[str]) -> "SearchStrategy[dict[str, object]]":
+        """The text (an option label the overlay names), position and colour of one overlay."""
+        return self._overlay_choices(self._label_choice(labels), colour=True)
+
+    def _label_choice(self, labels: Sequence[str]) -> "SearchStrategy[dict[str, object]]":
+        from hypothesis import strategies as st
+
+        if not labels:
+            raise ConfigError(f"search: {self.name} needs at least one option label to write")
+        return st.sampled_from(tuple(labels)).map(lambda label: {"label": label})
+
+    def _overlay_choices(self, text: "SearchStrategy[dict[str, object]]", *, colour: bool
+                         ) -> "SearchStrategy[dict[str, object]]":
+        """``text``'s choices, then the position and (where text is drawn) the colour, in draw order."""
+        from hypothesis import strategies as st
+
+        @st.composite
+        def draw_choices(draw: st.DrawFn) -> dict[str, object]:
+            chosen = dict(draw(text))
+            chosen["x"], chosen["y"] = draw(overlay_positions())
+            if colour:
+                chosen["colour"] = draw(overlay_colours())
+            return chosen
+
+        return draw_choices()
 
     @abstractmethod
     def texts(self, variant: Variant) -> tuple[str, str]:
@@ -212,8 +262,12 @@ class EmptyTextOverlay(TextOverlayFamily):
     """The semantic overlay's white box for the same label, with no text (area control)."""
 
     name: ClassVar[str] = "textoverlay_empty"
-    diagnostic: ClassVar[bool] = True
+    tags: ClassVar[tuple[str, ...]] = (TEXTOVERLAY, CONTROL)
     description: ClassVar[str] = "the semantic overlay's white box, no text (control)"
+
+    def search_choices(self, labels: Sequence[str]) -> "SearchStrategy[dict[str, object]]":
+        """The label that sizes the box and its position; an empty box has no text colour."""
+        return self._overlay_choices(self._label_choice(labels), colour=False)
 
     def texts(self, variant: Variant) -> tuple[str, str]:
         (label,) = self.params_of(variant, "label")
@@ -229,11 +283,15 @@ class RandomTextOverlay(TextOverlayFamily):
     """
 
     name: ClassVar[str] = "textoverlay_random"
-    diagnostic: ClassVar[bool] = True
+    tags: ClassVar[tuple[str, ...]] = (TEXTOVERLAY, CONTROL)
     description: ClassVar[str] = "random 6-12 chars of [A-Z0-9] in a white centred box (control)"
 
     def slot_choices(self, label: str, rng: np.random.Generator) -> dict[str, object]:
         return {"text": random_text(rng)}
+
+    def search_choices(self, labels: Sequence[str]) -> "SearchStrategy[dict[str, object]]":
+        """Random characters (shrinking toward short text), position and colour."""
+        return self._overlay_choices(overlay_texts().map(lambda text: {"text": text}), colour=True)
 
     def at_level(self, level: int, text: str | None = None, seed: int = 0,  # type: ignore[override]
                  x: int = 0, y: int = 0, colour: str = DEFAULT_COLOUR, **choices: object) -> Variant:

@@ -7,12 +7,12 @@ are, which is the instability the source paper isolates.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 import numpy as np
 from PIL import Image
 
-from vlmgate.perturbations.base import PerturbationFamily, VariantContext
+from vlmgate.perturbations.base import GEOMETRIC, PerturbationFamily, VariantContext
 from vlmgate.records import Sample, Variant
 
 #: The paper's shifts in pixels, eight per image.
@@ -26,7 +26,8 @@ class Translation(PerturbationFamily):
     """
 
     name: ClassVar[str] = "translation"
-    suites: ClassVar[tuple[str, ...]] = ("flip_rate", "drift")
+    tags: ClassVar[tuple[str, ...]] = (GEOMETRIC,)
+    choices: ClassVar[Mapping[str, tuple[object, ...]]] = {"direction": (1, -1)}
     description: ClassVar[str] = "cyclic horizontal shift by dx px (wrap-around, no fill)"
     max_level: ClassVar[int] = 32
 

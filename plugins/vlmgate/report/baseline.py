@@ -3,7 +3,7 @@
 With ``--vlmgate-baseline run.json``, a threshold that sets ``max_increase`` or
 ``max_decrease`` also judges how far a metric moved since the baseline release: the
 case is paired with its counterpart in the baseline (``report.pairing``), the metric's
-per-unit outcomes are paired by key, and the change is tested (``report.paired``).
+per-unit outcomes are paired by key, and the change is tested (``metrics.paired``).
 ``Threshold.check_change`` then fails only a change that both exceeds the allowed delta
 and is significant, so an unchanged checkpoint (no discordant unit) never fails.
 
@@ -19,8 +19,7 @@ from vlmgate.cases import CaseKey
 from vlmgate.errors import RecordError
 from vlmgate.records import MetricResult
 from vlmgate.report.diff import change_rng
-from vlmgate.report.metric_kinds import metric_kind
-from vlmgate.report.paired import PairedChange, compare_units
+from vlmgate.metrics.paired import PairedChange, compare_units
 from vlmgate.report.pairing import CaseIndex, CasePairing
 from vlmgate.report.record import RunRecord, load_record
 
@@ -50,6 +49,6 @@ class Baseline:
         before = case.metric(result.name) if case is not None else None
         if before is None:
             return None
-        return compare_units(result.name, metric_kind(result.details), before.units, result.details.get("units", {}),
+        return compare_units(result.name, result.kind, before.units, result.units,
                              rng=change_rng(self.seed, key, result.name), before_value=before.value,
                              after_value=result.value, where=f"{self.source}: case {case.id}")

@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from vlmgate import __version__
 from vlmgate.cases import CaseKey, case_id, short_names
-from vlmgate.errors import VlmgateError
-from vlmgate.report.metric_kinds import better_direction, metric_kind
 from vlmgate.report.record import (
     SCHEMA_VERSION, CaseRecord, Completeness, Environment, MetricRecord, RunRecord, case_from_dict, case_to_dict,
     sorted_cases,
@@ -36,8 +34,7 @@ from vlmgate.report.record import (
 from vlmgate.settings import Settings
 
 if TYPE_CHECKING:
-    from vlmgate.gate import Judgement
-    from vlmgate.session import GateSession
+    from vlmgate.thresholds import Judgement
 
 #: Name of the test-report attribute that carries a case's record to the controller.
 REPORT_ATTRIBUTE = "vlmgate_case_record"
@@ -47,17 +44,14 @@ PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "scipy", "pillow", "
 
 
 def metric_record(judgement: "Judgement") -> MetricRecord:
-    """A judged metric result as stored in the record (units split from the other details)."""
+    """A judged metric result as stored in the record: its typed fields as they are."""
     result, threshold = judgement.result, judgement.threshold
-    details = dict(result.details)
-    units = details.pop("units", {})
-    has_max = threshold is not None and threshold.max is not None
-    has_min = threshold is not None and threshold.min is not None
     return MetricRecord(
-        name=result.name, kind=metric_kind(details), better=better_direction(details, has_max, has_min),
+        name=result.name, kind=result.kind, better=result.better,
         value=float(result.value), ci_low=float(result.ci_low), ci_high=float(result.ci_high), n=int(result.n),
         limit=threshold.describe() if threshold else None, passed=judgement.verdict.passed,
-        message=judgement.verdict.message, units=dict(units), details=details,
+        message=judgement.verdict.message, units=dict(result.units), details=dict(result.details),
+        clusters=dict(result.clusters), count=result.count, worst=tuple(result.worst),
     )
 
 
@@ -82,23 +76,8 @@ def case_payload(*, settings: Settings, key: CaseKey, nodeid: str, params_id: st
     return json.dumps({"case": case_to_dict(record), "fingerprints": fingerprints}, sort_keys=True)
 
 
-def loaded_fingerprints(session: "GateSession", key: CaseKey) -> dict[str, dict[str, str]]:
-    """Fingerprints of the case's model and benchmark, which judging it has loaded.
-
-    Called only for judged cases: asking the session for something not yet loaded
-    would load it, and one that failed to load re-raises its error (left out here).
-    """
-    found: dict[str, dict[str, str]] = {"models": {}, "benchmarks": {}}
-    for table, spec, get in (("models", key.model, session.model), ("benchmarks", key.benchmark, session.benchmark)):
-        try:
-            found[table][spec] = str(get(spec).fingerprint)
-        except VlmgateError:
-            continue
-    return found
-
-
-def item_payload(item: Any, report: Any, key: CaseKey, *, settings: Settings, session: "GateSession",
-                 judgements: Sequence["Judgement"] | None) -> str:
+def item_payload(item: Any, report: Any, key: CaseKey, *, settings: Settings,
+                 judgements: Sequence["Judgement"] | None, fingerprints: Mapping[str, Mapping[str, str]]) -> str:
     """``case_payload`` for a test item's report of phase ``report.when``."""
     if report.when == "call":
         outcome = report.outcome
@@ -109,7 +88,7 @@ def item_payload(item: Any, report: Any, key: CaseKey, *, settings: Settings, se
     return case_payload(
         settings=settings, key=key, nodeid=item.nodeid, params_id=callspec.id if callspec else None,
         outcome=outcome, judgements=judgements,
-        fingerprints=loaded_fingerprints(session, key) if judgements else {},
+        fingerprints=fingerprints if judgements else {},
         error=error,
     )
 

@@ -2,9 +2,9 @@
 
 ``diff_runs(before, after)`` pairs the cases of two run records (``report.pairing``),
 and for every metric of a paired case tests the change on the units both runs share
-(``report.paired``: exact McNemar for proportions, paired bootstrap for means). A
+(``metrics.paired``: exact McNemar for proportions, paired bootstrap for means). A
 significant change is a *regression* when it goes the metric's worse way (flip rates up,
-accuracy down; ``report.metric_kinds``) and an *improvement* otherwise. A metric with no
+accuracy down; ``MetricSpec.better``) and an *improvement* otherwise. A metric with no
 shared units to test (snapshot folders keep none) is *untested*, unless its gate's verdict
 flipped: pass -> fail is then the regression, fail -> pass the improvement. A run compared
 with itself has no discordant unit anywhere, hence no significant change.
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from vlmgate.cases import CaseKey
-from vlmgate.report.metric_kinds import is_worse
-from vlmgate.report.paired import PairedChange, compare_units
+from vlmgate.records import is_worse
+from vlmgate.metrics.paired import PairedChange, compare_units
 from vlmgate.report.pairing import CaseIndex, CasePairing
 from vlmgate.report.record import CaseRecord, MetricRecord, RunRecord
 from vlmgate.seeding import rng_for

@@ -12,7 +12,7 @@ import math
 from typing import Any, Callable
 
 from vlmgate.report.diff import REGRESSED, MetricDiff, RunDiff
-from vlmgate.report.paired import ALPHA
+from vlmgate.metrics.paired import ALPHA
 
 FORMATS = ("text", "json", "markdown")
 _STATUS_WORDS = {"not_significant": "n.s."}

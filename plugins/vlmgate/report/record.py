@@ -39,7 +39,7 @@ from typing import Any, Mapping
 
 from vlmgate.cases import CaseKey
 from vlmgate.errors import RecordError
-from vlmgate.report.metric_kinds import DIRECTIONS, KINDS
+from vlmgate.records import DIRECTIONS, KINDS, WorstSample
 
 #: Bumped when a field changes meaning, is removed, or must not be ignored (2: ``completeness``).
 SCHEMA_VERSION = 2
@@ -55,8 +55,10 @@ class MetricRecord:
 
     ``units`` maps what identifies a trial across releases (``"sample|variant"``, a
     sample id) to its outcome (0/1 for a proportion, a real number for a mean); empty
-    when the metric does not report per-unit outcomes. ``details`` holds the metric's
-    other extras (counts, worst samples, transitions) as produced.
+    when the metric does not report per-unit outcomes; ``clusters`` maps a unit to the
+    sample it nests in where units are instances. ``count`` is a proportion's successes,
+    ``worst`` the samples it hurt most. ``details`` holds the metric's other extras
+    (transitions, curves, per-severity figures) as produced.
     """
 
     name: str
@@ -71,6 +73,9 @@ class MetricRecord:
     message: str
     units: Mapping[str, float] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
+    clusters: Mapping[str, str] = field(default_factory=dict)
+    count: int | None = None
+    worst: tuple[WorstSample, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -282,7 +287,26 @@ def _read_metric(reader: _Reader, data: Any) -> MetricRecord:
         message=reader.field(data, "message", str),
         units=dict(units),
         details=dict(reader.table(reader.field(data, "details", Mapping))) if "details" in data else {},
+        clusters=_clusters(reader, data),
+        count=reader.field(data, "count", int, optional=True),
+        worst=tuple(_read_worst(reader.at("worst").at(i), w) for i, w in enumerate(reader.field(data, "worst", list)))
+        if "worst" in data else (),
     )
+
+
+def _clusters(reader: _Reader, data: Mapping[str, Any]) -> dict[str, str]:
+    clusters = reader.table(reader.field(data, "clusters", Mapping)) if "clusters" in data else {}
+    for unit, cluster in clusters.items():
+        if not isinstance(cluster, str):
+            raise reader.at("clusters").at(unit).fail(f"cluster {cluster!r} is not a sample id")
+    return dict(clusters)
+
+
+def _read_worst(reader: _Reader, data: Any) -> WorstSample:
+    data = reader.table(data)
+    return WorstSample(reader.field(data, "sample", str), reader.field(data, "flips", int),
+                       reader.field(data, "of", int), reader.field(data, "clean", int, optional=True),
+                       tuple(reader.field(data, "flipped_by", list)))
 
 
 def _read_case(reader: _Reader, data: Any) -> CaseRecord:

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from vlmgate.cases import CaseKey, safe_name
 from vlmgate.errors import RecordError
-from vlmgate.report.metric_kinds import better_direction, metric_kind
+from vlmgate.records import LOWER, MEAN, MetricSpec
 from vlmgate.report.record import SCHEMA_VERSION, CaseRecord, Environment, MetricRecord, RunRecord
 from vlmgate.report.snapshot import SNAPSHOT_DIRNAME
 
@@ -78,6 +78,14 @@ def _case_from_file(file: Path) -> CaseRecord:
     return CaseRecord(case_id, test, CaseKey(prefix, "", family, suite), outcome, records)
 
 
+def _declared_metrics() -> Mapping[str, MetricSpec]:
+    """The installed suites' metric declarations: a snapshot keeps values, not kinds or directions
+    (a metric of a suite not installed here reads as a mean where lower is better)."""
+    from vlmgate.suites import declared_metrics
+
+    return declared_metrics()
+
+
 def _metric(file: Path, name: str, entry: Mapping[str, Any]) -> MetricRecord:
     try:
         low, high = (float(x) for x in entry["ci"])
@@ -87,11 +95,10 @@ def _metric(file: Path, name: str, entry: Mapping[str, Any]) -> MetricRecord:
     except (ValueError, KeyError, TypeError) as exc:
         raise RecordError(f"{file}: metric {name!r} lacks value / ci / n / verdict ({exc}); "
                           "re-record it with pytest --vlmgate-snapshot --snapshot-update") from None
-    limit_text = limit or ""
     details: dict[str, Any] = {}
+    spec = _declared_metrics().get(name)
     return MetricRecord(
-        name=name, kind=metric_kind(details),
-        better=better_direction(details, has_max="max " in limit_text, has_min="min " in limit_text),
+        name=name, kind=spec.kind if spec else MEAN, better=spec.better if spec else LOWER,
         value=value, ci_low=low, ci_high=high, n=n,
         limit=limit, passed=passed, message="", units={}, details=details,
     )

@@ -199,16 +199,13 @@ def tolerance_level(engine: "Engine", family: "PerturbationFamily") -> int:
     One sample, not the whole grid, so that a replay that fails fast scores no clean pass
     beyond its own samples (the grid's levels do not depend on the image).
     """
-    from vlmgate.perturbations.base import VariantContext
-    from vlmgate.seeding import rng_for
-
     samples = engine.samples()
     if not samples:
         raise DataError(f"search: {family.name}: the benchmark gave no samples; check the benchmark spec "
                         "and --vlmgate-limit")
     first = samples[0]
     prediction = engine.observe([(first, CLEAN)], private=True)[0].prediction if family.needs_base_prediction else None
-    grid = family.variants(first, VariantContext(prediction, rng_for(engine.seed, "variants", first.id, family.name)))
+    grid = engine.variants(family.name, first, prediction=prediction)
     levels = [round(v.intensity * family.max_level) for v in grid]
     if not levels or max(levels) < 1:
         raise DataError(f"search: family {family.name!r} has no default-grid level >= 1, so it has no "

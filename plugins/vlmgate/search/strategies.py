@@ -20,19 +20,11 @@ from hypothesis import strategies as st
 
 from vlmgate.errors import ConfigError
 from vlmgate.perturbations.base import PerturbationFamily, family_names, get_family
-from vlmgate.perturbations.textoverlay import (POSITION_STEPS, RANDOM_ALPHABET, RANDOM_LENGTH, TEXT_COLOURS,
-                                               TextOverlayFamily)
+from vlmgate.perturbations.textoverlay import (  # noqa: F401  (public strategies, re-exported)
+    TextOverlayFamily, overlay_colours, overlay_positions, overlay_texts,
+)
 from vlmgate.records import Sample, Variant
 from vlmgate.search.instance import SearchInstance
-
-#: The one ``at_level`` choice besides the level of the built-in geometric families, with
-#: its values; the first (the family's default) is where ``sampled_from`` shrinks to.
-LEVEL_CHOICES: dict[str, tuple[str, tuple[Any, ...]]] = {
-    "rotation": ("sign", (1, -1)),
-    "translation": ("direction", (1, -1)),
-    "padcrop": ("mode", ("pad", "crop")),
-    "scale_pad": ("background", ("black", "white")),
-}
 
 
 def known_family(name: str) -> PerturbationFamily:
@@ -54,22 +46,6 @@ def levels(family: str | PerturbationFamily, *, tolerance: int | None = None) ->
     return st.integers(min_value=1, max_value=top)
 
 
-def overlay_texts() -> st.SearchStrategy[str]:
-    """Random-overlay text: ``[A-Z0-9]`` of the control's lengths; shrinks toward short text."""
-    return st.text(alphabet=RANDOM_ALPHABET, min_size=1, max_size=RANDOM_LENGTH[1])
-
-
-def overlay_positions() -> st.SearchStrategy[tuple[int, int]]:
-    """``(x, y)`` steps from the centre (see ``perturbations.textoverlay``); shrinks to centred."""
-    step = st.integers(min_value=-POSITION_STEPS, max_value=POSITION_STEPS)
-    return st.tuples(step, step)
-
-
-def overlay_colours() -> st.SearchStrategy[str]:
-    """Text colours, the spec's red first (where shrinking ends)."""
-    return st.sampled_from(tuple(TEXT_COLOURS))
-
-
 def overlay_choices(family: str | TextOverlayFamily, labels: Sequence[str]) -> st.SearchStrategy[dict[str, Any]]:
     """Text (a label for the semantic and empty overlays, characters for the random one),
     position and colour of one overlay; ``labels`` are the options it may name.
@@ -77,21 +53,7 @@ def overlay_choices(family: str | TextOverlayFamily, labels: Sequence[str]) -> s
     family = known_family(family) if isinstance(family, str) else family
     if not isinstance(family, TextOverlayFamily):
         raise ConfigError(f"search: {family.name} is not a text-overlay family; use choices({family.name!r})")
-
-    @st.composite
-    def draw_choices(draw: st.DrawFn) -> dict[str, Any]:
-        if family.name == "textoverlay_random":
-            chosen: dict[str, Any] = {"text": draw(overlay_texts())}
-        else:
-            if not labels:
-                raise ConfigError(f"search: {family.name} needs at least one option label to write")
-            chosen = {"label": draw(st.sampled_from(tuple(labels)))}
-        chosen["x"], chosen["y"] = draw(overlay_positions())
-        if family.name != "textoverlay_empty":  # an empty box has no text colour
-            chosen["colour"] = draw(overlay_colours())
-        return chosen
-
-    return draw_choices()
+    return family.search_choices(labels)
 
 
 def text_overlays(family: str = "textoverlay", labels: Sequence[str] = ("A", "B", "C", "D"), *,
@@ -103,14 +65,9 @@ def text_overlays(family: str = "textoverlay", labels: Sequence[str] = ("A", "B"
 
 
 def choices(family: str | PerturbationFamily, labels: Sequence[str] = ()) -> st.SearchStrategy[dict[str, Any]]:
-    """The family's ``at_level`` choices other than the level (empty for most families)."""
+    """The family's ``at_level`` choices other than the level (its ``search_choices``)."""
     family = known_family(family) if isinstance(family, str) else family
-    if isinstance(family, TextOverlayFamily):
-        return overlay_choices(family, labels)
-    if family.name in LEVEL_CHOICES:
-        key, values = LEVEL_CHOICES[family.name]
-        return st.sampled_from(values).map(lambda value: {key: value})
-    return st.just({})
+    return family.search_choices(labels)
 
 
 def variants(family: str, labels: Sequence[str] = (), *, tolerance: int | None = None) -> st.SearchStrategy[Variant]:

@@ -1,71 +1,62 @@
-"""Gating suites: each turns a case (model × benchmark × family) into metric results.
+"""Gating suites: the fourth catalogue, entry-point group ``vlmgate.suites``.
 
-A suite is named after the pytest marker its test functions carry (``flip_rate``), so
-the plugin knows from the marker alone which cases to generate for a test function.
+A suite turns a case (model × benchmark × family) into metric results and declares
+everything else about itself (``vlmgate.suites.base.Suite``): its metrics, the families it
+takes by tag, its pseudo-families and markers, what it needs of an adapter. The plugin,
+the threshold loader, ``vlmgate list`` and the reports read those declarations from here.
+Built-in suites register under the same group a third-party distribution would use.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
+
+from vlmgate import registry
+from vlmgate.errors import ConfigError
 
 if TYPE_CHECKING:
-    from vlmgate.engine import Engine
-    from vlmgate.records import MetricResult
-
-#: Suite name -> module defining it as ``SUITE``, or ``module:ATTRIBUTE`` where a module
-#: defines related suites (imported on first use, never by the plugin module).
-BUILTIN_SUITES: dict[str, str] = {
-    "flip_rate": "vlmgate.suites.flip_rate",
-    "drift": "vlmgate.suites.drift:DRIFT_SUITE",
-    "structure": "vlmgate.suites.drift:STRUCTURE_SUITE",
-    "ras": "vlmgate.suites.ras",
-    "decay": "vlmgate.suites.decay",
-    "search": "vlmgate.suites.minimal_failures",
-    "crossmodal": "vlmgate.suites.crossmodal",
-    "systematic": "vlmgate.suites.systematic",
-    "pope": "vlmgate.suites.pope",
-}
-
-#: Marker descriptions, registered by the plugin without importing the suites.
-SUITE_DESCRIPTIONS: dict[str, str] = {
-    "flip_rate": "label stability: instance flip rate (IFR) and image vulnerability (IV)",
-    "drift": "representation drift: probe-embedding drift as a share of control drift, per family x probe",
-    "structure": "where a family acts: vision-token Dirichlet energy and image spectral band shifts",
-    "ras": "corruption robustness: RAS (RAS-style, reconstructed) per ImageNet-C corruption, pooled over severities",
-    "decay": "visual dependence: share of answers unchanged under progressive blur (C), per decay family",
-    "search": "minimal failing instances: Hypothesis searches each family's levels below its tolerance; "
-              "stored counterexamples replay first",
-    "crossmodal": "cross-modal consistency: the same text item as text, image and mixed (RER, CFR, MMC, OCR CER), "
-                  "per render style",
-    "systematic": "systematic evaluation of CLIP-style models: embedding matching within a pixel budget, "
-                  "systematic accuracy, noise detector rates (spec §4)",
-    "pope": "POPE yes/no probes: accuracy, precision, recall, F1, yes-rate; Yes-No margin shift on a blank image",
-}
+    from vlmgate.records import MetricSpec
+    from vlmgate.suites.base import Suite
 
 
-def case_family_markers() -> dict[str, str]:
-    """Markers of case families that are not perturbation families: the render styles.
-
-    The plugin registers them at configure time and puts them on the matching cases, so
-    ``-m mono_dpi50`` selects one style. ``vlmgate.render`` declares the styles without
-    importing an imaging library, which keeps configure cheap.
-    """
-    from vlmgate.render import RENDER_STYLES
-
-    return {name: f"cross-modal render style: {style.description}" for name, style in RENDER_STYLES.items()}
+def suite_names() -> list[str]:
+    """Names of every registered suite, from entry points, without importing them."""
+    return registry.names(registry.SUITES)
 
 
-class Suite(Protocol):
-    name: str
+def get_suite(name: str) -> "Suite":
+    """An instance of the registered suite ``name``."""
+    from vlmgate.suites.base import Suite
 
-    def families(self) -> list[str]:
-        """Case families in a fixed order (perturbation families and pseudo-families)."""
+    try:
+        cls = registry.load(registry.SUITES, name)
+    except registry.RegistryError as exc:
+        raise ConfigError(f"suite: {exc}") from None
+    suite = cls() if isinstance(cls, type) else cls
+    if not isinstance(suite, Suite) or suite.name != name:
+        raise registry.RegistryError(
+            f"entry point {name!r} in group {registry.SUITES!r} loads {cls!r}, which is not a "
+            f"vlmgate.suites.base.Suite named {name!r}; make the entry-point name and the suite's `name` agree"
+        )
+    return suite
 
-    def evaluate(self, engine: "Engine", family: str) -> list["MetricResult"]:
-        """Metric results of one case; the first is the case's primary metric."""
+
+def all_suites() -> list["Suite"]:
+    """Every registered suite, in name order."""
+    return [get_suite(name) for name in suite_names()]
 
 
-def get_suite(name: str) -> Suite:
-    module, _, attribute = BUILTIN_SUITES[name].partition(":")
-    return getattr(importlib.import_module(module), attribute or "SUITE")
+def declared_metrics(suites: "list[Suite] | None" = None) -> dict[str, "MetricSpec"]:
+    """Metric name -> its declaration, over every suite; one name, one declaration."""
+    found: dict[str, MetricSpec] = {}
+    owner: dict[str, str] = {}
+    for suite in suites if suites is not None else all_suites():
+        for spec in suite.metrics:
+            if spec.name in found and found[spec.name] != spec:
+                raise registry.RegistryError(
+                    f"metric {spec.name!r} is declared differently by suites {owner[spec.name]!r} and "
+                    f"{suite.name!r}; a metric name means one thing: rename one of them"
+                )
+            found.setdefault(spec.name, spec)
+            owner.setdefault(spec.name, suite.name)
+    return found

@@ -3,9 +3,16 @@
 Cases: one per model × text benchmark × render style (``vlmgate.render.RENDER_STYLES``:
 {sans, mono, oblique} × {200, 100, 50} DPI and ``coloured_dpi200``), ids
 ``{model}-{benchmark}-{style}``; each style is also a pytest marker. For every item of
-the benchmark (the first ``--vlmgate-limit``) the model answers the text form once (it
-does not depend on the style, so every case shares it) and the image and mixed forms
-rendered in the case's style, and transcribes the image form (the OCR control).
+the benchmark (the first ``--vlmgate-limit``) the model answers the text form (it does
+not depend on the style, so every case shares it), the image and mixed forms rendered
+in the case's style, and transcribes the image form (the OCR control).
+
+Every input goes through the engine like any other suite's: a form is a prepared
+sample (its rendered page, its prompt and continuations used verbatim) under a clean
+variant naming the form and style, so answers and transcripts are memoised, cached on
+disk, cut into canonical batches and dispatched locally or to Ray, and a run's record is
+the same cold or warm, with any number of workers. Forms are rendered as the engine
+consumes them, a window at a time, not held all at once.
 
 Answering: a multiple-choice item is scored by option log-likelihood (no parsing); a
 numeric item is answered by greedy generation of at most ``NUMERIC_TOKENS`` tokens and
@@ -17,28 +24,21 @@ Metrics (``metrics.crossmodal``), the primary first: ``rer`` (gate ``min``), ``c
 the same consistency metrics on the OCR-correct subset (``rer_ocr``, ...).
 
 An image benchmark (``bundled:shapes``) has no text items to render: its cases are
-skipped with the reason, not failed. Memoisation: one ``CrossModalObserver`` per engine
-(i.e. per model × benchmark in a session) keeps every answer, so the ten style cases
-score the text form once.
+skipped with the reason, not failed.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, replace
-from typing import Callable, Sequence
-from weakref import WeakKeyDictionary
+from typing import TYPE_CHECKING, Iterator, Sequence
 
-import numpy as np
+from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, MetricSpec, Sample, Variant, TextItem
+from vlmgate.render import RENDER_STYLES
+from vlmgate.suites.base import CaseContext, Suite
 
-from vlmgate.benchmarks.base import TextBenchmark, require_text_benchmark
-from vlmgate.engine import Engine, observation_from_scores
-from vlmgate.metrics.crossmodal import ItemOutcome, character_error_rate, crossmodal_results
-from vlmgate.modalities import MODALITIES, continuations, full_text, item_form, ocr_form, parse_integer
-from vlmgate.models.base import GenerateRequest, ScoreRequest, require_generation
-from vlmgate.records import MetricResult, TextItem, Variant
-from vlmgate.render import RENDER_STYLES, RenderStyle, get_style
-from vlmgate.seeding import rng_for
+if TYPE_CHECKING:
+    from vlmgate.engine import Engine
+    from vlmgate.metrics.crossmodal import ItemOutcome
+    from vlmgate.render import RenderStyle
 
 #: Longest generated answer of a numeric item (an integer and a few words around it).
 NUMERIC_TOKENS = 8
@@ -47,123 +47,134 @@ NUMERIC_TOKENS = 8
 OCR_SLACK = 8
 #: Hard cap on an OCR transcript, whatever the reference length.
 OCR_MAX_TOKENS = 512
+#: The OCR control's form name (beside the three modalities).
+OCR_FORM = "ocr"
 
 
-@dataclass(frozen=True)
-class Reply:
-    """What the model gave for one form: the answer (``None`` = unparsable) and its text."""
-
-    answer: int | None
-    text: str = ""
-
-
-class CrossModalObserver:
-    """Answers and transcripts of one model on one text benchmark, each computed once."""
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self.benchmark: TextBenchmark = require_text_benchmark(engine.benchmark)
-        self._items: tuple[TextItem, ...] | None = None
-        self._replies: dict[tuple[str, str, str], Reply] = {}
-        self._transcripts: dict[tuple[str, str], str] = {}
-
-    def items(self) -> tuple[TextItem, ...]:
-        if self._items is None:
-            chosen = []
-            for item in self.benchmark.items():
-                if self.engine.limit is not None and len(chosen) >= self.engine.limit:
-                    break
-                chosen.append(item)
-            self._items = tuple(chosen)
-        return self._items
-
-    def _batched(self, todo: Sequence[TextItem], run: Callable[[Sequence[TextItem]], None]) -> None:
-        size = self.engine.batch_size
-        for start in range(0, len(todo), size):
-            run(todo[start:start + size])
-
-    def replies(self, modality: str, style: RenderStyle) -> dict[str, Reply]:
-        """Every item's reply to its ``modality`` form (the text form ignores ``style``)."""
-        style_key = "" if modality == "text" else style.name
-        items = self.items()
-        todo = [item for item in items if (item.id, modality, style_key) not in self._replies]
-        model = self.engine.model
-
-        def score(batch: Sequence[TextItem]) -> None:
-            forms = [item_form(item, modality, style) for item in batch]
-            scores = model.score([ScoreRequest(f.image, f.prompt, continuations(item)) for f, item in zip(forms, batch)])
-            for item, row in zip(batch, scores):
-                variant = Variant.of("crossmodal", modality=modality, style=style_key)
-                observed = observation_from_scores(item.id, variant, np.asarray(row, dtype=np.float64), model.spec)
-                self._replies[(item.id, modality, style_key)] = Reply(observed.prediction)
-
-        def generate(batch: Sequence[TextItem]) -> None:
-            forms = [item_form(item, modality, style) for item in batch]
-            texts = require_generation(model, "a numeric cross-modal item").generate(
-                [GenerateRequest(f.image, f.prompt, NUMERIC_TOKENS) for f in forms])
-            for item, text in zip(batch, texts):
-                self._replies[(item.id, modality, style_key)] = Reply(parse_integer(text), text)
-
-        self._batched([item for item in todo if item.kind == "mcq"], score)
-        self._batched([item for item in todo if item.kind != "mcq"], generate)
-        return {item.id: self._replies[(item.id, modality, style_key)] for item in items}
-
-    def transcripts(self, style: RenderStyle) -> dict[str, str]:
-        """Every item's OCR transcript of its image form in ``style``."""
-        items = self.items()
-        todo = [item for item in items if (item.id, style.name) not in self._transcripts]
-        model = require_generation(self.engine.model, "the cross-modal OCR control")
-
-        def transcribe(batch: Sequence[TextItem]) -> None:
-            requests = []
-            for item in batch:
-                form = ocr_form(item, style)
-                budget = min(OCR_MAX_TOKENS, len(full_text(item)) + OCR_SLACK)
-                requests.append(GenerateRequest(form.image, form.prompt, budget))
-            for item, text in zip(batch, model.generate(requests)):
-                self._transcripts[(item.id, style.name)] = text
-
-        self._batched(todo, transcribe)
-        return {item.id: self._transcripts[(item.id, style.name)] for item in items}
-
-    def outcomes(self, style: RenderStyle) -> list[ItemOutcome]:
-        replies = [self.replies(modality, style) for modality in MODALITIES]
-        transcripts = self.transcripts(style)
-        outcomes = []
-        for item in self.items():
-            forms = [by_item[item.id] for by_item in replies]
-            outcomes.append(ItemOutcome(
-                item.id, tuple(r.answer for r in forms), item.answer,
-                character_error_rate(full_text(item), transcripts[item.id]), tuple(r.text for r in forms)))
-        return outcomes
+def _consistency_specs(suffix: str, subset: str) -> tuple[MetricSpec, ...]:
+    return (
+        MetricSpec(f"rer{suffix}", f"cross-modal render-equivalence rate: share of items answered alike as text, "
+                   f"image and mixed{subset}", PROPORTION, HIGHER, unit="item"),
+        MetricSpec(f"cfr{suffix}", f"cross-modal failure rate: share of items right in some form and wrong in "
+                   f"another (of N_c){subset}", PROPORTION, LOWER, unit="item"),
+        MetricSpec(f"mmc{suffix}", f"cross-modal coverage: share of items right in at least one form{subset}",
+                   PROPORTION, HIGHER, unit="item"),
+        *(MetricSpec(f"accuracy_{form}{suffix}", f"accuracy on the {form} form of the cross-modal items{subset}",
+                     PROPORTION, HIGHER, unit="item") for form in ("text", "image", "mixed")),
+    )
 
 
-_OBSERVERS: "WeakKeyDictionary[Engine, CrossModalObserver]" = WeakKeyDictionary()
+def form_variant(form: str, style: str, max_new_tokens: int | None = None) -> Variant:
+    """The clean variant naming a prepared form (the text form has no style)."""
+    params: dict[str, object] = {"form": form, "style": style}
+    if max_new_tokens is not None:
+        params["max_new_tokens"] = max_new_tokens
+    return Variant.of("clean", **params)
 
 
-def observer_for(engine: Engine) -> CrossModalObserver:
-    """The engine's observer (created on first use; dies with the engine)."""
-    if engine not in _OBSERVERS:
-        _OBSERVERS[engine] = CrossModalObserver(engine)
-    return _OBSERVERS[engine]
+def form_sample(item: TextItem, variant: Variant, image, prompt: str, options: tuple[str, ...]) -> Sample:
+    """A form of ``item`` as the engine scores it: the page, the prompt and continuations verbatim.
+
+    Its id names the form (``item#form.style``): within an engine a sample id names one
+    content, and the forms of one item are different inputs.
+    """
+    from vlmgate.prompts import PREPARED
+
+    params = variant.param_dict
+    sample_id = f"{item.id}#{params['form']}.{params['style']}" if params["style"] else f"{item.id}#{params['form']}"
+    return Sample(sample_id, image, prompt, options, item.answer if options else None, kind=PREPARED)
 
 
-class CrossModalSuite:
+class CrossModalSuite(Suite):
     name = "crossmodal"
+    description = ("cross-modal consistency: the same text item as text, image and mixed (RER, CFR, MMC, OCR CER), "
+                   "per render style")
+    metrics = (
+        *_consistency_specs("", ""),
+        MetricSpec("cer", "mean character error rate of the model's OCR transcription of the image form", MEAN,
+                   LOWER, lowest=0.0, highest=float("inf"), unit="item"),
+        MetricSpec("ocr_exact", "share of items whose rendering the model transcribes exactly (CER = 0)",
+                   PROPORTION, HIGHER, unit="item"),
+        *_consistency_specs("_ocr", " (OCR-correct subset, CER = 0)"),
+    )
+    leading = tuple(RENDER_STYLES)
+    pseudo_markers = {name: f"cross-modal render style: {style.description}" for name, style in RENDER_STYLES.items()}
+    requires = frozenset({"choices", "generate"})
 
-    def families(self) -> list[str]:
-        return list(RENDER_STYLES)
+    def evaluate(self, case: CaseContext) -> list[MetricResult]:
+        from collections import Counter
+        from dataclasses import replace
 
-    def evaluate(self, engine: Engine, family: str) -> list[MetricResult]:
-        style = get_style(family)
-        observer = observer_for(engine)
-        outcomes = observer.outcomes(style)
-        results = crossmodal_results(outcomes, rng=rng_for(engine.seed, "bootstrap", "cer", family))
+        from vlmgate.benchmarks.base import require_text_benchmark
+        from vlmgate.metrics.crossmodal import crossmodal_results
+        from vlmgate.render import get_style
+
+        benchmark = require_text_benchmark(case.engine.benchmark)
+        items = _first(benchmark.items(), case.options.limit)
+        style = get_style(case.family)
+        outcomes = item_outcomes(case.engine, items, style)
+        results = crossmodal_results(outcomes, rng=case.rng("bootstrap", "cer", case.family))
         shared = {"style": style.name, "style_description": style.description,
-                  "kinds": dict(Counter(item.kind for item in observer.items())),
-                  "dropped_by_loader": dict(observer.benchmark.dropped),
+                  "kinds": dict(Counter(item.kind for item in items)),
+                  "dropped_by_loader": dict(benchmark.dropped),
                   "scoring": "mcq: option log-likelihood; numeric: greedy generation, first integer parsed"}
         return [replace(result, details={**result.details, **shared}) for result in results]
 
 
-SUITE = CrossModalSuite()
+def _first(items: Iterator[TextItem], limit: int | None) -> tuple[TextItem, ...]:
+    chosen = []
+    for item in items:
+        if limit is not None and len(chosen) >= limit:
+            break
+        chosen.append(item)
+    return tuple(chosen)
+
+
+def item_outcomes(engine: "Engine", items: Sequence[TextItem], style: "RenderStyle") -> list["ItemOutcome"]:
+    """Each item's answers in the three forms and its OCR transcript, all through the engine."""
+    from vlmgate.metrics.crossmodal import ItemOutcome, character_error_rate
+    from vlmgate.modalities import MODALITIES, full_text
+
+    answers = {modality: _answers(engine, items, modality, style) for modality in MODALITIES}
+    transcripts = _transcripts(engine, items, style)
+    return [
+        ItemOutcome(item.id, tuple(answers[m][item.id][0] for m in MODALITIES), item.answer,
+                    character_error_rate(full_text(item), transcripts[item.id]),
+                    tuple(answers[m][item.id][1] for m in MODALITIES))
+        for item in items
+    ]
+
+
+def _answers(engine: "Engine", items: Sequence[TextItem], modality: str, style: "RenderStyle"
+             ) -> dict[str, tuple[int | None, str]]:
+    """Item id -> (answer, reply text) for the ``modality`` form; the text form ignores ``style``."""
+    from vlmgate.modalities import continuations, item_form, parse_integer
+
+    style_key = "" if modality == "text" else style.name
+    mcq = [item for item in items if item.kind == "mcq"]
+    numeric = [item for item in items if item.kind != "mcq"]
+
+    def forms(chosen: Sequence[TextItem], variant: Variant, scored: bool) -> Iterator[tuple[Sample, Variant]]:
+        for item in chosen:
+            form = item_form(item, modality, style)
+            yield form_sample(item, variant, form.image, form.prompt, continuations(item) if scored else ()), variant
+
+    found: dict[str, tuple[int | None, str]] = {}
+    scored = engine.observe(forms(mcq, form_variant(modality, style_key), True))
+    found.update((item.id, (obs.prediction, "")) for item, obs in zip(mcq, scored))
+    replies = engine.generate(forms(numeric, form_variant(modality, style_key, NUMERIC_TOKENS), False))
+    found.update((item.id, (parse_integer(text), text)) for item, text in zip(numeric, replies))
+    return found
+
+
+def _transcripts(engine: "Engine", items: Sequence[TextItem], style: "RenderStyle") -> dict[str, str]:
+    """Item id -> the model's transcript of the item's image form in ``style`` (the OCR control)."""
+    from vlmgate.modalities import full_text, ocr_form
+
+    def forms() -> Iterator[tuple[Sample, Variant]]:
+        for item in items:
+            form = ocr_form(item, style)
+            variant = form_variant(OCR_FORM, style.name, min(OCR_MAX_TOKENS, len(full_text(item)) + OCR_SLACK))
+            yield form_sample(item, variant, form.image, form.prompt, ()), variant
+
+    return dict(zip((item.id for item in items), engine.generate(forms())))

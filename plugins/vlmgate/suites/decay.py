@@ -2,7 +2,7 @@
 
 Spec §5 (Zhou et al.): an answer that stays the same from the clean image down to a 61 px
 blur was not read from the image. Cases: one per model × benchmark × decay family (the
-families whose ``suites`` list ``decay``: ``blur_decay``), ids
+families tagged ``decay``: ``blur_decay``), ids
 ``{model}-{benchmark}-blur_decay``. Metrics, the primary first:
 
 * ``decay_c``: C, the share of samples whose answer is identical at every blur level
@@ -20,27 +20,30 @@ samples that have an answer (samples without one still count for C and E).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from vlmgate.engine import Engine, FamilyObservations
 from vlmgate.errors import ConfigError, DataError
-from vlmgate.metrics.decay import decay_agreement, decay_persistence
-from vlmgate.perturbations.base import family_names, get_family
-from vlmgate.records import MetricResult
-from vlmgate.seeding import rng_for
+from vlmgate.records import LOWER, MEAN, PROPORTION, MetricResult, MetricSpec
+from vlmgate.suites.base import CaseContext, Suite
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vlmgate.engine import FamilyObservations
 
 #: Details copied from the answered-subset result when some samples lack an answer.
 ACCURACY_FIELDS = ("accuracy_by_level", "accuracy_given_persistent")
 
 
-def decay_matrix(observations: FamilyObservations) -> tuple[np.ndarray, list[int]]:
+def decay_matrix(observations: "FamilyObservations") -> tuple["np.ndarray", list[int]]:
     """``(samples x levels)`` predictions, column 0 clean, then levels 1..L-1 in level order.
 
     Each perturbed observation is placed by its variant's ``level`` param, so the matrix
     does not depend on the order in which a family lists its grid. Every sample must
     have the same levels, each once, none of them 0 (the clean column).
     """
+    import numpy as np
+
     family = observations.family
     rows, level_sets = [], set()
     for sample in observations.samples:
@@ -63,8 +66,12 @@ def decay_matrix(observations: FamilyObservations) -> tuple[np.ndarray, list[int
     return np.array(rows, dtype=np.int64), [0, *next(iter(level_sets))]
 
 
-def decay_results(observations: FamilyObservations, *, seed: int) -> list[MetricResult]:
+def decay_results(observations: "FamilyObservations", case: CaseContext) -> list[MetricResult]:
     """``decay_c`` (C with its decay curve) and ``decay_agreement`` (E-bar)."""
+    import numpy as np
+
+    from vlmgate.metrics.decay import decay_agreement, decay_persistence
+
     family, samples = observations.family, observations.samples
     if not samples:
         raise DataError(f"decay family {family!r}: the benchmark gave no samples; check the benchmark spec "
@@ -88,20 +95,22 @@ def decay_results(observations: FamilyObservations, *, seed: int) -> list[Metric
     shared = {"family": family, "level_order": levels}
     c_details = {**details, **shared, "kernels": [1, *kernels] if all(k is not None for k in kernels) else None,
                  "accuracy_n": int(answered.sum()), "chance_formula": "mean_i K_i^-(L-1)"}
-    agreement = decay_agreement(matrix, rng=rng_for(seed, "bootstrap", "decay_agreement", family),
+    agreement = decay_agreement(matrix, rng=case.rng("bootstrap", "decay_agreement", family),
                                 sample_ids=sample_ids, name="decay_agreement")
     return [replace(persistence, details=c_details),
             replace(agreement, details={**agreement.details, **shared})]
 
 
-class DecaySuite:
+class DecaySuite(Suite):
     name = "decay"
+    description = "visual dependence: share of answers unchanged under progressive blur (C), per decay family"
+    metrics = (
+        MetricSpec("decay_c", "share of answers unchanged at every blur level (answered without looking)",
+                   PROPORTION, LOWER),
+        MetricSpec("decay_agreement", "mean agreement with the clean answer over the blur levels (E-bar)", MEAN, LOWER,
+                   unit="sample"),
+    )
+    takes = frozenset({"decay"})
 
-    def families(self) -> list[str]:
-        return [name for name in family_names() if self.name in get_family(name).suites]
-
-    def evaluate(self, engine: Engine, family: str) -> list[MetricResult]:
-        return decay_results(engine.family(family), seed=engine.seed)
-
-
-SUITE = DecaySuite()
+    def evaluate(self, case: CaseContext) -> list[MetricResult]:
+        return decay_results(case.engine.family(case.family), case)

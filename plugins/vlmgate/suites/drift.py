@@ -16,42 +16,32 @@ suites make that movement visible and gateable, beside the flip-rate suite's lab
   a family acts rather than how much harm it does, so they are recorded without a default
   limit.
 
-Families are those whose ``suites`` list ``drift`` (the structure suite also takes those
-that list only ``structure``). Statistics are per sample: a sample's instances are
-averaged first, so intervals rest on independent images, not on correlated instances.
+Both take the families tagged ``geometric`` or ``textoverlay``. Statistics are per
+sample: a sample's instances are averaged first, so intervals rest on independent images,
+not on correlated instances.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
-
-from vlmgate.engine import Engine, FamilyProbes
 from vlmgate.errors import ConfigError, ModelError
-from vlmgate.metrics.drift import DEFAULT_CONTROLS, drift_to_control
-from vlmgate.metrics.structure import (
-    BANDS,
-    BandEnergies,
-    EnergyShift,
-    SpectralShift,
-    band_energies,
-    dirichlet_energy,
-    energy_shift_result,
-    resize_to_base,
-    spectral_shift_result,
-)
 from vlmgate.models.base import PROBES
-from vlmgate.perturbations.base import family_names, get_family
-from vlmgate.records import MetricResult
-from vlmgate.seeding import rng_for
-from vlmgate.thresholds import QUALIFIER_SEPARATOR
+from vlmgate.perturbations.base import GEOMETRIC, TEXTOVERLAY
+from vlmgate.records import LOWER, MEAN, MetricResult, MetricSpec
+from vlmgate.suites.base import CaseContext, Suite
+
+if TYPE_CHECKING:
+    from vlmgate.engine import Engine, FamilyProbes
+    from vlmgate.metrics.structure import EnergyShift, SpectralShift
+    from vlmgate.perturbations.base import PerturbationFamily
 
 #: Separates the family from the probe in a drift case's family (``translation.ctx_mcq``);
 #: family and probe names never contain it, it is safe in case ids, and threshold lookup
 #: falls back from ``family.probe`` to ``family`` on it.
-PROBE_SEPARATOR = QUALIFIER_SEPARATOR
+PROBE_SEPARATOR = "."
 #: (distance, metric name) of each drift result, the primary first.
 DRIFT_METRICS = (("cosine", "drift_ratio"), ("l2", "drift_ratio_l2"))
 
@@ -71,50 +61,65 @@ def split_case_family(case_family: str) -> tuple[str, str]:
     return family, probe
 
 
-def _families_in(suites: tuple[str, ...]) -> list[str]:
-    return [name for name in family_names() if set(suites) & set(get_family(name).suites)]
-
-
-class DriftSuite:
+class DriftSuite(Suite):
     name = "drift"
+    description = "representation drift: probe-embedding drift as a share of control drift, per family x probe"
+    metrics = (
+        MetricSpec("drift_ratio", "probe-embedding drift under a family as a share of control drift (cosine)",
+                   MEAN, LOWER, lowest=0.0, highest=float("inf")),
+        MetricSpec("drift_ratio_l2", "the same drift-to-control ratio with Euclidean distances", MEAN, LOWER,
+                   lowest=0.0, highest=float("inf")),
+    )
+    takes = frozenset({GEOMETRIC, TEXTOVERLAY})
+    requires = frozenset({"probes"})
 
-    def perturbation_families(self) -> list[str]:
-        return _families_in((self.name,))
+    def families(self, catalogue: Sequence["PerturbationFamily"]) -> list[str]:
+        return [drift_case_family(f, p) for f in self.taken(catalogue) for p in PROBES]
 
-    def families(self) -> list[str]:
-        return [drift_case_family(f, p) for f in self.perturbation_families() for p in PROBES]
+    def threshold_families(self, catalogue: Sequence["PerturbationFamily"]) -> list[str]:
+        """A drift limit may name a family (every probe) or a family.probe case."""
+        return [*self.taken(catalogue), *self.families(catalogue)]
 
-    def evaluate(self, engine: Engine, family: str) -> list[MetricResult]:
-        name, probe = split_case_family(family)
-        probes = engine.family_probes(name)
-        clean, perturbed, mask = probes.embeddings(probe)
+    def evaluate(self, case: CaseContext) -> list[MetricResult]:
+        from vlmgate.metrics.drift import DEFAULT_CONTROLS, drift_to_control, probe_embeddings
+
+        name, probe = split_case_family(case.family)
+        probes = case.engine.family_probes(name)
+        clean, perturbed, mask = probe_embeddings(probes, probe)
         flipped = probes.flipped()
         results = []
         for distance, metric in DRIFT_METRICS:
             result = drift_to_control(
                 clean, perturbed, probes.sample_ids, mask=mask, flipped=flipped, k=DEFAULT_CONTROLS,
-                seed=engine.seed, metric=distance, rng=rng_for(engine.seed, "bootstrap", metric, name, probe),
-                name=metric,
+                seed=case.seed, metric=distance, rng=case.rng("bootstrap", metric, name, probe), name=metric,
             )
             results.append(replace(result, details={"family": name, "probe": probe, **result.details}))
         return results
 
 
-class StructureSuite:
+class StructureSuite(Suite):
     name = "structure"
+    description = "where a family acts: vision-token Dirichlet energy and image spectral band shifts"
+    metrics = (
+        MetricSpec("dirichlet_delta", "change in Dirichlet energy of the vision-token grid (recorded)", MEAN, LOWER,
+                   lowest=float("-inf"), highest=float("inf")),
+        MetricSpec("spectral_high_rel", "relative change of the image's high-frequency power (recorded)", MEAN,
+                   LOWER, lowest=float("-inf"), highest=float("inf")),
+    )
+    takes = frozenset({GEOMETRIC, TEXTOVERLAY})
+    requires = frozenset({"probes"})
 
-    def families(self) -> list[str]:
-        return _families_in((DriftSuite.name, self.name))
+    def evaluate(self, case: CaseContext) -> list[MetricResult]:
+        from vlmgate.metrics.structure import energy_shift_result, spectral_shift_result
 
-    def evaluate(self, engine: Engine, family: str) -> list[MetricResult]:
-        probes = engine.family_probes(family)
-        energies = _energy_shifts(probes, engine.model.spec)
-        spectra = _spectral_shifts(probes, engine)
-        energy = energy_shift_result(
-            energies, rng=rng_for(engine.seed, "bootstrap", "dirichlet_delta", family), name="dirichlet_delta")
-        spectral = spectral_shift_result(
-            spectra, rng=rng_for(engine.seed, "bootstrap", "spectral_high_rel", family), band="high",
-            name="spectral_high_rel")
+        family = case.family
+        probes = case.engine.family_probes(family)
+        energies = _energy_shifts(probes, case.engine.model.spec)
+        spectra = _spectral_shifts(probes, case.engine)
+        energy = energy_shift_result(energies, rng=case.rng("bootstrap", "dirichlet_delta", family),
+                                     name="dirichlet_delta")
+        spectral = spectral_shift_result(spectra, rng=case.rng("bootstrap", "spectral_high_rel", family),
+                                         band="high", name="spectral_high_rel")
         delta = spectral.details["delta_mean"]
         low_to_high = delta["low"] / delta["high"] if delta["high"] != 0.0 else math.nan
         return [
@@ -124,12 +129,16 @@ class StructureSuite:
         ]
 
 
-def _energy_shifts(probes: FamilyProbes, spec: str) -> list[EnergyShift]:
+def _energy_shifts(probes: "FamilyProbes", spec: str) -> list["EnergyShift"]:
     """Per sample: the clean grid's energy and the mean energy of its perturbed grids.
 
     The mean of ``E(pert_i) − E(base)`` over instances equals the shift to the mean
     perturbed energy, so one ``EnergyShift`` per sample carries it exactly.
     """
+    import numpy as np
+
+    from vlmgate.metrics.structure import EnergyShift, dirichlet_energy
+
     shifts = []
     for sample in probes.samples:
         clean = probes.clean[sample.id]
@@ -145,13 +154,17 @@ def _energy_shifts(probes: FamilyProbes, spec: str) -> list[EnergyShift]:
     return shifts
 
 
-def _spectral_shifts(probes: FamilyProbes, engine: Engine) -> list[SpectralShift]:
+def _spectral_shifts(probes: "FamilyProbes", engine: "Engine") -> list["SpectralShift"]:
     """Per sample: band energies of the clean image and the mean over its perturbed copies.
 
     Each relative band change is linear in the perturbed energy, so the shift to the mean
     perturbed energies is the mean of the instances' shifts. Perturbed images are made
     again (``engine.shown``) rather than kept, so memory holds one image at a time.
     """
+    import numpy as np
+
+    from vlmgate.metrics.structure import BANDS, BandEnergies, SpectralShift, band_energies, resize_to_base
+
     shifts = []
     for sample in probes.samples:
         base_image = sample.image.convert("RGB")
@@ -166,7 +179,3 @@ def _spectral_shifts(probes: FamilyProbes, engine: Engine) -> list[SpectralShift
     return shifts
 
 
-DRIFT_SUITE = DriftSuite()
-STRUCTURE_SUITE = StructureSuite()
-#: The module's default suite for ``get_suite``.
-SUITE = DRIFT_SUITE

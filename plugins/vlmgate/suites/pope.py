@@ -15,21 +15,18 @@ Nothing is gated by default: the metrics are recorded for reports and diffs.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
-import numpy as np
+from typing import TYPE_CHECKING, ClassVar
 
 from vlmgate.cases import CLEAN_FAMILY
-from vlmgate.engine import Engine
 from vlmgate.errors import NotApplicable
-from vlmgate.metrics.pope import margin_shift, pope_metrics
-from vlmgate.records import MetricResult, Sample
-from vlmgate.seeding import rng_for
+from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, MetricSpec, Sample
+from vlmgate.suites.base import CaseContext, Suite
 
-SHIFT_FAMILIES = ("blank",)
+if TYPE_CHECKING:
+    from vlmgate.engine import Engine
 
 
-def yes_no_samples(engine: Engine) -> list[Sample]:
+def yes_no_samples(engine: "Engine") -> list[Sample]:
     samples = [s for s in engine.samples() if s.kind == "yesno" and s.answer is not None]
     if not samples:
         raise NotApplicable(f"benchmark {engine.benchmark.spec} has no answered yes/no items; the POPE suite "
@@ -37,18 +34,39 @@ def yes_no_samples(engine: Engine) -> list[Sample]:
     return samples
 
 
-class PopeSuite:
+class PopeSuite(Suite):
     name = "pope"
+    description = "POPE yes/no probes: accuracy, precision, recall, F1, yes-rate; Yes-No margin shift on a blank image"
+    metrics = (
+        MetricSpec("pope_accuracy", "POPE yes/no accuracy on clean images", PROPORTION, HIGHER),
+        MetricSpec("pope_precision", "POPE precision (yes = positive)", PROPORTION, HIGHER),
+        MetricSpec("pope_recall", "POPE recall (yes = positive)", PROPORTION, HIGHER),
+        MetricSpec("pope_f1", "POPE F1 (yes = positive)", MEAN, HIGHER),
+        MetricSpec("pope_yes_rate", "share of POPE answers that are yes (a rise leans towards hallucinating)",
+                   PROPORTION, LOWER),
+        MetricSpec("pope_margin_shift", "mean change of s(Yes) - s(No) under a family (drift to the prior)", MEAN,
+                   LOWER, lowest=float("-inf"), highest=float("inf")),
+    )
+    leading: ClassVar[tuple[str, ...]] = (CLEAN_FAMILY,)
+    takes = frozenset({"blank"})
 
-    def families(self) -> list[str]:
-        return [CLEAN_FAMILY, *SHIFT_FAMILIES]
+    def requirements(self, family: str) -> frozenset[str]:
+        """The margin shift reads option scores; the clean metrics only the answers."""
+        return frozenset({"choices"}) if family == CLEAN_FAMILY else frozenset({"scores"})
 
-    def evaluate(self, engine: Engine, family: str) -> list[MetricResult]:
+    def evaluate(self, case: CaseContext) -> list[MetricResult]:
+        from collections import defaultdict
+
+        import numpy as np
+
+        from vlmgate.metrics.pope import margin_shift, pope_metrics
+
+        engine, family = case.engine, case.family
         samples = yes_no_samples(engine)
         clean = engine.clean()
         if family == CLEAN_FAMILY:
             results = pope_metrics([clean[s.id].prediction for s in samples], [s.answer for s in samples],
-                                   rng=rng_for(engine.seed, "bootstrap", "pope_f1"))
+                                   rng=case.rng("bootstrap", "pope_f1"))
             by_category: dict[str, list[Sample]] = defaultdict(list)
             for sample in samples:
                 by_category[str(sample.meta_dict.get("category", "all"))].append(sample)
@@ -57,14 +75,12 @@ class PopeSuite:
                                                              [s.answer for s in group], rng=None)}
                 for name, group in sorted(by_category.items())
             }
-            return [MetricResult(r.name, r.value, r.ci_low, r.ci_high, r.n, {**r.details, "by_category": categories})
-                    for r in results]
+            from dataclasses import replace
+
+            return [replace(r, details={**r.details, "by_category": categories}) for r in results]
         observed = engine.family(family)
         kept = [s for s in samples if observed.perturbed[s.id]]
         perturbed = np.array([np.mean([obs.scores for obs in observed.perturbed[s.id]], axis=0) for s in kept])
         return [margin_shift(np.array([clean[s.id].scores for s in kept]), perturbed.reshape(len(kept), 2),
-                             rng=rng_for(engine.seed, "bootstrap", "pope_margin_shift", family),
+                             rng=case.rng("bootstrap", "pope_margin_shift", family),
                              sample_ids=[s.id for s in kept])]
-
-
-SUITE = PopeSuite()

@@ -6,8 +6,8 @@ failures. This suite judges each corruption family by RAS (``metrics.ras``, "RAS
 reconstructed": the paper's exact formula is not public), comparing every sample's option
 distribution on the clean image with the one on each corrupted copy.
 
-Cases: one per model × benchmark × corruption (the families whose ``suites`` list
-``ras``), ids ``{model}-{benchmark}-{corruption}``. Metrics, the primary first:
+Cases: one per model × benchmark × corruption (the families tagged ``corruption``), ids
+``{model}-{benchmark}-{corruption}``. Metrics, the primary first:
 
 * ``ras``: the mean over (sample, severity) of the per-instance score, pooled over the
   family's five severities, with a bootstrap interval over *samples* (a sample's
@@ -35,17 +35,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import numpy as np
-
-from vlmgate.engine import Engine
 from vlmgate.errors import DataError
-from vlmgate.metrics.ras import DEFINITION, ras
-from vlmgate.metrics.stats import bootstrap_interval
-from vlmgate.perturbations.base import VariantContext, family_names, get_family
-from vlmgate.records import MetricResult, Observation, Sample
-from vlmgate.seeding import rng_for
+from vlmgate.records import HIGHER, MEAN, MetricResult, MetricSpec, Observation, Sample
+from vlmgate.suites.base import CaseContext, Suite
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Samples judged per benchmark when the run sets no ``--vlmgate-limit`` (see module docstring).
 DEFAULT_SAMPLES = 20
@@ -54,11 +51,11 @@ SEVERITY_FIELDS = ("destructive", "corrective", "accuracy_corrupted", "accuracy_
                    "erroneous_confidence", "hesitation")
 
 
-def judged_samples(engine: Engine) -> tuple[tuple[Sample, ...], str]:
+def judged_samples(case: CaseContext) -> tuple[tuple[Sample, ...], str]:
     """The samples the suite judges (the run's limit if set, else the first ``DEFAULT_SAMPLES``) and why."""
-    samples = engine.samples()
-    if engine.limit is not None:
-        return samples, f"first {engine.limit} samples (--vlmgate-limit)"
+    samples = case.samples()
+    if case.options.limit is not None:
+        return tuple(samples), f"first {case.options.limit} samples (--vlmgate-limit)"
     return samples[:DEFAULT_SAMPLES], f"first {DEFAULT_SAMPLES} samples (the suite's default without --vlmgate-limit)"
 
 
@@ -97,16 +94,16 @@ class CorruptionObservations:
         return [float(s) for s in grid]
 
 
-def observe_corruption(engine: Engine, family: str) -> CorruptionObservations:
-    """Clean and corrupted observations of ``family``'s default grid on the judged samples.
+def observe_corruption(case: CaseContext) -> CorruptionObservations:
+    """Clean and corrupted observations of the case's corruption on the judged samples.
 
     The engine's own ``family`` scores every sample of the benchmark; this scores only
-    the judged ones. Variants are built exactly as ``Engine.variant_grid`` builds them (same
-    context and generator keys), and observations go through the engine's memo, so a case
-    shares every forward pass with any other case that asks for the same inputs.
+    the judged ones, on the engine's own grid (``Engine.variant_grid``), and observations
+    go through the engine's memo, so a case shares every forward pass with any other case
+    that asks for the same inputs.
     """
-    perturbation = get_family(family)
-    judged, sample_rule = judged_samples(engine)
+    engine, family = case.engine, case.family
+    judged, sample_rule = judged_samples(case)
     samples = tuple(s for s in judged if s.answer is not None)
     skipped = tuple(s.id for s in judged if s.answer is None)
     if not samples:
@@ -115,9 +112,7 @@ def observe_corruption(engine: Engine, family: str) -> CorruptionObservations:
             "and RAS needs ground truth; add answers to the manifest or deselect with -m 'not ras'"
         )
     clean = engine.clean()  # the shared clean pass: the same batches whichever suite runs first
-    grid = {s.id: perturbation.variants(s, VariantContext(clean[s.id].prediction,
-                                                          rng_for(engine.seed, "variants", s.id, family)))
-            for s in samples}
+    grid = engine.variant_grid(family, samples)
     observed = iter(engine.observe([(s, v) for s in samples for v in grid[s.id]]))
     corrupted = {s.id: tuple(next(observed) for _ in grid[s.id]) for s in samples}
     return CorruptionObservations(family, samples, skipped, len(engine.samples()), sample_rule, clean, corrupted)
@@ -125,59 +120,70 @@ def observe_corruption(engine: Engine, family: str) -> CorruptionObservations:
 
 def _per_sample_means(units: Mapping[str, float], instances: Mapping[str, Sequence[str]]) -> dict[str, float]:
     """Each sample's mean score over its instances (``instances[sample_id]`` are keys of ``units``)."""
+    import numpy as np
+
     return {sample_id: float(np.mean([units[key] for key in keys])) for sample_id, keys in instances.items()}
 
 
-def _part(name: str, value: float | None, sample_means: dict[str, float], *, rng: np.random.Generator,
+def _part(name: str, value: float | None, sample_means: dict[str, float], *, rng: "np.random.Generator",
           shared: Mapping[str, Any]) -> MetricResult:
     """A RAS part over the samples in ``sample_means``, bootstrapped over those samples."""
+    import numpy as np
+
+    from vlmgate.metrics.stats import bootstrap_interval
+
     values = np.array(list(sample_means.values()))
     low, high = bootstrap_interval(values, rng=rng)
-    return MetricResult(name, math.nan if value is None else float(value), low, high, values.size,
-                        {**shared, "units": sample_means})
+    return MetricResult(name, math.nan if value is None else float(value), low, high, values.size, dict(shared),
+                        kind=MEAN, better=HIGHER, units=sample_means)
 
 
-def ras_results(observations: CorruptionObservations, *, seed: int) -> list[MetricResult]:
+def ras_results(observations: CorruptionObservations, case: CaseContext) -> list[MetricResult]:
     """``ras`` (pooled over severities), ``ras_destructive`` and ``ras_corrective``."""
+    import numpy as np
+
+    from vlmgate.metrics.ras import DEFINITION, ras
+    from vlmgate.metrics.stats import bootstrap_interval
+
     family, samples = observations.family, observations.samples
     clean, corrupted = observations.clean, observations.corrupted
     instances = {s.id: [f"{s.id}|{obs.variant.label}" for obs in corrupted[s.id]] for s in samples}
     rows = [(clean[s.id].scores, obs.scores, s.answer) for s in samples for obs in corrupted[s.id]]
     clean_rows, corrupted_rows, answers = (list(column) for column in zip(*rows))
-    pooled = ras(clean_rows, corrupted_rows, answers, rng=rng_for(seed, "bootstrap", "ras-instances", family),
+    pooled = ras(clean_rows, corrupted_rows, answers, rng=case.rng("bootstrap", "ras-instances", family),
                  sample_ids=[key for s in samples for key in instances[s.id]])
-    pooled_details = {k: v for k, v in pooled.details.items() if k != "units"}
-    sample_means = _per_sample_means(pooled.details["units"], instances)
-    low, high = bootstrap_interval(np.array(list(sample_means.values())), rng=rng_for(seed, "bootstrap", "ras", family))
+    sample_means = _per_sample_means(pooled.units, instances)
+    low, high = bootstrap_interval(np.array(list(sample_means.values())), rng=case.rng("bootstrap", "ras", family))
     severities = observations.severities()
-    shared = {"family": family, "definition": DEFINITION, "kind": "mean", "better": "higher",
+    shared = {"family": family, "definition": DEFINITION,
               "severities": severities, "samples_judged": len(samples), "instances": len(rows),
               "samples_available": observations.available, "skipped_no_answer": len(observations.skipped),
               "interval": "bootstrap over samples (a sample's severities averaged first)",
               "grid": f"{observations.sample_rule} x severities {', '.join(f'{s:g}' for s in severities)}"}
     primary = MetricResult("ras", pooled.value, low, high, len(samples), {
-        **pooled_details, **shared,
+        **pooled.details, **shared,
         "skipped_samples": list(observations.skipped),
-        "per_severity": _per_severity(observations, severities, seed=seed),
+        "per_severity": _per_severity(observations, severities, case),
         "lowest_samples": [{"sample": sid, "ras": score}
                            for sid, score in sorted(sample_means.items(), key=lambda item: (item[1], item[0]))[:5]],
-        "units": sample_means,
-    })
+    }, kind=MEAN, better=HIGHER, units=sample_means)
     right = {s.id for s in samples if clean[s.id].prediction == s.answer}
     parts = [
         _part("ras_destructive", pooled.details["destructive"],
               {sid: m for sid, m in sample_means.items() if sid in right},
-              rng=rng_for(seed, "bootstrap", "ras_destructive", family), shared=shared),
+              rng=case.rng("bootstrap", "ras_destructive", family), shared=shared),
         _part("ras_corrective", pooled.details["corrective"],
               {sid: m for sid, m in sample_means.items() if sid not in right},
-              rng=rng_for(seed, "bootstrap", "ras_corrective", family), shared=shared),
+              rng=case.rng("bootstrap", "ras_corrective", family), shared=shared),
     ]
     return [primary, *parts]
 
 
-def _per_severity(observations: CorruptionObservations, severities: list[float], *, seed: int
+def _per_severity(observations: CorruptionObservations, severities: list[float], case: CaseContext
                   ) -> dict[str, dict[str, Any]]:
     """RAS and its parts at each severity alone, keyed ``"1"`` .. ``"5"``; one sample per row."""
+    from vlmgate.metrics.ras import ras
+
     samples, clean = observations.samples, observations.clean
     figures = {}
     for index, severity in enumerate(severities):
@@ -185,20 +191,25 @@ def _per_severity(observations: CorruptionObservations, severities: list[float],
         result = ras([clean[s.id].scores for s in samples],
                      [observations.corrupted[s.id][index].scores for s in samples],
                      [s.answer for s in samples],
-                     rng=rng_for(seed, "bootstrap", "ras", observations.family, key))
+                     rng=case.rng("bootstrap", "ras", observations.family, key))
         figures[key] = {"ras": result.value, "ci_low": result.ci_low, "ci_high": result.ci_high,
                         **{field: result.details[field] for field in SEVERITY_FIELDS}}
     return figures
 
 
-class RasSuite:
+class RasSuite(Suite):
     name = "ras"
+    description = "corruption robustness: RAS (RAS-style, reconstructed) per ImageNet-C corruption, pooled over severities"
+    metrics = (
+        MetricSpec("ras", "RAS (RAS-style, reconstructed) under a corruption, pooled over its severities", MEAN,
+                   HIGHER, lowest=-2.0, highest=1.0),
+        MetricSpec("ras_destructive", "RAS over the samples right on the clean image", MEAN, HIGHER,
+                   lowest=-2.0, highest=1.0),
+        MetricSpec("ras_corrective", "RAS over the samples wrong on the clean image", MEAN, HIGHER,
+                   lowest=-2.0, highest=1.0),
+    )
+    takes = frozenset({"corruption"})
+    requires = frozenset({"scores"})
 
-    def families(self) -> list[str]:
-        return [name for name in family_names() if self.name in get_family(name).suites]
-
-    def evaluate(self, engine: Engine, family: str) -> list[MetricResult]:
-        return ras_results(observe_corruption(engine, family), seed=engine.seed)
-
-
-SUITE = RasSuite()
+    def evaluate(self, case: CaseContext) -> list[MetricResult]:
+        return ras_results(observe_corruption(case), case)

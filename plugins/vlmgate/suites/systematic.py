@@ -21,29 +21,32 @@ Models other than CLIP-style ones skip the case (the search needs pixel gradient
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
-import torch
+from vlmgate.errors import DataError
+from vlmgate.records import HIGHER, LOWER, PROPORTION, MetricResult, MetricSpec
+from vlmgate.suites.base import CaseContext, Suite
 
-from vlmgate.engine import Engine
-from vlmgate.errors import DataError, NotApplicable
-from vlmgate.metrics.systematic import NoiseStatistics, detection_results, systematic_results
-from vlmgate.prompts import option_continuations
-from vlmgate.records import MetricResult
-from vlmgate.search.embedding_match import MatchSettings, match_embedding
-from vlmgate.seeding import rng_for
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from vlmgate.metrics.systematic import NoiseStatistics
 
 FAMILY = "embedding_match"
 #: Noisy copies per image and their pixel noise (σ in [0, 1] units; reconstructed).
 NOISE_COPIES = 8
 NOISE_SIGMA = 0.05
-SETTINGS = MatchSettings()
 
 
-def noise_statistics(adapter, pixels: torch.Tensor, classes: torch.Tensor, rng: np.random.Generator,
-                     copies: int = NOISE_COPIES, sigma: float = NOISE_SIGMA) -> NoiseStatistics:
+def noise_statistics(adapter, pixels: "torch.Tensor", classes: "torch.Tensor", rng: "np.random.Generator",
+                     copies: int = NOISE_COPIES, sigma: float = NOISE_SIGMA) -> "NoiseStatistics":
     """Label-flip rate and embedding spread of ``copies`` noisy versions of ``pixels``."""
+    import numpy as np
+    import torch
+
+    from vlmgate.metrics.systematic import NoiseStatistics
+
     noise = torch.from_numpy(rng.standard_normal((copies, *pixels.shape[1:]), dtype=np.float32) * sigma)
     with torch.no_grad():
         base = adapter.image_embedding(pixels)
@@ -53,19 +56,40 @@ def noise_statistics(adapter, pixels: torch.Tensor, classes: torch.Tensor, rng: 
     return NoiseStatistics(float((labels != label).float().mean()), float((1 - noisy @ base[0]).mean()))
 
 
-class SystematicSuite:
+class SystematicSuite(Suite):
+    """Embedding matching moves pixels by gradient descent, which is no observation the engine
+    can memoise: this is the one suite that calls its adapter directly (``image_embedding``,
+    ``text_embedding``); the zero-shot predictions it starts from come from the engine."""
+
     name = "systematic"
+    description = ("systematic evaluation of CLIP-style models: embedding matching within a pixel budget, "
+                   "systematic accuracy, noise detector rates (spec §4)")
+    metrics = (
+        MetricSpec("systematic_accuracy", "embedding-matched images still in their original zero-shot class "
+                   "(CLIP, spec §4)", PROPORTION, HIGHER),
+        MetricSpec("systematic_target_rate", "embedding-matched images moved into the target's zero-shot class",
+                   PROPORTION, LOWER),
+        MetricSpec("noise_detection_matched", "noise detector's flag rate on embedding-matched images",
+                   PROPORTION, HIGHER),
+        MetricSpec("noise_detection_clean", "noise detector's flag rate on clean images (calibration false "
+                   "positives)", PROPORTION, LOWER),
+    )
+    leading: ClassVar[tuple[str, ...]] = (FAMILY,)
+    requires = frozenset({"choices", "pixels"})
 
-    def families(self) -> list[str]:
-        return [FAMILY]
+    def evaluate(self, case: CaseContext) -> list[MetricResult]:
+        from dataclasses import asdict, replace
 
-    def evaluate(self, engine: Engine, family: str) -> list[MetricResult]:
+        import numpy as np
+        import torch
+
+        from vlmgate.metrics.systematic import detection_results, systematic_results
+        from vlmgate.prompts import option_continuations
+        from vlmgate.search.embedding_match import MatchSettings, match_embedding
+
+        engine, family = case.engine, case.family
+        settings = MatchSettings()
         adapter = engine.model
-        if not callable(getattr(adapter, "image_embedding", None)):
-            raise NotApplicable(
-                f"model {adapter.spec}: systematic evaluation moves images by gradient descent on a "
-                "CLIP-style image embedding; run it with a clip:PATH model"
-            )
         samples = engine.samples()
         if len(samples) < 2:
             raise DataError(f"benchmark {engine.benchmark.spec}: systematic evaluation needs at least 2 samples "
@@ -86,22 +110,22 @@ class SystematicSuite:
             if j is None:
                 no_target += 1
                 continue
-            image, outcome = match_embedding(adapter, pixels[i:i + 1], pixels[j:j + 1], classes, zero_shot[j], SETTINGS)
+            image, outcome = match_embedding(adapter, pixels[i:i + 1], pixels[j:j + 1], classes, zero_shot[j], settings)
             ids.append(sample.id)
             original.append(own)
             target.append(zero_shot[j])
             matched.append(outcome.predicted)
             outcomes.append(outcome)
             clean_stats.append(noise_statistics(adapter, pixels[i:i + 1], classes,
-                                                rng_for(engine.seed, "systematic-noise", sample.id, "clean")))
+                                                case.rng("systematic-noise", sample.id, "clean")))
             matched_stats.append(noise_statistics(adapter, image, classes,
-                                                  rng_for(engine.seed, "systematic-noise", sample.id, "matched")))
+                                                  case.rng("systematic-noise", sample.id, "matched")))
         if not ids:
             raise DataError(f"benchmark {engine.benchmark.spec}: every image has the same zero-shot class, so no "
                             "sample has a target of another class; use a benchmark with several classes")
         answered = [s for s in samples if s.answer is not None]
         shared = {
-            "family": family, "settings": asdict(SETTINGS), "noise": {"copies": NOISE_COPIES, "sigma": NOISE_SIGMA},
+            "family": family, "settings": asdict(settings), "noise": {"copies": NOISE_COPIES, "sigma": NOISE_SIGMA},
             "max_linf": max(o.linf for o in outcomes), "mean_l2": float(np.mean([o.l2 for o in outcomes])),
             "mean_cosine_to_target": float(np.mean([o.cosine_to_target for o in outcomes])),
             "mean_steps": float(np.mean([o.steps for o in outcomes])), "no_target": no_target,
@@ -110,6 +134,3 @@ class SystematicSuite:
         }
         results = systematic_results(original, target, matched, ids) + detection_results(clean_stats, matched_stats, ids)
         return [replace(r, details={**r.details, **shared}) for r in results]
-
-
-SUITE = SystematicSuite()

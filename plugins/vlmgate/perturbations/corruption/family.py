@@ -30,7 +30,6 @@ class CorruptionFamily(PerturbationFamily):
     """Base class of the ImageNet-C families; subclasses set ``table`` and ``corrupt``."""
 
     tags: ClassVar[tuple[str, ...]] = ("corruption",)
-    suites: ClassVar[tuple[str, ...]] = ("ras",)
     max_level: ClassVar[int] = MAX_SEVERITY * LEVELS_PER_SEVERITY
     table: ClassVar[SeverityTable[Any]]
 

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 from vlmgate.errors import RecordError
-from vlmgate.report.metric_kinds import MEAN, PROPORTION
+from vlmgate.records import MEAN, PROPORTION
 
 #: Significance level of every paired test.
 ALPHA = 0.05

@@ -1,0 +1,189 @@
+"""The contract every gating suite fulfils, and the context one case is evaluated in.
+
+A suite is the fourth catalogue (after perturbation families, model adapters and
+benchmark loaders): an object registered under the ``vlmgate.suites`` entry-point group,
+built-ins exactly like a third party's. It declares
+
+* its ``name`` (also the pytest marker its test functions carry) and ``description``;
+* its ``metrics`` (``MetricSpec``: kind, which way is worse, range, the unit of its paired
+  test and what those units nest in), the primary first;
+* the perturbation families it takes, by their tags (``takes`` / ``skips``), and any
+  pseudo-families of its own (the clean pass, a pooled row, render styles), with their
+  markers (``pseudo_markers``);
+* what it needs of a model adapter (``requires``: ``scores``, ``probes``, ``generate``,
+  ``pixels``), so that an adapter without it skips the case with the reason;
+
+and evaluates one case from a ``CaseContext``. Everything else is derived from these
+declarations: the cases a test function is parametrized over, the markers registered at
+start-up, which metrics and families a threshold file may name, ``vlmgate list``, and the
+run record's metric kinds. Nothing outside the suite names its metrics or families.
+
+Declarations are read at pytest start-up, so a suite module imports only light modules
+at top level; its engine, metrics and imaging work load when a case is evaluated.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
+
+from vlmgate.cases import CaseKey
+from vlmgate.errors import VlmgateError
+from vlmgate.records import MetricResult, MetricSpec
+from vlmgate.seeding import rng_for
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vlmgate.engine import Engine, SampleSet
+    from vlmgate.perturbations.base import PerturbationFamily
+
+#: Which adapters offer each capability a suite may require (``vlmgate.models.base.capabilities``).
+ADAPTERS_WITH = {
+    "choices": "any model adapter",
+    "scores": "exact option log-likelihoods: hf:PATH, bundled:NAME, clip:PATH, or a served model's exact tier",
+    "probes": "hidden states: hf:PATH or bundled:NAME",
+    "generate": "free-text replies: hf:PATH, bundled:NAME or a served model",
+    "pixels": "differentiable image embeddings: clip:PATH (a CLIP-style model)",
+}
+
+
+class SuiteError(VlmgateError):
+    """A suite broke its own declaration (a metric it did not declare, another kind)."""
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """What the minimal-failure search may spend and where it writes (``--vlmgate-search*``)."""
+
+    enabled: bool = False
+    budget: int = 200
+    store: object | None = None  # a ``CounterexampleStore`` read at start-up
+    images: Path | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The run settings a suite may read: the seed, the sample limit, the search's options.
+
+    ``limit`` is the user's ``--vlmgate-limit`` (``None`` when not given), which suites with
+    a default sample budget of their own (RAS) need to tell apart from "all samples".
+    """
+
+    seed: int = 0
+    limit: int | None = None
+    search: SearchOptions = SearchOptions()
+
+
+@dataclass(frozen=True, eq=False)
+class CaseContext:
+    """One case as a suite sees it: its key, the engine of its model × benchmark, the run options.
+
+    ``rng(*keys)`` is the generator for a named random draw of this run (bootstrap
+    resampling, control choices): seeded from the run seed and the keys the suite names
+    (the family, the metric), never from a global state, so a case's results do not depend
+    on which worker runs it or in which order.
+    """
+
+    key: CaseKey
+    engine: "Engine"
+    options: RunOptions
+
+    @property
+    def family(self) -> str:
+        return self.key.family
+
+    @property
+    def seed(self) -> int:
+        return self.options.seed
+
+    def samples(self) -> "SampleSet":
+        return self.engine.samples()
+
+    def rng(self, *keys: object) -> "np.random.Generator":
+        return rng_for(self.options.seed, *keys)
+
+
+class Suite(ABC):
+    """Base class of a gating suite; subclasses set the class attributes and ``evaluate``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    #: The suite's metrics, the primary first (a case's first result).
+    metrics: ClassVar[tuple[MetricSpec, ...]]
+    #: Families whose tags meet ``takes`` and miss ``skips`` become cases, in name order.
+    takes: ClassVar[frozenset[str]] = frozenset()
+    skips: ClassVar[frozenset[str]] = frozenset()
+    #: Case families that are not perturbation families, before / after the taken ones.
+    leading: ClassVar[tuple[str, ...]] = ()
+    trailing: ClassVar[tuple[str, ...]] = ()
+    #: Markers of pseudo-families (name -> description); a pseudo-family case carries its own.
+    pseudo_markers: ClassVar[Mapping[str, str]] = {}
+    #: What the suite needs of a model adapter (a subset of ``vlmgate.models.base.CAPABILITIES``).
+    requires: ClassVar[frozenset[str]] = frozenset({"choices"})
+
+    def taken(self, catalogue: Sequence["PerturbationFamily"]) -> list[str]:
+        """The perturbation families of ``catalogue`` the suite takes by tag, in name order."""
+        return [family.name for family in sorted(catalogue, key=lambda f: f.name)
+                if set(family.tags) & self.takes and not set(family.tags) & self.skips]
+
+    def families(self, catalogue: Sequence["PerturbationFamily"]) -> list[str]:
+        """Case families in a fixed order: leading pseudo-families, taken families, trailing ones."""
+        return [*self.leading, *self.taken(catalogue), *self.trailing]
+
+    def perturbation_families(self) -> list[str]:
+        """The registered perturbation families this suite takes (no pseudo-families)."""
+        from vlmgate.perturbations.base import all_families
+
+        return self.taken(all_families())
+
+    def threshold_families(self, catalogue: Sequence["PerturbationFamily"]) -> list[str]:
+        """Families a threshold table of this suite's metrics may name (besides ``*``)."""
+        return self.families(catalogue)
+
+    def metric(self, name: str) -> MetricSpec:
+        for spec in self.metrics:
+            if spec.name == name:
+                return spec
+        raise SuiteError(f"suite {self.name!r} declares no metric {name!r}; it declares "
+                         f"{', '.join(spec.name for spec in self.metrics)}")
+
+    def requirements(self, family: str) -> frozenset[str]:
+        """What a case of ``family`` needs of the adapter (the suite's ``requires`` by default)."""
+        return self.requires
+
+    def check_adapter(self, family: str, model: object) -> None:
+        """Skip (``NotApplicable``) a case whose adapter lacks what the suite needs, saying which."""
+        from vlmgate.errors import NotApplicable
+        from vlmgate.models.base import capabilities
+
+        offered = capabilities(model)
+        missing = sorted(self.requirements(family) - offered)
+        if missing:
+            where = "; ".join(f"{need}: {ADAPTERS_WITH[need]}" for need in missing)
+            raise NotApplicable(
+                f"model {getattr(model, 'spec', model)}: its adapter ({type(model).__name__}) offers "
+                f"{', '.join(sorted(offered)) or 'nothing'}, but the {self.name} gate needs {', '.join(missing)} "
+                f"({where}); deselect it with -m 'not {self.name}'"
+            )
+
+    @abstractmethod
+    def evaluate(self, case: CaseContext) -> list[MetricResult]:
+        """Metric results of one case; the first is the case's primary metric."""
+
+    def conform(self, results: Sequence[MetricResult]) -> list[MetricResult]:
+        """``results`` checked against the declaration and stamped with its direction.
+
+        A metric the suite did not declare, or of another kind, is the suite's bug: it
+        fails here, naming the suite, rather than reaching a threshold or a report.
+        """
+        conformed = []
+        for result in results:
+            spec = self.metric(result.name)
+            if result.kind != spec.kind:
+                raise SuiteError(f"suite {self.name!r}: metric {result.name!r} is declared a {spec.kind} "
+                                 f"but was computed as a {result.kind}; fix the suite's declaration or its metric")
+            conformed.append(replace(result, better=spec.better))
+        return conformed
