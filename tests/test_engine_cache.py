@@ -236,3 +236,22 @@ def test_local_dispatcher_refuses_unknown_methods():
         LocalDispatcher(BatchSensitiveAdapter()).submit("forward", [])
     engine = Engine(BatchSensitiveAdapter(), GeneratedBenchmark(3))
     assert [obs.sample_id for obs in engine.observe([(s, CLEAN) for s in engine.samples()])] == ["s000", "s001", "s002"]
+
+
+def test_an_adapter_that_cannot_vouch_for_its_weights_neither_reads_nor_writes_the_cache(tmp_path):
+    """A served model without a revision (``cacheable = False``): another checkpoint served under
+    the same name must not be handed this one's values, so the cache stays untouched."""
+    cache = ObservationCache(tmp_path / "cache")
+    vouching = Engine(BatchSensitiveAdapter(), GeneratedBenchmark(4), cache=cache)
+    vouching.clean()
+    stored = cache.stats().entries
+    assert stored == 4
+
+    class Unvouched(BatchSensitiveAdapter):
+        cacheable = False
+
+    unvouched = Unvouched()
+    engine = Engine(unvouched, GeneratedBenchmark(4), cache=cache)
+    engine.clean()
+    assert sum(unvouched.batches) == 4  # computed, not read from the four stored entries
+    assert cache.stats().entries == stored and engine.cache is None

@@ -217,7 +217,10 @@ class Engine:
         self.seed = seed
         self.limit = limit
         self.batch_size = batch_size
-        self.cache = cache
+        # An adapter whose fingerprint cannot vouch for its weights (a served model without a
+        # revision) must not read or write the cache: another checkpoint served under the same
+        # name would be handed this one's values.
+        self.cache = cache if getattr(model, "cacheable", True) else None
         self.dispatcher: Dispatcher = dispatcher if dispatcher is not None else LocalDispatcher(model)
         self._samples = SampleSet(benchmark, limit)
         self._digests: dict[str, str] = {}
