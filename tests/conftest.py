@@ -26,7 +26,7 @@ def tiny_llava_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Built once per session with seed 0; tests must not modify it (copy it first).
     """
     from support import TINY_CORPUS
-    from vlmgate.models.tiny import build_tiny_llava, save_checkpoint
+    from vlmgate.testing.tiny import build_tiny_llava, save_checkpoint
 
     model, processor = build_tiny_llava(TINY_CORPUS, image_size=64, patch_size=16, seed=0)
     return save_checkpoint(model, processor, tmp_path_factory.mktemp("tiny-llava") / "checkpoint")

@@ -23,7 +23,7 @@ from vlmgate.errors import ModelError
 from vlmgate.models.base import ModelAdapter, ModelOptions, ScoreRequest, load_model
 from vlmgate.models import hf
 from vlmgate.models.hf import load_hf_model
-from vlmgate.models.tiny import END_OF_TURN_TOKEN, build_tiny_llava
+from vlmgate.testing.tiny import END_OF_TURN_TOKEN, build_tiny_llava
 from vlmgate.prompts import mcq_prompt, option_continuations, yesno_prompt
 from vlmgate.records import Sample
 

@@ -22,8 +22,8 @@ from PIL import Image
 
 from vlmgate.errors import ModelError
 from vlmgate.models.base import PROBES, ModelOptions, ProbeRequest, ScoreRequest, load_model
-from vlmgate.models.tiny import save_checkpoint
-from vlmgate.models.tiny_families import FAMILIES, build_tiny_vlm
+from vlmgate.testing.tiny import save_checkpoint
+from vlmgate.testing.tiny_families import FAMILIES, build_tiny_vlm
 
 from support import TINY_CORPUS
 

@@ -22,7 +22,7 @@ from vlmgate.errors import ModelError
 from vlmgate.metrics.drift import control_sample_ids
 from vlmgate.models.base import PROBES, ModelOptions, ProbeRequest, ScoreRequest
 from vlmgate.models.hf import HFAdapter, load_hf_model
-from vlmgate.models.tiny import END_OF_TURN_TOKEN, build_tiny_llava
+from vlmgate.testing.tiny import END_OF_TURN_TOKEN, build_tiny_llava
 from vlmgate.prompts import open_prompt, option_continuations, prompt_for
 from vlmgate.records import CLEAN, Sample
 from vlmgate.metrics.drift import probe_embeddings

@@ -77,7 +77,7 @@ def _train_classes(model, tokenizer, steps: int = 80) -> None:
 def tiny_clip(tmp_path_factory) -> Path:
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
-    from vlmgate.models.tiny import redraw_random_weights, train_tokenizer
+    from vlmgate.testing.tiny import redraw_random_weights, train_tokenizer
 
     tokenizer = train_tokenizer([f"A. {c}" for c in CLASSES] + [f"{l}. {c}" for l in "BCD" for c in CLASSES],
                                 vocab_size=300, special_tokens=("<|endoftext|>", "<|startoftext|>"),

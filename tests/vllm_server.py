@@ -82,7 +82,7 @@ def build_served_checkpoint(folder: Path, *, seed: int = 0) -> Path:
     """A tiny LLaVA (CLIP + Llama, hidden 64, 2 heads: head_dim 32) saved to ``folder``.
 
     The architecture of the bundled checkpoints and ``tiny_llava_checkpoint`` (64-px images,
-    16-px patches, the byte-level tokenizer and chat template of ``vlmgate.models.tiny``),
+    16-px patches, the byte-level tokenizer and chat template of ``vlmgate.testing.tiny``),
     with a head size vLLM's CPU attention supports. Its weights are random, except that the
     ``lm_head`` rows of the options' first tokens are scaled by ``OPTION_ROW_SCALE``: a
     random model spreads its probability almost evenly, so its option scores differ by
@@ -93,7 +93,7 @@ def build_served_checkpoint(folder: Path, *, seed: int = 0) -> Path:
     import torch
 
     from support import TINY_CORPUS
-    from vlmgate.models.tiny import build_tiny_llava, save_checkpoint
+    from vlmgate.testing.tiny import build_tiny_llava, save_checkpoint
 
     model, processor = build_tiny_llava(TINY_CORPUS, image_size=64, patch_size=16, hidden_size=64,
                                         num_heads=2, seed=seed)

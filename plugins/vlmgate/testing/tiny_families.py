@@ -23,7 +23,7 @@ import torch
 
 from vlmgate.errors import ModelError
 from vlmgate.models.image_only import build_image_only_processor
-from vlmgate.models.tiny import build_tiny_llava, redraw_random_weights, train_tokenizer
+from vlmgate.testing.tiny import build_tiny_llava, redraw_random_weights, train_tokenizer
 
 QWEN_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
