@@ -2,7 +2,7 @@
 
 A run that cannot write its record, its PNGs or a counterexample finds out at the end,
 after the work is done (an hour of gating, a 49 s search), and the result is lost. So
-the plugin checks every output location at start-up (``run_outputs`` then ``check``),
+the plugin checks every output location at start-up (``report.locations.run_outputs`` then ``check``),
 before any test, and a bad one is a one-line usage error naming the option, the path
 and the fix:
 
@@ -32,12 +32,10 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 from vlmgate.errors import ConfigError
 
-if TYPE_CHECKING:
-    from vlmgate.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -81,31 +79,6 @@ def check(outputs: Iterable[Output]) -> None:
         problem = output.problem()
         if problem is not None:
             raise ConfigError(problem)
-
-
-def run_outputs(settings: "Settings", *, report: str | None, images_named: bool) -> list[Output]:
-    """Every location a pytest run with ``settings`` writes (``report``: ``--vlmgate-report``).
-
-    ``images_named``: the PNG folder was given (``--vlmgate-search-images`` or derived from
-    ``--vlmgate-report``), so the user expects it written; the default folder must be
-    writable only when a search runs.
-    """
-    from vlmgate.report.html import REPORT_FILE
-    from vlmgate.report.record import RUN_FILE
-
-    outputs = []
-    if report is not None:
-        folder = Path(report)
-        outputs += [Output("--vlmgate-report", folder, folder=True),
-                    Output("--vlmgate-report", folder / RUN_FILE, folder=False),
-                    Output("--vlmgate-report", folder / REPORT_FILE, folder=False)]
-    outputs.append(Output("--vlmgate-search-images", settings.search_images, folder=True,
-                          written=images_named or settings.search))
-    if settings.search:  # otherwise the store is only read, and its reader says what is wrong with it
-        outputs.append(Output("--vlmgate-counterexamples", settings.counterexamples, folder=False))
-    if settings.cache_dir is not None:
-        outputs.append(Output("--vlmgate-cache", settings.cache_dir, folder=True, written=False))
-    return outputs
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -100,7 +100,8 @@ def _check_outputs(config: pytest.Config, settings: Any) -> None:
     if hasattr(config, "workerinput"):
         return
     from vlmgate.errors import VlmgateError
-    from vlmgate.outputs import check, run_outputs
+    from vlmgate.outputs import check
+    from vlmgate.report.locations import run_outputs
 
     opt = config.option
     try:

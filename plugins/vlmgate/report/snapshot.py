@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from syrupy.assertion import SnapshotAssertion
     from syrupy.location import PyTestLocation
 
-    from vlmgate.gate import Judgement
+    from vlmgate.thresholds import Judgement
 
 #: Decimals that metric values and interval bounds are rounded to in a snapshot.
 PRECISION = 3
