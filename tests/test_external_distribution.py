@@ -1,0 +1,176 @@
+"""A separate distribution extends vlmgate through entry points alone: no edit inside ``vlmgate``.
+
+The distribution built here (``vlmgate-colourcast``) adds a perturbation family (a colour
+cast, tagged ``colour``) and a suite (``colour_shift``) with one metric. It is installed
+with pip into a folder of its own and a pytest run, in a fresh process that sees it on its
+path, gates the tiny checkpoint with ``-m colour_shift``: the marker, the cases, the
+threshold file, JUnit, the run record and the HTML report all pick it up from the
+catalogues, as they do the built-ins. This is the example the README's "Extending" walks
+through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from support import junit_cases
+
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "vlmgate-colourcast"
+version = "0.1.0"
+
+[project.entry-points."vlmgate.perturbations"]
+colourcast = "colourcast.family:ColourCast"
+
+[project.entry-points."vlmgate.suites"]
+colour_shift = "colourcast.suite:ColourShiftSuite"
+
+[tool.setuptools]
+packages = ["colourcast"]
+"""
+
+FAMILY = '''\
+"""A colour cast: the image blended towards a tint (level 0 = the identity)."""
+
+from typing import ClassVar
+
+from PIL import Image
+
+from vlmgate.perturbations.base import PerturbationFamily
+from vlmgate.records import Variant
+
+
+class ColourCast(PerturbationFamily):
+    name: ClassVar[str] = "colourcast"
+    description: ClassVar[str] = "the image blended towards a red tint"
+    tags: ClassVar[tuple[str, ...]] = ("colour",)
+    max_level: ClassVar[int] = 10
+
+    def variants(self, sample, context):
+        return [self.at_level(level) for level in (3, 6)]
+
+    def at_level(self, level, **choices):
+        self.check_level(level)
+        self.reject_unknown_choices(choices)
+        return Variant.of(self.name, self.intensity(level), level=int(level))
+
+    def apply(self, image, variant, rng):
+        (level,) = self.params_of(variant, "level")
+        tint = Image.new("RGB", image.size, (255, 0, 0))
+        return Image.blend(image.convert("RGB"), tint, level / 20)
+'''
+
+SUITE = '''\
+"""How far a colour change moves the clean answer's score: one metric, declared."""
+
+import numpy as np
+
+from vlmgate.records import LOWER, MEAN, MetricResult, MetricSpec
+from vlmgate.suites.base import CaseContext, Suite
+
+
+class ColourShiftSuite(Suite):
+    name = "colour_shift"
+    description = "score drop of the clean answer under colour changes"
+    metrics = (MetricSpec("score_drop", "mean drop of the clean answer's log-likelihood", MEAN, LOWER,
+                          lowest=float("-inf"), highest=float("inf")),)
+    takes = frozenset({"colour"})
+    requires = frozenset({"scores"})
+
+    def evaluate(self, case: CaseContext) -> list[MetricResult]:
+        observed = case.engine.family(case.family)
+        drops = {}
+        for sample_id, instances in observed.perturbed.items():
+            clean = observed.clean[sample_id]
+            drops[sample_id] = float(np.mean([clean.scores[clean.prediction] - obs.scores[clean.prediction]
+                                              for obs in instances]))
+        values = np.array(list(drops.values()))
+        return [MetricResult("score_drop", float(values.mean()), float(values.min()), float(values.max()),
+                             len(values), kind=MEAN, units=drops)]
+'''
+
+GATE = '''\
+import pytest
+
+
+@pytest.mark.colour_shift
+def test_colour_shift(vlmgate_case, vlmgate):
+    vlmgate.assert_within_thresholds(vlmgate.evaluate())
+'''
+
+
+@pytest.fixture(scope="module")
+def colourcast_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The distribution's source, built and installed by pip into a folder of its own."""
+    source = tmp_path_factory.mktemp("vlmgate-colourcast")
+    (source / "pyproject.toml").write_text(PYPROJECT)
+    package = source / "colourcast"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "family.py").write_text(FAMILY)
+    (package / "suite.py").write_text(SUITE)
+    site = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--no-build-isolation", "--target", str(site), str(source)], check=True)
+    assert any(site.glob("vlmgate_colourcast-*.dist-info/entry_points.txt"))
+    return site
+
+
+def run(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A fresh process with the distribution on its path (entry points are read at start-up)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_separate_distribution_adds_a_suite_and_a_family(colourcast_site, tiny_llava_checkpoint, manifest,
+                                                            tmp_path):
+    (tmp_path / "test_colour.py").write_text(GATE)
+    (tmp_path / "limits.toml").write_text(textwrap.dedent("""\
+        # The new suite's metric is a threshold key like any built-in's, with the new family.
+        [score_drop]
+        colourcast = { max = 1000.0 }
+    """))
+    result = run(colourcast_site, tmp_path, "-m", "pytest", "-p", "no:cacheprovider", "-m", "colour_shift",
+                 f"--vlmgate-model=hf:{tiny_llava_checkpoint}", f"--vlmgate-benchmark=jsonl:{manifest}",
+                 "--vlmgate-thresholds=limits.toml", "--junitxml=out.xml", "--vlmgate-report=report", "-v")
+    assert result.returncode == 0, result.stdout + result.stderr
+    case = "hf_checkpoint-jsonl_manifest.jsonl-colourcast"
+    assert f"test_colour.py::test_colour_shift[{case}] PASSED" in result.stdout
+    props = junit_cases(tmp_path / "out.xml")[f"test_colour_shift[{case}]"]
+    assert props["vlmgate.metric"] == "score_drop" and props["vlmgate.threshold"] == "max 1000 (interval)"
+    record = json.loads((tmp_path / "report" / "run.json").read_text())
+    (recorded,) = record["cases"]
+    assert recorded["key"] == {"model": f"hf:{tiny_llava_checkpoint}", "benchmark": f"jsonl:{manifest}",
+                               "family": "colourcast", "suite": "colour_shift"}
+    (metric,) = recorded["metrics"]
+    assert (metric["name"], metric["kind"], metric["better"], metric["passed"]) == ("score_drop", "mean", "lower", True)
+    assert len(metric["units"]) == 7  # one per sample of the manifest
+    assert "score_drop" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_the_catalogues_list_it_and_its_threshold_keys_are_validated(colourcast_site, tiny_llava_checkpoint,
+                                                                     manifest, tmp_path):
+    listing = run(colourcast_site, tmp_path, "-m", "vlmgate.cli", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert "colourcast" in listing.stdout and "suites=colour_shift" in listing.stdout
+    assert "colour_shift" in listing.stdout and "metrics: score_drop" in listing.stdout
+    (tmp_path / "test_colour.py").write_text(GATE)
+    (tmp_path / "limits.toml").write_text('[score_drop]\nrotation = { max = 1.0 }\n')
+    refused = run(colourcast_site, tmp_path, "-m", "pytest", "-p", "no:cacheprovider", "-m", "colour_shift",
+                  f"--vlmgate-model=hf:{tiny_llava_checkpoint}", f"--vlmgate-benchmark=jsonl:{manifest}",
+                  "--vlmgate-thresholds=limits.toml")
+    assert refused.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "[score_drop]: unknown family 'rotation'" in refused.stderr
+    assert "known: *, colourcast" in refused.stderr
