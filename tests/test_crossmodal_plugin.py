@@ -69,3 +69,24 @@ def test_image_benchmarks_skip_the_suite_with_the_reason(suite_dir):
     result = suite_dir.runpytest_inprocess(*_args("-m", "sans_dpi200", "-rs", benchmark="bundled:shapes"))
     result.assert_outcomes(skipped=1, deselected=len(RENDER_STYLES) - 1)
     result.stdout.fnmatch_lines(["*cross-modal suite renders text items*textqa:PATH or soebench:n=100*"])
+
+
+def test_a_second_run_is_served_from_the_cache_and_the_record_does_not_depend_on_workers(suite_dir):
+    """Cross-modal forms go through the engine like every other input: cached on disk, in canonical
+    batches, so a warm run computes nothing and one or two workers write the same record."""
+    import json
+
+    from vlmgate.report.record import load_record
+
+    def run(report: str, *extra: str):
+        result = suite_dir.runpytest_subprocess(*_args("-m", "sans_dpi200 or mono_dpi50", "--vlmgate-limit=6",
+                                                       "--vlmgate-cache=cache", f"--vlmgate-report={report}", *extra))
+        assert result.ret == 0 and result.parseoutcomes()["passed"] == 2, result.outlines[-5:]
+        return result, json.dumps(load_record(suite_dir.path / report).comparable(), sort_keys=True)
+
+    cold, cold_record = run("cold", "-p", "no:xdist")
+    assert any(" 0 hits, " in line for line in cold.outlines)
+    warm, warm_record = run("warm", "-p", "no:xdist")
+    assert any(" 0 misses (100% hit rate)" in line for line in warm.outlines), warm.outlines[-5:]
+    _, two_workers = run("two", "-n", "2")
+    assert cold_record == warm_record == two_workers
