@@ -87,8 +87,10 @@ def test_record_is_identical_with_one_and_two_workers_and_snapshots_are_opt_in(s
     assert ifr.value == sum(ifr.units.values()) / ifr.n and ifr.kind == "proportion"
 
     snapshots = suite_dir.path / "__vlmgate_snapshots__" / "test_flip_rate"
-    assert sorted(p.name for p in snapshots.iterdir()) == [f"test_flip_rate[{i}].json" for i in ids]
-    stored = json.loads((snapshots / f"test_flip_rate[{ids[1]}].json").read_text())
+    # Snapshot names leave the model out: release N+1 is compared with release N's files.
+    names = [i.removeprefix("hf_ckpt_v2-") for i in ids]
+    assert sorted(p.name for p in snapshots.iterdir()) == [f"test_flip_rate[{name}].json" for name in names]
+    stored = json.loads((snapshots / f"test_flip_rate[{names[1]}].json").read_text())
     assert stored["metrics"]["ifr"] == {"value": round(ifr.value, 3), "n": ifr.n, "limit": "max 1 (interval)",
                                         "ci": [round(ifr.ci_low, 3), round(ifr.ci_high, 3)], "verdict": "pass"}
     html = (suite_dir.path / "one" / "report.html").read_text()
@@ -105,7 +107,7 @@ def test_changes_since_a_release_snapshot_diff_and_baseline_gates(suite_dir, tin
     # 1. The same checkpoint again, against edited snapshots and its own record as the baseline.
     folder = suite_dir.path / "__vlmgate_snapshots__" / "test_flip_rate"
     for family, metric, nudge in (("padcrop", "ifr", 0.05), ("clean", "accuracy", 0.0008)):
-        path = folder / f"test_flip_rate[hf_checkpoint-jsonl_manifest.jsonl-{family}].json"
+        path = folder / f"test_flip_rate[jsonl_manifest.jsonl-{family}].json"
         stored = json.loads(path.read_text())
         stored["metrics"][metric]["value"] = round(stored["metrics"][metric]["value"] + nudge, 4)
         path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
@@ -217,3 +219,42 @@ def test_an_unusable_report_folder_is_a_usage_error_before_any_test(suite_dir, t
     assert [line for line in result.errlines if line] == [
         "ERROR: vlmgate: --vlmgate-report taken: is a file, not a folder; pass a folder path, or move the file away"]
     assert "passed" not in result.stdout.str() and (suite_dir.path / "taken").read_text() == "a file, not a folder"
+
+
+def test_release_n_plus_one_is_compared_with_release_n_snapshots_and_leaves_them_intact(
+        suite_dir, tiny_llava_checkpoint, manifest, tmp_path, capsys):
+    """Record v1's snapshots, gate a differently named v2 against them: the cases that changed fail
+    with a readable diff, and neither that run nor a narrower --snapshot-update deletes v1's files."""
+    v1 = shutil.copytree(tiny_llava_checkpoint, tmp_path / "release-41")
+    v2 = redrawn_checkpoint(tiny_llava_checkpoint, tmp_path / "release-42", seed=7)
+    recorded = suite_dir.runpytest_subprocess(*gate_args(v1, manifest, *CLEAN_AND_PADCROP, "--vlmgate-snapshot",
+                                                         "--snapshot-update"))
+    assert outcomes(recorded) == {"passed": 2}
+    folder = suite_dir.path / "__vlmgate_snapshots__"
+    v1_files = {path: path.read_bytes() for path in folder.rglob("*.json")}
+    assert len(v1_files) == 2
+
+    gated = suite_dir.runpytest_subprocess(*gate_args(v2, manifest, *CLEAN_AND_PADCROP, "--vlmgate-snapshot"))
+    assert outcomes(gated) == {"failed": 2}  # compared, not "missing": the names match across releases
+    text = gated.stdout.str()
+    assert "snapshot of flip_rate case 'padcrop' differs from the stored one (- stored, + received" in text
+    assert re.search(r'-\s+"value": [0-9.]+', text) and re.search(r'\+\s+"value": [0-9.]+', text)
+    assert {path: path.read_bytes() for path in folder.rglob("*.json")} == v1_files
+
+    # Accepting a narrower run rewrites what it asserts and deletes nothing it did not run.
+    narrow = suite_dir.runpytest_subprocess(*gate_args(v2, manifest, "-k", "padcrop", "--vlmgate-snapshot",
+                                                       "--snapshot-update"))
+    assert outcomes(narrow) == {"passed": 1}
+    after = {path: path.read_bytes() for path in folder.rglob("*.json")}
+    assert after.keys() == v1_files.keys()
+    changed = [path.name for path in after if after[path] != v1_files[path]]
+    assert changed == ["test_flip_rate[jsonl_manifest.jsonl-padcrop].json"]
+
+    # The two releases' folders diff as they are, whatever they are called.
+    shutil.copytree(folder, tmp_path / "snapshots-v41")
+    for path, data in v1_files.items():
+        (tmp_path / "snapshots-v41" / path.relative_to(folder)).write_bytes(data)
+    shutil.copytree(folder, tmp_path / "snapshots-v42")
+    assert main(["diff", str(tmp_path / "snapshots-v41"), str(tmp_path / "snapshots-v42")]) == 0
+    out = capsys.readouterr().out
+    assert "padcrop" in out and "run.json" not in out

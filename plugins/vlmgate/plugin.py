@@ -34,6 +34,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vlmgate-snapshot", dest="vlmgate_snapshot", action="store_true", default=False,
                     help="compare each case's rounded summary with its stored syrupy snapshot "
                          "(record them with --snapshot-update)")
+    group.addoption("--vlmgate-snapshot-name", dest="vlmgate_snapshot_name", metavar="NAME",
+                    help="name snapshots NAME-<benchmark>-<family> (default: <benchmark>-<family> when the run "
+                         "gates one model, so release N+1 is compared with release N's files)")
 
 
 def _register_marker(config: pytest.Config, name: str, description: str) -> None:
@@ -72,6 +75,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except VlmgateError as exc:
         raise pytest.UsageError(f"vlmgate: {exc}") from None
     _configure_reports(config, settings)
+    if opt.vlmgate_snapshot:  # a release's snapshots are never deleted by another run (report.snapshot)
+        config.option.no_cleanup = True
+        config.option.warn_unused_snapshots = True
 
 
 def _register_markers(config: pytest.Config) -> None:
@@ -261,7 +267,14 @@ def vlmgate_snapshot(request: pytest.FixtureRequest):
 
     if not request.config.option.vlmgate_snapshot:
         return CaseSnapshot(None)
-    return CaseSnapshot(request.getfixturevalue("snapshot").use_extension(VlmgateSnapshotExtension))
+    from vlmgate.cases import short_names
+    from vlmgate.report.snapshot import snapshot_case_name
+
+    settings = request.config.stash[stash.SETTINGS]
+    case = request.getfixturevalue("vlmgate_case")
+    name = snapshot_case_name(case, models=settings.models, benchmark=short_names(settings.benchmarks)[case.benchmark],
+                              name=request.config.option.vlmgate_snapshot_name)
+    return CaseSnapshot(request.getfixturevalue("snapshot").use_extension(VlmgateSnapshotExtension.for_case(name)))
 
 
 @pytest.fixture

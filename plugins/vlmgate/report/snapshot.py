@@ -15,10 +15,19 @@ Design choices:
   beside the test file, not in syrupy's ``__snapshots__``: a run without the option does
   not assert them, and syrupy reports (and fails on) unasserted files it discovers in
   ``__snapshots__``.
-* **Stable names.** The name is the test's id, built from the case id (``cases.case_id``,
-  characters ``[A-Za-z0-9._-]`` only), so a model spec with ``:`` or ``/`` keeps an
-  intact, unique file name. The summary holds no paths or fingerprints, which change
-  from release to release while the results may not.
+* **Names that survive a release.** A snapshot is a release's baseline for the next one,
+  so its name does not contain the model: ``<test>[<benchmark>-<family>].json`` when the
+  run gates one model (release N+1, whatever its spec, is compared with release N's
+  committed files), ``<test>[<name>-<benchmark>-<family>].json`` with
+  ``--vlmgate-snapshot-name NAME`` (several lines of models kept apart in one repository),
+  and the model's short name only when one run gates several models without a name.
+  Characters are ``[A-Za-z0-9._-]`` only (``cases.safe_name``). The summary holds no paths
+  or fingerprints, which change from release to release while the results may not.
+* **Nothing deletes another release's snapshots.** Under ``--vlmgate-snapshot`` the plugin
+  turns syrupy's cleanup of unused snapshots off and reports them as a warning: a candidate
+  that runs fewer cases (``-m textoverlay``) or drops a family must not delete what the
+  release before it recorded, and accepting the candidate (``--snapshot-update``) rewrites
+  only the files it asserts.
 * **Tolerant comparison.** Numbers match when they differ by at most one unit in the last
   rounded place (``TOLERANCE``), so float noise at a rounding boundary is not a change.
 """
@@ -89,13 +98,45 @@ def within_tolerance(received: Any, stored: Any, tolerance: float = TOLERANCE) -
     return type(received) is type(stored) and received == stored
 
 
+def snapshot_case_name(key: CaseKey, *, models: Sequence[str], benchmark: str, name: str | None) -> str:
+    """The release-neutral part of a case's snapshot name (see the module docstring).
+
+    ``benchmark`` is the case's benchmark short name; ``models`` the run's model specs.
+    """
+    from vlmgate.cases import safe_name, short_names
+
+    if name:
+        prefix = safe_name(name)
+    elif len(models) > 1:
+        prefix = short_names(models)[key.model]
+    else:
+        prefix = ""
+    return "-".join(part for part in (prefix, benchmark, safe_name(key.family)) if part)
+
+
 class VlmgateSnapshotExtension(JSONSnapshotExtension):
-    """Readable JSON (sorted keys, 2-space indent) in ``__vlmgate_snapshots__``, compared with tolerance."""
+    """Readable JSON (sorted keys, 2-space indent) in ``__vlmgate_snapshots__``, compared with tolerance.
+
+    ``case_name`` is the case's release-neutral name (``snapshot_case_name``); ``for_case``
+    makes the subclass that carries it, since syrupy asks the extension class for names.
+    """
+
+    case_name: str | None = None
+
+    @classmethod
+    def for_case(cls, case_name: str) -> type["VlmgateSnapshotExtension"]:
+        return type(cls.__name__, (cls,), {"case_name": case_name})
 
     @classmethod
     def dirname(cls, *, test_location: "PyTestLocation") -> str:
         # syrupy's single-file dirname reads the base class's ``snapshot_dirname``, so the folder is set here.
         return str(Path(test_location.filepath).parent / SNAPSHOT_DIRNAME / test_location.basename)
+
+    @classmethod
+    def get_snapshot_name(cls, *, test_location: "PyTestLocation", index: Any = 0) -> str:
+        if cls.case_name is None:
+            return super().get_snapshot_name(test_location=test_location, index=index)
+        return f"{test_location.testname.split('[', 1)[0]}[{cls.case_name}]"
 
     def serialize(self, data: Any, **kwargs: Any) -> str:
         return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -8,12 +8,14 @@ counts a gate whose verdict went from pass to fail as the regression (see
 ``report.diff.MetricDiff.status``). Diff run records (``--vlmgate-report``) for paired
 tests.
 
-Layout read: ``<folder>/**/<test file stem>/<test>[<case id>].json``, where the folder is
-a ``__vlmgate_snapshots__`` folder, or a folder holding them (e.g. ``robustness_tests``).
-The case id is ``{model}-{benchmark}-{family}`` (``cases.case_id``); since model and
-benchmark short names may contain ``-``, the part before ``-{family}`` is kept whole as
-the case's model and the benchmark is left empty. With one model × benchmark per folder
-(a release's snapshots) the two folders' prefixes pair like two single-model runs.
+Layout read: ``<folder>/**/<test file stem>/<test>[<case name>].json``, whatever the
+folders are called: a ``__vlmgate_snapshots__`` folder, a folder holding them (e.g.
+``robustness_tests``), or a copy renamed after its release (``snapshots-v41``). A folder is
+recognised by its files (named so, and holding a vlmgate summary), not by its name. The
+case name is ``[{name}-]{benchmark}-{family}`` (``report.snapshot.snapshot_case_name``);
+since names may contain ``-``, the part before ``-{family}`` is kept whole as the case's
+model and the benchmark is left empty. With one model × benchmark per folder (a release's
+snapshots) the two folders' prefixes pair like two single-model runs.
 """
 
 from __future__ import annotations
@@ -26,26 +28,41 @@ from typing import Any, Mapping
 from vlmgate.cases import CaseKey, safe_name
 from vlmgate.errors import RecordError
 from vlmgate.records import LOWER, MEAN, MetricSpec
-from vlmgate.report.record import SCHEMA_VERSION, CaseRecord, Environment, MetricRecord, RunRecord
+from vlmgate.report.record import RUN_FILE, SCHEMA_VERSION, CaseRecord, Environment, MetricRecord, RunRecord
 from vlmgate.report.snapshot import SNAPSHOT_DIRNAME
 
 _NAME = re.compile(r"^(?P<test>[^\[]+)\[(?P<case>.+)\]\.json$")
 
 
+def _is_snapshot(file: Path) -> bool:
+    """Whether ``file`` is named and filled like a vlmgate snapshot."""
+    if _NAME.match(file.name) is None:
+        return False
+    try:
+        summary = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {"suite", "family", "metrics", "precision"} <= summary.keys()
+
+
+def _snapshot_files(root: Path) -> list[Path]:
+    """Files named like snapshots in the folders under ``root`` that hold at least one snapshot
+    (a damaged one among them is then read, and refused by name, rather than skipped)."""
+    named = [file for file in sorted(root.rglob("*.json")) if _NAME.match(file.name)]
+    folders = {file.parent for file in named if _is_snapshot(file)}
+    return [file for file in named if file.parent in folders]
+
+
 def is_snapshot_folder(path: str | Path) -> bool:
-    """Whether ``path`` is (or holds) a ``__vlmgate_snapshots__`` folder rather than a run record."""
+    """Whether ``path`` is a folder of snapshots (however it is named) rather than a run record's."""
     path = Path(path)
-    return path.is_dir() and (path.name == SNAPSHOT_DIRNAME or any(path.rglob(SNAPSHOT_DIRNAME)))
+    return path.is_dir() and not (path / RUN_FILE).exists() and bool(_snapshot_files(path))
 
 
 def load_snapshot_folder(path: str | Path) -> RunRecord:
     """Every snapshot file under ``path`` as one case of a run record (no units, no environment)."""
     root = Path(path)
-    folders = [root] if root.name == SNAPSHOT_DIRNAME else sorted(root.rglob(SNAPSHOT_DIRNAME))
-    cases = []
-    for folder in folders:
-        for file in sorted(folder.glob("*/*.json")):
-            cases.append(_case_from_file(file))
+    cases = [_case_from_file(file) for file in _snapshot_files(root)]
     if not cases:
         raise RecordError(f"{root}: no snapshot files (<test file>/<test>[<case id>].json under {SNAPSHOT_DIRNAME}/); "
                           "record them with pytest --vlmgate-snapshot --snapshot-update")
