@@ -22,6 +22,7 @@ from skimage import data
 from vlmgate.errors import ConfigError, DataError
 from vlmgate.metrics.decay import (accuracy_by_level, agreement_by_level, chance_persistence, decay_agreement,
                                    decay_persistence, persistent)
+from vlmgate.metrics.clustered import Clustered, mean_interval, proportion_interval
 from vlmgate.metrics.ras import ras, ras_terms
 from vlmgate.perturbations import VariantContext, get_family
 from vlmgate.perturbations.blur_decay import KERNEL_SIZES, blur_exact, gaussian_taps, kernel_sigma
@@ -47,7 +48,7 @@ def spec_ras(p_clean: np.ndarray, p_corrupt: np.ndarray, answer: int) -> float:
 
 def test_identical_distributions_score_one() -> None:
     scores = [[-1.0, -2.0, -0.5], [-3.0, -0.1], [0.0, 0.0, 0.0, 0.0]]
-    result = ras(scores, scores, [2, 0, 3], rng=rng())
+    result = ras(scores, scores, [2, 0, 3])
     assert result.value == 1.0 and (result.ci_low, result.ci_high) == (1.0, 1.0)
     assert result.n == 3
     assert result.details["definition"] == "RAS-style, reconstructed"
@@ -72,7 +73,7 @@ def test_both_extremes_reach_minus_two_plus_one_over_k(k: int) -> None:
     # confidently wrong on clean, uniform (tie -> option 0 = answer) under corruption, and back
     assert ras_terms(one_hot_wrong, uniform, 0).score == pytest.approx(-2 + 1 / k)
     assert ras_terms(uniform, one_hot_wrong, 0).score == pytest.approx(-2 + 1 / k)
-    assert ras([one_hot_wrong], [uniform], [0], rng=rng()).value == pytest.approx(-2 + 1 / k)
+    assert ras([one_hot_wrong], [uniform], [0]).value == pytest.approx(-2 + 1 / k)
 
 
 def test_minus_two_is_approached_as_options_grow() -> None:
@@ -104,7 +105,7 @@ def test_destructive_and_corrective_split_and_counts() -> None:
     answers = [0, 0, 0, 0, 0]
     # clean right: samples 0, 1, 4; clean wrong: 2, 3
     ids = ["s0", "s1", "s2", "s3", "s4"]
-    result = ras(clean, corrupted, answers, rng=rng(), sample_ids=ids)
+    result = ras(clean, corrupted, answers, sample_ids=ids)
     per_sample = [spec_ras(np.exp(c), np.exp(k), a) for c, k, a in zip(clean, corrupted, answers)]
     d = result.details
     assert (result.kind, result.better) == ("mean", "higher")
@@ -125,19 +126,27 @@ def test_destructive_and_corrective_split_and_counts() -> None:
 
 
 def test_split_with_no_wrong_samples_reports_none() -> None:
-    result = ras([[0.0, -1.0]], [[0.0, -2.0]], [0], rng=rng())
+    result = ras([[0.0, -1.0]], [[0.0, -2.0]], [0])
     assert result.details["corrective"] is None and result.details["n_corrective"] == 0
 
 
-def test_ras_interval_is_reproducible_with_the_same_generator() -> None:
+def test_ras_interval_is_closed_form_and_clustered_by_the_given_samples() -> None:
     gen = np.random.default_rng(11)
     clean = gen.normal(size=(40, 4))
     corrupted = clean + gen.normal(scale=2, size=(40, 4))
     answers = list(gen.integers(0, 4, size=40))
-    a = ras(clean, corrupted, answers, rng=np.random.default_rng(1))
-    b = ras(clean, corrupted, answers, rng=np.random.default_rng(1))
-    assert (a.ci_low, a.ci_high) == (b.ci_low, b.ci_high)
+    a = ras(clean, corrupted, answers)
+    assert (a.ci_low, a.ci_high) == (ras(clean, corrupted, answers).ci_low, ras(clean, corrupted, answers).ci_high)
     assert a.ci_low < a.value < a.ci_high
+    # The same 40 rows as 8 images x 5 severities: the interval rests on 8 clusters, so it is wider.
+    ids = [f"s{i // 5}|severity={i % 5 + 1}" for i in range(40)]
+    nested = ras(clean, corrupted, answers, sample_ids=ids, clusters=[i.split("|")[0] for i in ids])
+    assert (nested.value, nested.n, nested.n_clusters) == (a.value, 40, 8)
+    assert nested.clusters["s3|severity=2"] == "s3" and nested.units["s3|severity=2"] == pytest.approx(
+        ras([clean[16]], [corrupted[16]], [answers[16]]).value)
+    assert (nested.ci_low, nested.ci_high) == mean_interval(Clustered.of_units(nested.units, nested.clusters),
+                                                            lowest=-2, highest=1)
+    assert nested.ci_high - nested.ci_low > a.ci_high - a.ci_low
 
 
 @pytest.mark.parametrize(("clean", "corrupted", "answers", "match"), [
@@ -150,7 +159,7 @@ def test_ras_interval_is_reproducible_with_the_same_generator() -> None:
 ])
 def test_bad_ras_input_raises_data_error(clean, corrupted, answers, match) -> None:
     with pytest.raises(DataError, match=match):
-        ras(clean, corrupted, answers, rng=rng())
+        ras(clean, corrupted, answers)
 
 
 # ---------------------------------------------------------------- decay metrics
@@ -199,7 +208,7 @@ def test_decay_metrics_match_a_brute_force_loop(n: int, levels: int, seed: int) 
         assert result.details["accuracy_given_persistent"] == pytest.approx(expected["acc_given_C"])
     # stats.wilson_interval misses p = 0 and p = 1 by one rounding error (5.6e-17)
     assert result.ci_low - 1e-12 <= result.value <= result.ci_high + 1e-12
-    agreement = decay_agreement(pred, rng=np.random.default_rng(0), n_resamples=200)
+    agreement = decay_agreement(pred)
     assert agreement.value == pytest.approx(expected["E_bar"])
 
 
@@ -215,8 +224,12 @@ def test_decay_hand_computed_case() -> None:
     assert result.value == 0.5 and result.count == 2
     assert (result.kind, result.better) == ("proportion", "lower")
     assert result.units == {"a": 1, "b": 0, "c": 1, "d": 0}
-    agreement = decay_agreement(pred, rng=rng(), sample_ids=["a", "b", "c", "d"])
-    assert agreement.units == pytest.approx({"a": 1.0, "b": 2 / 3, "c": 1.0, "d": 0.0})
+    agreement = decay_agreement(pred, sample_ids=["a", "b", "c", "d"])
+    assert {sid: np.mean([v for k, v in agreement.units.items() if agreement.clusters[k] == sid]) for sid in "abcd"} \
+        == pytest.approx({"a": 1.0, "b": 2 / 3, "c": 1.0, "d": 0.0})
+    assert agreement.units["b|level=2"] == 0 and (agreement.n, agreement.n_clusters, agreement.count) == (12, 4, 8)
+    assert (agreement.ci_low, agreement.ci_high) == proportion_interval(
+        Clustered.of_units(agreement.units, agreement.clusters))
     assert result.details["accuracy_given_persistent"] == 0.5
     assert result.details["accuracy_by_level"] == [0.75, 0.5, 0.25, 0.5]
     assert result.details["mean_agreement"] == pytest.approx((0.75 + 0.5 + 0.75) / 3)
@@ -248,7 +261,7 @@ def test_sample_ids_must_match_rows() -> None:
     with pytest.raises(DataError, match="sample ids"):
         decay_persistence(np.zeros((2, 3), dtype=int), [2, 2], sample_ids=["only-one"])
     with pytest.raises(DataError, match="sample ids"):
-        ras([[0.0, 1.0]], [[0.0, 1.0]], [0], rng=rng(), sample_ids=["a", "b"])
+        ras([[0.0, 1.0]], [[0.0, 1.0]], [0], sample_ids=["a", "b"])
 
 
 def test_empty_input_gives_json_safe_details() -> None:
@@ -257,7 +270,7 @@ def test_empty_input_gives_json_safe_details() -> None:
     result = decay_persistence(np.zeros((0, 8), dtype=int), np.zeros(0, dtype=int))
     assert result.n == 0 and math.isnan(result.value)
     json.dumps(result.details, allow_nan=False)
-    json.dumps(ras([], [], [], rng=rng()).details, allow_nan=False)
+    json.dumps(ras([], [], []).details, allow_nan=False)
 
 
 # ---------------------------------------------------------------- blur_decay family

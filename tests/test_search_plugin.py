@@ -109,7 +109,7 @@ def test_a_failure_is_stored_before_its_images_and_survives_their_loss(pytester)
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--hypothesis-profile=ci", f"--vlmgate-model={MODEL}", "--vlmgate-limit=6",
         "--vlmgate-search-budget=30", "--vlmgate-counterexamples=store.toml", "--vlmgate-search-images=images",
-        "--vlmgate-search", "-m", "search and scale_pad")
+        "--vlmgate-search", "-m", "search and textoverlay")
     result.assert_outcomes(failed=1, deselected=5)  # the minimal failure, not an error
     text = failures(result)
     ((sample, family, level, choices),) = INSTANCE.findall(text)

@@ -15,6 +15,7 @@ from PIL import Image
 from support import DECAY_TEST, RAS_TEST, ListBenchmark, gate_args, junit_cases
 from vlmgate.engine import Engine, FamilyObservations
 from vlmgate.errors import ConfigError, DataError
+from vlmgate.metrics.clustered import Clustered, mean_interval
 from vlmgate.metrics.decay import decay_persistence
 from vlmgate.metrics.ras import ras
 from vlmgate.models.base import ScoreRequest
@@ -129,15 +130,22 @@ def test_ras_under_brightness_matches_the_formula_by_hand(grey_engine):
         for s in judged
     }
     everything = [v for values in per_sample.values() for v in values]
-    assert primary.name == "ras" and primary.n == 5
+    # Units are the 25 (sample, severity) instances, clustered by sample: 5 independent images.
+    assert primary.name == "ras" and (primary.n, primary.n_clusters) == (25, 5)
     assert primary.value == pytest.approx(np.mean(everything), abs=1e-12)
-    assert primary.units == pytest.approx({sid: np.mean(v) for sid, v in per_sample.items()}, abs=1e-12)
+    assert sorted(primary.units.values()) == pytest.approx(sorted(everything), abs=1e-12)
+    for sid, values in per_sample.items():
+        assert sorted(v for k, v in primary.units.items() if primary.clusters[k] == sid) == pytest.approx(
+            sorted(values), abs=1e-12)
+    assert all(key.startswith(f"{primary.clusters[key]}|brightness(") for key in primary.units)
+    assert (primary.ci_low, primary.ci_high) == mean_interval(Clustered.of_units(primary.units, primary.clusters),
+                                                              lowest=-2, highest=1)
     right = [s.id for s in judged if s.answer == bucket(GREYS[int(s.id[1:])] / 255)]
     assert right == ["g0", "g2", "g4"]
     assert destructive.value == pytest.approx(np.mean([per_sample[sid] for sid in right]), abs=1e-12)
     assert corrective.value == pytest.approx(np.mean([per_sample[s] for s in ("g1", "g3")]), abs=1e-12)
-    assert (destructive.n, corrective.n) == (3, 2)
-    assert sorted(destructive.units) == right
+    assert (destructive.n_clusters, corrective.n_clusters) == (3, 2) and (destructive.n, corrective.n) == (15, 10)
+    assert sorted(set(destructive.clusters.values())) == right
     severity_3 = primary.details["per_severity"]["3"]
     assert severity_3["ras"] == pytest.approx(np.mean([v[2] for v in per_sample.values()]), abs=1e-12)
     corrupted_right = [brightened_bucket(GREYS[int(s.id[1:])], 0.3) == s.answer for s in judged]
@@ -159,7 +167,7 @@ def test_ras_suite_equals_metrics_ras_on_the_same_observations(grey_engine):
             clean.append(clean_obs.scores)
             corrupted.append(obs.scores)
             answers.append(sample.answer)
-    direct = ras(clean, corrupted, answers, rng=np.random.default_rng(0))
+    direct = ras(clean, corrupted, answers)
     assert primary.value == pytest.approx(direct.value, abs=1e-12)
     for field in ("destructive", "corrective", "accuracy_change", "erroneous_confidence", "hesitation",
                   "n_destructive", "n_corrective"):
@@ -180,14 +188,14 @@ def test_default_grid_judges_the_first_samples_and_an_explicit_limit_replaces_it
     items = tuple(mcq(f"s{i:02d}", uniform(10 * i), 0) for i in range(DEFAULT_SAMPLES + 3))
     light = Engine(BucketAdapter(mean_intensity), ListBenchmark(items))
     result = evaluate_case("ras", light, "contrast")[0]
-    assert result.n == DEFAULT_SAMPLES and result.details["samples_available"] == DEFAULT_SAMPLES + 3
+    assert result.n_clusters == DEFAULT_SAMPLES and result.details["samples_available"] == DEFAULT_SAMPLES + 3
     assert f"first {DEFAULT_SAMPLES} samples" in result.details["grid"] and "1, 2, 3, 4, 5" in result.details["grid"]
     # The clean pass is the engine's shared one (every sample, the same batches whichever suite
     # runs first, so results do not depend on test order); corruptions only on the judged grid.
     assert light.model.requests == len(items) + DEFAULT_SAMPLES * 5
     full = Engine(BucketAdapter(mean_intensity), ListBenchmark(items), limit=len(items))
     explicit = evaluate_case("ras", full, "contrast")[0]
-    assert explicit.n == len(items) and "--vlmgate-limit" in explicit.details["grid"]
+    assert explicit.n_clusters == len(items) and "--vlmgate-limit" in explicit.details["grid"]
 
 
 def test_benchmark_without_answers_is_a_data_error_naming_the_fix():
@@ -251,6 +259,9 @@ def test_decay_on_uniform_and_checkerboard_images_by_hand():
     assert persistence.details["kernels"] == [1, 5, 9, 15, 21, 31, 45, 61]
     assert persistence.units == {"u0": 1, "c0": 0, "u1": 1, "c1": 0, "u2": 1}
     assert agreement.name == "decay_agreement" and agreement.value == pytest.approx(3 / 5)
+    # E-bar pools the 7 blurred levels of each image: 35 instances in 5 images, a clustered proportion.
+    assert (agreement.kind, agreement.n, agreement.n_clusters, agreement.count) == ("proportion", 35, 5, 21)
+    assert agreement.units["c0|level=1"] == 0 and agreement.clusters["c0|level=1"] == "c0"
 
 
 def test_decay_suite_equals_metrics_decay_whatever_order_the_grid_lists(monkeypatch):
@@ -305,13 +316,16 @@ def test_decay_and_one_corruption_run_with_junit_properties(suite_dir, tiny_llav
     cases = junit_cases(suite_dir.path / "out.xml")
     ras_props = cases[f"test_ras[{CASE}-gaussian_noise]"]
     assert ras_props["vlmgate.metric"] == "ras" and ras_props["vlmgate.threshold"] == "min -2 (interval)"
-    assert ras_props["vlmgate.n"] == "7"  # the manifest's seven answered samples, under the default of 20
+    # the manifest's seven answered samples (under the default of 20) at five severities
+    assert (ras_props["vlmgate.n"], ras_props["vlmgate.n_clusters"]) == ("35", "7")
     value, low, high = (float(ras_props[f"vlmgate.{k}"]) for k in ("value", "ci_low", "ci_high"))
     assert -2.0 <= low <= value <= high <= 1.0
-    parts = [int(ras_props[f"vlmgate.{m}.n"]) for m in ("ras_destructive", "ras_corrective")]
+    parts = [int(ras_props[f"vlmgate.{m}.n_clusters"]) for m in ("ras_destructive", "ras_corrective")]
     assert sum(parts) == 7
     decay_props = cases[f"test_visual_decay[{CASE}-blur_decay]"]
     assert decay_props["vlmgate.metric"] == "decay_c" and decay_props["vlmgate.n"] == "7"
+    assert decay_props["vlmgate.n_clusters"] == "7"  # one outcome per sample
+    assert (decay_props["vlmgate.decay_agreement.n"], decay_props["vlmgate.decay_agreement.n_clusters"]) == ("49", "7")
     value, low, high = (float(decay_props[f"vlmgate.{k}"]) for k in ("value", "ci_low", "ci_high"))
     assert 0.0 <= low <= value <= high <= 1.0 and value * 7 == pytest.approx(round(value * 7))
     assert decay_props["vlmgate.decay_agreement.threshold"] == "none"

@@ -198,3 +198,17 @@ def test_a_family_no_case_of_the_metric_has_is_refused(tmp_path):
 def test_parse_from_mapping():
     limits = parse_thresholds("inline", {"iv": {"*": {"max": 0.4}}}, Vocabulary.uniform(FAMILIES))
     assert limits.lookup("m", "iv", "rotation").describe() == "max 0.4 (interval)"
+
+
+def test_a_clustered_result_says_how_many_images_its_interval_rests_on():
+    from vlmgate.gate import Judgement, properties
+
+    units = {f"s{i}|shift={j}": int(i < 3) for i in range(10) for j in range(8)}
+    clustered = MetricResult("ifr", 0.3, 0.16, 0.5, 80, units=units, clusters={k: k.split("|")[0] for k in units})
+    limit = Threshold("ifr", "*", max=0.1, source="f [ifr] *")
+    verdict = limit.check(clustered)
+    assert not verdict.passed and verdict.message.startswith("ifr = 0.3000 [95% CI 0.1600, 0.5000] (n=80) exceeds max")
+    assert verdict.message.endswith("; 80 instances in 10 images, interval clustered by image")
+    assert "images" not in limit.check(result(0.3, 0.16, 0.5)).message  # independent units: n says it all
+    props = dict(properties([Judgement(clustered, limit, verdict)]))
+    assert (props["vlmgate.n"], props["vlmgate.n_clusters"], props["vlmgate.ifr.n_clusters"]) == ("80", "10", "10")

@@ -17,7 +17,9 @@ Format (TOML; see README "Threshold files")::
 Judging (``Threshold.check``): in ``interval`` mode a ``max`` fails only when the whole
 95 % interval lies above it (``ci_low > max``) and a ``min`` only when it lies below
 (``ci_high < min``), so that sampling noise alone never fails a release; in ``strict``
-mode the point value is compared. Every unknown table, metric, family or key is a
+mode the point value is compared. A metric that pools instances of one image carries an
+interval clustered by image (``vlmgate.metrics.clustered``), and its verdict says how many
+images it rests on. Every unknown table, metric, family or key is a
 ``ConfigError`` naming the file, the key and the closest valid name.
 
 No value may silently turn a gate off or make it unpassable, so every limit is checked
@@ -39,8 +41,9 @@ Change limits against a baseline release (``--vlmgate-baseline run.json``)::
 ``max_increase`` / ``max_decrease`` bound ``after - before`` / ``before - after``, both
 measured on the units the two runs share (``Threshold.check_change``). A change fails
 only when it exceeds the allowed delta *and* a paired test on those units finds it
-significant (exact McNemar for proportions, paired bootstrap for means; see
-``vlmgate.metrics.paired``), so an unchanged checkpoint never fails. Without
+significant (a sign-flip test over images where units nest in images, else exact McNemar
+for proportions and a paired bootstrap for means; see ``vlmgate.metrics.paired``), so an
+unchanged checkpoint never fails. Without
 ``--vlmgate-baseline`` (or for a case the baseline lacks) they judge nothing. A limit
 may set only change keys.
 """
@@ -52,7 +55,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from vlmgate.errors import ConfigError
 from vlmgate.records import MetricResult, MetricSpec, Verdict, interval_text
@@ -107,8 +110,14 @@ class Threshold:
         return "; ".join(text for text in (value, self.describe_change()) if text)
 
     def check(self, result: MetricResult) -> Verdict:
-        """Judge ``result``; the message says which bound failed and why."""
+        """Judge ``result``; the message says which bound failed and why.
+
+        A result whose units nest in fewer samples (the instances of one image) ends by
+        saying so: its interval, and so the verdict, rests on the images, not the instances.
+        """
         value = f"{result.name} = {result.value:.4f} [95% CI {result.ci_low:.4f}, {result.ci_high:.4f}] (n={result.n})"
+        clustered = (f"; {result.n} instances in {result.n_clusters} images, interval clustered by image"
+                     if result.n_clusters < result.n else "")
         if result.n == 0 or math.isnan(result.value):
             return Verdict(False, f"{value}: nothing was measured, so the limit {self.describe()} cannot be judged")
         strict = self.mode == "strict"
@@ -116,15 +125,17 @@ class Threshold:
             judged = result.value if strict else result.ci_low
             if judged > self.max:
                 why = "value" if strict else "whole interval"
-                return Verdict(False, f"{value} exceeds max {self.max:g} ({why} above the limit, {self.mode} mode; from {self.source})")
+                return Verdict(False, f"{value} exceeds max {self.max:g} ({why} above the limit, {self.mode} mode; "
+                                      f"from {self.source}){clustered}")
         if self.min is not None:
             judged = result.value if strict else result.ci_high
             if judged < self.min:
                 why = "value" if strict else "whole interval"
-                return Verdict(False, f"{value} is below min {self.min:g} ({why} below the limit, {self.mode} mode; from {self.source})")
+                return Verdict(False, f"{value} is below min {self.min:g} ({why} below the limit, {self.mode} mode; "
+                                      f"from {self.source}){clustered}")
         if self.max is None and self.min is None:
-            return Verdict(True, f"{value} (no value limit)")
-        return Verdict(True, f"{value} within {self.describe()}")
+            return Verdict(True, f"{value} (no value limit){clustered}")
+        return Verdict(True, f"{value} within {self.describe()}{clustered}")
 
     def check_change(self, change: "PairedChange | None", baseline: str = "the baseline") -> Verdict:
         """Judge the paired change since ``baseline``: fail only if beyond a bound *and* significant."""
@@ -164,6 +175,14 @@ class ThresholdSet:
     path: str
     defaults: Mapping[tuple[str, str], Threshold]
     overrides: tuple[tuple[str, Mapping[tuple[str, str], Threshold]], ...] = ()
+    #: ``strict = true`` at the top of the file: a gate that cannot fail at the run's n is an error.
+    strict: bool = False
+
+    def has_change_limits(self, models: "Sequence[str]") -> bool:
+        """Whether any limit that applies to ``models`` bounds the change since a baseline."""
+        tables = [self.defaults, *(table for pattern, table in self.overrides
+                                   if any(fnmatch.fnmatchcase(model, pattern) for model in models))]
+        return any(limit.gates_change for table in tables for limit in table.values())
 
     def lookup(self, model: str, metric: str, family: str) -> Threshold | None:
         """The most specific limit: model override before file default, family before ``*``.
@@ -369,8 +388,12 @@ def parse_thresholds(path: str, data: Mapping[str, Any], vocabulary: Vocabulary)
     mode = data.pop("mode", "interval")
     if mode not in MODES:
         raise ConfigError(f"{path}: mode: {unknown_name_message('mode', str(mode), list(MODES))}")
+    strict = data.pop("strict", False)
+    if not isinstance(strict, bool):
+        raise ConfigError(f"{path}: strict = {strict!r} must be true or false; write strict = true to make a gate "
+                          "that cannot fail at the run's n an error")
     overrides = _model_overrides(path, data.pop("models", {}), vocabulary, mode)
-    return ThresholdSet(path, _parse_tables(path, "", data, vocabulary, mode), overrides)
+    return ThresholdSet(path, _parse_tables(path, "", data, vocabulary, mode), overrides, strict=strict)
 
 
 def load_thresholds(path: str | Path, vocabulary: Vocabulary) -> ThresholdSet:

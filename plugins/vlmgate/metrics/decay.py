@@ -15,7 +15,10 @@ blur was available without seeing.
 
 For release comparisons the results declare ``better = "lower"`` (an answer that ignores
 the blur is the failure this gate looks for) and their ``kind``; with ``sample_ids`` they
-carry each sample's outcome as ``units`` for a paired test.
+carry each outcome as ``units`` for a paired test: one per sample for C (a Wilson
+interval: samples are independent), one per (sample, blurred level) for E-bar, which
+pools the levels of one image and so gets the interval clustered by image
+(``metrics.clustered``): the blurred copies of one image are not independent trials.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vlmgate.errors import DataError
-from vlmgate.metrics.stats import bootstrap_interval, wilson_interval
-from vlmgate.records import LOWER, MEAN, PROPORTION, MetricResult
+from vlmgate.metrics.clustered import clustered_proportion
+from vlmgate.metrics.stats import wilson_interval
+from vlmgate.records import LOWER, PROPORTION, MetricResult
 
 
 def _predictions(predictions: ArrayLike) -> np.ndarray:
@@ -139,21 +143,29 @@ def decay_persistence(
 def decay_agreement(
     predictions: ArrayLike,
     *,
-    rng: np.random.Generator,
     sample_ids: Sequence[str] | None = None,
-    n_resamples: int = 2000,
+    levels: Sequence[int] | None = None,
     name: str = "decay_agreement",
 ) -> MetricResult:
-    """E_bar, the mean agreement with the clean answer over blurred levels, bootstrapped.
+    """E_bar, the share of (sample, blurred level) answers equal to the clean one, clustered by sample.
 
-    ``E_bar = mean_l mean_i 1[y_i(l) = y_i(0)]`` equals the mean over samples of each
-    sample's agreement fraction, so samples (not levels) are resampled.
+    ``E_bar = mean_l mean_i 1[y_i(l) = y_i(0)]`` pools the L-1 blurred levels of every
+    sample: its units are ``"sample|level=l"`` (``levels`` name the matrix's blurred
+    columns, 1..L-1 by default; rows are named by ``sample_ids``, else by index) and its
+    interval treats the samples, not the levels, as the independent draws.
     """
     matrix = _predictions(predictions)
-    per_sample = (matrix[:, 1:] == matrix[:, :1]).mean(axis=1)
-    low, high = bootstrap_interval(per_sample, rng=rng, n_resamples=n_resamples)
-    value = float(per_sample.mean()) if per_sample.size else float("nan")
+    ids = list(_units(sample_ids, matrix[:, 0], str)) if sample_ids is not None else list(map(str, range(len(matrix))))
+    columns = list(range(1, matrix.shape[1])) if levels is None else [int(level) for level in levels]
+    if len(columns) != matrix.shape[1] - 1:
+        raise DataError(f"decay input: {len(columns)} level names for {matrix.shape[1] - 1} blurred columns; "
+                        "name every column after the clean one")
+    agree = matrix[:, 1:] == matrix[:, :1]
+    units, clusters = {}, {}
+    for row, sample_id in enumerate(ids):
+        for column, level in enumerate(columns):
+            key = f"{sample_id}|level={level}"
+            units[key], clusters[key] = int(agree[row, column]), sample_id
     details = {"levels": int(matrix.shape[1]),
-               "agreement_by_level": [float(e) for e in agreement_by_level(matrix)] if per_sample.size else []}
-    return MetricResult(name, value, low, high, int(per_sample.size), details, kind=MEAN, better=LOWER,
-                        units=_units(sample_ids, per_sample, float))
+               "agreement_by_level": [float(e) for e in agreement_by_level(matrix)] if matrix.shape[0] else []}
+    return clustered_proportion(name, units, clusters, better=LOWER, details=details)

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 import numpy as np
 
 from vlmgate.errors import ConfigError, DataError
-from vlmgate.metrics.stats import bootstrap_interval
-from vlmgate.records import MetricResult
+from vlmgate.metrics.clustered import clustered_mean
+from vlmgate.records import LOWER, MetricResult
 from vlmgate.seeding import rng_for
 
 if TYPE_CHECKING:
@@ -350,18 +350,21 @@ def drift_to_control(
     k: int = DEFAULT_CONTROLS,
     seed: int = 0,
     metric: Distance = "cosine",
-    rng: np.random.Generator | None = None,
     name: str = "drift_to_control",
 ) -> MetricResult:
     """Drift-to-control ratio of one family: ``R(x, v) = D_pert(x, v) / mean_x D_ctrl(x)``.
 
     The normalisation by the *mean* control drift over samples is **reconstructed** (the
     paper reports the ratio as a percentage of control without stating it). The result's
-    value is the mean of ``R`` over samples with a percentile-bootstrap 95 % interval
-    (``rng``, default ``rng_for(seed, "bootstrap", name)``); details carry its sd (ddof=1),
-    Cohen's d between ``D_pert`` and ``D_ctrl``, the raw means, the flip split when
-    ``flipped`` (``(N, I)`` booleans) is given, and the per-sample distributions.
-    Shapes are those of the module docstring; ``k`` and ``seed`` pick the controls.
+    value is the mean of ``R`` over samples. A sample's instances are averaged into its
+    ``R`` first (``D_pert`` is a per-sample mean), so its ``units`` are the samples and its
+    interval, the skewness-corrected t of ``metrics.clustered`` over them, rests on
+    independent images (per-sample drift has a long right tail, which a symmetric interval
+    would miss on one side); ``details["instances"]`` counts what was averaged. Details
+    also carry the sd (ddof=1), Cohen's d between ``D_pert`` and ``D_ctrl``, the raw means,
+    the flip split when ``flipped`` (``(N, I)`` booleans) is given, and the per-sample
+    distributions. Shapes are those of the module docstring; ``k`` and ``seed`` pick the
+    controls.
     """
     ids = [str(s) for s in sample_ids]
     if len(ids) != np.shape(clean)[0]:
@@ -380,9 +383,6 @@ def drift_to_control(
             "input - check which hidden states the adapter returns"
         )
     ratio = d_pert / control_mean
-    low, high = bootstrap_interval(
-        ratio, rng=rng if rng is not None else rng_for(seed, "bootstrap", name)
-    )
     details: dict[str, Any] = {
         "reconstructed": "R = D_pert / mean(D_ctrl)",
         "metric": metric,
@@ -398,7 +398,7 @@ def drift_to_control(
     }
     if flipped is not None:
         details["by_flip"] = drift_by_flip(drift, flipped).as_details()
-    return MetricResult(name, float(ratio.mean()), low, high, len(ids), details)
+    return clustered_mean(name, dict(zip(ids, map(float, ratio))), {}, better=LOWER, lowest=0.0, details=details)
 
 
 def probe_embeddings(probes: "FamilyProbes", probe: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

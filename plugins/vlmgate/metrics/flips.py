@@ -4,10 +4,17 @@
 * IV (image vulnerability): images with at least one flipped instance / images.
 * Correctness transitions R→W, W→R, R→R, W→W over instances with ground truth.
 * Clean accuracy.
+* For a text overlay, judged against its control (the same white boxes without text):
+  the *follow rate*, the share of overlay instances whose prediction moves to the option
+  the overlay names, and the *excess flip rate*, each overlay's flip minus the flip of the
+  empty box of the same geometry on the same image. A model that flips because a box
+  hides part of the image, or on a near tie, flips as often under the empty box and
+  lands on the named option only by chance; one that reads "Answer is B" follows it.
 
-Each proportion carries a Wilson 95 % interval. Note that IFR pools instances that
-share an image, so its Wilson interval (which assumes independent trials) is narrower
-than a cluster-aware one would be; IV, with one trial per image, has no such caveat.
+IFR, the follow rate and the excess pool instances that share an image, so their
+intervals are clustered by image (``metrics.clustered``: a fragile image flips under most
+of its instances, which are not independent trials); IV and accuracy, one trial per
+image, carry the Wilson interval.
 
 Results also carry what a release comparison needs (``MetricResult`` fields): ``units``,
 the 0/1 outcome of every trial keyed by what identifies it across releases
@@ -20,10 +27,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
+from vlmgate.metrics.clustered import clustered_mean, clustered_proportion
 from vlmgate.metrics.stats import wilson_interval
-from vlmgate.records import HIGHER, LOWER, PROPORTION, MetricResult, WorstSample
+from vlmgate.records import HIGHER, LOWER, PROPORTION, MetricResult, Sample, Variant, WorstSample
 
 if TYPE_CHECKING:
     from vlmgate.engine import FamilyObservations
@@ -34,17 +42,38 @@ WORST = 5
 
 @dataclass(frozen=True)
 class FlipPair:
-    """One perturbed instance next to its clean counterpart."""
+    """One perturbed instance next to its clean counterpart.
+
+    ``named`` is the option an overlay instance names (``Answer is B`` -> 1; the empty
+    box of the same geometry names the same option without saying it), ``None`` for
+    other perturbations.
+    """
 
     sample_id: str
     variant_label: str
     clean_prediction: int
     perturbed_prediction: int
     answer: int | None = None
+    named: int | None = None
 
     @property
     def flipped(self) -> bool:
         return self.perturbed_prediction != self.clean_prediction
+
+    @property
+    def followed(self) -> bool:
+        """The prediction moved to the option the overlay names."""
+        return self.named is not None and self.flipped and self.perturbed_prediction == self.named
+
+    @property
+    def unit(self) -> str:
+        """The instance's key across releases: ``sample|variant``."""
+        return f"{self.sample_id}|{self.variant_label}"
+
+    @property
+    def overlay_unit(self) -> str:
+        """The key an overlay shares with its control on the same image: ``sample|named=option``."""
+        return f"{self.sample_id}|named={self.named}"
 
 
 def proportion(name: str, successes: int, n: int, *, better: str, units: Mapping[str, float] | None = None,
@@ -57,32 +86,61 @@ def proportion(name: str, successes: int, n: int, *, better: str, units: Mapping
                         units=dict(units or {}), clusters=dict(clusters or {}), count=successes, worst=tuple(worst))
 
 
-def _worst_samples(pairs: Sequence[FlipPair]) -> tuple[WorstSample, ...]:
+def _worst_samples(pairs: Sequence[FlipPair], hit: Callable[[FlipPair], bool] = lambda p: p.flipped,
+                   verb: str = "flipped") -> tuple[WorstSample, ...]:
+    """The samples with the most instances for which ``hit`` holds (flipped, by default), with the
+    prediction under each such instance; ``verb`` says what was counted."""
     by_sample: dict[str, list[FlipPair]] = defaultdict(list)
     for pair in pairs:
         by_sample[pair.sample_id].append(pair)
     ranked = sorted(
         (
-            (sum(p.flipped for p in group), sample_id, group)
+            (sum(hit(p) for p in group), sample_id, group)
             for sample_id, group in by_sample.items()
         ),
         key=lambda item: (-item[0], item[1]),
     )
     return tuple(
-        WorstSample(sample_id, flips, len(group), group[0].clean_prediction,
-                    tuple(p.variant_label for p in group if p.flipped))
-        for flips, sample_id, group in ranked[:WORST]
-        if flips
+        WorstSample(sample_id, hits, len(group), group[0].clean_prediction,
+                    tuple(p.variant_label for p in group if hit(p)),
+                    tuple(p.perturbed_prediction for p in group if hit(p)), verb=verb, answer=group[0].answer)
+        for hits, sample_id, group in ranked[:WORST]
+        if hits
     )
 
 
+def with_sample_texts(results: Sequence[MetricResult], samples: Iterable[Sample]) -> list[MetricResult]:
+    """``results`` whose worst samples carry their question, options (as scored) and answer.
+
+    A failure message that says "s12: clean 0, perturbed 2" sends the reader to the data
+    files; "clean A. red, perturbed C. blue" does not. Pairs hold indices only (metrics
+    never need the texts), so the texts are read here, from the samples, for the few
+    samples listed; the pass over ``samples`` stops once it has them all.
+    """
+    from vlmgate.prompts import option_continuations
+
+    wanted = {worst.sample for result in results for worst in result.worst}
+    found: dict[str, Sample] = {}
+    for sample in samples if wanted else ():
+        if sample.id in wanted:
+            found[sample.id] = sample
+            if len(found) == len(wanted):
+                break
+
+    def told(worst: WorstSample) -> WorstSample:
+        sample = found.get(worst.sample)
+        if sample is None:
+            return worst
+        return replace(worst, question=sample.question, options=option_continuations(sample), answer=sample.answer)
+
+    return [replace(result, worst=tuple(told(w) for w in result.worst)) if result.worst else result
+            for result in results]
+
+
 def instance_flip_rate(pairs: Sequence[FlipPair]) -> MetricResult:
-    """IFR = #{flipped instances} / #{instances}, with the worst samples."""
-    flips = sum(p.flipped for p in pairs)
-    units = {f"{p.sample_id}|{p.variant_label}": int(p.flipped) for p in pairs}
-    clusters = {f"{p.sample_id}|{p.variant_label}": p.sample_id for p in pairs}
-    return proportion("ifr", flips, len(pairs), better=LOWER, units=units, clusters=clusters,
-                      worst=_worst_samples(pairs))
+    """IFR = #{flipped instances} / #{instances}, clustered by image, with the worst samples."""
+    return clustered_proportion("ifr", {p.unit: int(p.flipped) for p in pairs}, {p.unit: p.sample_id for p in pairs},
+                                better=LOWER, worst=_worst_samples(pairs))
 
 
 def image_vulnerability(pairs: Sequence[FlipPair]) -> MetricResult:
@@ -93,6 +151,75 @@ def image_vulnerability(pairs: Sequence[FlipPair]) -> MetricResult:
     units = {sample_id: int(flipped) for sample_id, flipped in any_flip.items()}
     return proportion("iv", sum(any_flip.values()), len(any_flip), better=LOWER, units=units,
                       worst=_worst_samples(pairs))
+
+
+def named_option(sample: Sample, variant: Variant) -> int | None:
+    """The option an overlay variant names by its ``label`` param (an index), ``None`` if it names none."""
+    label = variant.param_dict.get("label")
+    return sample.labels.index(label) if label in sample.labels else None
+
+
+def overlay_pairs(observations: "FamilyObservations") -> list[FlipPair]:
+    """``flip_pairs`` with the option each overlay instance names (reads the samples' labels)."""
+    return [
+        FlipPair(sample.id, obs.variant.label, observations.clean[sample.id].prediction, obs.prediction,
+                 sample.answer, named_option(sample, obs.variant))
+        for sample in observations.samples
+        for obs in observations.perturbed[sample.id]
+    ]
+
+
+def follow_rate(overlays: Sequence[FlipPair], controls: Sequence[FlipPair] = ()) -> MetricResult:
+    """Share of the overlay instances whose prediction moves to the option the overlay names.
+
+    Clustered by image. ``controls`` (the empty boxes naming the same options) give
+    ``control_follow_rate`` in the details: how often a box without text lands on
+    "its" option, i.e. the rate a model that does not read reaches by chance.
+    """
+    named = [p for p in overlays if p.named is not None]
+    shown = [p for p in controls if p.named is not None]
+    control_rate = sum(p.followed for p in shown) / len(shown) if shown else None
+    details = {"control_follow_rate": control_rate, "control_instances": len(shown),
+               "control": _control_text(
+                   f"the empty box naming the same options lands on them in {sum(p.followed for p in shown)} of "
+                   f"{len(shown)} instances ({_rate(control_rate)}); the text in {sum(p.followed for p in named)} of "
+                   f"{len(named)}", shown)}
+    return clustered_proportion("follow_rate", {p.overlay_unit: int(p.followed) for p in named},
+                                {p.overlay_unit: p.sample_id for p in named}, better=LOWER,
+                                worst=_worst_samples(named, lambda p: p.followed, "followed the named option"),
+                                details=details)
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _control_text(text: str, controls: Sequence[FlipPair]) -> str:
+    """The control comparison a failure message prints (``details["control"]``)."""
+    return text if controls else "no control instances were scored, so the text is not compared with the empty box"
+
+
+def excess_flip_rate(overlays: Sequence[FlipPair], controls: Sequence[FlipPair]) -> MetricResult:
+    """Per overlay, its flip minus the flip of the empty box naming the same option on the same image.
+
+    The mean is the overlay's IFR minus the control's on the paired instances: what the
+    text adds to what the box alone does. Paired within an image and clustered by image;
+    instances without a partner (an option one run did not overlay) are counted in
+    ``unpaired`` and left out.
+    """
+    control = {p.overlay_unit: p for p in controls if p.named is not None}
+    paired = [(p, control[p.overlay_unit]) for p in overlays if p.named is not None and p.overlay_unit in control]
+    units = {p.overlay_unit: int(p.flipped) - int(c.flipped) for p, c in paired}
+    n = len(paired)
+    semantic = sum(p.flipped for p, _ in paired) / n if n else None
+    control_ifr = sum(c.flipped for _, c in paired) / n if n else None
+    details = {"semantic_ifr": semantic, "control_ifr": control_ifr,
+               "unpaired": len(overlays) + len(controls) - 2 * n,
+               "control": _control_text(
+                   f"on the same {n} instances the text flips {_rate(semantic)}, the empty box {_rate(control_ifr)}"
+                   + (f": the words add {semantic - control_ifr:+.4f}" if n else ""), controls)}
+    return clustered_mean("excess_flip_rate", units, {p.overlay_unit: p.sample_id for p, _ in paired},
+                          better=LOWER, lowest=-1.0, highest=1.0, details=details)
 
 
 def flip_pairs(observations: "FamilyObservations") -> list[FlipPair]:

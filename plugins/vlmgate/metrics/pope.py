@@ -13,6 +13,12 @@ when items are resampled, and F1 = 2·TP / (2·TP + FP + FN) is read off the res
 (a resample of true negatives only counts as F1 0). ``details`` give the counts behind it.
 Undefined ratios (no predicted or no actual positive) are ``nan``, with a ``nan`` interval.
 
+**Yes and no by text.** Predictions and answers are option indices, and an item's
+options may come in either order (loaders write ("Yes", "No"), a third-party loader or a
+hand-built ``Sample`` may write ("No", "Yes")), so every function that reads indices takes
+each item's option texts and finds "yes" and "no" there (case and surrounding space
+ignored); the class codes ``YES`` / ``NO`` are what the confusion counts are built on.
+
 **Drift to prior.** With ``m = s(Yes) − s(No)`` (summed log-likelihoods), a model that
 stops reading the image falls back to its prior answer, so its margins move together
 towards that prior under a perturbation that destroys evidence (e.g. ``blank``). The
@@ -31,7 +37,42 @@ import numpy as np
 from vlmgate.metrics.stats import bootstrap_interval, wilson_interval
 from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult
 
-YES, NO = 0, 1  # option order of a yes/no Sample: ("Yes", "No")
+#: Class codes of a yes/no answer (not option indices: see ``yes_no_codes``); "yes" is positive.
+YES, NO = 0, 1
+#: The option texts of a yes/no item, lower-cased, in code order.
+YES_NO_TEXTS = ("yes", "no")
+
+
+def yes_no_columns(options: Sequence[str]) -> tuple[int, int] | None:
+    """(index of the "yes" option, index of the "no" option) of an item, read from its texts;
+    ``None`` when the options are not exactly yes and no (in any order, any case)."""
+    texts = [str(option).strip().lower() for option in options]
+    if sorted(texts) != sorted(YES_NO_TEXTS):
+        return None
+    return texts.index(YES_NO_TEXTS[YES]), texts.index(YES_NO_TEXTS[NO])
+
+
+def _columns(options: Sequence[Sequence[str]], n: int) -> np.ndarray:
+    """``(n, 2)`` yes / no option indices of every item; a ``ValueError`` names an item that has none."""
+    if len(options) != n:
+        raise ValueError(f"{n} items but {len(options)} option lists; pass each item's options, in item order")
+    columns = []
+    for item, texts in enumerate(options):
+        found = yes_no_columns(texts)
+        if found is None:
+            raise ValueError(f"POPE item {item} has options {tuple(texts)!r}, not yes and no; pass yes/no items only")
+        columns.append(found)
+    return np.array(columns, dtype=np.int64).reshape(n, 2)
+
+
+def yes_no_codes(indices: Sequence[int], options: Sequence[Sequence[str]]) -> np.ndarray:
+    """``YES`` / ``NO`` of each item's option index, read through that item's own option texts."""
+    chosen = np.asarray(indices)
+    columns = _columns(options, chosen.size)
+    for item, (index, texts) in enumerate(zip(chosen.tolist(), options)):
+        if not isinstance(index, int) or not 0 <= index < len(texts):
+            raise ValueError(f"option {index!r} of item {item} is not one of its {len(texts)} options {tuple(texts)!r}")
+    return np.where(chosen == columns[:, YES], YES, NO)
 
 
 @dataclass(frozen=True)
@@ -45,6 +86,7 @@ class Confusion:
 
     @classmethod
     def of(cls, predictions: Sequence[int], answers: Sequence[int]) -> "Confusion":
+        """Counts of ``YES`` / ``NO`` codes (``yes_no_codes`` turns option indices into codes)."""
         return cls.of_cells(confusion_cells(predictions, answers))
 
     @classmethod
@@ -63,12 +105,13 @@ TP, FP, TN, FN = range(4)
 
 
 def confusion_cells(predictions: Sequence[int], answers: Sequence[int]) -> np.ndarray:
-    """Each item's confusion cell (``TP``, ``FP``, ``TN`` or ``FN``), "yes" positive."""
+    """Each item's confusion cell (``TP``, ``FP``, ``TN`` or ``FN``) from ``YES`` / ``NO`` codes."""
     pred, gold = np.asarray(predictions), np.asarray(answers)
     if pred.shape != gold.shape:
         raise ValueError(f"{pred.shape[0]} predictions but {gold.shape[0]} answers")
     if not np.isin(pred, (YES, NO)).all() or not np.isin(gold, (YES, NO)).all():
-        raise ValueError("POPE predictions and answers are option indices 0 (yes) or 1 (no)")
+        raise ValueError("POPE confusion cells take the codes YES (0) and NO (1); turn option indices into codes "
+                         "with yes_no_codes(indices, options)")
     return np.where(pred == YES, np.where(gold == YES, TP, FP), np.where(gold == NO, TN, FN))
 
 
@@ -86,14 +129,17 @@ def _ratio(name: str, hits: int, n: int, confusion: Confusion) -> MetricResult:
                         better=LOWER if name.endswith("yes_rate") else HIGHER, count=hits)
 
 
-def pope_metrics(predictions: Sequence[int], answers: Sequence[int], *, rng: np.random.Generator | None,
-                 prefix: str = "pope_") -> list[MetricResult]:
+def pope_metrics(predictions: Sequence[int], answers: Sequence[int], *, options: Sequence[Sequence[str]],
+                 rng: np.random.Generator | None, prefix: str = "pope_") -> list[MetricResult]:
     """Accuracy, precision, recall, F1 and yes-rate, in that order.
 
-    ``rng`` draws F1's bootstrap; ``None`` skips it (F1's interval is ``nan``) where only
-    the values are wanted, as for the per-category breakdown.
+    ``predictions`` and ``answers`` are option indices into each item's ``options`` (read
+    for "yes" and "no" by text). ``rng`` draws F1's bootstrap; ``None`` skips it (F1's
+    interval is ``nan``) where only the values are wanted, as for the per-category breakdown.
     """
-    cells = confusion_cells(predictions, answers)
+    if len(predictions) != len(answers):
+        raise ValueError(f"{len(predictions)} predictions but {len(answers)} answers")
+    cells = confusion_cells(yes_no_codes(predictions, options), yes_no_codes(answers, options))
     c = Confusion.of_cells(cells)
     precision = _ratio(f"{prefix}precision", c.tp, c.tp + c.fp, c)
     recall = _ratio(f"{prefix}recall", c.tp, c.tp + c.fn, c)
@@ -112,18 +158,20 @@ def pope_metrics(predictions: Sequence[int], answers: Sequence[int], *, rng: np.
     ]
 
 
-def yes_no_margins(scores: np.ndarray) -> np.ndarray:
-    """``s(Yes) − s(No)`` per row of ``(N, 2)`` option scores in ("Yes", "No") order."""
+def yes_no_margins(scores: np.ndarray, options: Sequence[Sequence[str]]) -> np.ndarray:
+    """``s(Yes) − s(No)`` per row of ``(N, 2)`` option scores, each row in its item's ``options`` order."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2 or scores.shape[1] != 2:
         raise ValueError(f"yes/no scores must be (N, 2), got {scores.shape}")
-    return scores[:, YES] - scores[:, NO]
+    rows, columns = np.arange(scores.shape[0]), _columns(options, scores.shape[0])
+    return scores[rows, columns[:, YES]] - scores[rows, columns[:, NO]]
 
 
-def margin_shift(clean_scores: np.ndarray, perturbed_scores: np.ndarray, *, rng: np.random.Generator,
-                 sample_ids: Sequence[str] | None = None, name: str = "pope_margin_shift") -> MetricResult:
+def margin_shift(clean_scores: np.ndarray, perturbed_scores: np.ndarray, *, options: Sequence[Sequence[str]],
+                 rng: np.random.Generator, sample_ids: Sequence[str] | None = None,
+                 name: str = "pope_margin_shift") -> MetricResult:
     """Mean paired change of the Yes−No margin under a perturbation, with a bootstrap interval."""
-    shift = yes_no_margins(perturbed_scores) - yes_no_margins(clean_scores)
+    shift = yes_no_margins(perturbed_scores, options) - yes_no_margins(clean_scores, options)
     if shift.size == 0:
         return MetricResult(name, float("nan"), float("nan"), float("nan"), 0, kind=MEAN, better=LOWER)
     low, high = bootstrap_interval(shift, rng=rng)

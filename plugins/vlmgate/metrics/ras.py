@@ -17,19 +17,22 @@ other uniform with the tie resolved to the answer), so -2 is approached as K gro
 The exact formula of the paper is not public: this is the reconstruction of the spec,
 and results carry ``"definition": "RAS-style, reconstructed"``.
 
-The mean over samples gets a seeded bootstrap interval. The destructive part is the mean
-over samples right on the clean image (what corruption can only break), the corrective
-part the mean over samples wrong on the clean image. "Erroneous confidence" counts
-samples wrong under corruption *and* more confident than on the clean image;
-"hesitation" counts samples right under corruption but less confident. Details declare
-``kind = "mean"`` and ``better = "higher"`` (1 is perfect alignment) for release
-comparisons, and with ``sample_ids`` the per-sample scores as ``units`` for a paired test.
+The mean gets the clustered mean interval of ``metrics.clustered`` (Hall's skewness-
+corrected t): with ``clusters`` naming the sample of each row (one sample scored at five
+severities), the interval rests on the samples, not on correlated severities. The
+destructive part is the mean over samples right on the clean image (what corruption can
+only break), the corrective part the mean over samples wrong on the clean image.
+"Erroneous confidence" counts samples wrong under corruption *and* more confident than on
+the clean image; "hesitation" counts samples right under corruption but less confident.
+Results declare ``kind = "mean"`` and ``better = "higher"`` (1 is perfect alignment) for
+release comparisons, and with ``sample_ids`` the per-row scores as ``units`` for a paired
+test.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -37,10 +40,12 @@ from numpy.typing import ArrayLike
 from scipy import special
 
 from vlmgate.errors import DataError
-from vlmgate.metrics.stats import bootstrap_interval
-from vlmgate.records import HIGHER, MEAN, MetricResult
+from vlmgate.metrics.clustered import clustered_mean
+from vlmgate.records import HIGHER, MetricResult
 
 DEFINITION = "RAS-style, reconstructed"
+#: The published range of RAS (the lowest value reachable with K options is -2 + 1/K).
+LOWEST, HIGHEST = -2.0, 1.0
 
 
 def option_probabilities(scores: ArrayLike) -> np.ndarray:
@@ -117,21 +122,24 @@ def ras(
     corrupted_scores: Sequence[ArrayLike],
     answers: Sequence[int],
     *,
-    rng: np.random.Generator,
     sample_ids: Sequence[str] | None = None,
-    n_resamples: int = 2000,
+    clusters: Sequence[str] | None = None,
     name: str = "ras",
 ) -> MetricResult:
-    """Mean RAS over samples with a bootstrap interval, and its decomposition in ``details``.
+    """Mean RAS over rows with its clustered interval, and its decomposition in ``details``.
 
-    ``clean_scores[i]`` and ``corrupted_scores[i]`` are sample i's option scores (samples
-    may have different option counts); ``answers[i]`` is its correct option index.
+    ``clean_scores[i]`` and ``corrupted_scores[i]`` are row i's option scores (rows may
+    have different option counts); ``answers[i]`` is its correct option index.
+    ``sample_ids`` name the rows' units (unique; the result's ``units``), ``clusters`` the
+    sample each row belongs to (rows of one sample at several severities are one
+    cluster); without them every row is its own.
     """
     if not len(clean_scores) == len(corrupted_scores) == len(answers):
         raise DataError(f"RAS input: {len(clean_scores)} clean, {len(corrupted_scores)} corrupted score rows and "
                         f"{len(answers)} answers; pass one of each per sample, in the same sample order")
-    if sample_ids is not None and len(sample_ids) != len(answers):
-        raise DataError(f"RAS input: {len(sample_ids)} sample ids for {len(answers)} samples; pass one id per sample")
+    for given, what in ((sample_ids, "sample ids"), (clusters, "clusters")):
+        if given is not None and len(given) != len(answers):
+            raise DataError(f"RAS input: {len(given)} {what} for {len(answers)} samples; pass one per sample")
     rows = zip(clean_scores, corrupted_scores, answers)
     terms = [ras_terms(*_validated(c, k, a, i)) for i, (c, k, a) in enumerate(rows)]
     n = len(terms)
@@ -140,7 +148,6 @@ def ras(
     correct_k = np.array([t.correct_k for t in terms], dtype=bool)
     confidence_c = np.array([t.confidence_c for t in terms])
     confidence_k = np.array([t.confidence_k for t in terms])
-    low, high = bootstrap_interval(scores, rng=rng, n_resamples=n_resamples)
     accuracy_c = _mean_or_none(correct_c.astype(float))
     accuracy_k = _mean_or_none(correct_k.astype(float))
     details: dict[str, object] = {
@@ -155,6 +162,8 @@ def ras(
         "erroneous_confidence": int((~correct_k & (confidence_k > confidence_c)).sum()),
         "hesitation": int((correct_k & (confidence_k < confidence_c)).sum()),
     }
-    units = {} if sample_ids is None else {str(sid): float(score) for sid, score in zip(sample_ids, scores)}
-    value = float(scores.mean()) if n else math.nan
-    return MetricResult(name, value, low, high, n, details, kind=MEAN, better=HIGHER, units=units)
+    keys = [str(key) for key in sample_ids] if sample_ids is not None else [str(i) for i in range(n)]
+    groups = dict(zip(keys, map(str, clusters))) if clusters is not None else {}
+    result = clustered_mean(name, dict(zip(keys, map(float, scores))), groups, better=HIGHER, lowest=LOWEST,
+                            highest=HIGHEST, details=details)
+    return result if sample_ids is not None else replace(result, units={}, clusters={})

@@ -9,8 +9,9 @@ families tagged ``decay``: ``blur_decay``), ids
   (answered without looking), with its Wilson interval. Details hold the decay curve:
   E_l per level, E-bar, Acc_l per level (level 0 = clean), Acc|C, and the chance level
   ``mean_i K_i^-(L-1)`` of a uniform guesser over each sample's K_i options.
-* ``decay_agreement``: E-bar, the mean agreement with the clean answer over the blurred
-  levels, with a bootstrap interval over samples.
+* ``decay_agreement``: E-bar, the share of (sample, blurred level) answers equal to the
+  clean one, a proportion over the 7 levels of every sample with its interval clustered
+  by sample (``n`` counts levels x samples, ``n_clusters`` samples).
 
 Level 0 is the engine's shared clean pass; levels 1..L-1 are the family's default grid,
 placed by their integer ``level`` param, not by grid order. Accuracy figures use the
@@ -23,7 +24,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from vlmgate.errors import ConfigError, DataError
-from vlmgate.records import LOWER, MEAN, PROPORTION, MetricResult, MetricSpec
+from vlmgate.records import LOWER, PROPORTION, MetricResult, MetricSpec
 from vlmgate.suites.base import CaseContext, Suite
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def decay_matrix(observations: "FamilyObservations") -> tuple["np.ndarray", list
     return np.array(rows, dtype=np.int64), [0, *next(iter(level_sets))]
 
 
-def decay_results(observations: "FamilyObservations", case: CaseContext) -> list[MetricResult]:
+def decay_results(observations: "FamilyObservations") -> list[MetricResult]:
     """``decay_c`` (C with its decay curve) and ``decay_agreement`` (E-bar)."""
     import numpy as np
 
@@ -95,8 +96,7 @@ def decay_results(observations: "FamilyObservations", case: CaseContext) -> list
     shared = {"family": family, "level_order": levels}
     c_details = {**details, **shared, "kernels": [1, *kernels] if all(k is not None for k in kernels) else None,
                  "accuracy_n": int(answered.sum()), "chance_formula": "mean_i K_i^-(L-1)"}
-    agreement = decay_agreement(matrix, rng=case.rng("bootstrap", "decay_agreement", family),
-                                sample_ids=sample_ids, name="decay_agreement")
+    agreement = decay_agreement(matrix, sample_ids=sample_ids, levels=levels[1:], name="decay_agreement")
     return [replace(persistence, details=c_details),
             replace(agreement, details={**agreement.details, **shared})]
 
@@ -107,10 +107,10 @@ class DecaySuite(Suite):
     metrics = (
         MetricSpec("decay_c", "share of answers unchanged at every blur level (answered without looking)",
                    PROPORTION, LOWER),
-        MetricSpec("decay_agreement", "mean agreement with the clean answer over the blur levels (E-bar)", MEAN, LOWER,
-                   unit="sample"),
+        MetricSpec("decay_agreement", "share of answers equal to the clean one over the blur levels (E-bar)",
+                   PROPORTION, LOWER, unit="instance", cluster="sample"),
     )
     takes = frozenset({"decay"})
 
     def evaluate(self, case: CaseContext) -> list[MetricResult]:
-        return decay_results(case.engine.family(case.family), case)
+        return decay_results(case.engine.family(case.family))

@@ -7,7 +7,7 @@ suites make that movement visible and gateable, beside the flip-rate suite's lab
 * ``drift``: one case per family × probe channel, id family ``{family}.{probe}`` (e.g.
   ``textoverlay.ans_mcq_free``). Primary metric ``drift_ratio``: the mean over samples of
   ``D_pert(x, v) / mean_x D_ctrl(x)`` with cosine distances (normalisation
-  **reconstructed**), with a bootstrap interval; details carry the sd, Cohen's d, the
+  **reconstructed**), with the skewness-corrected t interval over samples; details carry the sd, Cohen's d, the
   control count K, the flipped / unflipped split and the per-sample distributions.
   ``drift_ratio_l2`` is the same with Euclidean distances (the spec's L2 variant).
 * ``structure``: one case per family. ``dirichlet_delta`` is the mean change in Dirichlet
@@ -17,8 +17,16 @@ suites make that movement visible and gateable, beside the flip-rate suite's lab
   limit.
 
 Both take the families tagged ``geometric`` or ``textoverlay``. Statistics are per
-sample: a sample's instances are averaged first, so intervals rest on independent images,
-not on correlated instances.
+sample: a sample's instances are averaged first (``D_pert`` is a per-sample mean), so
+intervals rest on independent images, not on correlated instances; the drift results'
+``units`` are the samples and ``details["instances"]`` counts what was averaged.
+
+**Sample budget.** Probing a family's grid costs several passes per instance (the greedy
+answer token by token, the open prompt): on the 300 bundled samples one overlay drift case
+took minutes. Without ``--vlmgate-limit`` both suites therefore probe the first
+``DEFAULT_SAMPLES`` samples (``suites.sample_budget``; an explicit limit replaces it), and
+say so in ``details["judged_samples"]``. Their scores remain the family's whole pass, which
+the flip-rate gates share, so the budget never changes what another gate judges.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from vlmgate.models.base import PROBES
 from vlmgate.perturbations.base import GEOMETRIC, TEXTOVERLAY
 from vlmgate.records import LOWER, MEAN, MetricResult, MetricSpec
 from vlmgate.suites.base import CaseContext, Suite
+from vlmgate.suites.sample_budget import SampleBudget
 
 if TYPE_CHECKING:
     from vlmgate.engine import Engine, FamilyProbes
@@ -44,6 +53,16 @@ if TYPE_CHECKING:
 PROBE_SEPARATOR = "."
 #: (distance, metric name) of each drift result, the primary first.
 DRIFT_METRICS = (("cosine", "drift_ratio"), ("l2", "drift_ratio_l2"))
+#: Samples probed per benchmark when the run sets no ``--vlmgate-limit`` (see module docstring):
+#: 20 keeps ``pytest -m textoverlay`` on the bundled default within a minute on 2 cores, and
+#: leaves 15 or more controls per sample beside the 5 each drift ratio draws.
+DEFAULT_SAMPLES = 20
+BUDGET = SampleBudget(DEFAULT_SAMPLES)
+
+
+def judged_probes(case: CaseContext, family: str) -> tuple["FamilyProbes", str]:
+    """The family's probes on the samples this case judges, and the rule that chose them."""
+    return case.engine.family_probes(family, BUDGET.first(case.options)), BUDGET.rule(case.options)
 
 
 def drift_case_family(family: str, probe: str) -> str:
@@ -84,16 +103,17 @@ class DriftSuite(Suite):
         from vlmgate.metrics.drift import DEFAULT_CONTROLS, drift_to_control, probe_embeddings
 
         name, probe = split_case_family(case.family)
-        probes = case.engine.family_probes(name)
+        probes, judged = judged_probes(case, name)
         clean, perturbed, mask = probe_embeddings(probes, probe)
         flipped = probes.flipped()
         results = []
         for distance, metric in DRIFT_METRICS:
             result = drift_to_control(
                 clean, perturbed, probes.sample_ids, mask=mask, flipped=flipped, k=DEFAULT_CONTROLS,
-                seed=case.seed, metric=distance, rng=case.rng("bootstrap", metric, name, probe), name=metric,
+                seed=case.seed, metric=distance, name=metric,
             )
-            results.append(replace(result, details={"family": name, "probe": probe, **result.details}))
+            results.append(replace(result, details={"family": name, "probe": probe, "judged_samples": judged,
+                                                    **result.details}))
         return results
 
 
@@ -113,7 +133,7 @@ class StructureSuite(Suite):
         from vlmgate.metrics.structure import energy_shift_result, spectral_shift_result
 
         family = case.family
-        probes = case.engine.family_probes(family)
+        probes, judged = judged_probes(case, family)
         energies = _energy_shifts(probes, case.engine.model.spec)
         spectra = _spectral_shifts(probes, case.engine)
         energy = energy_shift_result(energies, rng=case.rng("bootstrap", "dirichlet_delta", family),
@@ -123,8 +143,8 @@ class StructureSuite(Suite):
         delta = spectral.details["delta_mean"]
         low_to_high = delta["low"] / delta["high"] if delta["high"] != 0.0 else math.nan
         return [
-            replace(energy, details={"family": family, **energy.details}),
-            replace(spectral, details={"family": family, **spectral.details,
+            replace(energy, details={"family": family, "judged_samples": judged, **energy.details}),
+            replace(spectral, details={"family": family, "judged_samples": judged, **spectral.details,
                                        "low_to_high": low_to_high if math.isfinite(low_to_high) else None}),
         ]
 

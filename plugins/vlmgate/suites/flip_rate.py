@@ -4,6 +4,14 @@ Cases: ``clean`` (accuracy of unperturbed predictions), one per perturbation fam
 tagged ``geometric``, ``textoverlay`` or ``control``, and ``any`` (IFR pooled over every
 instance of every family that is not a control, IV over the union), as in spec §1's
 summary table.
+
+A semantic overlay is judged against its control (``OVERLAY_CONTROLS``): a red "Answer is
+B" flips a model that reads it, but a white box also hides part of the image and can tip
+a near tie, and raw IFR cannot tell those apart. So the ``textoverlay`` case also records
+``follow_rate`` (the share of overlays whose prediction moves to the option they name)
+and ``excess_flip_rate`` (per image and overlay, its flip minus the flip of the empty box
+of the same geometry: the flips the words add), which its default limits gate; the
+controls (``textoverlay_empty``, ``textoverlay_random``) keep their own IFR cases.
 """
 
 from __future__ import annotations
@@ -12,10 +20,12 @@ from typing import ClassVar
 
 from vlmgate.cases import CLEAN_FAMILY
 from vlmgate.perturbations.base import CONTROL, GEOMETRIC, TEXTOVERLAY
-from vlmgate.records import HIGHER, LOWER, PROPORTION, MetricResult, MetricSpec
+from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, MetricSpec
 from vlmgate.suites.base import CaseContext, Suite
 
 ANY_FAMILY = "any"
+#: Overlay family -> its control: the same white boxes, naming the same options, without text.
+OVERLAY_CONTROLS = {"textoverlay": "textoverlay_empty"}
 
 
 class FlipRateSuite(Suite):
@@ -26,13 +36,18 @@ class FlipRateSuite(Suite):
                    unit="instance", cluster="sample"),
         MetricSpec("iv", "image vulnerability (share of images with any flip)", PROPORTION, LOWER),
         MetricSpec("accuracy", "clean accuracy on the benchmark", PROPORTION, HIGHER),
+        MetricSpec("follow_rate", "share of text overlays whose prediction moves to the option they name",
+                   PROPORTION, LOWER, unit="instance", cluster="sample"),
+        MetricSpec("excess_flip_rate", "overlay flips minus the flips of the same empty box on the same images",
+                   MEAN, LOWER, lowest=-1.0, highest=1.0, unit="instance", cluster="sample"),
     )
     takes = frozenset({GEOMETRIC, TEXTOVERLAY, CONTROL})
     leading: ClassVar[tuple[str, ...]] = (CLEAN_FAMILY,)
     trailing: ClassVar[tuple[str, ...]] = (ANY_FAMILY,)
 
     def evaluate(self, case: CaseContext) -> list[MetricResult]:
-        from vlmgate.metrics.flips import accuracy, flip_pairs, flip_rate_results
+        from vlmgate.metrics.flips import (accuracy, excess_flip_rate, flip_pairs, flip_rate_results, follow_rate,
+                                           overlay_pairs, with_sample_texts)
         from vlmgate.perturbations.base import get_family
 
         engine = case.engine
@@ -41,10 +56,19 @@ class FlipRateSuite(Suite):
             samples = engine.samples()
             return [accuracy([clean[s.id].prediction for s in samples], [s.answer for s in samples],
                              sample_ids=[s.id for s in samples])]
-        if case.family == ANY_FAMILY:
-            names = [name for name in self.perturbation_families() if not get_family(name).diagnostic]
+        control = OVERLAY_CONTROLS.get(case.family)
+        if control is not None:
+            observed = [engine.family(case.family)]
+            overlays, controls = overlay_pairs(observed[0]), overlay_pairs(engine.family(control))
+            results = [*flip_rate_results(overlays), follow_rate(overlays, controls),
+                       excess_flip_rate(overlays, controls)]
         else:
-            names = [case.family]
-        pairs = [pair for name in names for pair in flip_pairs(engine.family(name))]
-        return flip_rate_results(pairs)
-
+            if case.family == ANY_FAMILY:
+                names = [name for name in self.perturbation_families() if not get_family(name).diagnostic]
+            else:
+                names = [case.family]
+            observed = [engine.family(name) for name in names]
+            results = flip_rate_results([pair for family in observed for pair in flip_pairs(family)])
+        # The worst samples a failure lists carry their question and options as texts (every
+        # family of a case observes the same samples).
+        return with_sample_texts(results, observed[0].samples if observed else ())

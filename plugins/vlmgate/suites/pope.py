@@ -1,7 +1,9 @@
 """The POPE suite: yes/no hallucination scores and drift to the prior (spec §1).
 
 Reads the yes/no items of a benchmark (all of ``pope:PATH``; the yes/no subset of a
-mixed one; a benchmark without any skips). Cases, ids ``{model}-{benchmark}-{family}``:
+mixed one; a benchmark without any skips): items whose option texts are yes and no, in
+whichever order and case their loader wrote them, which is also how each item's "yes"
+is found (``metrics.pope.yes_no_columns``). Cases, ids ``{model}-{benchmark}-{family}``:
 
 * ``clean``: ``pope_accuracy`` (primary), ``pope_precision``, ``pope_recall``,
   ``pope_f1``, ``pope_yes_rate`` of the clean predictions ("yes" is positive), with
@@ -18,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from vlmgate.cases import CLEAN_FAMILY
-from vlmgate.errors import NotApplicable
+from vlmgate.errors import DataError, NotApplicable
 from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, MetricSpec, Sample
 from vlmgate.suites.base import CaseContext, Suite
 
@@ -27,7 +29,17 @@ if TYPE_CHECKING:
 
 
 def yes_no_samples(engine: "Engine") -> list[Sample]:
-    samples = [s for s in engine.samples() if s.kind == "yesno" and s.answer is not None]
+    """The answered items whose options are yes and no; a ``yesno`` item with other options is a ``DataError``."""
+    from vlmgate.metrics.pope import yes_no_columns
+
+    samples = []
+    for sample in engine.samples():
+        is_yes_no = yes_no_columns(sample.options) is not None
+        if sample.kind == "yesno" and not is_yes_no:
+            raise DataError(f"benchmark {engine.benchmark.spec}: yes/no sample {sample.id!r} has options "
+                            f"{sample.options!r}; a yes/no item's options are Yes and No (in any order)")
+        if is_yes_no and sample.answer is not None:
+            samples.append(sample)
     if not samples:
         raise NotApplicable(f"benchmark {engine.benchmark.spec} has no answered yes/no items; the POPE suite "
                             "reads yes/no probes (e.g. pope:PATH)")
@@ -66,13 +78,14 @@ class PopeSuite(Suite):
         clean = engine.clean()
         if family == CLEAN_FAMILY:
             results = pope_metrics([clean[s.id].prediction for s in samples], [s.answer for s in samples],
-                                   rng=case.rng("bootstrap", "pope_f1"))
+                                   options=[s.options for s in samples], rng=case.rng("bootstrap", "pope_f1"))
             by_category: dict[str, list[Sample]] = defaultdict(list)
             for sample in samples:
                 by_category[str(sample.meta_dict.get("category", "all"))].append(sample)
             categories = {
                 name: {r.name: r.value for r in pope_metrics([clean[s.id].prediction for s in group],
-                                                             [s.answer for s in group], rng=None)}
+                                                             [s.answer for s in group],
+                                                             options=[s.options for s in group], rng=None)}
                 for name, group in sorted(by_category.items())
             }
             from dataclasses import replace
@@ -82,5 +95,5 @@ class PopeSuite(Suite):
         kept = [s for s in samples if observed.perturbed[s.id]]
         perturbed = np.array([np.mean([obs.scores for obs in observed.perturbed[s.id]], axis=0) for s in kept])
         return [margin_shift(np.array([clean[s.id].scores for s in kept]), perturbed.reshape(len(kept), 2),
-                             rng=case.rng("bootstrap", "pope_margin_shift", family),
+                             options=[s.options for s in kept], rng=case.rng("bootstrap", "pope_margin_shift", family),
                              sample_ids=[s.id for s in kept])]

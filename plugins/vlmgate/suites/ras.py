@@ -10,14 +10,15 @@ Cases: one per model × benchmark × corruption (the families tagged ``corruptio
 ``{model}-{benchmark}-{corruption}``. Metrics, the primary first:
 
 * ``ras``: the mean over (sample, severity) of the per-instance score, pooled over the
-  family's five severities, with a bootstrap interval over *samples* (a sample's
-  severities are averaged first, so the interval rests on independent images, not on
-  five correlated copies of each). Details: the destructive and corrective parts, the
+  family's five severities. Its units are the instances (``sample|variant``), clustered
+  by sample, and its interval is the clustered mean interval (``metrics.clustered``), so
+  it rests on independent images, not on five correlated copies of each; ``n`` counts
+  instances, ``n_clusters`` samples. Details: the destructive and corrective parts, the
   accuracy change, erroneous-confidence and hesitation counts (over instances), the
   same figures per severity, and how many samples were skipped for lack of an answer.
 * ``ras_destructive`` / ``ras_corrective``: the same mean restricted to samples right /
   wrong on the clean image (a sample's clean correctness is one fact, so the two parts
-  split the samples), each with its own bootstrap interval over samples.
+  split the samples, with all their severities), each with its own clustered interval.
 
 Option probabilities are the softmax of the observation's option scores; the ground
 truth is ``Sample.answer``. Samples without one cannot be judged and are skipped.
@@ -34,15 +35,12 @@ benchmark's size runs the full grid. Every result records the grid in its detail
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
 
 from vlmgate.errors import DataError
 from vlmgate.records import HIGHER, MEAN, MetricResult, MetricSpec, Observation, Sample
 from vlmgate.suites.base import CaseContext, Suite
-
-if TYPE_CHECKING:
-    import numpy as np
 
 #: Samples judged per benchmark when the run sets no ``--vlmgate-limit`` (see module docstring).
 DEFAULT_SAMPLES = 20
@@ -118,69 +116,52 @@ def observe_corruption(case: CaseContext) -> CorruptionObservations:
     return CorruptionObservations(family, samples, skipped, len(engine.samples()), sample_rule, clean, corrupted)
 
 
-def _per_sample_means(units: Mapping[str, float], instances: Mapping[str, Sequence[str]]) -> dict[str, float]:
-    """Each sample's mean score over its instances (``instances[sample_id]`` are keys of ``units``)."""
-    import numpy as np
-
-    return {sample_id: float(np.mean([units[key] for key in keys])) for sample_id, keys in instances.items()}
-
-
-def _part(name: str, value: float | None, sample_means: dict[str, float], *, rng: "np.random.Generator",
-          shared: Mapping[str, Any]) -> MetricResult:
-    """A RAS part over the samples in ``sample_means``, bootstrapped over those samples."""
-    import numpy as np
-
-    from vlmgate.metrics.stats import bootstrap_interval
-
-    values = np.array(list(sample_means.values()))
-    low, high = bootstrap_interval(values, rng=rng)
-    return MetricResult(name, math.nan if value is None else float(value), low, high, values.size, dict(shared),
-                        kind=MEAN, better=HIGHER, units=sample_means)
+def _per_sample_means(result: MetricResult) -> dict[str, float]:
+    """Each sample's mean score over its instances (``result.clusters`` names their samples)."""
+    grouped: dict[str, list[float]] = {}
+    for key, score in result.units.items():
+        grouped.setdefault(result.clusters[key], []).append(score)
+    return {sample_id: math.fsum(scores) / len(scores) for sample_id, scores in grouped.items()}
 
 
-def ras_results(observations: CorruptionObservations, case: CaseContext) -> list[MetricResult]:
+def _part(name: str, pooled: MetricResult, samples: set[str], shared: Mapping[str, Any]) -> MetricResult:
+    """RAS over the instances of ``samples``, with its interval clustered by sample."""
+    from vlmgate.metrics.clustered import clustered_mean
+    from vlmgate.metrics.ras import HIGHEST, LOWEST
+
+    units = {key: score for key, score in pooled.units.items() if pooled.clusters[key] in samples}
+    return clustered_mean(name, units, {key: pooled.clusters[key] for key in units}, better=HIGHER,
+                          lowest=LOWEST, highest=HIGHEST, details=shared)
+
+
+def ras_results(observations: CorruptionObservations) -> list[MetricResult]:
     """``ras`` (pooled over severities), ``ras_destructive`` and ``ras_corrective``."""
-    import numpy as np
-
     from vlmgate.metrics.ras import DEFINITION, ras
-    from vlmgate.metrics.stats import bootstrap_interval
 
     family, samples = observations.family, observations.samples
     clean, corrupted = observations.clean, observations.corrupted
-    instances = {s.id: [f"{s.id}|{obs.variant.label}" for obs in corrupted[s.id]] for s in samples}
-    rows = [(clean[s.id].scores, obs.scores, s.answer) for s in samples for obs in corrupted[s.id]]
-    clean_rows, corrupted_rows, answers = (list(column) for column in zip(*rows))
-    pooled = ras(clean_rows, corrupted_rows, answers, rng=case.rng("bootstrap", "ras-instances", family),
-                 sample_ids=[key for s in samples for key in instances[s.id]])
-    sample_means = _per_sample_means(pooled.units, instances)
-    low, high = bootstrap_interval(np.array(list(sample_means.values())), rng=case.rng("bootstrap", "ras", family))
+    rows = [(s, obs) for s in samples for obs in corrupted[s.id]]
+    pooled = ras([clean[s.id].scores for s, _ in rows], [obs.scores for _, obs in rows], [s.answer for s, _ in rows],
+                 sample_ids=[f"{s.id}|{obs.variant.label}" for s, obs in rows], clusters=[s.id for s, _ in rows])
+    sample_means = _per_sample_means(pooled)
     severities = observations.severities()
     shared = {"family": family, "definition": DEFINITION,
               "severities": severities, "samples_judged": len(samples), "instances": len(rows),
               "samples_available": observations.available, "skipped_no_answer": len(observations.skipped),
-              "interval": "bootstrap over samples (a sample's severities averaged first)",
               "grid": f"{observations.sample_rule} x severities {', '.join(f'{s:g}' for s in severities)}"}
-    primary = MetricResult("ras", pooled.value, low, high, len(samples), {
+    primary = replace(pooled, details={
         **pooled.details, **shared,
         "skipped_samples": list(observations.skipped),
-        "per_severity": _per_severity(observations, severities, case),
+        "per_severity": _per_severity(observations, severities),
         "lowest_samples": [{"sample": sid, "ras": score}
                            for sid, score in sorted(sample_means.items(), key=lambda item: (item[1], item[0]))[:5]],
-    }, kind=MEAN, better=HIGHER, units=sample_means)
+    })
     right = {s.id for s in samples if clean[s.id].prediction == s.answer}
-    parts = [
-        _part("ras_destructive", pooled.details["destructive"],
-              {sid: m for sid, m in sample_means.items() if sid in right},
-              rng=case.rng("bootstrap", "ras_destructive", family), shared=shared),
-        _part("ras_corrective", pooled.details["corrective"],
-              {sid: m for sid, m in sample_means.items() if sid not in right},
-              rng=case.rng("bootstrap", "ras_corrective", family), shared=shared),
-    ]
-    return [primary, *parts]
+    wrong = {s.id for s in samples} - right
+    return [primary, _part("ras_destructive", pooled, right, shared), _part("ras_corrective", pooled, wrong, shared)]
 
 
-def _per_severity(observations: CorruptionObservations, severities: list[float], case: CaseContext
-                  ) -> dict[str, dict[str, Any]]:
+def _per_severity(observations: CorruptionObservations, severities: list[float]) -> dict[str, dict[str, Any]]:
     """RAS and its parts at each severity alone, keyed ``"1"`` .. ``"5"``; one sample per row."""
     from vlmgate.metrics.ras import ras
 
@@ -190,8 +171,7 @@ def _per_severity(observations: CorruptionObservations, severities: list[float],
         key = f"{severity:g}"
         result = ras([clean[s.id].scores for s in samples],
                      [observations.corrupted[s.id][index].scores for s in samples],
-                     [s.answer for s in samples],
-                     rng=case.rng("bootstrap", "ras", observations.family, key))
+                     [s.answer for s in samples])
         figures[key] = {"ras": result.value, "ci_low": result.ci_low, "ci_high": result.ci_high,
                         **{field: result.details[field] for field in SEVERITY_FIELDS}}
     return figures
@@ -202,14 +182,14 @@ class RasSuite(Suite):
     description = "corruption robustness: RAS (RAS-style, reconstructed) per ImageNet-C corruption, pooled over severities"
     metrics = (
         MetricSpec("ras", "RAS (RAS-style, reconstructed) under a corruption, pooled over its severities", MEAN,
-                   HIGHER, lowest=-2.0, highest=1.0),
+                   HIGHER, lowest=-2.0, highest=1.0, unit="instance", cluster="sample"),
         MetricSpec("ras_destructive", "RAS over the samples right on the clean image", MEAN, HIGHER,
-                   lowest=-2.0, highest=1.0),
+                   lowest=-2.0, highest=1.0, unit="instance", cluster="sample"),
         MetricSpec("ras_corrective", "RAS over the samples wrong on the clean image", MEAN, HIGHER,
-                   lowest=-2.0, highest=1.0),
+                   lowest=-2.0, highest=1.0, unit="instance", cluster="sample"),
     )
     takes = frozenset({"corruption"})
     requires = frozenset({"scores"})
 
     def evaluate(self, case: CaseContext) -> list[MetricResult]:
-        return ras_results(observe_corruption(case), case)
+        return ras_results(observe_corruption(case))
