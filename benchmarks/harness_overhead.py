@@ -22,6 +22,20 @@ import time
 import torch
 
 
+def on_device(adapter, inputs) -> dict:
+    """Processor output on the adapter's device, pixels in its dtype (what a forward takes)."""
+    moved = {k: v.to(adapter.device) for k, v in inputs.items() if k != "token_type_ids"}
+    if "pixel_values" in moved:
+        moved["pixel_values"] = moved["pixel_values"].to(adapter.pixel_dtype)
+    return moved
+
+
+def synchronize(adapter) -> None:
+    """Wait for queued device work, so that a wall-clock time covers it (no-op on CPU)."""
+    if adapter.device.type == "cuda":
+        torch.cuda.synchronize(adapter.device)
+
+
 def bare_loop(adapter, requests, batch_size: int) -> float:
     """processor(full texts, images) + model(**inputs) per batch: what a hand-written eval does."""
     processor, model = adapter.processor, adapter.model
@@ -35,8 +49,9 @@ def bare_loop(adapter, requests, batch_size: int) -> float:
                     texts.append(adapter._render(request.prompt, option))
                     images.append(request.image)
             inputs = processor(text=texts, images=images, padding=True, return_tensors="pt")
-            logits = model(**{k: v for k, v in inputs.items() if k != "token_type_ids"}).logits
+            logits = model(**on_device(adapter, inputs)).logits
             torch.log_softmax(logits.float(), dim=-1)
+    synchronize(adapter)
     return time.perf_counter() - start
 
 

@@ -1,4 +1,4 @@
-"""The engine with the observation cache: canonical batches, streaming, placement, the Ray backend.
+"""The engine with the observation cache: canonical batches, streaming, placement, the dispatchers.
 
 A stub adapter whose scores depend (by 1e-9 per request) on the size of the batch they
 were computed in stands in for real float rounding: observations must be equal bit for
@@ -9,6 +9,7 @@ batch is computed with the same composition.
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -17,8 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vlmgate.batches import Batch, WorkItem
 from vlmgate.cache import ObservationCache
-from vlmgate.dispatch import LocalDispatcher
+from vlmgate.dispatch import DispatchCounts, LocalDispatcher
 from vlmgate.engine import Engine, SampleSet
 from vlmgate.errors import ConfigError
 from vlmgate.models.base import ScoreRequest
@@ -198,12 +200,11 @@ def test_workers_map_to_devices_round_robin():
         device_for_worker(devices, "worker-1")
 
 
-def test_the_ray_backend_gives_bit_identical_results(tiny_llava_checkpoint):
-    ray = pytest.importorskip("ray")  # the optional extra vlmgate[ray]; CI installs only .[test]
+def test_the_ray_backend_gives_bit_identical_results(tiny_llava_checkpoint, ray_cluster):
+    import torch
+
     from vlmgate.models.base import ModelOptions, load_model
     from vlmgate.ray_backend import RayDispatcher
-
-    import torch
 
     # Each replica runs one torch thread; reductions split over another thread count round
     # differently, so the local reference runs with one thread too.
@@ -213,11 +214,11 @@ def test_the_ray_backend_gives_bit_identical_results(tiny_llava_checkpoint):
     spec = f"hf:{tiny_llava_checkpoint}"
     local_model = load_model(spec, ModelOptions())
     local = Engine(local_model, benchmark, batch_size=4)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    dispatcher = RayDispatcher(spec, ModelOptions())
     try:
-        dispatcher = RayDispatcher(spec, ModelOptions(), fingerprint=local_model.fingerprint)
-        assert len(dispatcher.actors) == 2 and dispatcher.capacity == 4
-        remote = Engine(local_model, benchmark, batch_size=4, dispatcher=dispatcher)
+        assert len(dispatcher.actors) == 2 and dispatcher.capacity == 4  # one replica per CPU slot
+        assert dispatcher.model.fingerprint == local_model.fingerprint
+        remote = Engine(dispatcher.model, benchmark, batch_size=4, dispatcher=dispatcher)
         assert observed(remote) == observed(local)
         assert remote.requests_scored == local.requests_scored
         probes_local, probes_remote = local.family_probes("padcrop"), remote.family_probes("padcrop")
@@ -225,17 +226,31 @@ def test_the_ray_backend_gives_bit_identical_results(tiny_llava_checkpoint):
             for a, b in zip(records, probes_remote.perturbed[sample_id]):
                 for probe, vector in a.embeddings.items():
                     np.testing.assert_array_equal(vector, b.embeddings[probe])
-        dispatcher.close()
     finally:
-        ray.shutdown()
+        dispatcher.close()
         torch.set_num_threads(threads)
 
 
-def test_local_dispatcher_refuses_unknown_methods():
-    with pytest.raises(ValueError, match="unknown adapter method"):
-        LocalDispatcher(BatchSensitiveAdapter()).submit("forward", [])
-    engine = Engine(BatchSensitiveAdapter(), GeneratedBenchmark(3))
+def test_local_dispatcher_prepares_on_its_thread_and_computes_in_order():
+    calls: list[tuple[str, int]] = []
+
+    class Recorder(BatchSensitiveAdapter):
+        def score(self, requests):
+            calls.append((threading.current_thread().name, len(requests)))
+            return super().score(requests)
+
+    with pytest.raises(ValueError, match="unknown request kind"):
+        Batch("forward", 0, ())
+    engine = Engine(Recorder(), GeneratedBenchmark(3))
     assert [obs.sample_id for obs in engine.observe([(s, CLEAN) for s in engine.samples()])] == ["s000", "s001", "s002"]
+    assert calls == [(threading.current_thread().name, 1)] * 3  # three image sizes; on the engine's thread
+    assert engine.dispatch_counts() == DispatchCounts("local", batches=3)
+    dispatcher = LocalDispatcher(Recorder())
+    first = next(iter(engine.samples()))
+    pending = dispatcher.submit(Batch("score", 0, (WorkItem(first, CLEAN),)))
+    assert isinstance(pending.prepared.result()[0], ScoreRequest)  # prepared before anyone asked
+    assert len(calls) == 3 and len(pending.result()) == 1 and len(calls) == 4
+    dispatcher.close()
 
 
 def test_an_adapter_that_cannot_vouch_for_its_weights_neither_reads_nor_writes_the_cache(tmp_path):

@@ -155,10 +155,10 @@ def _edit_weight(folder: Path, name: str, index: tuple[int, int], value: float) 
 
 
 def _independent_files_digest(folder: Path) -> str:
-    """sha256 over every file's name and bytes: the tiny checkpoint holds only files that decide a value."""
+    """sha256 over every file's name and bytes' sha256: the tiny checkpoint holds only files that decide a value."""
     digest = hashlib.sha256()
     for file in sorted(folder.iterdir()):
-        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+        digest.update(file.name.encode() + b"\0" + hashlib.sha256(file.read_bytes()).hexdigest().encode() + b"\0")
     return digest.hexdigest()
 
 
@@ -211,8 +211,9 @@ def test_identity_covers_dtype_device_type_limits_and_is_json(adapter, tiny_llav
     identity = adapter.identity
     assert json.loads(json.dumps(identity.to_json())) == {
         "adapter": "hf", "files": identity.files, "dtype": "float32", "device_type": "cpu",
-        "prompt_format": "chat_template", "initialised": "",
-        "limits": {"max_answer_tokens": adapter.max_answer_tokens, "max_rows": adapter.max_rows}}
+        "prompt_format": "chat_template", "initialised": "", "quantization": "",
+        "limits": {"max_answer_tokens": adapter.max_answer_tokens, "max_rows": adapter.max_rows,
+                   "prefix_sharing": 1}}
     bf16 = load_hf_model(str(tiny_llava_checkpoint), ModelOptions(dtype="bfloat16"), spec="hf:bf16")
     assert bf16.identity.dtype == "bfloat16" and bf16.fingerprint != adapter.fingerprint
     assert bf16.identity.files == identity.files
@@ -324,22 +325,6 @@ def test_bad_dtype_is_a_model_error(tiny_llava_checkpoint):
         load_hf_model(str(tiny_llava_checkpoint), ModelOptions(dtype="float8"), spec="hf:x")
 
 
-def test_plain_format_without_chat_template(tiny_llava_checkpoint, reference, tmp_path, requests):
-    folder = _copy(tiny_llava_checkpoint, tmp_path / "no-template")
-    (folder / "chat_template.jinja").unlink()
-    with pytest.warns(UserWarning, match="no chat template"):
-        plain = load_hf_model(str(folder), ModelOptions(), spec="hf:plain")
-    assert plain.prompt_format == "plain"
-    model, processor = reference
-    request = requests[1]
-    context_text = f"USER: <image>\n{request.prompt}\nASSISTANT:"
-    expected = [
-        _brute_force_logprob_sum(model, processor, request.image, context_text, f"{context_text} {option}", 0)
-        for option in request.continuations
-    ]
-    np.testing.assert_allclose(plain.score([request])[0], expected, rtol=0, atol=1e-4)
-
-
 def test_tiny_builder_is_deterministic_and_seeded():
     corpus = ["Question: What colour is the shape?", "A. red", "B. blue", "Yes", "No"]
     first_model, first_processor = build_tiny_llava(corpus, seed=3)
@@ -349,3 +334,161 @@ def test_tiny_builder_is_deterministic_and_seeded():
     first, second, other = (m.state_dict() for m in (first_model, second_model, other_model))
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not torch.equal(first["lm_head.weight"], other["lm_head.weight"])
+
+
+# ------------------------------------------------------------------ big checkpoints: digests, placement
+
+
+@pytest.fixture
+def hashed(monkeypatch) -> dict[str, int]:
+    """Counts reads of each file's bytes for its digest, with a fresh in-process memo."""
+    from vlmgate.models import checkpoint
+
+    counts: dict[str, int] = {}
+    original = checkpoint.hash_bytes
+
+    def counting(path):
+        counts[Path(path).name] = counts.get(Path(path).name, 0) + 1
+        return original(path)
+
+    monkeypatch.setattr(checkpoint, "hash_bytes", counting)
+    monkeypatch.setattr(checkpoint, "MEMO_MIN_BYTES", 1024)  # the tiny weights count as large
+    monkeypatch.setattr(checkpoint, "_DIGESTS", {})
+    return counts
+
+
+def test_a_second_load_does_not_hash_the_weights_again(tiny_llava_checkpoint, tmp_path, hashed, monkeypatch):
+    import os
+
+    from vlmgate.models import checkpoint
+
+    folder = _copy(tiny_llava_checkpoint, tmp_path / "big")
+    options = ModelOptions(digest_dir=str(tmp_path / "digests"))
+    first = load_hf_model(str(folder), options, spec="hf:big")
+    assert hashed["model.safetensors"] == 1
+    assert load_hf_model(str(folder), options, spec="hf:big").fingerprint == first.fingerprint
+    assert hashed["model.safetensors"] == 1  # this process's memo
+    monkeypatch.setattr(checkpoint, "_DIGESTS", {})  # another process: only the side-car records are shared
+    assert load_hf_model(str(folder), options, spec="hf:big").fingerprint == first.fingerprint
+    assert hashed["model.safetensors"] == 1
+    assert len(list((tmp_path / "digests").glob("*.json"))) >= 1
+
+    weights = folder / "model.safetensors"
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: hashed again, same digest
+    assert load_hf_model(str(folder), options, spec="hf:big").fingerprint == first.fingerprint
+    assert hashed["model.safetensors"] == 2
+
+    # Rewritten in place with the same size and its old mtime put back: the ctime still moves.
+    stat = weights.stat()
+    _edit_weight(folder, LM_HEAD, (5, 7), 0.125)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert weights.stat().st_size == stat.st_size and weights.stat().st_mtime_ns == stat.st_mtime_ns
+    changed = load_hf_model(str(folder), options, spec="hf:big")
+    assert hashed["model.safetensors"] == 3 and changed.fingerprint != first.fingerprint
+    assert changed.identity.files == _independent_files_digest(folder)
+
+
+def test_a_side_car_record_that_does_not_match_is_ignored(tiny_llava_checkpoint, tmp_path, hashed, monkeypatch):
+    import json
+
+    from vlmgate.models import checkpoint
+
+    folder = _copy(tiny_llava_checkpoint, tmp_path / "big")
+    options = ModelOptions(digest_dir=str(tmp_path / "digests"))
+    expected = load_hf_model(str(folder), options, spec="hf:big").identity.files
+    for record in (tmp_path / "digests").glob("*.json"):
+        data = json.loads(record.read_text())
+        record.write_text(json.dumps({**data, "sha256": "0" * 63}))  # not a digest
+    monkeypatch.setattr(checkpoint, "_DIGESTS", {})
+    assert load_hf_model(str(folder), options, spec="hf:big").identity.files == expected
+    assert hashed["model.safetensors"] == 2
+
+
+def test_digest_records_never_create_the_cache_folder(tiny_llava_checkpoint, tmp_path, hashed):
+    """The records live inside the observation cache, whose maker writes its CACHEDIR.TAG and
+    .gitignore only when it creates the folder: a record must not create it first."""
+    cache = tmp_path / ".vlmgate_cache"
+    load_hf_model(str(tiny_llava_checkpoint), ModelOptions(digest_dir=str(cache / "file-digests")), spec="hf:x")
+    assert not cache.exists() and hashed["model.safetensors"] == 1
+
+
+def test_weights_load_straight_onto_the_device_in_their_dtype(tiny_llava_checkpoint):
+    from vlmgate.models.checkpoint import open_checkpoint, weight_placement
+
+    checkpoint = open_checkpoint(str(tiny_llava_checkpoint), "hf:x")
+    gpu = weight_placement(checkpoint, ModelOptions(device="cuda:1", dtype="bfloat16"))
+    assert gpu.kwargs == {"device_map": {"": torch.device("cuda:1")}} and gpu.placed and gpu.quantization == ""
+    cpu = weight_placement(checkpoint, ModelOptions())
+    assert cpu.kwargs == {} and not cpu.placed
+    sharded = weight_placement(checkpoint, ModelOptions(device_map="auto", max_memory=(("0", "20GiB"), ("cpu", "64GiB"))))
+    assert sharded.kwargs == {"device_map": "auto", "max_memory": {0: "20GiB", "cpu": "64GiB"}}
+    bf16 = load_hf_model(str(tiny_llava_checkpoint), ModelOptions(dtype="bfloat16"), spec="hf:bf16")
+    assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
+
+
+def test_device_map_auto_shards_through_accelerate_and_scores_alike(adapter, tiny_llava_checkpoint, requests):
+    sharded = load_hf_model(str(tiny_llava_checkpoint), ModelOptions(device_map="auto", max_memory=(("cpu", "2GiB"),)),
+                            spec="hf:sharded")
+    assert sharded.device == torch.device("cpu") and sharded.fingerprint == adapter.fingerprint  # placement decides no value
+    for got, expected in zip(sharded.score(requests), adapter.score(requests)):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (ModelOptions(quantize="4bit"), r"bitsandbytes, which needs a CUDA device.*--vlmgate-device cuda"),
+    (ModelOptions(quantize="3bit"), r"quantize '3bit' is not supported; use one of 4bit, 8bit"),
+    (ModelOptions(max_memory=(("0", "20GiB"),)), r"pass --vlmgate-device-map auto with it"),
+    (ModelOptions(device_map="auto", max_memory=(("gpu0", "lots"),)), r"gpu0=lots is not DEVICE=SIZE"),
+    (ModelOptions(device_map="balanced"), r"device map 'balanced' is not supported"),
+])
+def test_placement_that_cannot_run_is_refused_before_loading(tiny_llava_checkpoint, options, message):
+    with pytest.raises(ModelError, match=message) as info:
+        load_hf_model(str(tiny_llava_checkpoint), options, spec="hf:x")
+    assert "'hf:x'" in str(info.value)
+
+
+def test_a_prequantized_checkpoint_is_named_and_part_of_the_identity(tiny_llava_checkpoint, tmp_path):
+    import json
+
+    from vlmgate.models.checkpoint import open_checkpoint, weight_placement
+
+    folder = _copy(tiny_llava_checkpoint, tmp_path / "gptq")
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "gptq", "bits": 4, "group_size": 128}
+    (folder / "config.json").write_text(json.dumps(config))
+    checkpoint = open_checkpoint(str(folder), "hf:gptq")
+    assert checkpoint.quantization == "gptq"
+    assert weight_placement(checkpoint, ModelOptions()).quantization == "gptq"
+    with pytest.raises(ModelError, match=r"quantized already \(gptq\); load it without --vlmgate-quantize"):
+        load_hf_model(str(folder), ModelOptions(quantize="4bit"), spec="hf:gptq")
+    with pytest.raises(ModelError, match=r"quantized with gptq .*transformers needs optimum and gptqmodel"):
+        load_hf_model(str(folder), ModelOptions(), spec="hf:gptq")  # this environment has no GPTQ kernels
+
+
+def test_quantization_changes_the_fingerprint(adapter):
+    unquantized = adapter.fingerprint
+    adapter.quantization = "bitsandbytes-nf4"
+    try:
+        assert adapter.identity.quantization == "bitsandbytes-nf4" and adapter.fingerprint != unquantized
+    finally:
+        del adapter.quantization  # back to the class default ""
+    assert adapter.fingerprint == unquantized
+
+
+def test_big_checkpoint_options_reach_the_model_options(tmp_path):
+    from vlmgate.errors import ConfigError
+    from vlmgate.settings import build_settings
+
+    settings = build_settings(tmp_path, {"device_map": "auto", "max_memory": "0=20GiB, cpu=64GiB", "quantize": "8bit"})
+    options = settings.model_options()
+    assert (options.device_map, options.max_memory, options.quantize) == (
+        "auto", (("0", "20GiB"), ("cpu", "64GiB")), "8bit")
+    assert options.digest_dir == str(tmp_path / ".vlmgate_cache" / "file-digests")  # memo beside the cache
+    assert build_settings(tmp_path, {"no_cache": True}).model_options().digest_dir is None
+    for cli, message in (({"max_memory": "cpu=2GiB"}, "pass --vlmgate-device-map auto with it"),
+                         ({"device_map": "auto", "max_memory": "gpu0=1"}, "'gpu0=1' is not DEVICE=SIZE"),
+                         ({"quantize": "2bit"}, "must be one of 4bit, 8bit"),
+                         ({"device_map": "auto", "devices": "cpu,cpu"}, "drop one of them")):
+        with pytest.raises(ConfigError, match=message):
+            build_settings(tmp_path, cli)

@@ -56,8 +56,9 @@ def _reference_scores(folder: Path, adapter, image, prompt: str, options: tuple[
 
     For chat-template families the full two-turn text is rendered by the processor's template
     and expanded by the processor; the scored tokens are those after the context's ids. For
-    PaliGemma (no template) the processor's prefix is followed by the option's tokens, with
-    ``token_type_ids`` marking them as the suffix, as its processor does for training pairs.
+    PaliGemma (no template; its own ``paligemma`` prompt format) the processor builds the
+    training pair itself (``suffix=``): image tokens, BOS, the prompt and a newline as the
+    prefix, then the option and ``<eos>``, which is not scored.
     """
     model, processor = adapter.model, adapter.processor
     nested = adapter.model_type in ("idefics3", "smolvlm")
@@ -72,20 +73,15 @@ def _reference_scores(folder: Path, adapter, image, prompt: str, options: tuple[
             n_context = len(processor(text=[context], images=images, add_special_tokens=False)["input_ids"][0])
             inputs = processor(text=[full], images=images, add_special_tokens=False, return_tensors="pt")
         else:
-            context = f"USER: {processor.image_token}\n{prompt}\nASSISTANT:"
-            inputs = processor(text=[context], images=images, return_tensors="pt")
-            n_context = inputs["input_ids"].shape[1]
-            suffix = torch.tensor([adapter.tokenizer(f"{context} {option}")["input_ids"][
-                len(adapter.tokenizer(context)["input_ids"]):]])
-            inputs["input_ids"] = torch.cat([inputs["input_ids"], suffix], dim=1)
-            inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
-            inputs["token_type_ids"] = torch.cat([torch.zeros(1, n_context, dtype=torch.long),
-                                                  torch.ones_like(suffix)], dim=1)
-            inputs.pop("labels", None)
+            built = processor(text=[f"{processor.image_token}{prompt}"], images=images, suffix=[option],
+                              return_tensors="np")
+            inputs = {key: torch.as_tensor(value) for key, value in built.items() if key != "labels"}
+            n_context = int((inputs["token_type_ids"][0] == 0).sum())
         with torch.no_grad():
             logprobs = torch.log_softmax(model(**inputs).logits[0].double(), dim=-1)
         ids = inputs["input_ids"][0]
-        scores.append(sum(float(logprobs[j - 1, ids[j]]) for j in range(n_context, len(ids))))
+        end = len(ids) - (adapter.prompt_format == "paligemma")  # PaliGemma's suffix ends with <eos>
+        scores.append(sum(float(logprobs[j - 1, ids[j]]) for j in range(n_context, end)))
     return np.array(scores)
 
 
@@ -111,6 +107,51 @@ def test_family_scores_probes_and_grid(checkpoints, family):
         assert all(v.shape == (64,) and np.isfinite(v).all() for v in record.embeddings.values())
     assert records[0].vision_grid == GRIDS[family]
     assert records[0].vision_tokens.shape == (int(np.prod(GRIDS[family])), 64)
+
+
+def _context_inputs(adapter, image, prompt: str):
+    """The processor's own inputs for the context alone (as ``_reference_scores`` builds them)."""
+    processor = adapter.processor
+    images = [[image]] if adapter.model_type in ("idefics3", "smolvlm") else [image]
+    if adapter.prompt_format == "chat_template":
+        user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+        context = processor.apply_chat_template([user], add_generation_prompt=True)
+        return processor(text=[context], images=images, add_special_tokens=False, return_tensors="pt")
+    inputs = processor(text=[f"{processor.image_token}{prompt}"], images=images,  # PaliGemma's own frame
+                       return_tensors="pt")
+    inputs.pop("labels", None)
+    return inputs
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_greedy_answer_matches_generate(checkpoints, family):
+    """The free answer (``ans_mcq_free``) continues the context at the positions transformers'
+    own ``generate`` uses: multimodal RoPE deltas for Qwen, 1-based positions for PaliGemma."""
+    if family not in checkpoints:
+        pytest.skip("SmolVLM's processor needs num2words (pip install num2words)")
+    adapter = load_model(f"hf:{checkpoints[family]}", ModelOptions())
+    stop = sorted(adapter._end_of_turn_ids())
+    for image in _images()[:2]:
+        (record,) = adapter.embed([ProbeRequest(image, PROMPT, OPTIONS, "Question: What colour is the shape?")])
+        inputs = _context_inputs(adapter, image, PROMPT)
+        with torch.no_grad():
+            out = adapter.model.generate(**inputs, do_sample=False, max_new_tokens=adapter.max_answer_tokens,
+                                         eos_token_id=stop, pad_token_id=adapter.pad_id)
+        generated = out[0, inputs["input_ids"].shape[1]:].tolist()
+        expected = generated[:-1] if generated and generated[-1] in stop else generated
+        assert list(record.answer_tokens) == expected and expected
+        # Its probe: the mean final state over the answer in one forward of context + answer.
+        n_context, answer = inputs["input_ids"].shape[1], torch.tensor([expected])
+        inputs["input_ids"] = torch.cat([inputs["input_ids"], answer], dim=1)
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        if "token_type_ids" in inputs:
+            inputs["token_type_ids"] = torch.cat([inputs["token_type_ids"], torch.ones_like(answer)], dim=1)
+        if "mm_token_type_ids" in inputs:
+            inputs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(answer)], dim=1)
+        with torch.no_grad():
+            hidden = adapter.model(**inputs, output_hidden_states=True).hidden_states[-1][0]
+        np.testing.assert_allclose(record.embeddings["ans_mcq_free"], hidden[n_context:].mean(dim=0).numpy(),
+                                   rtol=0, atol=1e-4)
 
 
 def test_suite_end_to_end_on_every_family(pytester, checkpoints):

@@ -387,8 +387,8 @@ def test_structure_without_a_vision_grid_is_a_model_error(engine, monkeypatch):
 
     original = EngineClass.family_probes
 
-    def without_grid(self, name):
-        probes = original(self, name)
+    def without_grid(self, name, *args, **kwargs):
+        probes = original(self, name, *args, **kwargs)
         strip = lambda r: ProbeRecord(r.scores, r.embeddings, r.answer_tokens, None, None)  # noqa: E731
         return type(probes)(probes.family, probes.observations, {k: strip(v) for k, v in probes.clean.items()},
                             {k: tuple(map(strip, v)) for k, v in probes.perturbed.items()})

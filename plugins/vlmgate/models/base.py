@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -33,6 +34,25 @@ from vlmgate.errors import ModelError
 if TYPE_CHECKING:
     import numpy as np
     from PIL.Image import Image
+
+
+#: ``ModelOptions.device_map`` values: ``auto`` shards one model over the visible GPUs, then CPU.
+DEVICE_MAPS = ("auto",)
+#: ``ModelOptions.quantize`` values: bitsandbytes NF4 and LLM.int8 at load.
+QUANTIZE_MODES = ("4bit", "8bit")
+#: One ``max_memory`` budget: a GPU index, ``cpu`` or ``disk``, and a size accelerate reads.
+MEMORY_BUDGET = re.compile(r"^(?P<device>\d+|cpu|disk)=(?P<size>\d+(\.\d+)?\s*([KMGT]i?B)?)$", re.IGNORECASE)
+
+
+def parse_max_memory(text: str) -> tuple[tuple[str, str], ...]:
+    """``"0=20GiB,1=20GiB,cpu=64GiB"`` -> ``(("0", "20GiB"), ...)``; ``ValueError`` naming the bad entry."""
+    budgets = []
+    for entry in text.split(","):
+        match = MEMORY_BUDGET.match(entry.strip())
+        if match is None:
+            raise ValueError(f"{entry.strip()!r} is not DEVICE=SIZE (a GPU index, cpu or disk = e.g. 20GiB)")
+        budgets.append((match["device"].lower(), match["size"]))
+    return tuple(budgets)
 
 
 @dataclass(frozen=True)
@@ -45,13 +65,26 @@ class ModelOptions:
     ``allow_weight_keys``: fnmatch globs of weight names that may be missing from the
     checkpoint, unused by the architecture or mis-shaped (and so initialised at load);
     without a matching glob any of those is a load error, since a randomly initialised
-    tensor silently gates a different model.
+    tensor silently gates a different model. ``prompt_format`` names how a checkpoint's
+    prompt is framed (``vlmgate.models.prompt_formats``); ``None`` means its own chat
+    template, and a checkpoint without one is a load error rather than a guessed format.
     """
 
     device: str = "cpu"
     dtype: str = "float32"
     trust_remote_code: bool = False
     allow_weight_keys: tuple[str, ...] = ()
+    prompt_format: str | None = None
+    #: Big checkpoints (``vlmgate.models.checkpoint.weight_placement``): ``device_map``
+    #: ``"auto"`` shards one model over the visible GPUs (then CPU) within ``max_memory``
+    #: (``(("0", "20GiB"), ("cpu", "64GiB"))``); ``quantize`` ``"4bit"`` / ``"8bit"`` loads
+    #: with bitsandbytes (CUDA only). Without them the weights load straight onto ``device``.
+    device_map: str | None = None
+    max_memory: tuple[tuple[str, str], ...] = ()
+    quantize: str | None = None
+    #: Folder of the side-car records that memoise checkpoint file digests across
+    #: processes (``checkpoint.file_sha256``); ``None``: this process only.
+    digest_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +99,10 @@ class ModelIdentity:
     (``cpu`` / ``cuda`` / ``mps``, not the index: two GPUs of one kind compute alike);
     ``adapter`` (``hf`` / ``clip``) and ``prompt_format`` say how inputs become tokens;
     ``limits`` are the adapter's length limits (e.g. ``max_answer_tokens``) by name.
+    ``quantization``: how the weights were quantized ("" for none): a pre-quantized
+    checkpoint's ``quant_method`` (``gptq``, ``awq``, ``compressed-tensors`` ...; its
+    config.json is in ``files`` too) or bitsandbytes at load (``bitsandbytes-nf4`` /
+    ``bitsandbytes-int8``), which rounds the same files to other values.
     """
 
     adapter: str
@@ -75,6 +112,7 @@ class ModelIdentity:
     prompt_format: str
     limits: tuple[tuple[str, int], ...] = ()
     initialised: str = ""
+    quantization: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The fields as a JSON object (``limits`` as a name -> value object)."""
@@ -84,6 +122,47 @@ class ModelIdentity:
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON of ``to_json()``."""
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """How a model read its inputs, as the run record states it beside the fingerprint.
+
+    A fingerprint says whether two runs scored alike, not how; a reader of ``run.json``
+    should see the prompt a model was scored with rather than trust a format's name.
+    ``prompt_format`` is the format's name (``chat_template``, ``llava-plain``, ...; ``None``
+    for an adapter that does not say), ``identity`` the adapter's ``ModelIdentity`` as JSON
+    (``None`` without one), ``example_context`` the context of ``example_prompt`` (the
+    scoring prompt of sample ``example_sample``, the first of ``example_benchmark``) exactly
+    as the model reads it, image placeholder unexpanded (``None`` for an adapter that cannot
+    render one: a served or remote model).
+    """
+
+    prompt_format: str | None
+    identity: Mapping[str, Any] | None = None
+    example_benchmark: str | None = None
+    example_sample: str | None = None
+    example_prompt: str | None = None
+    example_context: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "identity": None if self.identity is None else dict(self.identity)}
+
+
+def describe_model(model: object, example_prompt: str | None, *, benchmark: str | None = None,
+                   sample: str | None = None) -> ModelDescription:
+    """``model``'s ``ModelDescription``, read from what its adapter offers (``identity``,
+    ``prompt_format``, ``render_context(prompt)``), each optional; ``benchmark`` and ``sample``
+    name where ``example_prompt`` came from."""
+    identity = getattr(model, "identity", None)
+    identity_json = identity.to_json() if callable(getattr(identity, "to_json", None)) else (
+        dict(identity) if isinstance(identity, Mapping) else None)
+    # An identity names a format with its definition's digest (``llava-plain@...``); the name is before it.
+    prompt_format = getattr(model, "prompt_format", None) or str((identity_json or {}).get("prompt_format")
+                                                                   or "").split("@")[0] or None
+    render = getattr(model, "render_context", None)
+    context = render(example_prompt) if callable(render) and example_prompt is not None else None
+    return ModelDescription(prompt_format, identity_json, benchmark, sample, example_prompt, context)
 
 
 @dataclass(frozen=True)
@@ -217,8 +296,12 @@ def capabilities(model: object) -> frozenset[str]:
 
 
 def require_probes(model: ModelAdapter) -> ProbeAdapter:
-    """``model`` as a ``ProbeAdapter``, or a ``ModelError`` saying which gates need it."""
-    if not callable(getattr(model, "embed", None)):
+    """``model`` as a ``ProbeAdapter``, or a ``ModelError`` saying which gates need it.
+
+    Read through ``capabilities``: a model whose replicas compute elsewhere (the Ray
+    backend's ``RemoteModel``) has no ``embed`` method of its own, but offers probes.
+    """
+    if "probes" not in capabilities(model):
         raise ModelError(
             f"model {model.spec}: its adapter ({type(model).__name__}) returns option scores "
             "only, but the drift and structure gates read hidden states; run them with an "
@@ -251,8 +334,8 @@ class GenerativeAdapter(ModelAdapter, Protocol):
 
 
 def require_generation(model: ModelAdapter, purpose: str) -> GenerativeAdapter:
-    """``model`` as a ``GenerativeAdapter``, or a ``ModelError`` saying what needed it."""
-    if not callable(getattr(model, "generate", None)):
+    """``model`` as a ``GenerativeAdapter``, or a ``ModelError`` saying what needed it (see ``require_probes``)."""
+    if "generate" not in capabilities(model):
         raise ModelError(
             f"model {model.spec}: its adapter ({type(model).__name__}) scores options only, but "
             f"{purpose} needs generated text; run it with an hf: or bundled: model, or "

@@ -12,12 +12,25 @@ is a UTF-8 JSON object; there is at least one ``*.safetensors`` (never pickle) a
 safetensors can read each one's header and finds it covers the file (a truncated
 download or a damaged disk is named here, with the file).
 
-Identity (``files_digest``): sha256 over the relative names and bytes of every file that
-decides a value, ``IDENTITY_PATTERNS``: weights and their shard index, config, processor,
-tokenizer, chat-template and generation files, and the modelling code of a
-``trust_remote_code`` checkpoint. Names are relative to the folder, so a moved or copied
-folder keeps its digest; files that decide nothing (a README, training notes) are left
-out, so that editing them does not throw a cache away.
+Identity (``files_digest``): sha256 over the relative name and the sha256 of the bytes of
+every file that decides a value, ``IDENTITY_PATTERNS``: weights and their shard index,
+config, processor, tokenizer, chat-template and generation files, and the modelling code
+of a ``trust_remote_code`` checkpoint. Names are relative to the folder, so a moved or
+copied folder keeps its digest; files that decide nothing (a README, training notes) are
+left out, so that editing them does not throw a cache away. Hashing a multi-GB checkpoint
+takes tens of seconds, so a large file's digest is memoised by its stat identity
+(``FileStamp``: path, size, mtime, ctime, inode, device) in the process and, given a
+folder, in a small JSON side-car record that every later process reads instead of the
+bytes; any write to the file changes its ctime (which no tool can set back), so a
+changed or touched file is hashed again.
+
+Placement (``weight_placement``): weights load straight onto their device in the
+requested dtype (``device_map`` of that one device; no CPU copy first), or sharded over
+the visible GPUs and then CPU within ``max_memory`` (``device_map="auto"``; accelerate
+places them), optionally quantized by bitsandbytes at load (CUDA only). A checkpoint that
+is quantized already (``quantization_config`` in config.json: GPTQ, AWQ,
+compressed-tensors ...) loads through transformers' own quantizer; the method is part of
+the identity either way (``ModelIdentity.quantization``).
 
 Loading report (``load_weights``): transformers' ``from_pretrained(output_loading_info=True)``
 says which weights it did not take from the files: missing keys (initialised at random),
@@ -35,8 +48,12 @@ are hashed (``initialised``), because they are random draws that decide every sc
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
-from dataclasses import dataclass
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -44,7 +61,7 @@ from typing import Any, Iterable, Mapping
 import torch
 
 from vlmgate.errors import ModelError
-from vlmgate.models.base import ModelOptions
+from vlmgate.models.base import DEVICE_MAPS, MEMORY_BUDGET, QUANTIZE_MODES, ModelOptions
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 #: Files of a checkpoint folder whose bytes decide a value (glob patterns relative to the
@@ -58,6 +75,14 @@ IDENTITY_PATTERNS = (
 #: Keys named in a loading-report message; the rest are counted.
 SHOWN_KEYS = 5
 _HASH_CHUNK = 1 << 20
+#: Files at least this large have their digest memoised (``file_sha256``); smaller ones
+#: hash faster than a side-car record reads.
+MEMO_MIN_BYTES = 1 << 20
+#: ``--vlmgate-quantize`` values (``QUANTIZE_MODES``) and the ``ModelIdentity.quantization`` each records.
+QUANTIZE = dict(zip(QUANTIZE_MODES, ("bitsandbytes-nf4", "bitsandbytes-int8")))
+#: What transformers needs installed to load a checkpoint quantized with ``quant_method``.
+QUANT_PACKAGES = {"gptq": "optimum and gptqmodel", "awq": "gptqmodel (or autoawq)", "compressed-tensors": "compressed-tensors",
+                  "bitsandbytes": "bitsandbytes (and a CUDA device)"}
 _FIX = "re-save the checkpoint with model.save_pretrained(PATH) and processor.save_pretrained(PATH)"
 
 
@@ -77,8 +102,15 @@ class Checkpoint:
             raise ModelError(f"model spec {self.spec!r}: {self.folder / 'config.json'} has no 'model_type'; {_FIX}")
         return model_type
 
-    def files_digest(self) -> str:
-        return files_digest(self.folder)
+    @property
+    def quantization(self) -> str:
+        """``quant_method`` of config.json's ``quantization_config`` ("" for an unquantized checkpoint)."""
+        config = self.config.get("quantization_config")
+        method = config.get("quant_method") if isinstance(config, Mapping) else None
+        return str(method) if method else ""
+
+    def files_digest(self, memo_dir: Path | None = None) -> str:
+        return files_digest(self.folder, memo_dir)
 
 
 def open_checkpoint(path: str, spec: str) -> Checkpoint:
@@ -150,16 +182,102 @@ def identity_files(folder: Path) -> list[Path]:
     return sorted(found, key=lambda file: file.relative_to(folder).as_posix())
 
 
-def files_digest(folder: Path) -> str:
-    """sha256 over the relative name and bytes of every identity file (streamed: constant memory)."""
+def files_digest(folder: Path, memo_dir: Path | None = None) -> str:
+    """sha256 over the relative name and ``file_sha256`` of every identity file."""
     digest = hashlib.sha256()
     for file in identity_files(folder):
         digest.update(file.relative_to(folder).as_posix().encode("utf-8") + b"\0")
-        with open(file, "rb") as handle:
-            while chunk := handle.read(_HASH_CHUNK):
-                digest.update(chunk)
-        digest.update(b"\0")
+        digest.update(file_sha256(file, memo_dir).encode("ascii") + b"\0")
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """A file's stat identity: equal stamps, same bytes (short of tampering with the clock).
+
+    ``ctime_ns`` changes on every write and cannot be set by ``touch`` or ``rsync -t``,
+    so a file rewritten with its old size and mtime still gets a new stamp.
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def of(cls, path: Path) -> "FileStamp":
+        stat = path.stat()
+        return cls(str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+
+    @property
+    def key(self) -> str:
+        """The side-car record's name: sha256 of the stamp."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode("utf-8")).hexdigest()
+
+
+#: This process's memo of large files' digests by stamp (``file_sha256``).
+_DIGESTS: dict[FileStamp, str] = {}
+
+
+def file_sha256(path: Path, memo_dir: Path | None = None) -> str:
+    """sha256 of ``path``'s bytes; memoised by ``FileStamp`` for files of ``MEMO_MIN_BYTES`` or more.
+
+    The memo is this process's, and with ``memo_dir`` a JSON record per stamp there
+    (written atomically; a record that does not match its stamp is ignored), so that a
+    second process loading the same files does not read them again.
+    """
+    if path.stat().st_size < MEMO_MIN_BYTES:
+        return hash_bytes(path)
+    stamp = FileStamp.of(path)
+    if stamp in _DIGESTS:
+        return _DIGESTS[stamp]
+    record = None if memo_dir is None else Path(memo_dir) / f"{stamp.key}.json"
+    digest = _read_record(record, stamp) if record is not None else None
+    if digest is None:
+        digest = hash_bytes(path)
+        if record is not None:
+            _write_record(record, stamp, digest)
+    _DIGESTS[stamp] = digest
+    return digest
+
+
+def hash_bytes(path: Path) -> str:
+    """sha256 of the file's bytes, streamed (constant memory): the only place they are read for it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_record(record: Path, stamp: FileStamp) -> str | None:
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("stamp") != asdict(stamp):
+        return None
+    digest = data.get("sha256")
+    return digest if isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest) else None
+
+
+def _write_record(record: Path, stamp: FileStamp, digest: str) -> None:
+    """Write ``record`` atomically (a temporary file renamed into place); a failure only costs a re-hash.
+
+    The records' folder is made, not its parent: that is the observation cache's root,
+    whose maker writes its ``CACHEDIR.TAG`` and ``.gitignore`` only when it makes it.
+    Until the cache exists, this process's memo is the only one.
+    """
+    try:
+        record.parent.mkdir(exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=record.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump({"stamp": asdict(stamp), "sha256": digest}, out)
+        os.replace(temporary, record)
+    except OSError:
+        pass
 
 
 def torch_dtype(options: ModelOptions, spec: str) -> torch.dtype:
@@ -182,17 +300,106 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where and how the weights load (module docstring).
+
+    ``kwargs``: what ``from_pretrained`` takes for it (``device_map``, ``max_memory``,
+    ``quantization_config``); ``placed``: the weights land on their device(s) at load, so
+    the model must not be moved afterwards; ``quantization``: what the identity records.
+    """
+
+    kwargs: Mapping[str, Any]
+    placed: bool
+    quantization: str
+
+
+def weight_placement(checkpoint: Checkpoint, options: ModelOptions) -> Placement:
+    """The ``Placement`` of ``options`` for ``checkpoint``, or a ``ModelError`` naming the conflict."""
+    spec = checkpoint.spec
+    device, dtype = torch_device(options, spec), torch_dtype(options, spec)
+    kwargs: dict[str, Any] = {}
+    if options.device_map is not None:
+        if options.device_map not in DEVICE_MAPS:
+            raise ModelError(f"model spec {spec!r}: device map {options.device_map!r} is not supported; "
+                             "pass --vlmgate-device-map auto (shard over the visible GPUs, then CPU)")
+        kwargs["device_map"] = "auto"
+        if options.max_memory:
+            kwargs["max_memory"] = max_memory(options.max_memory, spec)
+    elif options.max_memory:
+        raise ModelError(f"model spec {spec!r}: a memory budget per device (--vlmgate-max-memory) applies to a "
+                         "sharded model; pass --vlmgate-device-map auto with it")
+    elif device.type != "cpu":
+        kwargs["device_map"] = {"": device}  # straight onto the device, in dtype: no CPU copy first
+    quantization = checkpoint.quantization
+    if options.quantize is not None:
+        kwargs["quantization_config"] = _bitsandbytes(checkpoint, options, device, dtype)
+        kwargs.setdefault("device_map", {"": device})
+        quantization = QUANTIZE[options.quantize]
+    return Placement(kwargs, "device_map" in kwargs, quantization)
+
+
+def max_memory(budgets: Iterable[tuple[str, str]], spec: str) -> dict[int | str, str]:
+    """``(("0", "20GiB"), ("cpu", "64GiB"))`` as accelerate takes it (GPU indices as ints)."""
+    out: dict[int | str, str] = {}
+    for key, size in budgets:
+        if not MEMORY_BUDGET.match(f"{key}={size}"):
+            raise ModelError(f"model spec {spec!r}: memory budget {key}={size} is not DEVICE=SIZE; pass e.g. "
+                             "--vlmgate-max-memory 0=20GiB,1=20GiB,cpu=64GiB (GPU index, cpu or disk)")
+        out[int(key) if key.isdigit() else key] = size
+    return out
+
+
+def _bitsandbytes(checkpoint: Checkpoint, options: ModelOptions, device: torch.device, dtype: torch.dtype) -> Any:
+    """The ``BitsAndBytesConfig`` of ``--vlmgate-quantize``, refused where it cannot run."""
+    spec = checkpoint.spec
+    if options.quantize not in QUANTIZE:
+        raise ModelError(f"model spec {spec!r}: quantize {options.quantize!r} is not supported; "
+                         f"use one of {', '.join(QUANTIZE)}")
+    if checkpoint.quantization:
+        raise ModelError(f"model spec {spec!r}: {checkpoint.folder / 'config.json'} is quantized already "
+                         f"({checkpoint.quantization}); load it without --vlmgate-quantize")
+    on_cuda = device.type == "cuda" or options.device_map is not None
+    if not (on_cuda and torch.cuda.is_available()):
+        raise ModelError(f"model spec {spec!r}: --vlmgate-quantize {options.quantize} loads with bitsandbytes, "
+                         f"which needs a CUDA device (this run: device {options.device!r}, CUDA "
+                         f"{'available' if torch.cuda.is_available() else 'not available to this torch'}); "
+                         "pass --vlmgate-device cuda on a machine with a GPU, or drop --vlmgate-quantize")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelError(f"model spec {spec!r}: --vlmgate-quantize {options.quantize} needs the bitsandbytes "
+                         "package: pip install bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    if options.quantize == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
 def load_weights(model_class: Any, checkpoint: Checkpoint, options: ModelOptions, **kwargs: Any) -> tuple[Any, str]:
     """``model_class.from_pretrained`` on the checkpoint with its loading report checked.
 
-    Returns the model and the digest of the weights initialised at load under
+    The weights load as ``weight_placement`` says (on their device, in their dtype, maybe
+    quantized). Returns the model and the digest of the weights initialised at load under
     ``options.allow_weight_keys`` ("" when none). transformers' own exceptions (a missing
-    processor package, an unreadable config) propagate for the adapter to word.
+    processor package, an unreadable config) propagate for the adapter to word, except a
+    missing quantization package, which is named here.
     """
-    model, report = model_class.from_pretrained(
-        checkpoint.folder, dtype=torch_dtype(options, checkpoint.spec), use_safetensors=True, local_files_only=True,
-        output_loading_info=True, ignore_mismatched_sizes=True, **kwargs,
-    )
+    placement = weight_placement(checkpoint, options)
+    try:
+        model, report = model_class.from_pretrained(
+            checkpoint.folder, dtype=torch_dtype(options, checkpoint.spec), use_safetensors=True,
+            local_files_only=True, output_loading_info=True, ignore_mismatched_sizes=True, **placement.kwargs,
+            **kwargs,
+        )
+    except ImportError as exc:
+        if not checkpoint.quantization:
+            raise
+        raise ModelError(
+            f"model spec {checkpoint.spec!r}: {checkpoint.folder / 'config.json'} is quantized with "
+            f"{checkpoint.quantization} (quantization_config), and transformers needs "
+            f"{QUANT_PACKAGES.get(checkpoint.quantization, 'the package it names')} to load it ({exc}); "
+            "install it, or gate an unquantized checkpoint"
+        ) from exc
     initialised = check_loading_report(report, checkpoint, type(model).__name__, options.allow_weight_keys)
     return model, initialised_digest(model, initialised)
 

@@ -30,11 +30,13 @@ import torch
 from vlmgate.errors import ModelError
 from vlmgate.models.base import ModelIdentity, ModelOptions, ScoreRequest
 from vlmgate.models.checkpoint import load_weights, open_checkpoint, torch_device
+from vlmgate.models.offers import CLIP_OFFERS, offering
 
 #: ``ModelIdentity.prompt_format`` of a dual encoder: options scored by image-text cosine.
 PROMPT_FORMAT = "zero_shot_cosine"
 
 
+@offering(CLIP_OFFERS)
 def load_clip_model(path: str, options: ModelOptions, *, spec: str) -> "ClipAdapter":
     checkpoint = open_checkpoint(path, spec)
     folder = checkpoint.folder

@@ -14,6 +14,9 @@ all-zero Idefics3 tile is dropped by the model as padding; Qwen's patches are re
 by their grid), so rows are gathered with one ``index_select``; ``unpack_rows`` undoes
 the Qwen padding for the rows at hand.
 
+Position ids the adapter writes itself (greedy decoding, continuations of a cached
+context) start where the family's own do (``position_base``: 1 for PaliGemma).
+
 Per-token inputs are recomputed for every row from its own ids, never taken from the
 processor's context-only output: Qwen's ``mm_token_type_ids`` (which tokens are image
 placeholders, needed for its multimodal RoPE) and PaliGemma's ``token_type_ids`` (0 on
@@ -35,6 +38,10 @@ MROPE_MODEL_TYPES = frozenset({"qwen2_vl", "qwen2_5_vl"})
 NESTED_IMAGE_MODEL_TYPES = frozenset({"idefics3", "smolvlm"})
 #: Families that attend bidirectionally over the prefix when told where it ends.
 PREFIX_LM_MODEL_TYPES = frozenset({"paligemma"})
+#: Position id of a sequence's first token where it is not 0: PaliGemma numbers from 1
+#: when it makes the ids itself, so ids the adapter passes (decoding, continuations of a
+#: cached context) must too, or every later token sits one position off its context.
+POSITION_BASES = {"paligemma": 1}
 GRID_KEY = "image_grid_thw"
 PATCHES_KEY = "pixel_values"
 
@@ -95,6 +102,11 @@ def unpack_rows(rows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         counts = grid.prod(dim=1).tolist()
         rows = {**rows, PATCHES_KEY: torch.cat([rows[PATCHES_KEY][r, :n] for r, n in enumerate(counts)])}
     return rows
+
+
+def position_base(model_type: str) -> int:
+    """The position id the family gives a sequence's first token (``POSITION_BASES``, else 0)."""
+    return POSITION_BASES.get(model_type, 0)
 
 
 def token_inputs(model_type: str, input_ids: torch.Tensor, prefix_lengths: Sequence[int],

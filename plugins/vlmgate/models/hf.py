@@ -14,10 +14,13 @@ appends after an assistant message (``<|end|>`` in the tiny models, ``<|im_end|>
 Qwen, ``</s>`` in LLaVA-1.5) is *not* counted, because it says "the reply is over", not
 which option was chosen. Scores are plain sums, without length normalisation.
 
-Without a chat template (a processor that ships none) the plain format
-``USER: <image>\\n{prompt}\\nASSISTANT:`` is the context and ``" " + option`` the
-continuation; the tokenizer's own special tokens (e.g. BOS) are added. The adapter's
-``prompt_format`` says which of the two was used, and loading warns about the fallback.
+Without a chat template (a processor that ships none) there is no format to trust, so
+loading fails unless the user names one (``ModelOptions.prompt_format``, a
+``vlmgate.models.prompt_formats`` record such as ``llava-plain``): its context, BOS
+written out, is the context and ``separator + option`` the continuation. PaliGemma's
+processor frames the prompt itself, and that frame is its default format. The adapter's
+``prompt_format`` names the format (``chat_template`` for the checkpoint's own) and
+``render_context`` shows a context as the model reads it.
 
 Probes (``embed``, for the drift and structure gates) read the final language-model
 layer of the same sequences: the context's last token, the mean over the teacher-forced
@@ -33,13 +36,36 @@ Checkpoints load offline (``HF_HUB_OFFLINE=1``, ``local_files_only=True``), from
 safetensors only; ``trust_remote_code`` is passed through from ``ModelOptions``. The
 folder is checked, fingerprinted and loaded with transformers' loading report by
 ``checkpoint`` (shared with ``clip:``): weights that do not fit the architecture are a
-load error, not a random initialisation. The adapter's ``identity`` (files, dtype,
-device type, prompt format, limits) is what its ``fingerprint`` hashes.
+load error, not a random initialisation. The weights load straight onto the device in
+the requested dtype, or sharded over several GPUs (``device_map="auto"``), pre-quantized
+or quantized by bitsandbytes at load (``checkpoint.weight_placement``); inputs then go to
+the device of the token embeddings. The adapter's ``identity`` (files, dtype, device
+type, prompt format, limits, quantization) is what its ``fingerprint`` hashes.
 
 Sequences are scored whole: the tokenizer's own truncation and padding (a fixed length
 in tokenizer.json) are switched off, and a request longer than the language model's
 ``max_position_embeddings`` is refused naming its sample, since positions beyond the
 trained range give scores that look fine and are not.
+
+Prefix sharing (``HFAdapter.prefix_sharing``). A context is hundreds of tokens (576 image
+tokens alone in LLaVA-1.5) and an option a few, so each chunk of contexts runs once,
+keeping its key/value cache and the logits of its last position (which predict every
+option's first token); all options of a context then continue that cache as segments of
+one packed row (``shared_prefix``: a 4-D mask lets each segment see its context and
+itself only; position ids carry on where the context ends), batched across requests.
+The probes reuse the same passes: ``ctx_mcq`` is the context's last state, ``ans_mcq``
+comes from the option segments, greedy decoding for ``ans_mcq_free`` continues the cache
+cropped back to the context, and the open prompt of ``ctx_open`` continues it too where
+both contexts share the image part. Every verified family takes this path
+(``HFAdapter.PREFIX_SHARED_MODEL_TYPES``): Qwen's multimodal RoPE continues at ``index +
+rope_delta``; PaliGemma's bidirectional prefix is the whole context and the option its
+causal suffix, so the cached keys do not depend on the option (its positions count
+from 1, ``family_inputs.position_base``); only its open prompt cannot reuse the image part
+(``SHARED_OPEN_PROMPT_MODEL_TYPES``), since its image tokens attend to the prompt after
+them. The row path (every option a whole ``context + option`` row) stays for other model
+types and for attention implementations without dense masks (flash, flex); both give the
+same scores up to float rounding (1e-6 on the tiny families, tested within 1e-4), and
+``identity`` records which one ran.
 
 Families (``VERIFIED_MODEL_TYPES``): LLaVA, Qwen2-VL, Qwen2.5-VL, Idefics3, SmolVLM,
 PaliGemma. Their differences live beside this module: image-only processors where the
@@ -55,8 +81,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads its hub constants
 
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -67,22 +92,27 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from vlmgate.errors import ModelError
 from vlmgate.models.family_inputs import (
-    MROPE_MODEL_TYPES, TOKEN_KEYS, pack_images, processor_images, processor_kwargs, token_inputs, unpack_rows,
-    unpadded_ids,
+    MROPE_MODEL_TYPES, PREFIX_LM_MODEL_TYPES, TOKEN_KEYS, pack_images, position_base, processor_images,
+    processor_kwargs, token_inputs, unpack_rows, unpadded_ids,
 )
+from vlmgate.models.shared_prefix import ATTENTION_IMPLEMENTATIONS, Segment, attention_mask, pack
 from vlmgate.models.image_only import load_image_only_processor, needs_image_only
 from vlmgate.models.vision_grid import family_vision_tokens
 from vlmgate.models.base import (
     GenerateRequest, ModelIdentity, ModelOptions, ProbeRecord, ProbeRequest, ScoreRequest,
 )
-from vlmgate.models.checkpoint import dtype_name, load_weights, open_checkpoint, torch_device, torch_dtype
+from vlmgate.models.offers import VLM_OFFERS, offering
+from vlmgate.models.prompt_formats import CHAT_TEMPLATE, choose_format
+from vlmgate.models.checkpoint import (
+    dtype_name, load_weights, open_checkpoint, torch_device, torch_dtype, weight_placement,
+)
 
-#: Rows (request × option sequences) per forward pass; more rows amortise Python
-#: overhead, fewer bound activation memory on large models.
+#: Sequences per forward pass: contexts per cached pass with prefix sharing, else
+#: (request × option) rows; more amortise Python overhead, fewer bound activation memory
+#: on large models.
 DEFAULT_MAX_ROWS = 32
 #: Longest greedy answer read for the ``ans_mcq_free`` probe; option texts are a few tokens.
 DEFAULT_MAX_ANSWER_TOKENS = 8
-PLAIN_CONTEXT = "USER: {image}\n{prompt}\nASSISTANT:"
 #: Tokenizer and processor calls never truncate or pad on their own: a checkpoint whose
 #: tokenizer.json fixes a length would otherwise score cut or padded sequences.
 _WHOLE_TEXT = {"truncation": False, "padding": False}
@@ -90,14 +120,27 @@ _WHOLE_TEXT = {"truncation": False, "padding": False}
 VERIFIED_MODEL_TYPES = frozenset({"llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "paligemma"})
 #: Architectures whose image encoder output is fully described by per-image features.
 _SHARED_VISION_MODEL_TYPES = frozenset({"llava"})
+#: Families whose contexts run once for all their options (``shared_prefix``): every
+#: verified family. PaliGemma's bidirectional prefix is the whole context and the option
+#: is its causal suffix, so the context's keys do not depend on the option and cache
+#: exactly; Qwen's multimodal RoPE numbers the text after the image ``index + rope_delta``,
+#: which the continuation's position ids carry on.
+PREFIX_SHARED_MODEL_TYPES = VERIFIED_MODEL_TYPES
+#: Families whose prompt is read causally, so that a second prompt over the same image (the
+#: open prompt of ``ctx_open``) continues the cached keys of the part both contexts share
+#: (the image, with an image-first template). Not PaliGemma: its image tokens attend to the
+#: whole prompt after them.
+SHARED_OPEN_PROMPT_MODEL_TYPES = PREFIX_SHARED_MODEL_TYPES - PREFIX_LM_MODEL_TYPES
 
 
+@offering(VLM_OFFERS)  # read at collection (models.offers): hf: gets every suite but pixel gradients
 def load_hf_model(path: str, options: ModelOptions, *, spec: str) -> "HFAdapter":
     """Load the checkpoint folder ``path`` (the part of ``spec`` after ``hf:``)."""
     checkpoint = open_checkpoint(path, spec)
     folder = checkpoint.folder
     torch_dtype(options, spec)  # an unsupported dtype fails before anything loads
     device = torch_device(options, spec)
+    placement = weight_placement(checkpoint, options)  # so does a device map or quantization that cannot run
 
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -126,10 +169,17 @@ def load_hf_model(path: str, options: ModelOptions, *, spec: str) -> "HFAdapter"
             "loads without torchvision. Save the processor with processor.save_pretrained(PATH); families "
             f"verified with vlmgate: {', '.join(sorted(VERIFIED_MODEL_TYPES))}"
         )
-    model.to(device)
+    if placement.placed:  # on its device(s) already; inputs go where the token embeddings are
+        device = model.get_input_embeddings().weight.device
+    else:
+        model.to(device)
     model.eval()
-    return HFAdapter(spec=spec, folder=folder, model=model, processor=processor,
-                     fingerprint=checkpoint.files_digest(), initialised=initialised, device=device)
+    memo = Path(options.digest_dir) if options.digest_dir else None
+    adapter = HFAdapter(spec=spec, folder=folder, model=model, processor=processor,
+                        fingerprint=checkpoint.files_digest(memo), initialised=initialised, device=device,
+                        prompt_format=options.prompt_format)
+    adapter.quantization = placement.quantization
+    return adapter
 
 
 def _check_architecture(model_type: str, folder: Path, spec: str, options: ModelOptions) -> None:
@@ -168,11 +218,27 @@ class HFAdapter:
     (``checkpoint.files_digest``) and ``initialised`` that of weights initialised at load;
     the adapter's ``identity`` adds what else decides a value (dtype, device type, prompt
     format, limits), and its ``fingerprint`` attribute hashes all of it.
+
+    Scoring takes one of two paths (``prefix_sharing``): each context once, its options
+    continuing its key/value cache (``PREFIX_SHARED_MODEL_TYPES``, under an attention
+    implementation that takes dense masks), or one whole (context + option) row per
+    option. Both give the same scores up to float rounding; which one ran is part of the
+    identity.
     """
+
+    #: Families that score options as continuations of one context pass (module docstring).
+    PREFIX_SHARED_MODEL_TYPES: frozenset[str] = PREFIX_SHARED_MODEL_TYPES
+    #: Families whose open-prompt probe continues the scoring context's cached image part.
+    SHARED_OPEN_PROMPT_MODEL_TYPES: frozenset[str] = SHARED_OPEN_PROMPT_MODEL_TYPES
+    #: ``None``: the family and attention implementation decide (``prefix_sharing``).
+    _prefix_sharing: bool | None = None
+    #: How the weights were quantized ("" for none; ``checkpoint.Placement.quantization``).
+    quantization: str = ""
 
     def __init__(self, *, spec: str, folder: Path, model: Any, processor: Any, fingerprint: str,
                  device: torch.device, max_rows: int = DEFAULT_MAX_ROWS,
-                 max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS, initialised: str = ""):
+                 max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS, initialised: str = "",
+                 prompt_format: str | None = None):
         self.spec = spec
         self.folder = folder
         self.model = model
@@ -194,18 +260,15 @@ class HFAdapter:
             self.pad_id = self.tokenizer.eos_token_id or 0
         self.pixel_dtype = next(model.parameters()).dtype
         self.model_type: str = model.config.model_type
-        self.prompt_format = "chat_template" if getattr(processor, "chat_template", None) else "plain"
-        if self.prompt_format == "plain":
-            if not getattr(processor, "image_token", None):
-                raise ModelError(
-                    f"model spec {spec!r}: the processor in {folder} has neither a chat template "
-                    "nor an image_token, so there is no way to place the image in the prompt; "
-                    "save a chat_template.jinja beside the processor"
-                )
-            warnings.warn(
-                f"model spec {spec!r}: no chat template in {folder}; scoring with the plain "
-                f"format {PLAIN_CONTEXT!r} + ' ' + option",
-                stacklevel=2,
+        #: The named format contexts are rendered in; ``None``: the checkpoint's chat template.
+        self._format = choose_format(prompt_format, has_chat_template=bool(getattr(processor, "chat_template", None)),
+                                     model_type=self.model_type, spec=spec, folder=folder)
+        self.prompt_format = CHAT_TEMPLATE if self._format is None else self._format.name
+        if self._format is not None and not getattr(processor, "image_token", None):
+            raise ModelError(
+                f"model spec {spec!r}: the processor in {folder} has no image_token, so prompt format "
+                f"{self.prompt_format!r} has no way to place the image in the prompt; save a chat_template.jinja "
+                "beside the processor"
             )
         # Prompts repeat across every perturbation of a sample: render and tokenize once.
         self._encode = lru_cache(maxsize=8192)(self._encode_uncached)
@@ -216,9 +279,28 @@ class HFAdapter:
         """What decides this adapter's values (see ``ModelIdentity``), read from its current state."""
         return ModelIdentity(
             adapter="hf", files=self.files_digest, initialised=self.initialised, dtype=dtype_name(self.pixel_dtype),
-            device_type=self.device.type, prompt_format=self.prompt_format,
-            limits=(("max_answer_tokens", self.max_answer_tokens), ("max_rows", self.max_rows)),
+            device_type=self.device.type,
+            prompt_format=self.prompt_format if self._format is None else self._format.identity,
+            limits=(("max_answer_tokens", self.max_answer_tokens), ("max_rows", self.max_rows),
+                    ("prefix_sharing", int(self.prefix_sharing))),
+            quantization=self.quantization,
         )
+
+    @property
+    def prefix_sharing(self) -> bool:
+        """Whether options continue one cached pass of their context (else: a whole row each).
+
+        Set it to ``False`` for the row path (the reference the shared path is tested
+        against), ``None`` to let the family and attention implementation decide again.
+        """
+        if self._prefix_sharing is not None:
+            return self._prefix_sharing
+        implementation = getattr(self.model.config.get_text_config(), "_attn_implementation", None)
+        return self.model_type in self.PREFIX_SHARED_MODEL_TYPES and implementation in ATTENTION_IMPLEMENTATIONS
+
+    @prefix_sharing.setter
+    def prefix_sharing(self, value: bool | None) -> None:
+        self._prefix_sharing = value
 
     @property
     def fingerprint(self) -> str:
@@ -251,14 +333,15 @@ class HFAdapter:
     # -- text side -------------------------------------------------------------------------
 
     def _encode_uncached(self, prompt: str, continuations: tuple[str, ...]) -> _EncodedPrompt:
-        context = self._context_text(prompt)
-        if self.prompt_format == "chat_template":
+        # The tokens are those of the context as the model reads it (PaliGemma's processor frames
+        # the text it is handed), each option joined after it; the template or the format writes
+        # BOS and markers itself, so the tokenizer adds none.
+        context = self.render_context(prompt)
+        if self._format is None:
             fulls = [self._render(prompt, option) for option in continuations]
-            special = False  # the template writes BOS and markers itself
         else:
-            fulls = [f"{context} {option}" for option in continuations]
-            special = True
-        encoded = self.tokenizer([context, *fulls], add_special_tokens=special, **_WHOLE_TEXT)["input_ids"]
+            fulls = [f"{context}{self._format.separator}{option}" for option in continuations]
+        encoded = self.tokenizer([context, *fulls], add_special_tokens=False, **_WHOLE_TEXT)["input_ids"]
         context_ids, full_ids = encoded[0], encoded[1:]
         n_context = len(context_ids)
         continuation_ids = []
@@ -277,13 +360,20 @@ class HFAdapter:
                     "tokens to score; options must be non-empty text"
                 )
             continuation_ids.append(scored)
-        return _EncodedPrompt(context, tuple(continuation_ids))
+        return _EncodedPrompt(self._context_text(prompt), tuple(continuation_ids))
 
     def _context_text(self, prompt: str) -> str:
-        """The user turn holding the image placeholder and ``prompt``, up to the reply."""
-        if self.prompt_format == "chat_template":
+        """The user turn holding the image placeholder and ``prompt``, up to the reply, as handed to the processor."""
+        if self._format is None:
             return self._render(prompt, None)
-        return PLAIN_CONTEXT.format(image=self.processor.image_token, prompt=prompt)
+        return self._format.handed(prompt, image=self.processor.image_token, bos=self.tokenizer.bos_token or "")
+
+    def render_context(self, prompt: str) -> str:
+        """The context of ``prompt`` as the model reads it, image placeholder unexpanded (the run
+        record's example): the chat template's rendering, or the named format's text."""
+        if self._format is None:
+            return self._render(prompt, None)
+        return self._format.read(prompt, image=self.processor.image_token, bos=self.tokenizer.bos_token or "")
 
     def _render(self, prompt: str, option: str | None) -> str:
         messages: list[dict[str, Any]] = [
@@ -320,13 +410,16 @@ class HFAdapter:
         context_ids, images = self._process_images(requests, encoded)
         self._check_positions(requests, _longest_rows(context_ids, encoded), "context and longest option")
         with torch.inference_mode():
-            rows = self._option_pass(encoded, context_ids, images, requests, features=None, states=False)
+            if self.prefix_sharing:
+                rows = self._shared_option_pass(encoded, context_ids, images, requests)
+            else:
+                rows = self._option_pass(encoded, context_ids, images, requests, features=None, states=False)
         return _split_per_request(rows.scores, encoded)
 
     def _option_pass(self, encoded: Sequence[_EncodedPrompt], context_ids: Sequence[list[int]],
                      images: dict[str, torch.Tensor], requests: Sequence[ScoreRequest | ProbeRequest], *,
                      features: list[torch.Tensor] | None, states: bool) -> "_OptionRows":
-        """Every (request, option) row through the model, in chunks of ``max_rows``.
+        """The row path: every (request, option) row whole through the model, in chunks of ``max_rows``.
 
         Rows are sorted by length so a chunk pads little; the result is in row order
         (request by request, options in order).
@@ -340,6 +433,146 @@ class HFAdapter:
                                                   features=features, states=states)))
         return _OptionRows.gather(len(rows), parts)
 
+    def _check_finite(self, scores: np.ndarray, row_requests: Sequence[int],
+                      requests: Sequence[ScoreRequest | ProbeRequest]) -> None:
+        """Refuse non-finite option scores, naming the request of the first.
+
+        A NaN or +inf logit in a scored row, or a -inf on an option token, makes the sum
+        non-finite; a -inf on some other token is a legitimate mask and stays harmless.
+        """
+        bad = ~np.isfinite(scores)
+        if bad.any():
+            request = row_requests[int(np.flatnonzero(bad)[0])]
+            raise ModelError(
+                f"model spec {self.spec!r} produced non-finite scores for {self._who(requests[request], request)}; "
+                "the checkpoint's weights contain NaN/inf or the dtype overflows (load it with dtype float32)"
+            )
+
+    def _context_chunks(self, encoded: Sequence[_EncodedPrompt], context_ids: Sequence[list[int]]
+                        ) -> list[tuple[list[int], list[int]]]:
+        """Requests in chunks of ``max_rows`` contexts (sorted by length, so a chunk pads
+        little), each with the option rows it covers (row order: request by request)."""
+        bounds = np.cumsum([0, *(len(enc.continuation_ids) for enc in encoded)]).tolist()
+        order = sorted(range(len(encoded)), key=lambda i: len(context_ids[i]))
+        chunks = [order[start:start + self.max_rows] for start in range(0, len(order), self.max_rows)]
+        return [(chunk, [row for i in chunk for row in range(bounds[i], bounds[i + 1])]) for chunk in chunks]
+
+    def _shared_option_pass(self, encoded: Sequence[_EncodedPrompt], context_ids: Sequence[list[int]],
+                            images: dict[str, torch.Tensor], requests: Sequence[ScoreRequest | ProbeRequest]
+                            ) -> "_OptionRows":
+        """``_option_pass``'s scores, each context run once for all its options (``_context_chunk``)."""
+        parts = [(rows, self._context_chunk(chunk, context_ids, encoded, images, requests).options)
+                 for chunk, rows in self._context_chunks(encoded, context_ids)]
+        return _OptionRows.gather(sum(len(enc.continuation_ids) for enc in encoded), parts)
+
+    def _shared_probes(self, encoded: Sequence[_EncodedPrompt], context_ids: Sequence[list[int]],
+                       open_ids: Sequence[list[int]], images: dict[str, torch.Tensor],
+                       requests: Sequence[ProbeRequest], features: list[torch.Tensor] | None
+                       ) -> tuple["_OptionRows", list[tuple[int, ...]], list[np.ndarray], list[np.ndarray]]:
+        """Option rows with their states, greedy answers with theirs, and ``ctx_open``, per request.
+
+        One cached pass per chunk of contexts serves the options, the open prompts that
+        continue it (``_open_tail``) and greedy decoding; the other open prompts run alone.
+        """
+        tails = {i: tail for i in range(len(requests))
+                 if (tail := self._open_tail(context_ids[i], open_ids[i])) is not None}
+        parts, answers, answer_states, open_states = [], {}, {}, {}
+        for chunk, rows in self._context_chunks(encoded, context_ids):
+            result = self._context_chunk(chunk, context_ids, encoded, images, requests, features=features,
+                                         probes=True, open_tails=tails)
+            parts.append((rows, result.options))
+            answers.update(zip(chunk, result.answers))
+            answer_states.update(zip(chunk, result.answer_states))
+            open_states.update(result.open_states)
+        open_states.update(self._context_states(open_ids, images, features,
+                                                [i for i in range(len(requests)) if i not in tails]))
+        n = range(len(requests))
+        return (_OptionRows.gather(sum(len(enc.continuation_ids) for enc in encoded), parts),
+                [answers[i] for i in n], [answer_states[i] for i in n], [open_states[i] for i in n])
+
+    def _open_tail(self, context: Sequence[int], open_: Sequence[int]) -> tuple[int, tuple[int, ...]] | None:
+        """Where the open-prompt context parts from the scoring context, and its tokens from there.
+
+        ``None`` unless the open prompt can continue the scoring context's cache: the family
+        reads its prompt causally (``SHARED_OPEN_PROMPT_MODEL_TYPES``) and the shared start
+        holds every image token, so nothing after it changes the cached keys (an
+        image-first chat template; with the text first nothing worth sharing is common). At
+        least the open context's last token is fed, for its state.
+        """
+        image = getattr(self.model.config, "image_token_id", None)
+        if self.model_type not in self.SHARED_OPEN_PROMPT_MODEL_TYPES or image is None:
+            return None
+        common, limit = 0, min(len(context), len(open_) - 1)
+        while common < limit and context[common] == open_[common]:
+            common += 1
+        if image in open_[common:] or image not in open_[:common]:
+            return None
+        return common, tuple(open_[common:])
+
+    def _context_chunk(self, chunk: Sequence[int], context_ids: Sequence[list[int]],
+                       encoded: Sequence[_EncodedPrompt], images: dict[str, torch.Tensor],
+                       requests: Sequence[ScoreRequest | ProbeRequest], *, features: list[torch.Tensor] | None = None,
+                       probes: bool = False, open_tails: dict[int, tuple[int, tuple[int, ...]]] | None = None
+                       ) -> "_ContextChunk":
+        """The contexts of ``chunk`` once, then their options as continuations of that pass.
+
+        The prefill keeps the logits of each context's last position, which predict every
+        option's first token, and the key/value cache. Each option's remaining tokens are a
+        ``Segment`` of its context's packed row (``shared_prefix``), at the positions they
+        would hold after the context; their logits predict the tokens after them. Options
+        of one token need no continuation pass at all. With ``probes``, the same passes
+        give ``ctx_mcq`` (the context's last state), each option's mean state, the open
+        prompts' tails of ``open_tails`` (their last state is ``ctx_open``), and, from the
+        cache cropped back to the contexts, the greedy answers.
+        """
+        sequences = [context_ids[i] for i in chunk]
+        lengths = [len(s) for s in sequences]
+        prefill = self._forward(sequences, chunk, images, [(n - 1, n) for n in lengths], features=features,
+                                hidden=probes, cache=True)
+        # Position id minus index of the text after each context (``_next_positions``).
+        shift = [after - n for after, n in zip(self._next_positions(lengths).tolist(), lengths)]
+        options = [Segment(r, ids, lengths[r], lengths[r] + shift[r], scored=True)
+                   for r, i in enumerate(chunk) for ids in encoded[i].continuation_ids]
+        open_tails = open_tails or {}
+        tails = [(i, Segment(r, open_tails[i][1], open_tails[i][0], open_tails[i][0] + shift[r]))
+                 for r, i in enumerate(chunk) if i in open_tails]
+        first = torch.log_softmax(prefill.logits, dim=-1)
+        sums = first[[s.row for s in options], [s.tokens[0] for s in options]].double()
+        hidden = None
+        if probes or tails or any(len(s.tokens) > 1 for s in options):
+            packed = pack([*options, *(segment for _, segment in tails)], prefill.attention, self.pad_id)
+            outputs = self.model(
+                input_ids=packed.input_ids, position_ids=packed.position_ids, cache=prefill.cache, use_cache=True,
+                attention_mask=attention_mask(packed.mask, self.model.config.get_text_config()._attn_implementation,
+                                              self.pixel_dtype),
+                logits_to_keep=packed.keep, **({"output_hidden_states": -1} if probes else {}),
+            )
+            prefill.cache.crop(-packed.width)
+            logits = outputs.logits
+            if logits.ndim == 3:  # a model that ignores a boolean logits_to_keep
+                logits = logits[packed.keep.to(logits.device)]
+            logits = logits.float()
+            targets = packed.targets.to(logits.device)
+            token_logprob = logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=1)
+            sums = sums.to(logits.device).index_add_(0, packed.target_segment.to(logits.device),
+                                                     token_logprob.double())
+            hidden = outputs.hidden_states[-1].float() if probes else None
+        scores = sums.cpu().numpy()
+        self._check_finite(scores, [chunk[s.row] for s in options], requests)
+        if not probes:
+            return _ContextChunk(_OptionRows(scores))
+        rows_of = [s.row for s in options]
+        contexts = _last_positions(prefill.hidden, lengths)
+        spans = [(packed.starts[k], packed.starts[k] + len(s.tokens)) for k, s in enumerate(options)]
+        answers, answer_states = self._decode(prefill, lengths, self._end_of_turn_ids(), self.max_answer_tokens)
+        return _ContextChunk(
+            _OptionRows(scores, context_states=contexts[rows_of],
+                        answer_states=_span_means(hidden[torch.tensor(rows_of, device=hidden.device)], spans)),
+            open_states={i: hidden[s.row, packed.starts[len(options) + k] + len(s.tokens) - 1].cpu().numpy()
+                         for k, (i, s) in enumerate(tails)},
+            answers=answers, answer_states=answer_states,
+        )
+
     def _process_images(self, requests: Sequence[ScoreRequest | ProbeRequest], encoded: Sequence[_EncodedPrompt]
                         ) -> tuple[list[list[int]], dict[str, torch.Tensor]]:
         """Expand the image placeholders and preprocess every image, in one processor call."""
@@ -348,7 +581,7 @@ class HFAdapter:
     def _expand(self, texts: Sequence[str], images: Sequence[Any]) -> tuple[list[list[int]], dict[str, torch.Tensor]]:
         """Token ids of ``texts`` with each image placeholder expanded, and the image tensors."""
         batch = self.processor(text=list(texts), images=processor_images(self.model_type, images),
-                               add_special_tokens=self.prompt_format == "plain",
+                               add_special_tokens=False,  # the template or the prompt format writes BOS
                                **{**_WHOLE_TEXT, **processor_kwargs(self.model_type)})
         packed = pack_images(batch, len(images))
         if packed is None:
@@ -461,15 +694,7 @@ class HFAdapter:
         sums = torch.zeros(len(rows), dtype=torch.float64, device=self.device)
         sums.index_add_(0, row_of_token, token_logprob.double())
         result = sums.cpu().numpy()
-        # A NaN or +inf logit in a scored row, or a -inf on an option token, makes the sum
-        # non-finite; a -inf on some other token is a legitimate mask and stays harmless.
-        bad = ~np.isfinite(result)
-        if bad.any():
-            request = rows[int(np.flatnonzero(bad)[0])][0]
-            raise ModelError(
-                f"model spec {self.spec!r} produced non-finite scores for {self._who(requests[request], request)}; "
-                "the checkpoint's weights contain NaN/inf or the dtype overflows (load it with dtype float32)"
-            )
+        self._check_finite(result, [i for i, _ in rows], requests)
         if not states:
             return _OptionRows(result)
         return _OptionRows(
@@ -483,15 +708,19 @@ class HFAdapter:
     def embed(self, requests: Sequence[ProbeRequest]) -> list[ProbeRecord]:
         """Option scores, the four probes of ``PROBES`` and the vision tokens of each request.
 
-        Passes per batch (each chunked by ``max_rows``):
+        With ``prefix_sharing`` each chunk of contexts (``max_rows``) runs once and keeps its
+        key/value cache (``_context_chunk``): its last position gives ``ctx_mcq`` and the
+        first greedy token; one packed continuation pass scores every option (``ans_mcq``:
+        the chosen option's mean state over its tokens) and, where the open prompt shares
+        the context's image part (``SHARED_OPEN_PROMPT_MODEL_TYPES`` with an image-first
+        template), feeds the open prompt's tail for ``ctx_open``; then greedy decoding
+        continues the same cache for ``ans_mcq_free``, one single-token step per answer
+        token (at most ``max_answer_tokens``), stopping at an end-of-turn token. Open
+        prompts that share no image part get a pass of their own.
 
-        * the scoring pass over every (request, option) row, as ``score()``, which also
-          yields ``ctx_mcq`` (any row, at the context's last position) and ``ans_mcq`` (the
-          chosen option's row, mean over its tokens);
-        * greedy decoding for ``ans_mcq_free``: one pass over the contexts that keeps the
-          key/value cache, then one single-token step per answer token (at most
-          ``max_answer_tokens``), stopping at an end-of-turn token;
-        * one pass over the open-prompt contexts for ``ctx_open``.
+        On the row path: the scoring pass over every (request, option) row, as
+        ``score()``; greedy decoding from a pass of its own over the contexts; a pass over
+        the open-prompt contexts.
 
         The vision tower runs once per image for all of them (LLaVA); its output is
         returned as the vision tokens.
@@ -510,11 +739,15 @@ class HFAdapter:
         with torch.inference_mode():
             features = self._vision_features(images, range(len(requests))) \
                 if self._shares_vision_features(images) else None
-            rows = self._option_pass(encoded, context_ids, images, requests, features=features, states=True)
+            if self.prefix_sharing:
+                rows, answers, answer_states, open_states = self._shared_probes(
+                    encoded, context_ids, open_ids, images, requests, features)
+            else:
+                rows = self._option_pass(encoded, context_ids, images, requests, features=features, states=True)
+                answers, answer_states = self._greedy_answers(context_ids, images, features)
+                open_states = self._context_states(open_ids, images, features)
             scores = _split_per_request(rows.scores, encoded)
             chosen = self._chosen_rows(requests, encoded, scores)
-            answers, answer_states = self._greedy_answers(context_ids, images, features)
-            open_states = self._context_states(open_ids, images, features)
             grids = None if features is not None else [
                 family_vision_tokens(self.model, self._image_inputs([i], images)) for i in range(len(requests))]
         records = []
@@ -602,33 +835,38 @@ class HFAdapter:
     def _greedy_chunk(self, chunk: Sequence[int], context_ids: Sequence[list[int]], images: dict[str, torch.Tensor],
                       features: list[torch.Tensor] | None, stop: frozenset[int], max_tokens: int
                       ) -> tuple[list[tuple[int, ...]], np.ndarray]:
-        """Greedy decoding of right-padded contexts with a key/value cache.
-
-        The contexts run once and keep their cache; then every step feeds each row's last
-        token at its own position (``len(context) + step``), appended after the padded
-        width. The padding between a short context and its new tokens stays masked out,
-        so each row sees exactly ``context + answer so far``. The state a step returns is
-        that of the token it fed.
-        """
+        """Greedy decoding of right-padded contexts: one cached pass over them, then ``_decode``."""
         sequences = [context_ids[i] for i in chunk]
         prefill = self._forward(sequences, chunk, images, [(len(s) - 1, len(s)) for s in sequences],
                                 features=features, cache=True)
-        lengths = torch.tensor([len(s) for s in sequences], device=self.device)
-        fed = prefill.logits.argmax(dim=1)
+        return self._decode(prefill, [len(s) for s in sequences], stop, max_tokens)
+
+    def _decode(self, prefill: "_Pass", lengths: Sequence[int], stop: frozenset[int], max_tokens: int
+                ) -> tuple[list[tuple[int, ...]], np.ndarray]:
+        """Greedy answers continuing ``prefill`` (its cache holds exactly the contexts' keys).
+
+        Every step feeds each row's last token at its own position (``_next_positions``:
+        ``len(context) + step`` in the family's numbering), appended after the padded
+        width. The padding between a short context and its new tokens stays masked out,
+        so each row sees exactly ``context + answer so far``. The state a step returns is
+        that of the token it fed. The first token is the arg-max of the prefill's last
+        logits, so a prefill that scored options already (``_context_chunk``) serves too.
+        """
+        positions = self._next_positions(lengths)
+        fed = prefill.logits.argmax(dim=1).to(self.device)
         attention, cache = prefill.attention, prefill.cache
-        answers: list[list[int]] = [[] for _ in chunk]
-        sums = torch.zeros((len(chunk), self.model.config.get_text_config().hidden_size), device=self.device)
-        counts = torch.zeros(len(chunk), device=self.device)
-        done = [False] * len(chunk)
+        answers: list[list[int]] = [[] for _ in lengths]
+        sums = torch.zeros((len(lengths), self.model.config.get_text_config().hidden_size))
+        counts = torch.zeros(len(lengths))
+        done = [False] * len(lengths)
         for step in range(max_tokens):
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
             outputs = self.model(input_ids=fed[:, None], attention_mask=attention,
-                                 position_ids=(lengths + step + self._position_offsets())[:, None],
-                                 cache=cache, use_cache=True,
+                                 position_ids=(positions + step)[:, None], cache=cache, use_cache=True,
                                  logits_to_keep=1, output_hidden_states=-1)
             cache = outputs.cache
-            state = outputs.hidden_states[-1][:, 0].float()
-            following = outputs.logits[:, -1].argmax(dim=-1)
+            state = outputs.hidden_states[-1][:, 0].float().cpu()
+            following = outputs.logits[:, -1].argmax(dim=-1).to(self.device)
             for r, (token, after) in enumerate(zip(fed.tolist(), following.tolist())):
                 if done[r]:
                     continue
@@ -641,12 +879,17 @@ class HFAdapter:
                 break
             fed = torch.where(torch.tensor(done, device=self.device), torch.full_like(following, self.pad_id),
                               following)
-        return [tuple(a) for a in answers], (sums / counts[:, None]).cpu().numpy()
+        return [tuple(a) for a in answers], (sums / counts[:, None]).numpy()
 
     def _context_states(self, context_ids: Sequence[list[int]], images: dict[str, torch.Tensor],
-                        features: list[torch.Tensor] | None) -> list[np.ndarray]:
-        """Final-layer state of each context's last token (the generation prompt's end)."""
-        order = sorted(range(len(context_ids)), key=lambda i: len(context_ids[i]))
+                        features: list[torch.Tensor] | None, which: Sequence[int] | None = None
+                        ) -> dict[int, np.ndarray]:
+        """Final-layer state of each context's last token (the generation prompt's end), by request.
+
+        ``which``: the requests to run (all by default).
+        """
+        which = range(len(context_ids)) if which is None else which
+        order = sorted(which, key=lambda i: len(context_ids[i]))
         out: dict[int, np.ndarray] = {}
         for start in range(0, len(order), self.max_rows):
             chunk = order[start:start + self.max_rows]
@@ -654,19 +897,21 @@ class HFAdapter:
             hidden = self._forward(sequences, chunk, images, [(len(s) - 1, len(s)) for s in sequences],
                                    features=features, hidden=True).hidden
             out.update(zip(chunk, _last_positions(hidden, [len(s) for s in sequences])))
-        return [out[i] for i in range(len(context_ids))]
+        return out
 
-    def _position_offsets(self) -> torch.Tensor | int:
-        """Per-row shift from sequence index to position id after the last prefill.
+    def _next_positions(self, lengths: Sequence[int]) -> torch.Tensor:
+        """Position id of the token after each context of the last prefill, ``(rows,)``.
 
-        Qwen's multimodal RoPE numbers an image's tokens by its grid, so the text after it
-        sits at ``index + rope_delta``; the model keeps the deltas of its last prefill.
-        Other families number positions by index (offset 0).
+        ``len(context)`` in the family's numbering: from ``position_base`` (PaliGemma
+        counts from 1), and for Qwen's multimodal RoPE plus the row's ``rope_delta``: it
+        numbers an image's tokens by its grid, so the text after it sits at ``index +
+        rope_delta``, and the model keeps the deltas of its last prefill.
         """
+        positions = torch.tensor(list(lengths), device=self.device) + position_base(self.model_type)
         deltas = getattr(getattr(self.model, "model", None), "rope_deltas", None)
         if self.model_type not in MROPE_MODEL_TYPES or deltas is None:
-            return 0
-        return deltas.reshape(-1).to(self.device)
+            return positions
+        return positions + deltas.reshape(-1).to(self.device)
 
     def _vision_tokens(self, features: torch.Tensor) -> tuple[np.ndarray | None, tuple[int, int, int] | None]:
         """The image's tokens as fed to the language model, and their ``(T, H', W')`` grid.
@@ -719,6 +964,21 @@ class _OptionRows:
                 out[list(rows)] = values
             fields[name] = out
         return cls(**fields)
+
+
+@dataclass(frozen=True)
+class _ContextChunk:
+    """What one cached pass over a chunk of contexts gave, in chunk order.
+
+    ``options``: the option rows (with probe states when asked); ``open_states``:
+    ``ctx_open`` of the requests whose open prompt continued the pass, by request index;
+    ``answers`` / ``answer_states``: the greedy answers and their mean states.
+    """
+
+    options: _OptionRows
+    open_states: dict[int, np.ndarray] = field(default_factory=dict)
+    answers: list[tuple[int, ...]] = field(default_factory=list)
+    answer_states: np.ndarray | None = None
 
 
 def _longest_rows(context_ids: Sequence[list[int]], encoded: Sequence[_EncodedPrompt]) -> list[int]:
