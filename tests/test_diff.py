@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -18,8 +19,10 @@ from vlmgate.records import MetricResult
 from vlmgate.report.baseline import Baseline
 from vlmgate.report.diff import diff_runs
 from vlmgate.metrics.paired import (
-    BOOTSTRAP, MCNEMAR, UNTESTED, PairedChange, compare_units, mcnemar_exact, paired_bootstrap_p,
+    BOOTSTRAP, MCNEMAR, SIGN_FLIP, UNTESTED, PairedChange, compare_units, mcnemar_exact, paired_bootstrap_p,
+    sign_flip_p,
 )
+from vlmgate.report.multiplicity import holm_adjust
 from vlmgate.report.pairing import pair_specs
 from vlmgate.report.record import CaseRecord, Completeness, Environment, MetricRecord, RunRecord, write_record
 from vlmgate.thresholds import Vocabulary, parse_thresholds
@@ -29,9 +32,12 @@ BENCH = "jsonl:/data/bench/manifest.jsonl"
 TEST = "robustness_tests/test_flip_rate.py::test_flip_rate"
 
 
-def binary_metric(name: str, units: dict[str, int], better: str) -> MetricRecord:
+def binary_metric(name: str, units: dict[str, int], better: str, *, limit: str | None = "max 1 (interval)",
+                  passed: bool = True, clusters: dict[str, str] | None = None) -> MetricRecord:
+    """A 0/1 metric over ``units``; gated by ``limit`` (``None``: recorded only)."""
     value = sum(units.values()) / len(units)
-    return MetricRecord(name, "proportion", better, value, 0.0, 1.0, len(units), None, True, "", units, {})
+    return MetricRecord(name, "proportion", better, value, 0.0, 1.0, len(units), limit, passed, "", units, {},
+                        clusters or {})
 
 
 def run(model: str, cases: list[tuple[str, list[MetricRecord]]]) -> RunRecord:
@@ -161,7 +167,7 @@ def test_diff_flags_a_constructed_regression_and_its_reverse_as_an_improvement()
     assert status[("clean", "accuracy")].status == "regressed"  # accuracy down is worse
     assert status[("clean", "accuracy")].change.p_value == pytest.approx(2 / 256)
     assert status[("rotation", "ifr")].status == "not_significant"  # one unit each way
-    assert len(diff.regressions) == 2
+    assert len(diff.regressions()) == 2
     reverse = diff_runs(after, before)
     assert sorted(row.status for row in reverse.rows) == ["improved", "improved", "not_significant"]
 
@@ -208,8 +214,8 @@ def test_cli_json_and_markdown_formats(records, capsys):
     assert row["change"]["p_value"] == pytest.approx(2 / 4096)
     main(["diff", v1, v2, "--format", "markdown"])
     markdown = capsys.readouterr().out
-    assert "| metric | before | after | change | p | pairs | test | status |" in markdown
-    assert "**REGRESSED**" in markdown and "### m-b-translation" in markdown
+    assert "| case | metric | before | verdict | after | verdict | change | pairs | p (Holm) | status |" in markdown
+    assert "**REGRESSED**" in markdown and "m-b-translation" in markdown
 
 
 
@@ -376,3 +382,215 @@ def test_snapshot_folder_errors_name_the_file(tmp_path, capsys):
     assert main(["diff", str(tmp_path), str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "test_flip_rate[m-b-scale].json: not a vlmgate snapshot" in err and "--snapshot-update" in err
+
+
+# -- units nested in images: the change is tested over images -----------------------------
+def nested(flipped_images: set[int], images: int = 10, shifts: int = 8) -> tuple[dict[str, int], dict[str, str]]:
+    units = {f"s{i}|translation(dx={j})": int(i in flipped_images) for i in range(images) for j in range(shifts)}
+    return units, {key: key.split("|")[0] for key in units}
+
+
+def test_sign_flip_p_is_the_exhaustive_share_of_sign_assignments():
+    differences = np.array([3.0, -1.0, 2.0, 0.0, 5.0, 1.0])
+    signs = np.array(list(itertools.product((-1, 1), repeat=6)))
+    exact = float(np.mean(np.abs(signs @ differences) >= abs(differences.sum()) - 1e-9))
+    assert sign_flip_p(differences, rng=np.random.default_rng(0)) == pytest.approx(exact)
+    many = np.random.default_rng(2).integers(-3, 6, size=40).astype(float)  # Monte Carlo beyond EXACT_SIGN_FLIPS
+    estimate = sign_flip_p(many, rng=np.random.default_rng(3), n_resamples=20000)
+    normal = 2 * stats.norm.sf(abs(many.sum()) / math.sqrt(np.sum(many ** 2)))  # the sign-flip CLT
+    assert estimate == pytest.approx(normal, abs=0.01)
+    assert sign_flip_p(np.zeros(5), rng=np.random.default_rng(0)) == 1.0
+
+
+@pytest.mark.parametrize("rose,fell", [(9, 1), (6, 0), (3, 3), (7, 4)])
+def test_one_unit_per_image_the_sign_flip_test_is_the_exact_mcnemar(rose, fell):
+    differences = np.array([1.0] * rose + [-1.0] * fell + [0.0] * 5)
+    assert sign_flip_p(differences, rng=np.random.default_rng(0)) == pytest.approx(mcnemar_exact(rose, fell))
+
+
+def test_a_change_concentrated_in_few_images_is_tested_over_images():
+    # Two images newly flip on all 8 shifts: 16 discordant instances, all one way.
+    before, clusters = nested(set())
+    after, _ = nested({0, 1})
+    by_instance = compare_units("ifr", "proportion", before, after, rng=np.random.default_rng(0))
+    by_image = compare_units("ifr", "proportion", before, after, rng=np.random.default_rng(0), clusters=clusters)
+    assert (by_instance.test, by_instance.p_value) == (MCNEMAR, pytest.approx(2 / 2 ** 16))
+    assert (by_image.test, by_image.n_pairs, by_image.n_clusters, by_image.rose) == (SIGN_FLIP, 80, 10, 16)
+    assert by_image.p_value == pytest.approx(0.5) and not by_image.significant  # 2 images of 4 sign assignments
+    assert "on 80 paired units in 10 images, sign-flip test over images p = 0.5" in by_image.describe()
+    wide, wide_clusters = nested(set(range(8)), images=20)
+    spread = compare_units("ifr", "proportion", nested(set(), images=20)[0], wide, rng=np.random.default_rng(0),
+                           clusters=wide_clusters)
+    assert spread.p_value == pytest.approx(2 / 2 ** 8) and spread.significant  # eight images, all one way
+
+
+def test_the_baseline_gate_and_vlmgate_diff_pair_instances_at_the_image_level():
+    units_before, clusters = nested(set())
+    units_after, _ = nested({0, 1})
+    record = run(MODEL_A, [("translation", [MetricRecord(**{**binary_metric("ifr", units_before, "lower").__dict__,
+                                                            "clusters": clusters})])])
+    baseline = Baseline(record, "v1/run.json", models=[MODEL_B], benchmarks=[BENCH], seed=0)
+    result = MetricResult("ifr", 0.2, 0.0, 0.6, 80, kind="proportion", units=units_after, clusters=clusters, count=16)
+    found = baseline.change(CaseKey(MODEL_B, BENCH, "translation", "flip_rate"), TEST, result)
+    assert (found.test, found.n_clusters, found.p_value) == (SIGN_FLIP, 10, pytest.approx(0.5))
+    after = run(MODEL_B, [("translation", [MetricRecord(**{**binary_metric("ifr", units_after, "lower").__dict__,
+                                                           "clusters": clusters})])])
+    (row,) = diff_runs(record, after).rows
+    assert (row.change.test, row.status) == (SIGN_FLIP, "not_significant")
+
+
+# -- what a release manager reads first ----------------------------------------------------
+def overlay_units(flipped: set[int], images: int = 50, per_image: int = 3) -> tuple[dict[str, int], dict[str, str]]:
+    """``follow_rate``-like units: ``per_image`` overlays on each image, ``flipped`` of them (by index) followed."""
+    units = {f"s{i}|named={j}": int(i * per_image + j in flipped) for i in range(images) for j in range(per_image)}
+    return units, {key: key.split("|")[0] for key in units}
+
+
+def release_pair() -> tuple[RunRecord, RunRecord]:
+    """v1 and v2 as a release manager meets them: one gate newly failing on 3 instances of one image
+    (not significant), one fixed, one unchanged, and one metric without a limit that moved a lot."""
+    quiet, clusters = overlay_units(set())
+    followed, _ = overlay_units({0, 1, 2})
+    limit = "max 0 (strict)"
+    before = run(MODEL_A, [
+        ("textoverlay", [binary_metric("follow_rate", quiet, "lower", limit=limit, clusters=clusters)]),
+        ("clean", [binary_metric("accuracy", correct(20, {0, 1}), "higher", limit="min 0.95 (strict)", passed=False)]),
+        ("translation", [binary_metric("ifr", flips(80, {1, 2}), "lower")]),
+        ("saturate", [binary_metric("ras_corrective", correct(40, set()), "higher", limit=None)])])
+    after = run(MODEL_B, [
+        ("textoverlay", [binary_metric("follow_rate", followed, "lower", limit=limit, passed=False,
+                                       clusters=clusters)]),
+        ("clean", [binary_metric("accuracy", correct(20, set()), "higher", limit="min 0.95 (strict)")]),
+        ("translation", [binary_metric("ifr", flips(80, {1, 2}), "lower")]),
+        ("saturate", [binary_metric("ras_corrective", correct(40, set(range(30))), "higher", limit=None)])])
+    return before, after
+
+
+def test_holm_adjusts_the_p_values_of_one_diff_together():
+    adjusted = holm_adjust([0.01, 0.04, 0.03, 0.5, math.nan])
+    assert adjusted[:4] == pytest.approx([0.04, 0.09, 0.09, 0.5]) and math.isnan(adjusted[4])
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # adjusted p < alpha exactly where Holm's step-down procedure rejects
+        p = rng.uniform(0, 0.08, size=int(rng.integers(1, 12)))
+        adjusted = holm_adjust(p)
+        for alpha in (0.01, 0.05):
+            rejected = set()
+            for rank, index in enumerate(np.argsort(p)):
+                if p[index] >= alpha / (len(p) - rank):
+                    break
+                rejected.add(int(index))
+            assert {i for i in range(len(p)) if adjusted[i] < alpha} == rejected
+
+
+def test_one_chance_change_among_eighty_one_tests_is_not_significant():
+    moved = ("rotation", [binary_metric("ifr", flips(16, set()), "lower")])
+    moved_after = ("rotation", [binary_metric("ifr", flips(16, set(range(6))), "lower")])  # 6 of 6 one way: p = 1/32
+    still = [(f"family{i:02d}", [binary_metric("ifr", flips(16, {i % 16}), "lower")]) for i in range(80)]
+    alone = diff_runs(run(MODEL_A, [moved]), run(MODEL_B, [moved_after]))
+    assert alone.rows[0].change.p_value == pytest.approx(1 / 32) and alone.rows[0].status == "regressed"
+    among = diff_runs(run(MODEL_A, [moved, *still]), run(MODEL_B, [moved_after, *still]))
+    row = next(row for row in among.rows if row.key.family == "rotation")
+    assert row.change.p_value == pytest.approx(1 / 32) and row.p_adjusted == 1.0  # 81 tests: 81/32 capped
+    assert row.status == "not_significant" and among.tests == 81
+
+
+def test_the_first_line_names_the_newly_failing_gate_and_counts_the_rest(tmp_path, capsys):
+    before, after = release_pair()
+    v1, v2 = str(write_record(before, tmp_path / "v1")), str(write_record(after, tmp_path / "v2"))
+    assert main(["diff", v1, v2]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0] == ("1 gate newly failing: flip_rate textoverlay follow_rate; 1 fixed: flip_rate clean accuracy; "
+                        "1 significant change without a limit")
+    # The newly failing gate shows its verdicts, whatever its paired test says (3 instances, 1 image: n.s.).
+    row = next(line for line in lines if "follow_rate" in line and "pass" in line)
+    assert re.search(r"follow_rate\s+0\.0000\s+pass\s+0\.0200\s+FAIL\s+\+0\.0200\s+150\s+1\s+n\.s\.", row), row
+    assert "change = after - before on the units both runs scored (paired)" in text
+    assert "Holm" in text and "4 tests" in text
+    assert main(["diff", v1, v2, "--fail-on", "regression"]) == 1  # the newly failing gate
+    assert main(["diff", v1, v1, "--fail-on", "regression"]) == 0
+    capsys.readouterr()
+
+
+def test_fail_on_regression_counts_gated_metrics_and_any_regression_counts_all(tmp_path, capsys):
+    before = run(MODEL_A, [("saturate", [binary_metric("ras_corrective", correct(40, set()), "higher", limit=None)]),
+                           ("translation", [binary_metric("ifr", flips(80, set()), "lower")])])
+    after = run(MODEL_B, [("saturate", [binary_metric("ras_corrective", correct(40, set(range(30))), "higher",
+                                                      limit=None)]),
+                          ("translation", [binary_metric("ifr", flips(80, set()), "lower")])])
+    v1, v2 = str(write_record(before, tmp_path / "v1")), str(write_record(after, tmp_path / "v2"))
+    assert main(["diff", v1, v2, "--fail-on", "regression"]) == 0  # no limit: recorded, not gated
+    assert capsys.readouterr().out.splitlines()[0] == ("0 gates newly failing; 0 fixed; "
+                                                       "1 significant change without a limit")
+    assert main(["diff", v1, v2, "--fail-on", "any-regression"]) == 1
+    capsys.readouterr()
+    gated = run(MODEL_B, [("saturate", [binary_metric("ras_corrective", correct(40, set()), "higher", limit=None)]),
+                          ("translation", [binary_metric("ifr", flips(80, set(range(20))), "lower")])])
+    v3 = str(write_record(gated, tmp_path / "v3"))
+    assert main(["diff", v1, v3, "--fail-on", "regression"]) == 1  # gated, still passing, significantly worse
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "0 gates newly failing; 0 fixed; 1 gated metric significantly worse: flip_rate translation ifr; "
+        "0 significant changes without a limit")
+
+
+def test_the_change_is_after_minus_before_on_the_paired_units_and_says_so_when_the_sets_differ(tmp_path, capsys):
+    # Each run scores its own 40 samples (RAS over the samples answered right, say); 20 are shared.
+    before_units = {f"s{i}": int(20 <= i < 30) for i in range(0, 40)}  # 0.25 overall, 0.5 on the shared s20..s39
+    after_units = {f"s{i}": int(i >= 40) for i in range(20, 60)}  # 0.5 overall, 0 on the shared
+    before = run(MODEL_A, [("contrast", [binary_metric("ras_destructive", before_units, "lower", limit=None)])])
+    after = run(MODEL_B, [("contrast", [binary_metric("ras_destructive", after_units, "lower", limit=None)])])
+    v1, v2 = str(write_record(before, tmp_path / "v1")), str(write_record(after, tmp_path / "v2"))
+    main(["diff", v1, v2, "--all"])
+    text = capsys.readouterr().out
+    row = next(line for line in text.splitlines() if "ras_destructive" in line)
+    assert re.search(r"0\.2500\s+recorded\s+0\.5000\s+recorded\s+-0\.5000 \(paired 0\.5000→0\.0000\)\s+20 of "
+                     r"40/40", row), row
+    assert ("(paired a→b): the runs scored different units; the change is measured on the units both scored, "
+            "so it can differ from, even have the opposite sign of, the difference of the whole-set values") in text
+    main(["diff", v1, v2, "--format", "json"])
+    (data,) = json.loads(capsys.readouterr().out)["rows"]
+    assert (data["before"], data["after"], data["change"]["delta"]) == (0.25, 0.5, -0.5)
+    assert (data["change"]["before"], data["change"]["after"], data["change"]["paired_units_differ"]) == (0.5, 0.0,
+                                                                                                       True)
+
+
+def test_markdown_fits_a_pull_request_comment_and_json_keeps_everything(tmp_path, capsys):
+    quiet, clusters = overlay_units(set())
+    followed, _ = overlay_units({0, 1, 2})
+    families = [f"family{i:02d}" for i in range(60)]
+    before = run(MODEL_A, [(f, [binary_metric("ifr", flips(16, {1}), "lower"), binary_metric("iv", correct(2, {0}), "lower"),
+                                binary_metric("drift", correct(4, set()), "lower", limit=None)]) for f in families]
+                 + [("textoverlay", [binary_metric("follow_rate", quiet, "lower", limit="max 0 (strict)",
+                                                   clusters=clusters)])])
+    after = run(MODEL_B, [(f, [binary_metric("ifr", flips(16, {1}), "lower"), binary_metric("iv", correct(2, {0}), "lower"),
+                               binary_metric("drift", correct(4, set()), "lower", limit=None)]) for f in families]
+                + [("textoverlay", [binary_metric("follow_rate", followed, "lower", limit="max 0 (strict)",
+                                                  passed=False, clusters=clusters)])])
+    v1, v2 = str(write_record(before, tmp_path / "v1")), str(write_record(after, tmp_path / "v2"))
+    main(["diff", v1, v2, "--format", "markdown"])
+    markdown = capsys.readouterr().out
+    lines = markdown.splitlines()
+    summary = lines[0].removeprefix("### ").replace("\\_", "_")  # Markdown-escaped
+    assert summary == "1 gate newly failing: flip_rate textoverlay follow_rate; 0 fixed; 0 significant changes " \
+                      "without a limit"
+    open_lines, depth = [], 0
+    for line in lines:
+        depth += line.count("<details>")
+        if depth == 0:
+            open_lines.append(line)
+        depth -= line.count("</details>")
+    assert len(open_lines) <= 60, "\n".join(open_lines)
+    opened = "\n".join(open_lines)
+    assert "m-b-textoverlay" in opened and "| follow\\_rate | 0.0000 | pass | 0.0200 | **FAIL** |" in opened
+    assert "family00" not in opened  # the rest is collapsed
+    assert all(f"m-b-{family}" in markdown for family in families)  # ... but there
+    main(["diff", v1, v2, "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["summary"] == summary
+    assert data["multiplicity"] == {"method": "Holm", "alpha": 0.05, "tests": 181}
+    assert len(data["rows"]) == 181 and data["newly_failing"] == [
+        {"case": "m-b-textoverlay", "test": TEST, "metric": "follow_rate"}]
+    row = next(row for row in data["rows"] if row["metric"] == "follow_rate")
+    assert (row["verdict_before"], row["verdict_after"], row["gated"], row["transition"]) == (
+        "pass", "fail", True, "newly_failing")
+    assert row["change"]["p_adjusted"] == 1.0

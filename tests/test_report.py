@@ -280,7 +280,7 @@ def test_html_escapes_every_text_from_the_record():
 def test_html_is_self_contained_and_plots_with_matplotlib():
     pytest.importorskip("matplotlib")
     html = render_html(make_record())
-    assert not re.search(r"""(src|href)=["'](?!data:)""", html)  # nothing loaded from elsewhere
+    assert not re.search(r"""(src|href)=["'](?!data:|#)""", html)  # nothing loaded from elsewhere
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     assert len(images) == 1 and base64.b64decode(images[0]).startswith(b"\x89PNG\r\n\x1a\n")
     assert "<style>" in html and "Flip rate per family" in html
@@ -297,8 +297,10 @@ def test_html_shows_the_diff_to_a_baseline():
     before = make_record(metric=MetricRecord(**{**ifr_metric().__dict__, "units": {f"u{i}": 0 for i in range(10)}}))
     after = make_record(metric=MetricRecord(**{**ifr_metric().__dict__, "units": {f"u{i}": 1 for i in range(10)}}))
     html = render_html(after, baseline=before, baseline_source="v1/run.json")
-    assert "Changes since baseline" in html and "v1/run.json" in html
-    assert "1 significant regression(s)" in html and '<span class="regressed">REGRESSED</span>' in html
+    assert "Changes since the baseline" in html and "v1/run.json" in html
+    assert "1 gated metric significantly worse: flip_rate translation ifr" in html
+    assert '<li class="regressed">flip_rate translation ifr: 0.3333 → 0.3333, change +1.0000 on 10' in html
+    assert '<span class="regressed">REGRESSED</span>' in html
 
 
 def test_html_embeds_the_minimal_failing_instances_images(tmp_path):
@@ -373,3 +375,166 @@ def test_html_says_when_the_run_is_incomplete():
     banner = html.split("<h2>")[0]  # before the first section
     assert '<p class="incomplete">incomplete: 2 of 11 cases not run (stopping after 1 failures)</p>' in banner
     assert "<li><code>t.py::test_flip_rate[b]</code></li>" in html
+
+
+# -- clusters: how many independent images a value rests on ------------------------------
+def clustered_ifr() -> MetricResult:
+    units = {f"s{i}|shift={j}": int(i < 3) for i in range(10) for j in range(8)}
+    return MetricResult("ifr", 0.3, 0.05, 0.65, 80, kind="proportion", better="lower", units=units,
+                        clusters={key: key.split("|")[0] for key in units}, count=24)
+
+
+def test_the_record_stores_n_clusters_next_to_n_and_old_records_still_read():
+    record = metric_record(Judgement(clustered_ifr(), Threshold("ifr", "*", max=0.4), Verdict(True, "fine")))
+    assert (record.n, record.n_clusters) == (80, 10)
+    written = json.loads(make_record(metric=record).to_json())
+    stored = next(case for case in written["cases"] if case["id"] == "m-b-translation")["metrics"][0]
+    assert (stored["n"], stored["n_clusters"]) == (80, 10)
+    back = RunRecord.from_json(make_record(metric=record).to_json())
+    assert next(c for c in back.cases if c.id == "m-b-translation").metrics[0].n_clusters == 10
+    del stored["n_clusters"]  # a record written before clusters were counted
+    old = RunRecord.from_json(json.dumps(written))
+    assert next(c for c in old.cases if c.id == "m-b-translation").metrics[0].n_clusters is None
+
+
+def test_html_shows_the_images_a_clustered_value_rests_on():
+    record = metric_record(Judgement(clustered_ifr(), Threshold("ifr", "*", max=0.4), Verdict(True, "fine")))
+    html = render_html(make_record(metric=record))
+    assert '<td class="num">80 (10 images)</td>' in html
+    assert '<td class="num">0 </td>' not in html and '<td class="num">0</td>' in html  # unclustered: n alone
+
+
+# -- the report as a release manager reads it ---------------------------------------------
+SKIP_REASON = "benchmark b holds images; the cross-modal suite needs a text benchmark: --vlmgate-benchmark textqa:PATH"
+
+
+def gate_metric(name: str, value: float, *, limit: str | None = "max 0.05 (interval)", passed: bool = True,
+                inert: bool = False, units: dict[str, int] | None = None, clusters: dict[str, str] | None = None,
+                details: dict | None = None, worst: tuple[WorstSample, ...] = ()) -> MetricRecord:
+    units = units if units is not None else {f"s{i}": int(i < value * 50) for i in range(50)}
+    return MetricRecord(name, "proportion", "lower", value, max(0.0, value - 0.02), value + 0.04, len(units), limit,
+                        passed, f"{name} = {value:.4f} ... {'within' if passed else 'exceeds'} {limit}", units,
+                        details or {}, clusters or {}, count=sum(units.values()), worst=worst,
+                        n_clusters=len(set((clusters or units).values() if clusters else units)), inert=inert)
+
+
+def release_record(*, failing: bool, started: str | None = "2025-11-29T03:12:44+00:00",
+                   followed: set[int] = frozenset({0, 1, 2})) -> RunRecord:
+    """A run of one model on one benchmark: an overlay case (failing or not), a translation case with
+    a recorded metric and an inert gate, a clean case, and three skipped cross-modal cases."""
+    overlay_units = {f"s{i}|named={j}": int(failing and i * 3 + j in followed) for i in range(50) for j in range(3)}
+    overlay_clusters = {key: key.split("|")[0] for key in overlay_units}
+    worst = (WorstSample("s0", 3, 3, 0, ('textoverlay({"label": "B"})', 'textoverlay({"label": "C"})',
+                                         'textoverlay({"label": "D"})'), (1, 2, 3), "followed the named option",
+                         "What colour is the shape?", ("A. red", "B. green", "C. blue", "D. yellow"), 0),) \
+        if failing else ()
+    follow = gate_metric("follow_rate", sum(overlay_units.values()) / 150, limit="max 0 (strict)", passed=not failing,
+                         units=overlay_units, clusters=overlay_clusters, worst=worst,
+                         details={"control": "the empty box naming the same options lands on them in 0 of 150"})
+    key = lambda family, suite="flip_rate": CaseKey(MODEL, BENCH, family, suite)  # noqa: E731
+    cases = [
+        CaseRecord("m-b-textoverlay", "robustness_tests/test_flip_rate.py::test_flip_rate", key("textoverlay"),
+                   "failed" if failing else "passed", (gate_metric("ifr", 0.02, limit="max 1 (interval)"), follow)),
+        CaseRecord("m-b-translation", "robustness_tests/test_flip_rate.py::test_flip_rate", key("translation"),
+                   "passed", (gate_metric("ifr", 0.09, limit="max 0.15 (interval)"),
+                              gate_metric("iv", 0.2, limit="max 0.95 (interval)", inert=True))),
+        CaseRecord("m-b-translation.ctx_mcq", "robustness_tests/test_drift.py::test_drift",
+                   key("translation.ctx_mcq", "drift"), "passed", (gate_metric("drift_ratio_l2", 0.07, limit=None),)),
+        CaseRecord("m-b-clean", "robustness_tests/test_flip_rate.py::test_flip_rate", key("clean"), "passed",
+                   (gate_metric("accuracy", 0.8, limit="min 0.5 (interval)"),)),
+        *(CaseRecord(f"m-b-{style}", "robustness_tests/test_cross_modal.py::test_cross_modal",
+                     key(style, "crossmodal"), "skipped", (), f"Skipped: {SKIP_REASON}")
+          for style in ("mono_dpi50", "mono_dpi100", "sans_dpi50")),
+    ]
+    record = make_record()
+    return RunRecord(**{**record.__dict__, "cases": tuple(cases), "settings": {"limit": 50, "baseline": None},
+                        "environment": Environment("3.11.9", "Linux", {}, None, {}, started=started)})
+
+
+def section(html: str, anchor: str) -> str:
+    """The HTML of ``<section id="anchor">`` (up to the next section)."""
+    return html.split(f'<section id="{anchor}"')[1].split("<section ")[0]
+
+
+def test_the_report_opens_with_its_verdict_naming_each_failing_gate():
+    html = render_html(release_record(failing=True), source="reports/v2/run.json")
+    body = html.split("<body>", 1)[1].lstrip()
+    assert body.startswith('<header id="verdict" class="verdict fail">')
+    banner = body.split("</header>")[0]
+    assert '<p class="stamp">FAIL</p>' in banner
+    assert f"<h1>{MODEL} on {BENCH} · 2025-11-29 03:12 UTC</h1>" in banner
+    assert "<title>FAIL · hf:/runs/org:team/ckpt:v2 on jsonl:/data/manifest.jsonl · 2025-11-29 · vlmgate</title>" \
+        in html
+    failing = re.findall(r'<li><a href="#(case-[^"]+)">([^<]+)</a>: ([^<]+)', banner)
+    assert [(name, reason.split(" · ")[1]) for _, name, reason in failing] == [
+        ("flip_rate textoverlay follow_rate", "3 of 150 instances followed the named option, on 1 of 50 images")]
+    anchor = failing[0][0]
+    assert f'id="{anchor}"' in section(html, "failures")  # the link leads to the case's failure
+    assert "1 failed, 3 passed, 3 skipped" in banner and "1 inert gate" in banner
+    # Then the failures, the changes (none without a baseline), everything else, skipped cases, the run.
+    order = [html.index(f'<section id="{name}"') for name in ("failures", "gates", "skipped", "run")]
+    assert order == sorted(order)
+
+
+def test_a_failure_shows_counts_control_worst_samples_as_texts_and_the_commands():
+    failures = section(render_html(release_record(failing=True)), "failures")
+    assert "3 of 150 instances followed the named option, on 1 of 50 images" in failures
+    assert "control (follow_rate): the empty box naming the same options lands on them in 0 of 150" in failures
+    assert "<td>What colour is the shape?</td><td>A. red</td><td>A. red</td>" in failures
+    assert "B. green under textoverlay({&quot;label&quot;: &quot;B&quot;})" in failures
+    assert ("pytest &#x27;robustness_tests/test_flip_rate.py::test_flip_rate[m-b-textoverlay]&#x27; "
+            f"--vlmgate-model {MODEL} --vlmgate-benchmark {BENCH} --vlmgate-limit 50") in failures
+    assert "-m &#x27;search and textoverlay&#x27; --vlmgate-search" in failures
+
+
+def test_skipped_cases_are_listed_with_their_reason_never_as_failures():
+    html = render_html(release_record(failing=False))
+    assert '<header id="verdict" class="verdict pass">' in html and '<p class="stamp">PASS</p>' in html
+    assert '<section id="failures"' not in html and "Failures" not in html
+    skipped = section(html, "skipped")
+    assert "<h2>Skipped cases (3)</h2>" in skipped and skipped.count(SKIP_REASON) == 1  # grouped by reason
+    assert "3 cases" in skipped and "m-b-mono_dpi100" in skipped and "Skipped: " not in skipped
+    assert 'class="fail"' not in skipped
+    # A record written before skip reasons were unwrapped holds pytest's tuple as text: only its reason is shown.
+    raw = release_record(failing=False)
+    tupled = tuple(CaseRecord(**{**c.__dict__, "error": repr(("/x/plugin.py", 12, f"Skipped: {SKIP_REASON}"))})
+                   if c.outcome == "skipped" else c for c in raw.cases)
+    skipped = section(render_html(RunRecord(**{**raw.__dict__, "cases": tupled})), "skipped")
+    assert skipped.count(SKIP_REASON) == 1 and "plugin.py" not in skipped and "(&#x27;" not in skipped
+
+
+def test_recorded_metrics_and_inert_gates_are_not_shown_as_a_plain_pass():
+    gates = section(render_html(release_record(failing=False)), "gates")
+    row = lambda metric: next(r for r in gates.split("<tr>") if f"<td>{metric}</td>" in r)  # noqa: E731
+    assert '<span class="recorded"' in row("drift_ratio_l2") and ">recorded<" in row("drift_ratio_l2")
+    assert '<span class="inert"' in row("iv") and "pass, inert" in row("iv")
+    assert '<span class="pass">pass</span>' in row("accuracy")
+    assert "<details" in gates and "<summary>flip_rate" in gates  # collapsed by suite
+    assert "150 (50 images)" in gates
+
+
+def test_the_changes_since_the_baseline_name_each_significant_regression():
+    before = release_record(failing=False)
+    spread = {i * 3 for i in range(30)}  # 30 images follow once each: significant over images
+    after = release_record(failing=True, followed=spread)
+    changes = section(render_html(after, baseline=before, baseline_source="v1/run.json"), "changes")
+    assert "1 gate newly failing: flip_rate textoverlay follow_rate; 0 fixed" in changes
+    regressions = re.findall(r'<li class="regressed">(.*?)</li>', changes)
+    assert len(regressions) == 1 and "flip_rate textoverlay follow_rate" in regressions[0]
+    assert "0.0000 → 0.2000" in regressions[0] and "Holm" in changes
+    assert "<details" in changes  # every compared metric, collapsed
+
+
+def test_every_plot_marks_the_limit_of_its_bars():
+    pytest.importorskip("matplotlib")
+    from vlmgate.report.charts import Bar, interval_figure
+
+    figure = interval_figure("t", [Bar("translation", 0.09, 0.05, 0.12, True, (0.085,)),
+                                   Bar("rotation", 0.2, 0.1, 0.3, True, (0.25,)),
+                                   Bar("blank", 0.7, 0.6, 0.8, True)], "IFR")
+    (axes,) = figure.axes
+    (markers,) = axes.collections[-1:]
+    segments = markers.get_segments()
+    assert sorted(segment[0][0] for segment in segments) == [0.085, 0.25]  # one marker per limited bar
+    assert all(segment[0][0] == segment[1][0] for segment in segments)  # vertical lines
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["limit"]

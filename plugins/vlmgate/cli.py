@@ -98,7 +98,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     """Compare two run records case by case with paired tests."""
     from vlmgate.errors import RecordError
     from vlmgate.report.diff import diff_runs, nothing_paired
-    from vlmgate.report.diff_format import FORMATTERS
+    from vlmgate.report.diff_format import FORMATTERS, format_text
     from vlmgate.report.record import load_record
     from vlmgate.report.snapshot_folder import is_snapshot_folder, load_snapshot_folder
 
@@ -117,12 +117,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     before, after = load(args.before), load(args.after)
     diff = diff_runs(before, after, before_source=args.before, after_source=args.after)
-    if args.fail_on == "regression" and not diff.compared:
+    if args.fail_on != "never" and not diff.compared:
         raise RecordError(f"{args.before} and {args.after} share no case, so nothing was compared: "
                           f"{nothing_paired(before, after, diff.pairing)}; diff the records of the same suite "
                           "on the same benchmarks")
-    sys.stdout.write(FORMATTERS[args.format](diff))
-    return 1 if args.fail_on == "regression" and diff.regressions else 0
+    sys.stdout.write(format_text(diff, all_rows=args.all) if args.format == "text" else FORMATTERS[args.format](diff))
+    if args.fail_on == "never":
+        return 0
+    return 1 if diff.regressions(all_metrics=args.fail_on == "any-regression") else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -238,9 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("after", metavar="AFTER", help="run record or snapshot folder of the later release")
     diff.add_argument("--format", choices=("text", "json", "markdown"), default="text",
                       help="text (default), markdown (pull requests) or json (tools)")
-    diff.add_argument("--fail-on", choices=("never", "regression"), default="never",
-                      help="exit 1 when any metric regressed significantly (default: never); exit 2 when "
-                           "the two records share no case")
+    diff.add_argument("--fail-on", choices=("never", "regression", "any-regression"), default="never",
+                      help="exit 1 on a regression: 'regression' counts gated metrics (those with a limit) newly "
+                           "failing or significantly worse; 'any-regression' also metrics without a limit "
+                           "(default: never); exit 2 when the two records share no case")
+    diff.add_argument("--all", action="store_true", default=False,
+                      help="text format: list every metric, not only the failing gates and significant changes")
     diff.add_argument("--allow-incomplete", action="store_true", default=False,
                       help="compare a run record marked incomplete (a run cut short) instead of refusing it")
     diff.set_defaults(func=cmd_diff)

@@ -3,7 +3,10 @@
 ``CaseGate`` is what a gating test receives as the ``vlmgate`` fixture: it evaluates
 the case, records JUnit properties on the test item (pytest's ``user_properties``,
 which also travel from xdist workers to the controller), and fails the test with a
-message naming the metric, value, interval, limit and the worst samples.
+message a release engineer can act on (``report.failure``): the metric, value, interval
+and limit, how many instances and images it rests on, the transitions, the control, the
+worst samples with their question and answers, and the commands that rerun the case
+alone and search its family (``report.reproduce``).
 
 Two optional references join the judgement: a baseline run (``--vlmgate-baseline``),
 against which limits with ``max_increase`` / ``max_decrease`` judge the paired change,
@@ -23,7 +26,7 @@ from vlmgate.cases import CaseKey
 from vlmgate.errors import NotApplicable, VlmgateError
 from vlmgate.records import MetricResult, Verdict
 from vlmgate.session import GateSession
-from vlmgate.thresholds import Judgement
+from vlmgate.thresholds import Judgement, Threshold
 
 if TYPE_CHECKING:
     from vlmgate.report.baseline import Baseline
@@ -35,13 +38,18 @@ def _fmt(value: float) -> str:
 
 
 def properties(judgements: list[Judgement]) -> list[tuple[str, str]]:
-    """JUnit properties: the primary metric unprefixed, every metric by name."""
+    """JUnit properties: the primary metric unprefixed, every metric by name.
+
+    ``n`` counts the units a value pools (instances), ``n_clusters`` the independent
+    samples they nest in, which is what its interval rests on (equal when units are samples).
+    """
     props: list[tuple[str, str]] = []
     for index, j in enumerate(judgements):
         limit = j.threshold.describe() if j.threshold else "none"
         fields = [("metric", j.result.name), ("value", _fmt(j.result.value)), ("ci_low", _fmt(j.result.ci_low)),
                   ("ci_high", _fmt(j.result.ci_high)), ("threshold", limit), ("n", str(j.result.n)),
-                  ("passed", str(j.verdict.passed).lower())]
+                  ("n_clusters", str(j.result.n_clusters)), ("passed", str(j.verdict.passed).lower()),
+                  ("inert", str(j.verdict.inert).lower())]
         if index == 0:
             props.extend((f"vlmgate.{k}", v) for k, v in fields)
         props.extend((f"vlmgate.{j.result.name}.{k}", v) for k, v in fields if k != "metric")
@@ -49,14 +57,6 @@ def properties(judgements: list[Judgement]) -> list[tuple[str, str]]:
             props.extend([(f"vlmgate.{j.result.name}.baseline_delta", _fmt(j.change.delta)),
                           (f"vlmgate.{j.result.name}.baseline_p", _fmt(j.change.p_value))])
     return props
-
-
-def worst_lines(result: MetricResult) -> list[str]:
-    return [
-        f"  {w.sample}: {w.flips}/{w.of} instances flipped ({', '.join(w.flipped_by[:3])}"
-        + (", ..." if len(w.flipped_by) > 3 else "") + ")"
-        for w in result.worst
-    ]
 
 
 class CaseGate:
@@ -90,36 +90,77 @@ class CaseGate:
         judgements = []
         for result in results:
             threshold = self.session.thresholds.lookup(self.case.model, result.name, self.case.family)
-            verdict = threshold.check(result) if threshold else Verdict(True, "recorded; no limit set")
+            verdict = self._value_verdict(result, threshold)
             change = None
             if threshold is not None and threshold.gates_change and self.baseline is not None:
                 change = self.baseline.change(self.case, self.item.nodeid.split("[", 1)[0], result)
                 judged = threshold.check_change(change, f"baseline {self.baseline.source}")
-                verdict = Verdict(verdict.passed and judged.passed, f"{verdict.message}; {judged.message}")
+                verdict = Verdict(verdict.passed and judged.passed, f"{verdict.message}; {judged.message}",
+                                  inert=verdict.inert)
             judgements.append(Judgement(result, threshold, verdict, change))
         return judgements
+
+    def _value_verdict(self, result: MetricResult, threshold: "Threshold | None") -> Verdict:
+        """The limit's verdict, saying when the gate could not have failed at this run's n.
+
+        Under ``--vlmgate-strict`` (or ``strict = true`` in the threshold file) such an inert
+        gate fails the case: a release gate that judges nothing must not read as a pass.
+        """
+        if threshold is None:
+            return Verdict(True, "recorded; no limit set")
+        from vlmgate.sensitivity import sensitivity
+        from vlmgate.suites import get_suite
+
+        verdict = threshold.check(result)
+        spec = get_suite(self.case.suite).metric(result.name)
+        reach = sensitivity(threshold, result, spec.lowest, spec.highest)
+        note = reach.describe(threshold)
+        if not reach.inert:
+            return Verdict(verdict.passed, f"{verdict.message}; {note}" if note else verdict.message)
+        if self.session.settings.strict or self.session.thresholds.strict:
+            return Verdict(False, f"{verdict.message}; {note} (an error under --vlmgate-strict)", inert=True)
+        return Verdict(verdict.passed, f"{verdict.message}; {note}", inert=True)
 
     def assert_within_thresholds(self, results: list[MetricResult]) -> None:
         """Record every result; fail when any verdict fails."""
         judgements = self.judge(results)
         self.item.user_properties.extend(properties(judgements))
         self.item.stash[stash.RESULTS] = judgements
-        failed = [j for j in judgements if not j.verdict.passed]
         snapshot_diff = self.snapshot.mismatch(self.case, judgements) if self.snapshot is not None else []
         case = self.case
-        lines = []
-        if failed:
-            lines.append(f"{case.suite} gate failed for family {case.family!r} on {case.model} x {case.benchmark}:")
-            for j in failed:
-                lines.append(f"  {j.verdict.message}")
-            worst = [line for j in failed for line in worst_lines(j.result)]
-            if worst:
-                lines.append("worst samples:")
-                lines.extend(worst)
-            lines.extend(line for j in failed for line in j.result.details.get("explanation", []))
+        lines = self.failure_lines(judgements)
         if snapshot_diff:
             lines.append(f"snapshot of {case.suite} case {case.family!r} differs from the stored one "
                          "(- stored, + received; accept with --vlmgate-snapshot --snapshot-update):")
             lines.extend(f"  {line}" for line in snapshot_diff)
         if lines:
             pytest.fail("\n".join(lines), pytrace=False)
+
+    def failure_lines(self, judgements: list[Judgement]) -> list[str]:
+        """What a failed gate says (``report.failure``): each failed verdict with its counts and
+        transitions, the case's control comparisons, the worst samples as texts, then the commands
+        that rerun this case alone and search its family; nothing when every verdict passed."""
+        from vlmgate.report.collect import settings_block
+        from vlmgate.report.failure import control_line, evidence_lines, worst_blocks
+        from vlmgate.report.reproduce import Reproduction
+        from vlmgate.suites import get_suite
+
+        failed = [j for j in judgements if not j.verdict.passed]
+        if not failed:
+            return []
+        case, suite = self.case, get_suite(self.case.suite)
+        lines = [f"{case.suite} gate failed for family {case.family!r} on {case.model} x {case.benchmark}:"]
+        for j in failed:
+            lines.append(f"  {j.verdict.message}")
+            lines.extend(f"    {line}" for line in evidence_lines(j.result, suite.metric(j.result.name).unit))
+        lines.extend(f"  {line}" for j in judgements if (line := control_line(j.result)))
+        lines.extend(worst_blocks([j.result for j in failed]))
+        lines.extend(line for j in failed for line in j.result.details.get("explanation", []))
+        settings = self.session.settings
+        baseline = self.baseline.source if self.baseline is not None else None
+        reproduce = Reproduction.of(self.item.nodeid, case, settings_block(settings, baseline), settings.seed)
+        lines += ["rerun this case alone:", f"  {reproduce.rerun()}"]
+        search = reproduce.search()
+        if search is not None:
+            lines += [f"search {reproduce.perturbation} for a minimal failing instance:", f"  {search}"]
+        return lines

@@ -7,12 +7,19 @@ stays flat in the number of items. Every loader is called as
 ``loader(rest, spec=spec, options=BenchmarkOptions(...))``: the options are the run's
 limits on what a benchmark may hold (the pixel budget), as model loaders receive
 ``ModelOptions``.
+
+A loader also says what *kind* of items it holds (``BENCHMARK_KINDS``: ``image`` items, an
+image and a question, or ``text`` items that the cross-modal suite renders itself) and,
+for image items, whether their questions vary from item to item (a VQA benchmark, where
+the question decides the answer, unlike a classification set asking one question of every
+image), as attributes (``items_kind``) read at collection without loading anything, so
+that a suite's cases exist only where it can judge (``suites.applicability``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Protocol, runtime_checkable
+from typing import Callable, Iterator, Mapping, Protocol, TypeVar, Union, runtime_checkable
 
 from vlmgate import registry
 from vlmgate.errors import DataError, NotApplicable
@@ -27,6 +34,62 @@ MAX_SIDE = 1024
 #: image is refused by name rather than decoded; PIL's own decompression-bomb limit
 #: (89 MP warning, 179 MP error) follows the budget instead (``image_decoding``).
 DEFAULT_MAX_PIXELS = 50_000_000
+#: What a benchmark may hold; a loader that declares nothing holds ``image`` items.
+BENCHMARK_KINDS = ("image", "text")
+#: A loader's ``kind``: one of ``BENCHMARK_KINDS``, or a function of the spec's rest giving
+#: one (``bundled:`` looks at the named folder), ``None`` when it cannot tell.
+KindDeclaration = Union[str, Callable[[str], "str | None"]]
+_Loader = TypeVar("_Loader", bound=Callable[..., object])
+
+
+#: A loader's ``varied_questions``: ``True`` / ``False``, or a function of the spec's rest
+#: (``None`` when it cannot tell). Undeclared: not known, nothing is assumed.
+QuestionsDeclaration = Union[bool, Callable[[str], "bool | None"]]
+
+
+def items_kind(kind: KindDeclaration, *, varied_questions: QuestionsDeclaration | None = None
+               ) -> Callable[[_Loader], _Loader]:
+    """Declare the kind of items a benchmark loader returns, and whether their questions vary (a decorator)."""
+    if isinstance(kind, str) and kind not in BENCHMARK_KINDS:
+        raise ValueError(f"benchmark kind {kind!r} is not one of {', '.join(BENCHMARK_KINDS)}")
+
+    def declare(loader: _Loader) -> _Loader:
+        loader.kind = kind  # type: ignore[attr-defined]
+        if varied_questions is not None:
+            loader.varied_questions = varied_questions  # type: ignore[attr-defined]
+        return loader
+
+    return declare
+
+
+def _declared(spec: str, attribute: str, default: object) -> object:
+    """A benchmark loader's declaration ``attribute`` for ``spec`` (``None`` when unknowable)."""
+    from vlmgate.errors import VlmgateError
+
+    try:
+        scheme, rest = registry.split_spec(spec, "benchmark", DataError)
+        declared = getattr(registry.load(registry.BENCHMARKS, scheme), attribute, default)
+    except VlmgateError:
+        return None
+    return declared(rest) if callable(declared) else declared
+
+
+def benchmark_questions_vary(spec: str) -> bool | None:
+    """Whether ``spec``'s questions vary from item to item, as its loader declares; ``None``: not said."""
+    varied = _declared(spec, "varied_questions", None)
+    return varied if isinstance(varied, bool) else None
+
+
+def benchmark_kind(spec: str) -> str | None:
+    """The kind of items ``spec`` names, from its loader's declaration; nothing is loaded.
+
+    ``None`` when it cannot be told (an unknown scheme, a bundled name that does not
+    exist): a case is then kept, and running it reports the loader's own error.
+    """
+    kind = _declared(spec, "kind", "image")
+    return kind if kind in BENCHMARK_KINDS else None
+
+
 #: The options of every yes/no sample, in this order: the words the yes/no prompt asks
 #: for, and the order the POPE metrics read (``metrics.pope.YES, NO = 0, 1``).
 YES_NO = ("Yes", "No")

@@ -28,7 +28,7 @@ import ast
 import re
 from typing import Any, Sequence
 
-from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions, cap_size
+from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions, cap_size, items_kind
 from vlmgate.benchmarks.columns import parse_source_spec, require_columns
 from vlmgate.benchmarks.options import check_distinct
 from vlmgate.benchmarks.tables import read_table
@@ -94,6 +94,7 @@ def _panel_order(texts: Sequence[str], present: Sequence[int]) -> list[int]:
     return order + [k for k in present if k not in order]
 
 
+@items_kind("image", varied_questions=True)
 def load_mmmu_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> TableBenchmark:
     source = parse_source_spec(rest, spec=spec, defaults=DEFAULT_COLUMNS)
     table = read_table(source.path, split=source.split)

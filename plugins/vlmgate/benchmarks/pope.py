@@ -13,7 +13,7 @@ Add ``?category=...`` only to rename; to evaluate one setting, export that subse
 
 from __future__ import annotations
 
-from vlmgate.benchmarks.base import DEFAULT_OPTIONS, YES_NO, BenchmarkOptions
+from vlmgate.benchmarks.base import DEFAULT_OPTIONS, YES_NO, BenchmarkOptions, items_kind
 from vlmgate.benchmarks.columns import parse_source_spec, require_columns
 from vlmgate.benchmarks.tables import read_table
 from vlmgate.benchmarks.tabular import (
@@ -30,6 +30,7 @@ REQUIRED = ("id", "question", "answer", "image")
 CATEGORIES = ("adversarial", "popular", "random")
 
 
+@items_kind("image", varied_questions=True)
 def load_pope_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> TableBenchmark:
     source = parse_source_spec(rest, spec=spec, defaults=DEFAULT_COLUMNS)
     table = read_table(source.path, split=source.split)

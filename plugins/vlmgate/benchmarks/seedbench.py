@@ -14,7 +14,7 @@ Options that read the same are refused with their row and column (``benchmarks.o
 
 from __future__ import annotations
 
-from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions
+from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions, items_kind
 from vlmgate.benchmarks.columns import parse_source_spec, require_columns
 from vlmgate.benchmarks.options import check_distinct
 from vlmgate.benchmarks.tables import read_table
@@ -35,6 +35,7 @@ MAX_REFERENCE_LENGTH = 64
 OPTION_LETTERS = tuple(chr(ord("A") + i) for i in range(26))
 
 
+@items_kind("image", varied_questions=True)
 def load_seedbench_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> TableBenchmark:
     source = parse_source_spec(rest, spec=spec, defaults=DEFAULT_COLUMNS)
     table = read_table(source.path, split=source.split)

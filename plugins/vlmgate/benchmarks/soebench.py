@@ -25,7 +25,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Iterator, Mapping, Sequence
 
-from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions, text_only_samples
+from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions, items_kind, text_only_samples
 from vlmgate.errors import DataError
 from vlmgate.records import Sample, TextItem
 from vlmgate.seeding import rng_for
@@ -156,6 +156,7 @@ class SoEBenchmark:
         raise text_only_samples(self.spec)
 
 
+@items_kind("text")
 def load_soebench(rest: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> SoEBenchmark:
     """Generated text items hold no images, so ``options`` (the pixel budget) do not apply."""
     return SoEBenchmark(parse_spec(rest, spec), spec)

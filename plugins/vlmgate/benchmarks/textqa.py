@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions, text_only_samples
+from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions, items_kind, text_only_samples
 from vlmgate.benchmarks.jsonl import (
     json_lines,
     option_texts,
@@ -152,6 +152,7 @@ class TextQABenchmark:
         raise text_only_samples(self.spec)
 
 
+@items_kind("text")
 def load_textqa_benchmark(path: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> TextQABenchmark:
     """Text items hold no images, so ``options`` (the pixel budget) do not apply."""
     return TextQABenchmark(Path(path).expanduser(), spec)

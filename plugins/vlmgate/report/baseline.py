@@ -3,7 +3,8 @@
 With ``--vlmgate-baseline run.json``, a threshold that sets ``max_increase`` or
 ``max_decrease`` also judges how far a metric moved since the baseline release: the
 case is paired with its counterpart in the baseline (``report.pairing``), the metric's
-per-unit outcomes are paired by key, and the change is tested (``metrics.paired``).
+per-unit outcomes are paired by key, and the change is tested (``metrics.paired``): over
+images where the units are instances nested in images (both runs' ``clusters``).
 ``Threshold.check_change`` then fails only a change that both exceeds the allowed delta
 and is significant, so an unchanged checkpoint (no discordant unit) never fails.
 
@@ -50,5 +51,6 @@ class Baseline:
         if before is None:
             return None
         return compare_units(result.name, result.kind, before.units, result.units,
-                             rng=change_rng(self.seed, key, result.name), before_value=before.value,
+                             rng=change_rng(self.seed, key, result.name),
+                             clusters={**before.clusters, **result.clusters}, before_value=before.value,
                              after_value=result.value, where=f"{self.source}: case {case.id}")

@@ -8,6 +8,11 @@ controller (or the single process without xdist) collects those payloads in
 ``RunCollector`` and builds the ``RunRecord`` at session end. Nothing is read from
 worker state, so the record is the same for any number of workers.
 
+The dispatch counts of the models a process ran (``DispatchCounts``: batches sent,
+retried after a replica died, replicas restarted) travel the same way: each payload
+carries its process's counts so far, the collector keeps the latest per process and
+model, and the record's environment block holds their sums.
+
 Completeness is decided here too, from what the controller sees whatever the worker
 count: the node ids pytest selected (``select``: the session's items, or each xdist
 worker's collection), the tests that reported an outcome (a call report, or a setup
@@ -19,17 +24,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import socket
 import time
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from vlmgate import __version__
 from vlmgate.cases import CaseKey, case_id, short_names
+from vlmgate.dispatch import DispatchCounts
+from vlmgate.models.base import ModelDescription
 from vlmgate.report.record import (
     SCHEMA_VERSION, CaseRecord, Completeness, Environment, MetricRecord, RunRecord, case_from_dict, case_to_dict,
-    sorted_cases,
+    model_description_from_dict, sorted_cases,
 )
 from vlmgate.settings import Settings
 
@@ -49,6 +59,7 @@ def metric_record(judgement: "Judgement") -> MetricRecord:
     return MetricRecord(
         name=result.name, kind=result.kind, better=result.better,
         value=float(result.value), ci_low=float(result.ci_low), ci_high=float(result.ci_high), n=int(result.n),
+        n_clusters=int(result.n_clusters), inert=judgement.verdict.inert,
         limit=threshold.describe() if threshold else None, passed=judgement.verdict.passed,
         message=judgement.verdict.message, units=dict(result.units), details=dict(result.details),
         clusters=dict(result.clusters), count=result.count, worst=tuple(result.worst),
@@ -62,9 +73,12 @@ def unparametrized_nodeid(nodeid: str, params_id: str | None) -> str:
 
 
 def case_payload(*, settings: Settings, key: CaseKey, nodeid: str, params_id: str | None, outcome: str,
-                 judgements: Sequence["Judgement"] | None, fingerprints: Mapping[str, Mapping[str, str]],
-                 error: str | None) -> str:
-    """The JSON string a test report carries for one case (see module docstring)."""
+                 judgements: Sequence["Judgement"] | None, fingerprints: Mapping[str, Mapping[str, Any]],
+                 error: str | None, dispatch: Mapping[str, DispatchCounts] | None = None) -> str:
+    """The JSON string a test report carries for one case (see module docstring).
+
+    ``dispatch``: this process's counts so far, by model spec.
+    """
     record = CaseRecord(
         id=case_id(key, short_names(settings.models), short_names(settings.benchmarks)),
         test=unparametrized_nodeid(nodeid, params_id),
@@ -73,23 +87,36 @@ def case_payload(*, settings: Settings, key: CaseKey, nodeid: str, params_id: st
         metrics=tuple(metric_record(j) for j in judgements or ()),
         error=None if judgements else error,
     )
-    return json.dumps({"case": case_to_dict(record), "fingerprints": fingerprints}, sort_keys=True)
+    payload: dict[str, Any] = {"case": case_to_dict(record), "fingerprints": fingerprints}
+    if dispatch:
+        payload["dispatch"] = {"process": f"{socket.gethostname()}:{os.getpid()}",
+                               "models": {spec: counts.to_json() for spec, counts in dispatch.items()}}
+    return json.dumps(payload, sort_keys=True)
+
+
+def _reason(report: Any) -> str:
+    """What a report that did not pass says: a skip's reason alone (pytest keeps it with the file
+    and line that raised it, which would make records differ between checkouts), else the text."""
+    if report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        return str(report.longrepr[2]).strip()
+    return report.longreprtext.strip()
 
 
 def item_payload(item: Any, report: Any, key: CaseKey, *, settings: Settings,
-                 judgements: Sequence["Judgement"] | None, fingerprints: Mapping[str, Mapping[str, str]]) -> str:
+                 judgements: Sequence["Judgement"] | None, fingerprints: Mapping[str, Mapping[str, Any]],
+                 dispatch: Mapping[str, DispatchCounts] | None = None) -> str:
     """``case_payload`` for a test item's report of phase ``report.when``."""
     if report.when == "call":
         outcome = report.outcome
     else:  # setup did not pass, so there is no call phase
         outcome = "skipped" if report.skipped else "error"
     callspec = getattr(item, "callspec", None)
-    error = None if report.passed else (report.longreprtext.strip() or None)
+    error = None if report.passed else (_reason(report) or None)
     return case_payload(
         settings=settings, key=key, nodeid=item.nodeid, params_id=callspec.id if callspec else None,
         outcome=outcome, judgements=judgements,
         fingerprints=fingerprints if judgements else {},
-        error=error,
+        error=error, dispatch=dispatch,
     )
 
 
@@ -127,12 +154,15 @@ class RunCollector:
         self.baseline = baseline
         self.workers = workers
         self.started = time.perf_counter()
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._cases: dict[str, CaseRecord] = {}
         self._fingerprints: dict[str, dict[str, str]] = {"models": {}, "benchmarks": {}}
+        self._descriptions: dict[tuple[str, str], ModelDescription] = {}  # (model, its example's benchmark)
         self._durations: dict[str, float] = {}
         self._selected: dict[str, None] = {}  # insertion-ordered set: collection order
         self._finished: set[str] = set()
         self._collection_errors: list[str] = []
+        self._dispatch: dict[tuple[str, str], DispatchCounts] = {}  # (process, model) -> latest counts
 
     def select(self, nodeids: Iterable[str]) -> None:
         """The tests pytest selected to run (called once, or once per xdist worker)."""
@@ -154,6 +184,28 @@ class RunCollector:
         self._cases[report.nodeid] = case_from_dict(data["case"], f"test report of {report.nodeid}")
         for table in ("models", "benchmarks"):
             self._fingerprints[table].update(data["fingerprints"].get(table, {}))
+        for spec, entry in data["fingerprints"].get("model_descriptions", {}).items():
+            described = model_description_from_dict(entry, f"test report of {report.nodeid}")
+            self._descriptions[(spec, described.example_benchmark or "")] = described
+        dispatch = data.get("dispatch", {})
+        for spec, counts in dispatch.get("models", {}).items():
+            self._dispatch[(dispatch["process"], spec)] = DispatchCounts.from_json(counts)
+
+    def dispatch(self) -> dict[str, DispatchCounts]:
+        """Each model's dispatch counts, added up over the processes that ran it."""
+        totals: dict[str, DispatchCounts] = {}
+        for (_, spec), counts in sorted(self._dispatch.items()):
+            totals[spec] = totals[spec] + counts if spec in totals else counts
+        return totals
+
+    def model_descriptions(self) -> dict[str, ModelDescription]:
+        """Per model, the description rendered on the first benchmark (in settings order) of a judged
+        case: the same whichever worker reported first."""
+        order = {spec: n for n, spec in enumerate(self.settings.benchmarks)}
+        chosen: dict[str, ModelDescription] = {}
+        for (model, benchmark) in sorted(self._descriptions, key=lambda k: (k[0], order.get(k[1], len(order)), k[1])):
+            chosen.setdefault(model, self._descriptions[(model, benchmark)])
+        return chosen
 
     def __len__(self) -> int:
         return len(self._cases)
@@ -183,6 +235,8 @@ class RunCollector:
             workers=self.workers,
             timings={"session_s": time.perf_counter() - self.started,
                      "tests_s": {nodeid: self._durations[nodeid] for nodeid in sorted(self._cases)}},
+            dispatch=self.dispatch(),
+            started=self.started_at,
         )
         return RunRecord(
             schema_version=SCHEMA_VERSION,
@@ -191,6 +245,7 @@ class RunCollector:
             settings=settings_block(self.settings, self.baseline),
             models=fingerprints("models", self.settings.models),
             benchmarks=fingerprints("benchmarks", self.settings.benchmarks),
+            model_descriptions=self.model_descriptions(),
             cases=sorted_cases(list(self._cases.values())),
             environment=environment,
             completeness=self.completeness(stopped=stopped, interrupted=interrupted),

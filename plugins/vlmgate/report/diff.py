@@ -1,13 +1,35 @@
-"""What changed between two runs: per case and metric, before / after / change, tested.
+"""What changed between two runs: per case and metric, both verdicts and the paired change.
 
-``diff_runs(before, after)`` pairs the cases of two run records (``report.pairing``),
-and for every metric of a paired case tests the change on the units both runs share
-(``metrics.paired``: exact McNemar for proportions, paired bootstrap for means). A
-significant change is a *regression* when it goes the metric's worse way (flip rates up,
+``diff_runs(before, after)`` pairs the cases of two run records (``report.pairing``), and
+for every metric of a paired case
+
+* reads both **verdicts**: ``pass`` / ``fail`` for a *gated* metric (one with a limit),
+  ``recorded`` for one without. A gate that passed (or did not exist) before and fails
+  now is *newly failing*, one that failed and passes now is *fixed*; this is what a
+  release manager asks first, and it does not depend on any test: a gate that fails v2
+  is named as such even when its change from v1 rests on one image and is not
+  significant;
+* tests the **change** on the units both runs share (``metrics.paired``: a sign-flip test
+  over images where the units are instances nested in images, as the records'
+  ``clusters`` say; else exact McNemar for proportions, paired bootstrap for means). The
+  change is ``after − before`` *on those paired units*: where each run scored its own
+  set (RAS over the samples each run answered right) the paired means differ from the
+  whole-set values, and the change can even have the other sign than the difference of
+  the values; ``MetricDiff.paired_units_differ`` says when, and the formats show both;
+* adjusts the p-values of all tests of the diff together (Holm, ``report.multiplicity``),
+  so that a change is *significant* when its adjusted p-value is below alpha: a record
+  compared with itself, or two equally good checkpoints, show no significant change
+  however many metrics they hold.
+
+A significant change is a *regression* when it goes the metric's worse way (flip rates up,
 accuracy down; ``MetricSpec.better``) and an *improvement* otherwise. A metric with no
 shared units to test (snapshot folders keep none) is *untested*, unless its gate's verdict
-flipped: pass -> fail is then the regression, fail -> pass the improvement. A run compared
-with itself has no discordant unit anywhere, hence no significant change.
+flipped: pass -> fail is then the regression, fail -> pass the improvement.
+
+What ``--fail-on`` counts (``RunDiff.regressions``): by default the *gated* metrics that
+are newly failing or significantly worse; with ``all_metrics`` every significantly worse
+metric too. A metric without a limit measured on a few samples is something to look at,
+not a reason to stop a release.
 
 Rendering the result as text, Markdown or JSON is ``report.diff_format``'s job.
 """
@@ -15,12 +37,13 @@ Rendering the result as text, Markdown or JSON is ``report.diff_format``'s job.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from vlmgate.cases import CaseKey
 from vlmgate.records import is_worse
-from vlmgate.metrics.paired import PairedChange, compare_units
+from vlmgate.metrics.paired import ALPHA, PairedChange, compare_units
+from vlmgate.report.multiplicity import holm_adjust
 from vlmgate.report.pairing import CaseIndex, CasePairing
 from vlmgate.report.record import CaseRecord, MetricRecord, RunRecord
 from vlmgate.seeding import rng_for
@@ -32,6 +55,19 @@ UNTESTED = "untested"
 ADDED = "added"
 REMOVED = "removed"
 STATUSES = (REGRESSED, IMPROVED, NOT_SIGNIFICANT, UNTESTED, ADDED, REMOVED)
+#: A metric's verdict on one side of a diff.
+PASS, FAIL, RECORDED, ABSENT = "pass", "fail", "recorded", "-"
+#: How a gate's verdict moved between the runs.
+NEWLY_FAILING, FIXED, STILL_FAILING, UNCHANGED = "newly_failing", "fixed", "still_failing", "unchanged"
+
+
+def verdict_of(metric: MetricRecord | None) -> str:
+    """``pass`` / ``fail`` for a gated metric, ``recorded`` without a limit, ``-`` when absent."""
+    if metric is None:
+        return ABSENT
+    if metric.limit is None:
+        return RECORDED
+    return PASS if metric.passed else FAIL
 
 
 @dataclass(frozen=True)
@@ -45,10 +81,41 @@ class MetricDiff:
     before: MetricRecord | None
     after: MetricRecord | None
     change: PairedChange | None
+    #: The change's p-value adjusted over every test of the diff (Holm); NaN when untested.
+    p_adjusted: float = math.nan
 
     @property
     def better(self) -> str:
         return (self.after or self.before).better  # type: ignore[union-attr]
+
+    @property
+    def gated(self) -> bool:
+        """The metric has a limit (in the later run, else the earlier): its verdict is a release gate."""
+        return (self.after or self.before).limit is not None  # type: ignore[union-attr]
+
+    @property
+    def verdicts(self) -> tuple[str, str]:
+        return verdict_of(self.before), verdict_of(self.after)
+
+    @property
+    def transition(self) -> str:
+        """``newly_failing``, ``fixed``, ``still_failing`` or ``unchanged``, from the two verdicts."""
+        before, after = self.verdicts
+        if after == FAIL:
+            return STILL_FAILING if before == FAIL else NEWLY_FAILING
+        return FIXED if before == FAIL and after == PASS else UNCHANGED
+
+    @property
+    def significant(self) -> bool:
+        """The paired change is significant after the diff's multiplicity adjustment."""
+        return self.change is not None and self.change.tested and self.p_adjusted < ALPHA
+
+    @property
+    def paired_units_differ(self) -> bool:
+        """The runs scored different units, so the paired change is not the change of the whole-set values."""
+        if self.change is None or not self.change.tested or self.before is None or self.after is None:
+            return False
+        return not (self.change.n_pairs == len(self.before.units) == len(self.after.units))
 
     @property
     def status(self) -> str:
@@ -58,7 +125,7 @@ class MetricDiff:
             return REMOVED
         if not self.change.tested:
             return self._verdict_change()
-        if not self.change.significant:
+        if not self.significant:
             return NOT_SIGNIFICANT
         return REGRESSED if is_worse(self.better, self.change.delta) else IMPROVED
 
@@ -89,9 +156,29 @@ class RunDiff:
     def with_status(self, status: str) -> list[MetricDiff]:
         return [row for row in self.rows if row.status == status]
 
+    def with_transition(self, transition: str) -> list[MetricDiff]:
+        return [row for row in self.rows if row.transition == transition]
+
+    def regressions(self, *, all_metrics: bool = False) -> list[MetricDiff]:
+        """What ``--fail-on`` counts: gated metrics newly failing or significantly worse; with
+        ``all_metrics``, every significantly worse metric too (see the module docstring)."""
+        return [row for row in self.rows
+                if row.transition == NEWLY_FAILING or (row.status == REGRESSED and (row.gated or all_metrics))]
+
     @property
-    def regressions(self) -> list[MetricDiff]:
-        return self.with_status(REGRESSED)
+    def gated_regressions(self) -> list[MetricDiff]:
+        """Gated metrics significantly worse whose verdict did not flip (those that did are newly failing)."""
+        return [row for row in self.rows if row.gated and row.status == REGRESSED and row.transition != NEWLY_FAILING]
+
+    @property
+    def ungated_changes(self) -> list[MetricDiff]:
+        """Metrics without a limit whose change is significant, either way."""
+        return [row for row in self.rows if not row.gated and row.status in (REGRESSED, IMPROVED)]
+
+    @property
+    def tests(self) -> int:
+        """Paired tests the diff ran: the ``m`` of the multiplicity adjustment."""
+        return sum(not math.isnan(row.p_adjusted) for row in self.rows)
 
     @property
     def compared(self) -> int:
@@ -119,7 +206,8 @@ def compare_metric(before: MetricRecord, after: MetricRecord, *, seed: int, key:
                    ) -> PairedChange:
     """The paired change of one metric between two records of the same case."""
     return compare_units(after.name, after.kind, before.units, after.units, rng=change_rng(seed, key, after.name),
-                         before_value=before.value, after_value=after.value, where=where)
+                         clusters={**before.clusters, **after.clusters}, before_value=before.value,
+                         after_value=after.value, where=where)
 
 
 def _case_rows(before: CaseRecord | None, after: CaseRecord, seed: int) -> list[MetricDiff]:
@@ -167,4 +255,10 @@ def diff_runs(before: RunRecord, after: RunRecord, *, before_source: str = "befo
     for case in before.cases:
         if (case.id, case.test) not in matched:
             rows.extend(MetricDiff(case.id, case.test, case.key, m.name, m, None, None) for m in case.metrics)
-    return RunDiff(before_source, after_source, pairing, tuple(rows))
+    return RunDiff(before_source, after_source, pairing, adjusted(rows))
+
+
+def adjusted(rows: list[MetricDiff]) -> tuple[MetricDiff, ...]:
+    """``rows`` with their p-values adjusted together (Holm over the tested ones)."""
+    p_values = [row.change.p_value if row.change is not None and row.change.tested else math.nan for row in rows]
+    return tuple(replace(row, p_adjusted=float(p)) for row, p in zip(rows, holm_adjust(p_values)))

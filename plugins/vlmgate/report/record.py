@@ -5,7 +5,9 @@ report renders one, and ``--vlmgate-baseline`` gates a candidate against one. It
 
 * ``schema_version`` and the ``vlmgate_version`` that wrote it;
 * ``seed``, ``settings`` (what was asked for) and the ``models`` / ``benchmarks`` by spec
-  with their content fingerprints (what was actually judged);
+  with their content fingerprints (what was actually judged), and per model how it read
+  its inputs (``model_descriptions``: adapter identity, prompt format, and the context
+  rendered for a benchmark's first sample; absent from older records);
 * one entry per case (``cases``, sorted by case id): its key (model, benchmark, family,
   suite), the pytest outcome, and per metric the value, 95 % interval, n, limit,
   verdict and message, plus the per-unit outcomes (``units``) that paired tests between
@@ -16,7 +18,9 @@ report renders one, and ``--vlmgate-baseline`` gates a candidate against one. It
   ran, so a partial record is never read as a whole release (``vlmgate diff`` and
   ``--vlmgate-baseline`` refuse it). Deselected tests (``-k``, ``-m``) were not selected:
   a chosen subset run to its end is complete;
-* an ``environment`` block (Python, platform, package versions, worker count, timings),
+* an ``environment`` block (Python, platform, package versions, worker count, when the run
+  started, timings, and per model how its batches were dispatched: backend, replicas, batches, batches
+  retried after a replica died, replicas restarted),
   kept apart so that two runs of the same checkpoint compare equal without it
   (``RunRecord.comparable``).
 
@@ -38,7 +42,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vlmgate.cases import CaseKey
+from vlmgate.dispatch import DispatchCounts
 from vlmgate.errors import RecordError
+from vlmgate.models.base import ModelDescription
 from vlmgate.records import DIRECTIONS, KINDS, WorstSample
 
 #: Bumped when a field changes meaning, is removed, or must not be ignored (2: ``completeness``).
@@ -56,7 +62,9 @@ class MetricRecord:
     ``units`` maps what identifies a trial across releases (``"sample|variant"``, a
     sample id) to its outcome (0/1 for a proportion, a real number for a mean); empty
     when the metric does not report per-unit outcomes; ``clusters`` maps a unit to the
-    sample it nests in where units are instances. ``count`` is a proportion's successes,
+    sample it nests in where units are instances, and ``n_clusters`` counts those samples
+    (the independent draws the interval rests on; ``n`` when every unit is its own; ``None``
+    in records written before it was stored). ``count`` is a proportion's successes,
     ``worst`` the samples it hurt most. ``details`` holds the metric's other extras
     (transitions, curves, per-severity figures) as produced.
     """
@@ -76,6 +84,9 @@ class MetricRecord:
     clusters: Mapping[str, str] = field(default_factory=dict)
     count: int | None = None
     worst: tuple[WorstSample, ...] = ()
+    n_clusters: int | None = None
+    #: The limit could not have failed at this run's n (``vlmgate.sensitivity``).
+    inert: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,10 @@ class Environment:
     packages: Mapping[str, str] = field(default_factory=dict)
     workers: str | None = None
     timings: Mapping[str, Any] = field(default_factory=dict)
+    #: Model spec -> how its batches were computed, added up over processes (none in older records).
+    dispatch: Mapping[str, DispatchCounts] = field(default_factory=dict)
+    #: When the run started, ISO 8601 in UTC (``None`` in older records): the report's date.
+    started: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +158,8 @@ class RunRecord:
     cases: tuple[CaseRecord, ...]
     environment: Environment
     completeness: Completeness = Completeness()
+    #: Model spec -> how it read its inputs (prompt format, an example context).
+    model_descriptions: Mapping[str, ModelDescription] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,6 +190,11 @@ def case_to_dict(case: CaseRecord) -> dict[str, Any]:
 def case_from_dict(data: Any, source: str) -> CaseRecord:
     """Read one case entry (as ``case_to_dict`` writes it); ``source`` names it in errors."""
     return _read_case(_Reader(source, "case"), data)
+
+
+def model_description_from_dict(data: Any, source: str) -> ModelDescription:
+    """Read one model description (as ``ModelDescription.to_json`` writes it); ``source`` names it in errors."""
+    return _read_model_description(_Reader(source, "model_description"), data)
 
 
 def sorted_cases(cases: list[CaseRecord]) -> tuple[CaseRecord, ...]:
@@ -289,6 +311,8 @@ def _read_metric(reader: _Reader, data: Any) -> MetricRecord:
         details=dict(reader.table(reader.field(data, "details", Mapping))) if "details" in data else {},
         clusters=_clusters(reader, data),
         count=reader.field(data, "count", int, optional=True),
+        n_clusters=reader.field(data, "n_clusters", int, optional=True),
+        inert=bool(reader.field(data, "inert", bool, optional=True)),
         worst=tuple(_read_worst(reader.at("worst").at(i), w) for i, w in enumerate(reader.field(data, "worst", list)))
         if "worst" in data else (),
     )
@@ -303,10 +327,16 @@ def _clusters(reader: _Reader, data: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _read_worst(reader: _Reader, data: Any) -> WorstSample:
+    """A worst sample; the texts and ``flipped_to`` are absent from older records."""
     data = reader.table(data)
     return WorstSample(reader.field(data, "sample", str), reader.field(data, "flips", int),
                        reader.field(data, "of", int), reader.field(data, "clean", int, optional=True),
-                       tuple(reader.field(data, "flipped_by", list)))
+                       tuple(reader.field(data, "flipped_by", list)),
+                       flipped_to=tuple(reader.field(data, "flipped_to", list, optional=True) or ()),
+                       verb=reader.field(data, "verb", str, optional=True) or "flipped",
+                       question=reader.field(data, "question", str, optional=True),
+                       options=tuple(reader.field(data, "options", list, optional=True) or ()),
+                       answer=reader.field(data, "answer", int, optional=True))
 
 
 def _read_case(reader: _Reader, data: Any) -> CaseRecord:
@@ -332,7 +362,20 @@ def _read_environment(reader: _Reader, data: Any) -> Environment:
         packages=dict(reader.field(data, "packages", Mapping)),
         workers=reader.field(data, "workers", str, optional=True),
         timings=dict(reader.field(data, "timings", Mapping)),
+        dispatch=_read_dispatch(reader.at("dispatch"), data.get("dispatch", {})),
+        started=reader.field(data, "started", str, optional=True),
     )
+
+
+def _read_dispatch(reader: _Reader, data: Any) -> dict[str, DispatchCounts]:
+    """The environment's dispatch counts (older records have none)."""
+    counts = {}
+    for spec, entry in reader.table(data).items():
+        entry_reader = reader.at(spec)
+        entry = entry_reader.table(entry)
+        counts[spec] = DispatchCounts(entry_reader.field(entry, "backend", str),
+                                      *(entry_reader.field(entry, name, int) for name in DispatchCounts.COUNTERS))
+    return counts
 
 
 def _read_completeness(reader: _Reader, data: Any) -> Completeness:
@@ -384,4 +427,18 @@ def _read_run(reader: _Reader, data: Any) -> RunRecord:
         cases=tuple(_read_case(reader.at("cases").at(i), c) for i, c in enumerate(cases)),
         environment=_read_environment(reader.at("environment"), reader.field(data, "environment", Mapping)),
         completeness=completeness,
+        model_descriptions={spec: _read_model_description(reader.at("model_descriptions").at(spec), entry)
+                            for spec, entry in reader.at("model_descriptions").table(
+                                data.get("model_descriptions", {})).items()},
+    )
+
+
+def _read_model_description(reader: _Reader, data: Any) -> ModelDescription:
+    data = reader.table(data)
+    identity = reader.field(data, "identity", Mapping, optional=True)
+    return ModelDescription(
+        prompt_format=reader.field(data, "prompt_format", str, optional=True),
+        identity=None if identity is None else dict(identity),
+        **{key: reader.field(data, key, str, optional=True)
+           for key in ("example_benchmark", "example_sample", "example_prompt", "example_context")},
     )

@@ -1,0 +1,57 @@
+"""Which model × benchmark combinations a suite's cases exist for, decided at collection.
+
+A case that can never run (a cross-modal style on an image benchmark, the systematic gate
+on a model without pixel gradients, a drift probe on a CLIP) used to be generated and then
+skipped in every run, so "the suite on the bundled default" never ran every gate, and a
+skip hid nothing but noise. Here each combination is judged from declarations alone,
+before anything loads: the benchmark loader's ``kind`` (``benchmarks.base.benchmark_kind``)
+against the suite's ``benchmark_kinds``; what the model scheme ``offers``
+(``models.offers.model_offers``) against the case's ``requirements``; and, for a suite that
+judges answers to the items' questions, whether a model that never reads the question (a
+CLIP dual encoder) faces a benchmark whose questions vary, where its "answer" is a guess
+among the image's contents whatever is asked. What cannot be known
+without loading (an undeclared or unknown scheme, a served model's tier) stays a case, and
+its adapter is checked when it runs. The plugin counts what it leaves out and says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vlmgate.benchmarks.base import benchmark_kind, benchmark_questions_vary
+from vlmgate.models.offers import READS_QUESTIONS, model_offers
+from vlmgate.suites.base import ADAPTERS_WITH, Suite
+
+
+@dataclass(frozen=True, order=True)
+class LeftOut:
+    """Combinations of one test function left out for one reason (``cases`` of them)."""
+
+    test: str
+    model: str
+    benchmark: str
+    reason: str
+
+    def describe(self, cases: int) -> str:
+        noun = "case" if cases == 1 else "cases"
+        return f"{self.test}: {cases} {noun} of {self.model} x {self.benchmark}: {self.reason}"
+
+
+def why_not(suite: Suite, family: str, model: str, benchmark: str) -> str | None:
+    """Why ``suite``'s case ``family`` cannot run on ``model`` × ``benchmark``; ``None`` when it may."""
+    kind = benchmark_kind(benchmark)
+    if kind is not None and kind not in suite.benchmark_kinds:
+        return (f"the {suite.name} suite takes {' or '.join(sorted(suite.benchmark_kinds))} benchmarks; "
+                f"{benchmark} holds {kind} items")
+    offers = model_offers(model)
+    if offers is not None:
+        missing = sorted(suite.requirements(family) - offers)
+        if missing:
+            where = "; ".join(f"{need}: {ADAPTERS_WITH[need]}" for need in missing if need in ADAPTERS_WITH)
+            return (f"{model} offers {', '.join(sorted(offers))}; the {suite.name} suite needs "
+                    f"{', '.join(missing)}" + (f" ({where})" if where else ""))
+        if suite.answers_questions and READS_QUESTIONS not in offers and benchmark_questions_vary(benchmark):
+            return (f"{model} does not read the question (it scores options against the image alone), and "
+                    f"{benchmark} asks varied questions, so the {suite.name} suite would judge guesses; "
+                    "gate it on a benchmark that asks one question of every image")
+    return None

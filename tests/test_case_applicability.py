@@ -1,0 +1,95 @@
+"""Cases exist only for the model × benchmark combinations a suite applies to.
+
+A benchmark loader declares the kind of items it holds (image or text), a model loader
+what its scheme offers (scores, probes, generation, pixel gradients), and a suite the
+benchmark kinds it takes and what it requires: all read at collection, without loading
+any model or benchmark. An inapplicable combination is no case (not a skip), and the
+terminal summary and ``--collect-only`` say how many were left out and why.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from vlmgate.benchmarks.base import benchmark_kind, benchmark_questions_vary
+from vlmgate.models.offers import model_offers
+from vlmgate.suites import get_suite
+from vlmgate.suites.applicability import why_not
+
+VLM = frozenset({"choices", "scores", "probes", "generate", "questions"})
+CLIP = frozenset({"choices", "scores", "pixels"})
+
+
+@pytest.mark.parametrize("spec, kind", [
+    ("bundled:shapes", "image"), ("jsonl:/data/m.jsonl", "image"), ("pope:/data/p.parquet", "image"),
+    ("soebench:n=10", "text"), ("textqa:/data/arc.jsonl", "text"), ("bundled:shapes-text", "text"),
+    ("nosuchscheme:x", None), ("bundled:no-such-split", None),
+])
+def test_benchmark_kinds_are_read_from_the_loaders_declaration(spec, kind):
+    assert benchmark_kind(spec) == kind
+
+
+@pytest.mark.parametrize("spec, varied", [
+    ("bundled:shapes", True), ("pope:/data/p.parquet", True), ("seedbench:/data/s.tsv", True),
+    ("jsonl:/data/m.jsonl", None),  # a user's manifest may ask one question of every image: not assumed
+])
+def test_benchmarks_say_whether_their_questions_vary(spec, varied):
+    assert benchmark_questions_vary(spec) is varied
+
+
+@pytest.mark.parametrize("spec, offers", [
+    ("hf:/ckpt", VLM), ("bundled:shapes-v1", VLM), ("clip:/ckpt", CLIP),
+    ("bundled:no-such-model", None),
+    ("openai:http://127.0.0.1:8000/v1?model=m", None),  # the tier is known only once the server answers
+    ("nosuchscheme:x", None),
+])
+def test_model_schemes_declare_what_they_offer_without_loading(spec, offers):
+    assert model_offers(spec) == offers
+
+
+def test_why_a_combination_is_no_case():
+    cross_modal, systematic, drift, flips = (get_suite(n) for n in ("crossmodal", "systematic", "drift", "flip_rate"))
+    assert why_not(flips, "sans_dpi200", "bundled:shapes-v1", "bundled:shapes") is None
+    reason = why_not(cross_modal, "sans_dpi200", "bundled:shapes-v1", "bundled:shapes")
+    assert "text benchmarks" in reason and "bundled:shapes holds image items" in reason
+    assert why_not(cross_modal, "sans_dpi200", "bundled:shapes-v1", "bundled:shapes-text") is None
+    assert "pixels" in why_not(systematic, "embedding_match", "bundled:shapes-v1", "bundled:shapes")
+    assert why_not(systematic, "embedding_match", "clip:/ckpt", "bundled:shapes") is None
+    assert "probes" in why_not(drift, "rotation.ctx_mcq", "clip:/ckpt", "bundled:shapes")
+    assert "image benchmarks" in why_not(flips, "rotation", "bundled:shapes-v1", "soebench:n=4")
+    # a dual encoder never reads the question: no answer-judging gate on items whose questions vary,
+    # but the systematic gate judges where its images fall among the option texts
+    reason = why_not(flips, "rotation", "clip:/ckpt", "bundled:shapes")
+    assert "does not read the question" in reason and "bundled:shapes asks varied questions" in reason
+    assert why_not(flips, "rotation", "clip:/ckpt", "jsonl:/data/textures.jsonl") is None
+    # what cannot be known before loading stays a case (its adapter is checked when it runs)
+    assert why_not(drift, "rotation.ctx_mcq", "openai:http://h/v1?model=m", "bundled:shapes") is None
+    assert why_not(flips, "rotation", "bundled:shapes-v1", "nosuchscheme:x") is None
+
+
+SYSTEMATIC_TEST = "import pytest\n\n@pytest.mark.systematic\ndef test_systematic(vlmgate_case, vlmgate):\n" \
+                  "    vlmgate.assert_within_thresholds(vlmgate.evaluate())\n"
+
+
+def test_collection_leaves_inapplicable_combinations_out_and_says_why(suite_dir, tiny_llava_checkpoint, manifest):
+    from support import CROSS_MODAL_TEST, gate_args
+
+    suite_dir.makepyfile(test_cross_modal=CROSS_MODAL_TEST, test_systematic=SYSTEMATIC_TEST)
+    args = gate_args(tiny_llava_checkpoint, manifest, "--vlmgate-benchmark=soebench:n=4")
+    collected = suite_dir.runpytest_subprocess(*args, "--collect-only", "-q")
+    ids = [line for line in collected.stdout.lines if "::" in line and line.endswith("]")]
+    assert any("test_flip_rate[" in i and "jsonl_manifest.jsonl-rotation]" in i for i in ids)
+    assert not any("test_flip_rate[" in i and "soebench" in i for i in ids)
+    assert any("test_cross_modal[" in i and "soebench_n_4-sans_dpi200]" in i for i in ids)
+    assert not any("test_cross_modal[" in i and "jsonl_manifest" in i for i in ids)
+    assert not any("test_systematic" in i for i in ids)
+    collected.stdout.fnmatch_lines([
+        "*vlmgate: combinations left out*",
+        "test_cross_modal.py::test_cross_modal: 10 cases of hf_checkpoint x jsonl_manifest.jsonl: *takes text benchmarks*",
+        "test_flip_rate.py::test_flip_rate: 11 cases of hf_checkpoint x soebench_n_4: *takes image benchmarks*",
+        "test_systematic.py::test_systematic: 1 case of hf_checkpoint x jsonl_manifest.jsonl: *needs pixels*",
+        "test_systematic.py::test_systematic: 1 case of hf_checkpoint x soebench_n_4: *",
+    ])
+    ran = suite_dir.runpytest_subprocess(*args, "-m", "systematic")
+    ran.assert_outcomes()  # nothing skipped: the function has no case
+    ran.stdout.fnmatch_lines(["*test_systematic: 1 case of hf_checkpoint x jsonl_manifest.jsonl*"])
