@@ -32,6 +32,26 @@ def tiny_llava_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_checkpoint(model, processor, tmp_path_factory.mktemp("tiny-llava") / "checkpoint")
 
 
+@pytest.fixture(scope="session")
+def ray_cluster() -> dict[str, str]:
+    """A private Ray instance with two CPU slots on 127.0.0.1, one per test session (per xdist
+    worker), shut down at its end. Yields the environment a pytest run needs to join it
+    (``RAY_ADDRESS``, and the token file Ray wrote under the real home, which pytester's
+    runs do not see), so that the runs a test starts share it instead of starting their own."""
+    from vlmgate.ray_backend import connect
+
+    started = connect(num_cpus=2)  # imports ray (the test extra installs it) bound to the loopback
+    import ray
+
+    environ = {"RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    token = Path.home() / ".ray" / "auth_token"
+    if token.is_file():
+        environ["RAY_AUTH_TOKEN_PATH"] = str(token)
+    yield environ
+    if started:
+        ray.shutdown()
+
+
 @pytest.fixture
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six 64-px images of random pixels with 4-option questions and one yes/no item, as JSONL."""

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
+from scipy import stats
 
 from vlmgate.errors import ConfigError, DataError
 from vlmgate.metrics.drift import (
@@ -167,7 +168,10 @@ def test_drift_to_control_ratio_mean_sd_and_effect_size():
     assert result.details["control_drift_mean"] == pytest.approx(1.0)
     # pooled variance = (3 * 0.05/3 + 3 * 0) / 6
     assert result.details["cohens_d"] == pytest.approx((0.25 - 1.0) / math.sqrt(0.05 / 6))
-    assert 0.1 <= result.ci_low <= result.value <= result.ci_high <= 0.4
+    # Symmetric ratios (no skewness to correct): the interval over the 4 samples is the t interval.
+    half = stats.t.ppf(0.975, 3) * math.sqrt(0.05 / 3) / 2
+    assert (result.ci_low, result.ci_high) == pytest.approx((0.25 - half, 0.25 + half))
+    assert result.units == pytest.approx({"q0": 0.1, "q1": 0.2, "q2": 0.3, "q3": 0.4})
     again = drift_to_control(clean, perturbed, ids, k=3, seed=0)
     assert (again.ci_low, again.ci_high) == (result.ci_low, result.ci_high)
 

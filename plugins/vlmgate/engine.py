@@ -6,8 +6,11 @@ however many test cases (flip rate, drift, search, ...) then read those observat
 Every observation is memoised by (sample id, variant), so a second metric or a search
 step that revisits an input costs no forward pass.
 
-Perturbing the next batch overlaps with scoring the current one (PIL and numpy release
-the GIL), since at small image sizes a perturbation costs about as much as a forward.
+The engine hands a dispatcher (``vlmgate.dispatch``) whole batches of items (sample,
+variant), not prepared requests: perturbing an image and building its request happen
+where the batch is computed (``vlmgate.batches``), on a Ray replica or on the local
+dispatcher's preparation thread, and overlap with the forward passes of other batches,
+since at small image sizes a perturbation costs about as much as a forward.
 
 Probes (hidden states and vision tokens, for the drift and structure gates) are a second
 request kind, memoised the same way; a family's probes are taken only after its scores,
@@ -29,27 +32,34 @@ length so that a batch pads little.
 Samples stream: ``samples()`` re-reads the benchmark on every pass instead of holding
 decoded images, and a family's grid is built, perturbed and scored one window at a
 time, so memory stays flat in the number of samples (observations are kept, images not).
+
+Every pass (the clean pass, a family's grid, a family's probes, a caller's request)
+reports its requests done / total to the ``progress`` sink the engine is given
+(``vlmgate.progress``), batch by batch; a streamed grid's total is estimated from its
+first sample. The engine does not know how, or whether, that is shown.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sized
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, overload
 
 import numpy as np
 
+from vlmgate import batches
+from vlmgate.batches import KINDS, Batch, WorkItem
 from vlmgate.benchmarks.base import Benchmark
 from vlmgate.cache import ObservationCache, observation_key, sample_digest
-from vlmgate.dispatch import Dispatcher, LocalDispatcher
+from vlmgate.dispatch import DispatchCounts, Dispatcher, LocalDispatcher
 from vlmgate.errors import ModelError
-from vlmgate.models.base import (
-    GenerateRequest, ModelAdapter, ProbeRecord, ProbeRequest, ScoreRequest, require_generation, require_probes,
-)
+from vlmgate.models.base import ModelAdapter, ProbeRecord, ScoreRequest, require_generation, require_probes
 from vlmgate.perturbations.base import PerturbationFamily, VariantContext, get_family
-from vlmgate.prompts import open_prompt, option_continuations, prompt_for
+from vlmgate.progress import NO_PROGRESS, PassTally, ProgressSink
+from vlmgate.prompts import option_continuations, prompt_for
 from vlmgate.records import CLEAN, CLEAN_FAMILY, Observation, Sample, Variant
 from vlmgate.seeding import rng_for
 
@@ -122,12 +132,14 @@ def sample_answers(samples: Sequence[Sample]) -> Mapping[str, int | None]:
 
 @dataclass(frozen=True)
 class _RequestKind:
-    """One kind of request the engine memoises, caches and batches: scores, probes or generations."""
+    """One kind of request the engine memoises, caches and batches: scores, probes or generations.
+
+    ``item`` describes one input for a dispatcher (which prepares the request where it computes).
+    """
 
     name: str
-    method: str
     memo: dict
-    prepare: Callable[[Sample, Variant], Any]
+    item: Callable[[Sample, Variant], WorkItem]
     cache_kind: Callable[[Sample, Variant], str]
     convert: Callable[[Sample, Variant, Any], Any]
     #: ``read(cache, key, n_options)``: the stored value, or ``None`` when absent or unfit.
@@ -194,6 +206,28 @@ def _recording(items: Iterable[tuple[Sample, Variant]], keys: list[tuple[str, Va
         yield sample, variant
 
 
+def _pass_name(variant: Variant) -> str:
+    """A caller's request named after its first item: the family, or a clean variant's presentation."""
+    if variant.family != CLEAN_FAMILY or not variant.params:
+        return variant.family
+    return " ".join(str(value) for key, value in variant.params if key != "max_new_tokens" and value) or CLEAN_FAMILY
+
+
+def _length(items: Iterable[object]) -> int | None:
+    """How many items a caller's request holds, when it says (a list does, a generator does not)."""
+    return len(items) if isinstance(items, Sized) else None
+
+
+def _naming(items: Iterable[tuple[Sample, Variant]], tally: PassTally) -> Iterator[tuple[Sample, Variant]]:
+    """``items`` passed through; the first one names the pass (before any report)."""
+    first = True
+    for sample, variant in items:
+        if first:
+            tally.rename(_pass_name(variant))
+            first = False
+        yield sample, variant
+
+
 def observation_from_scores(sample_id: str, variant: Variant, scores: np.ndarray, spec: str) -> Observation:
     """Wrap adapter scores; a non-finite score is refused rather than judged."""
     if not np.all(np.isfinite(scores)):
@@ -209,7 +243,7 @@ class Engine:
 
     def __init__(self, model: ModelAdapter, benchmark: Benchmark, *, seed: int = 0,
                  limit: int | None = None, batch_size: int = 8, cache: ObservationCache | None = None,
-                 dispatcher: Dispatcher | None = None):
+                 dispatcher: Dispatcher | None = None, progress: ProgressSink = NO_PROGRESS):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.model = model
@@ -222,6 +256,8 @@ class Engine:
         # name would be handed this one's values.
         self.cache = cache if getattr(model, "cacheable", True) else None
         self.dispatcher: Dispatcher = dispatcher if dispatcher is not None else LocalDispatcher(model)
+        #: Where each pass reports its requests done / total (``vlmgate.progress``).
+        self.progress = progress
         self._samples = SampleSet(benchmark, limit)
         self._digests: dict[str, str] = {}
         self._family_versions: dict[str, int] = {}
@@ -229,17 +265,17 @@ class Engine:
         self._clean: dict[str, Observation] | None = None
         self._families: dict[str, FamilyObservations] = {}
         self._probe_memo: dict[tuple[str, Variant], ProbeRecord] = {}
-        self._family_probes: dict[str, FamilyProbes] = {}
+        self._family_probes: dict[tuple[str, int | None], FamilyProbes] = {}
         self._generation_memo: dict[tuple[str, Variant], str] = {}
         self._scores = _RequestKind(
-            "score", "score", self._memo, self._score_request, lambda s, v: "score",
+            "score", self._memo, WorkItem, lambda s, v: "score",
             lambda s, v, row: observation_from_scores(s.id, v, np.asarray(row, dtype=np.float64), self.model.spec),
             ObservationCache.get, lambda cache, key, obs: cache.put(key, np.asarray(obs.scores)))
         self._probes = _RequestKind(
-            "probe", "embed", self._probe_memo, self._probe_request, self._probe_cache_kind,
+            "probe", self._probe_memo, self._probe_item, self._probe_cache_kind,
             lambda s, v, record: record, ObservationCache.get_probe, ObservationCache.put_probe)
         self._generations = _RequestKind(
-            "generate", "generate", self._generation_memo, self._generate_request, lambda s, v: "generate",
+            "generate", self._generation_memo, WorkItem, lambda s, v: "generate",
             lambda s, v, text: str(text), ObservationCache.get_text, ObservationCache.put_text)
         #: Forward-pass requests actually sent to the model (not served from memory or cache).
         self.requests_scored = 0
@@ -257,37 +293,20 @@ class Engine:
     def perturb(self, sample: Sample, variant: Variant, family: PerturbationFamily | None) -> Sample:
         if family is None:
             return sample
-        rng = rng_for(self.seed, "apply", sample.id, variant.label)
-        return sample.with_image(family.apply(sample.image, variant, rng))
+        return batches.perturbed(sample, variant, family, self.seed)
 
     def shown(self, sample: Sample, variant: Variant) -> Sample:
-        """``sample`` as the model sees it under ``variant``.
-
-        A clean variant (``CLEAN``, or one of family ``clean`` whose params name a prepared
-        presentation, such as a cross-modal form) shows the sample as it is; any other is
-        applied by its perturbation family.
-        """
-        return self.perturb(sample, variant, None if variant.family == CLEAN_FAMILY else get_family(variant.family))
+        """``sample`` as the model sees it under ``variant`` (``vlmgate.batches.shown``, this run's seed)."""
+        return batches.shown(sample, variant, self.seed)
 
     def _score_request(self, sample: Sample, variant: Variant) -> ScoreRequest:
-        shown = self.shown(sample, variant)
-        return ScoreRequest(shown.image, prompt_for(shown), option_continuations(shown), sample_id=sample.id)
+        """The score request a dispatcher builds for ``(sample, variant)``."""
+        return batches.request("score", WorkItem(sample, variant), self.seed)
 
-    def _probe_request(self, sample: Sample, variant: Variant) -> ProbeRequest:
-        """A probe request; ``ans_mcq`` teacher-forces the prediction already observed."""
-        shown = self.shown(sample, variant)
+    def _probe_item(self, sample: Sample, variant: Variant) -> WorkItem:
+        """A probe's item; ``ans_mcq`` teacher-forces the prediction already observed."""
         known = self._memo.get((sample.id, variant))
-        return ProbeRequest(shown.image, prompt_for(shown), option_continuations(shown),
-                            open_prompt(shown), None if known is None else known.prediction, sample_id=sample.id)
-
-    def _generate_request(self, sample: Sample, variant: Variant) -> GenerateRequest:
-        """A greedy reply to ``sample``'s prompt, at most the variant's ``max_new_tokens`` long."""
-        shown = self.shown(sample, variant)
-        limit = variant.param_dict.get("max_new_tokens")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ModelError(f"generation request for sample {sample.id!r} under {variant.label} names no "
-                             "positive integer max_new_tokens; put the reply's length limit in the variant")
-        return GenerateRequest(shown.image, prompt_for(shown), limit, sample_id=sample.id)
+        return WorkItem(sample, variant, None if known is None else known.prediction)
 
     def _probe_cache_kind(self, sample: Sample, variant: Variant) -> str:
         """A probe's value depends on the option ``ans_mcq`` teacher-forces: part of its key."""
@@ -367,7 +386,7 @@ class Engine:
         With ``private``, new values go there instead, and neither to the memo nor the cache.
         """
         if len(results) != len(batch):
-            raise ModelError(f"model {self.model.spec}: {kind.method}() returned {len(results)} results "
+            raise ModelError(f"model {self.model.spec}: {KINDS[kind.name]}() returned {len(results)} results "
                              f"for a batch of {len(batch)} requests; an adapter must return one per request")
         for (sample, variant), result in zip(batch, results):
             if (sample.id, variant) in kind.memo:
@@ -387,35 +406,47 @@ class Engine:
         else:
             self.requests_generated += len(batch)
 
-    def _run(self, kind: _RequestKind, items: Iterable[tuple[Sample, Variant]], private: dict | None = None) -> None:
+    def _tally(self, kind: _RequestKind, name: str, total: int | None = None) -> PassTally:
+        """A new pass of ``kind`` reporting to the engine's progress sink."""
+        return PassTally(self.progress, name, kind.name, total, time.monotonic())
+
+    def _run(self, kind: _RequestKind, items: Iterable[tuple[Sample, Variant]], private: dict | None = None, *,
+             total: int | None = None, tally: PassTally | None = None) -> None:
         """Make every item of ``items`` known to ``kind.memo``: memo, then cache, then model.
 
-        Items stream: batches are cut lazily, the next batches are perturbed on a worker
-        thread while the dispatcher computes (up to its ``capacity`` batches in flight).
-        With ``private``, what the model computes goes there (see ``observe``).
+        Items stream: batches are cut lazily and submitted whole to the dispatcher, which
+        prepares and computes them; up to its ``capacity`` are outstanding, so the next
+        batches are perturbed while the current ones compute. Results are kept in
+        submission order. With ``private``, what the model computes goes there (see ``observe``).
+        Each batch known (read or computed) is counted on ``tally``; without one the call is
+        a pass of its own of ``total`` items (``None``: unknown), named after its first item,
+        and finished here.
         """
-        work = (batch for batch in self._canonical_batches(items) if self._needs_compute(kind, batch))
-        prepared: deque = deque()
+        own = tally is None
+        if tally is None:
+            tally = self._tally(kind, kind.name, total)
+            items = _naming(items, tally)
         in_flight: deque = deque()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlmgate-perturb") as pool:
-            def top_up() -> None:
-                while len(prepared) < 2:
-                    batch = next(work, None)
-                    if batch is None:
-                        return
-                    prepared.append((batch, pool.submit(lambda b: [kind.prepare(s, v) for s, v in b], batch)))
-
-            top_up()
-            while prepared:
-                batch, requests = prepared.popleft()
-                top_up()
-                in_flight.append((batch, self.dispatcher.submit(kind.method, requests.result())))
-                while len(in_flight) >= self.dispatcher.capacity:
-                    done, pending = in_flight.popleft()
-                    self._keep(kind, done, pending.result(), private)
-            while in_flight:
+        for batch in self._canonical_batches(items):
+            if not self._needs_compute(kind, batch):
+                tally.add(len(batch))
+                continue
+            work = Batch(kind.name, self.seed, tuple(kind.item(sample, variant) for sample, variant in batch))
+            in_flight.append((batch, self.dispatcher.submit(work)))
+            while len(in_flight) >= self.dispatcher.capacity:
                 done, pending = in_flight.popleft()
                 self._keep(kind, done, pending.result(), private)
+                tally.add(len(done))
+        while in_flight:
+            done, pending = in_flight.popleft()
+            self._keep(kind, done, pending.result(), private)
+            tally.add(len(done))
+        if own:
+            tally.finish()
+
+    def dispatch_counts(self) -> DispatchCounts:
+        """What this engine's dispatcher did so far (shared by the engines of one model in a session)."""
+        return self.dispatcher.counts()
 
     def observe(self, items: Iterable[tuple[Sample, Variant]], *, private: bool = False) -> list[Observation]:
         """Observations of ``items`` in order, scoring only what is not yet known.
@@ -432,7 +463,7 @@ class Engine:
         """
         computed: dict[tuple[str, Variant], Observation] | None = {} if private else None
         keys: list[tuple[str, Variant]] = []
-        self._run(self._scores, _recording(items, keys), computed)
+        self._run(self._scores, _recording(items, keys), computed, total=_length(items))
         return [self._memo[key] if key in self._memo else computed[key] for key in keys]  # type: ignore[index]
 
     def probe(self, items: Iterable[tuple[Sample, Variant]]) -> list[ProbeRecord]:
@@ -443,7 +474,7 @@ class Engine:
         """
         require_probes(self.model)
         keys: list[tuple[str, Variant]] = []
-        self._run(self._probes, _recording(items, keys))
+        self._run(self._probes, _recording(items, keys), total=_length(items))
         return [self._probe_memo[key] for key in keys]
 
     def generate(self, items: Iterable[tuple[Sample, Variant]]) -> list[str]:
@@ -454,13 +485,13 @@ class Engine:
         """
         require_generation(self.model, "this gate")
         keys: list[tuple[str, Variant]] = []
-        self._run(self._generations, _recording(items, keys))
+        self._run(self._generations, _recording(items, keys), total=_length(items))
         return [self._generation_memo[key] for key in keys]
 
     def clean(self) -> dict[str, Observation]:
         """Clean observations of every sample: one pass per (model, benchmark), shared by all suites."""
         if self._clean is None:
-            self._run(self._scores, ((s, CLEAN) for s in self.samples()))
+            self._run(self._scores, ((s, CLEAN) for s in self.samples()), total=len(self.samples()))
             self._clean = {sample_id: self._memo[(sample_id, CLEAN)] for sample_id in self.samples().ids}
         return self._clean
 
@@ -481,11 +512,17 @@ class Engine:
         context = VariantContext(prediction, rng_for(self.seed, "variants", sample.id, name))
         return tuple(family.variants(sample, context))
 
-    def _grid_items(self, name: str, grid: dict[str, tuple[Variant, ...]], samples: Iterable[Sample] | None = None
-                    ) -> Iterator[tuple[Sample, Variant]]:
-        """Stream the family's (sample, variant) items, recording each sample's variants in ``grid``."""
+    def _grid_items(self, name: str, grid: dict[str, tuple[Variant, ...]], samples: Iterable[Sample] | None = None,
+                    tally: PassTally | None = None) -> Iterator[tuple[Sample, Variant]]:
+        """Stream the family's (sample, variant) items, recording each sample's variants in ``grid``.
+
+        ``tally``'s total is estimated once the first sample's grid is known (its size times
+        the number of samples): the grid of a sample is built only when the stream reaches it.
+        """
         for sample in self.samples() if samples is None else samples:
             grid[sample.id] = self.variants(name, sample)
+            if tally is not None and len(grid) == 1:
+                tally.estimate(len(grid[sample.id]) * len(self.samples()))
             for variant in grid[sample.id]:
                 yield sample, variant
 
@@ -501,26 +538,39 @@ class Engine:
         if name not in self._families:
             clean = self.clean()
             grid: dict[str, tuple[Variant, ...]] = {}
-            self._run(self._scores, self._grid_items(name, grid))
+            tally = self._tally(self._scores, name)
+            self._run(self._scores, self._grid_items(name, grid, tally=tally), tally=tally)
+            tally.finish()
             perturbed = {sample_id: tuple(self._memo[(sample_id, v)] for v in variants)
                          for sample_id, variants in grid.items()}
             self._families[name] = FamilyObservations(name, self.samples(), clean, perturbed)
         return self._families[name]
 
-    def family_probes(self, name: str) -> FamilyProbes:
+    def family_probes(self, name: str, first: int | None = None) -> FamilyProbes:
         """Probe records of the family's default grid and of the clean images, once per session.
 
         The family is scored first (``family``), so probes follow the flip gates' predictions
         and the flip flags of ``FamilyProbes.flipped`` are those the flip-rate suite judges.
+        ``first`` probes only the first N samples (a suite's sample budget: probing costs
+        several passes per instance); their scores are still the family's whole pass, which
+        the flip gates share, so a budget never changes what another gate judges.
         """
-        if name not in self._family_probes:
+        if (name, first) not in self._family_probes:
             require_probes(self.model)
             observations = self.family(name)
-            samples = self.samples()
-            self._run(self._probes, ((s, CLEAN) for s in samples))
-            self._run(self._probes, ((s, obs.variant) for s in samples for obs in observations.perturbed[s.id]))
-            clean = {sample_id: self._probe_memo[(sample_id, CLEAN)] for sample_id in samples.ids}
+            samples: Sequence[Sample] = self.samples()
+            if first is not None:
+                samples = self.samples()[:first]
+                observations = FamilyObservations(name, samples, observations.clean,
+                                                  {s.id: observations.perturbed[s.id] for s in samples})
+            instances = sum(len(observed) for observed in observations.perturbed.values())
+            tally = self._tally(self._probes, f"{name} probes", len(samples) + instances)
+            self._run(self._probes, ((s, CLEAN) for s in samples), tally=tally)
+            self._run(self._probes, ((s, obs.variant) for s in samples for obs in observations.perturbed[s.id]),
+                      tally=tally)
+            tally.finish()
+            clean = {sample_id: self._probe_memo[(sample_id, CLEAN)] for sample_id in observations.perturbed}
             perturbed = {sample_id: tuple(self._probe_memo[(sample_id, obs.variant)] for obs in observed)
                          for sample_id, observed in observations.perturbed.items()}
-            self._family_probes[name] = FamilyProbes(name, observations, clean, perturbed)
-        return self._family_probes[name]
+            self._family_probes[(name, first)] = FamilyProbes(name, observations, clean, perturbed)
+        return self._family_probes[(name, first)]

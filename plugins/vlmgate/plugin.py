@@ -13,6 +13,7 @@ and families the suites declare.
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,19 @@ def pytest_configure(config: pytest.Config) -> None:
     from vlmgate.perturbations.base import family_names
     from vlmgate.session import GateSession
 
-    config.stash[stash.SESSION] = session = GateSession(settings, thresholds)
+    from vlmgate.live_output import progress_display
+
+    config.stash[stash.PROGRESS] = display = progress_display(config, settings.progress)
+    config.stash[stash.SESSION] = session = GateSession(settings, thresholds, progress=display)
     try:
         session.load_counterexamples(family_names())  # a malformed store fails before any test
     except VlmgateError as exc:
         raise pytest.UsageError(f"vlmgate: {exc}") from None
+    if opt.vlmgate_baseline and not thresholds.has_change_limits(settings.models):
+        raise pytest.UsageError(
+            f"vlmgate: --vlmgate-baseline {opt.vlmgate_baseline}: the threshold file {settings.thresholds} sets no "
+            "change limit for the gated models, so the baseline would judge nothing; add max_increase / "
+            "max_decrease to a limit (e.g. [ifr] \"*\" = { max_increase = 0.02 }) or use the shipped defaults")
     _configure_reports(config, settings)
     if opt.vlmgate_snapshot:  # a release's snapshots are never deleted by another run (report.snapshot)
         config.option.no_cleanup = True
@@ -233,13 +242,36 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marks = {family: _case_marks(suite, catalogue, family) for family in families}
     model_names = short_names(settings.models)
     benchmark_names = short_names(settings.benchmarks)
+    from vlmgate.suites.applicability import LeftOut, why_not
+
+    left_out = config.stash.setdefault(stash.LEFT_OUT, {})
     params = []
     for model in settings.models:
         for benchmark in settings.benchmarks:
             for family in families:
+                reason = why_not(suite, family, model, benchmark)
+                if reason is not None:  # no case, counted and said why (terminal summary)
+                    entry = LeftOut(metafunc.definition.nodeid, model_names[model], benchmark_names[benchmark], reason)
+                    left_out[entry] = left_out.get(entry, 0) + 1
+                    continue
                 key = CaseKey(model, benchmark, family, suite_name)
                 params.append(pytest.param(key, id=case_id(key, model_names, benchmark_names), marks=marks[family]))
-    metafunc.parametrize("vlmgate_case", params)
+    # A function with no applicable combination gets one placeholder, deselected at collection
+    # (pytest_collection_modifyitems): an empty parameter set would be a skipped item.
+    metafunc.parametrize("vlmgate_case", params or [pytest.param(NO_CASE, id="no-applicable-combination")])
+
+
+#: The placeholder parameter of a gating function none of whose combinations apply.
+NO_CASE = "no-applicable-combination"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the placeholders of gating functions that have no case (see ``pytest_generate_tests``)."""
+    placeholders = [item for item in items
+                    if getattr(getattr(item, "callspec", None), "params", {}).get("vlmgate_case", None) is NO_CASE]
+    if placeholders:
+        config.hook.pytest_deselected(items=placeholders)
+        items[:] = [item for item in items if item not in placeholders]
 
 
 def _case_marks(suite: Any, catalogue: dict[str, Any], family: str) -> list[pytest.MarkDecorator]:
@@ -287,6 +319,19 @@ def vlmgate(request: pytest.FixtureRequest, vlmgate_case, vlmgate_snapshot):
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Name the running case on the progress display, and close its bar when the case ends."""
+    display = item.config.stash.get(stash.PROGRESS, None)
+    if display is None or "vlmgate_case" not in getattr(item, "fixturenames", ()):
+        return (yield)
+    display.start_case(item.name)
+    try:
+        return (yield)
+    finally:
+        display.end_case()
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     """Attach the case record to the report that ends a case, for the run record."""
     report = yield
@@ -296,9 +341,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         if case is not None:
             from vlmgate.report.collect import REPORT_ATTRIBUTE, item_payload
 
+            counts = item.config.stash[stash.SESSION].dispatch_counts(case.model)
             setattr(report, REPORT_ATTRIBUTE, item_payload(
                 item, report, case, settings=item.config.stash[stash.SETTINGS],
-                judgements=item.stash.get(stash.RESULTS, None), fingerprints=item.stash.get(stash.FINGERPRINTS, {})))
+                judgements=item.stash.get(stash.RESULTS, None), fingerprints=item.stash.get(stash.FINGERPRINTS, {}),
+                dispatch=None if counts is None else {case.model: counts}))
     return report
 
 
@@ -310,6 +357,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     gate.close()
     if hasattr(session.config, "workeroutput"):
         session.config.workeroutput["vlmgate_cache"] = list(gate.cache_counts())
+        session.config.workeroutput["vlmgate_left_out"] = [
+            [*astuple(entry), count] for entry, count in session.config.stash.get(stash.LEFT_OUT, {}).items()]
     elif gate.settings.cache_dir is not None and gate.settings.cache_dir.is_dir():
         gate.cache.remove_stale_temporaries()  # left by runs killed mid-write
         if gate.settings.cache_max_mb:  # the controller alone prunes, once every worker is done
@@ -318,7 +367,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """xdist controller: add up the cache counters of a finished worker."""
+    """xdist controller: add up the cache counters of a finished worker, and keep what it left out
+    (every worker collects the same cases, so the first to report says it for all)."""
+    from vlmgate.suites.applicability import LeftOut
+
+    left_out = node.config.stash.setdefault(stash.LEFT_OUT, {})
+    for *fields, count in getattr(node, "workeroutput", {}).get("vlmgate_left_out", []):
+        left_out.setdefault(LeftOut(*fields), count)
     counts = getattr(node, "workeroutput", {}).get("vlmgate_cache")
     if counts:
         totals = node.config.stash.setdefault(stash.CACHE_COUNTS, [0, 0])
@@ -346,8 +401,34 @@ def _cache_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.write_line(pruned.describe())
 
 
+def _inert_gates(terminalreporter: Any) -> list[str]:
+    """``nodeid: metric limit`` of every judged metric whose limit could not fail at this n."""
+    lines = []
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            props = dict(getattr(report, "user_properties", []))
+            for key, value in props.items():
+                prefix, metric, field = (key.split(".") + ["", ""])[:3]
+                if (prefix, field, value) == ("vlmgate", "inert", "true") and key.count(".") == 2:
+                    lines.append(f"{report.nodeid}: {metric} limit {props[f'vlmgate.{metric}.threshold']}")
+    return sorted(lines)
+
+
+def _left_out_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The combinations no case was generated for, per test function, with the reason."""
+    left_out = config.stash.get(stash.LEFT_OUT, {})
+    if not left_out:
+        return
+    terminalreporter.section("vlmgate: combinations left out")
+    terminalreporter.write_line(f"{sum(left_out.values())} cases not generated: their suite cannot judge that "
+                                "model x benchmark (as the suites, model schemes and benchmarks declare them)")
+    for entry in sorted(left_out):
+        terminalreporter.write_line(entry.describe(left_out[entry]))
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     _cache_summary(terminalreporter, config)
+    _left_out_summary(terminalreporter, config)
     lines = []
     for report in terminalreporter.stats.get("failed", []):
         props = dict(getattr(report, "user_properties", []))
@@ -363,6 +444,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if lines:
         terminalreporter.section("vlmgate: failed gates")
         for line in lines:
+            terminalreporter.write_line(line)
+    inert = _inert_gates(terminalreporter)
+    if inert:
+        terminalreporter.section("vlmgate: inert gates")
+        terminalreporter.write_line("these limits could not have failed at this run's n whatever the model did "
+                                    "(--vlmgate-strict makes them errors):")
+        for line in inert:
             terminalreporter.write_line(line)
     written = config.stash.get(stash.REPORT_FILES, [])
     if written:

@@ -109,7 +109,8 @@ class Observation:
 
 #: A metric's kind picks the paired test between releases: a ``proportion`` (a 0/1 outcome
 #: per unit: flip rates, accuracy) is compared with an exact McNemar test, a ``mean`` (a
-#: real-valued outcome per unit: drift, RAS) with a paired bootstrap.
+#: real-valued outcome per unit: drift, RAS) with a paired bootstrap; either, when its units
+#: nest in samples (``MetricResult.clusters``), with a sign-flip test over the samples.
 PROPORTION = "proportion"
 MEAN = "mean"
 KINDS = (PROPORTION, MEAN)
@@ -172,7 +173,14 @@ class WorstSample:
 
     ``flips`` of ``of`` instances changed the answer; ``clean`` is the clean prediction
     (option index, ``None`` when unknown); ``flipped_by`` the labels of the variants that
-    changed it.
+    changed it and ``flipped_to`` the prediction under each (same order; empty in records
+    written before it was stored); ``verb`` says what ``flips`` counts where it is not a
+    flip (``"followed the named option"`` for an overlay's follow rate).
+
+    An index means nothing to the engineer reading a failure, so the suite that has the
+    sample adds what was asked: ``question``, the ``options`` as the model scored them
+    (``"B. green"``, ``"Yes"``) and the correct ``answer`` (an index; ``None`` without
+    ground truth). ``option(i)`` is the text to print for an index.
     """
 
     sample: str
@@ -180,6 +188,17 @@ class WorstSample:
     of: int
     clean: int | None = None
     flipped_by: tuple[str, ...] = ()
+    flipped_to: tuple[int, ...] = ()
+    verb: str = "flipped"
+    question: str | None = None
+    options: tuple[str, ...] = ()
+    answer: int | None = None
+
+    def option(self, index: int | None) -> str:
+        """The option text at ``index`` (``"B. green"``), the bare index where no text is known."""
+        if index is None:
+            return "?"
+        return self.options[index] if 0 <= index < len(self.options) else f"option {index}"
 
 
 @dataclass(frozen=True)
@@ -220,10 +239,15 @@ class MetricResult:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of judging one ``MetricResult`` against one threshold."""
+    """The outcome of judging one ``MetricResult`` against one threshold.
+
+    ``inert``: the limit could not have failed at this run's n whatever the model did
+    (``vlmgate.sensitivity``); the verdict says so rather than read as a pass.
+    """
 
     passed: bool
     message: str
+    inert: bool = False
 
 
 @dataclass(frozen=True)

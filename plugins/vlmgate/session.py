@@ -1,8 +1,9 @@
 """The per-process state of a gating run: loaded models, benchmarks and engines.
 
 Models and benchmarks load on first use and are shared by every case that names them,
-so a model loads once per pytest process (once per xdist worker). A load error is
-remembered and reported by every case that needs that model, without retrying.
+so a model loads once per pytest process (once per xdist worker), or, under the Ray
+backend, once per replica and never in this process. A load error is remembered and
+reported by every case that needs that model, without retrying.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from vlmgate.cases import CaseKey
 from vlmgate.errors import VlmgateError
+from vlmgate.progress import NO_PROGRESS, ProgressSink
 from vlmgate.records import MetricResult
 from vlmgate.settings import Settings
 from vlmgate.thresholds import ThresholdSet
@@ -38,16 +40,21 @@ class _Memo:
 
 
 class GateSession:
-    """Lazily loaded models, benchmarks and one engine per (model, benchmark)."""
+    """Lazily loaded models, benchmarks and one engine per (model, benchmark).
 
-    def __init__(self, settings: Settings, thresholds: ThresholdSet):
+    ``progress`` receives every engine's passes (the plugin's terminal display; nothing by
+    default), so a long case shows how far it has got without the engine knowing pytest.
+    """
+
+    def __init__(self, settings: Settings, thresholds: ThresholdSet, progress: ProgressSink = NO_PROGRESS):
         self.settings = settings
         self.thresholds = thresholds
+        self.progress = progress
         self._cache: Any = None
         self._models = _Memo()
         self._benchmarks = _Memo()
         self._engines = _Memo()
-        self._dispatchers: list[Any] = []
+        self._dispatchers = _Memo()
         #: The counterexample store as read at start-up (``load_counterexamples``).
         self.counterexamples: Any = None
 
@@ -68,47 +75,68 @@ class GateSession:
         return self._cache
 
     def model_options(self):
-        """This process's load options: its device under ``--vlmgate-devices``; torch threads set.
-
-        With the Ray backend the replicas hold the model on the requested device; this
-        process keeps a CPU copy for its fingerprint and spec only.
-        """
+        """This process's load options: its device under ``--vlmgate-devices``; torch threads set."""
         from vlmgate.placement import apply_torch_threads, placement
 
         place = placement(device=self.settings.device, devices=self.settings.devices,
                           torch_threads=self.settings.torch_threads)
         apply_torch_threads(place.torch_threads)
-        device = "cpu" if self.settings.backend == "ray" else place.device
-        return self._options(device)
-
-    def _options(self, device: str):
-        """``ModelOptions`` of the run settings on ``device``."""
-        return self.settings.model_options(device)
+        return self.settings.model_options(place.device)
 
     def model(self, spec: str):
+        """The model ``spec``: loaded here, or under the Ray backend what its replicas report.
+
+        With ``--vlmgate-backend ray`` this process loads no weights: the replicas do, and
+        the engine works with their ``RemoteModel`` (spec, fingerprint, capabilities).
+        """
+        if self.settings.backend == "ray":
+            return self.dispatcher(spec).model
         from vlmgate.models.base import load_model
 
-        return self._models.get(spec, lambda: load_model(spec, self.model_options()))
+        return self._models.get(spec, lambda: self._load(load_model, spec))
 
-    def _dispatcher(self, model: Any):
-        """The local dispatcher, or Ray replicas of ``model`` (``--vlmgate-backend ray``)."""
-        if self.settings.backend != "ray":
-            return None
-        from vlmgate.ray_backend import RayDispatcher
+    def _load(self, load_model: Callable[..., Any], spec: str) -> Any:
+        """Load ``spec`` with the libraries' own progress bars off (``models.progress_bars``): one
+        "Loading weights" bar per load and worker says nothing the run's progress does not."""
+        from vlmgate.models.progress_bars import third_party_bars_off
 
-        dispatcher = RayDispatcher(model.spec, self._options(self.settings.device), fingerprint=model.fingerprint)
-        self._dispatchers.append(dispatcher)
-        return dispatcher
+        with third_party_bars_off():
+            return load_model(spec, self.model_options())
+
+    def dispatcher(self, spec: str):
+        """Where the batches of model ``spec`` are computed, one dispatcher per model and process.
+
+        Engines of one model (one per benchmark) share it: under Ray they share its replicas,
+        and its ``DispatchCounts`` are the model's in this process.
+        """
+        settings = self.settings
+
+        def make():
+            if settings.backend == "ray":
+                from vlmgate.ray_backend import RayDispatcher
+
+                return RayDispatcher(spec, settings.model_options(), replicas=settings.ray_replicas,
+                                     gpus_per_replica=settings.ray_gpus_per_replica)
+            from vlmgate.dispatch import LocalDispatcher
+
+            return LocalDispatcher(self.model(spec))
+
+        return self._dispatchers.get(spec, make)
+
+    def dispatch_counts(self, spec: str):
+        """``DispatchCounts`` of model ``spec`` in this process, or ``None`` when it dispatched nothing."""
+        dispatcher = self._dispatchers.values.get(spec)
+        return None if dispatcher is None else dispatcher.counts()
 
     def cache_counts(self) -> tuple[int, int]:
         """This process's cache (hits, misses); (0, 0) when it never looked anything up."""
         return (0, 0) if self._cache is None else (self._cache.hits, self._cache.misses)
 
     def close(self) -> None:
-        """Release backend resources (Ray actors); models are freed with the process."""
-        for dispatcher in self._dispatchers:
+        """Release backend resources (Ray replicas, then Ray itself, so the last opened closes first)."""
+        for dispatcher in reversed(list(self._dispatchers.values.values())):
             dispatcher.close()
-        self._dispatchers.clear()
+        self._dispatchers = _Memo()
 
     def benchmark(self, spec: str):
         """The benchmark ``spec``, loaded once under the run's ``BenchmarkOptions`` (pixel budget)."""
@@ -120,18 +148,31 @@ class GateSession:
         from vlmgate.engine import Engine
 
         def make():
-            model = self.model(model_spec)
-            return Engine(model, self.benchmark(benchmark_spec), seed=self.settings.seed,
+            return Engine(self.model(model_spec), self.benchmark(benchmark_spec), seed=self.settings.seed,
                           limit=self.settings.limit, batch_size=self.settings.batch_size, cache=self.cache,
-                          dispatcher=self._dispatcher(model))
+                          dispatcher=self.dispatcher(model_spec), progress=self.progress)
 
         return self._engines.get(f"{model_spec}\x00{benchmark_spec}", make)
 
-    def fingerprints(self, case: CaseKey) -> dict[str, dict[str, str]]:
-        """Fingerprints of a judged case's model and benchmark (both loaded by judging it)."""
+    def fingerprints(self, case: CaseKey) -> dict[str, dict[str, Any]]:
+        """Fingerprints of a judged case's model and benchmark (both loaded by judging it), and
+        how the model read this benchmark's first sample (``model_descriptions``: its JSON
+        ``ModelDescription``, prompt format and rendered context)."""
+        from vlmgate.models.base import describe_model
+        from vlmgate.prompts import prompt_for
+
+        from vlmgate.errors import NotApplicable
+
         engine = self.engine(case.model, case.benchmark)
+        try:
+            first = engine.samples()[0] if len(engine.samples()) else None
+        except NotApplicable:  # a text-only benchmark (soebench:, textqa:) has no sample of its own to show
+            first = None
+        description = describe_model(engine.model, None if first is None else prompt_for(first),
+                                     benchmark=case.benchmark, sample=None if first is None else first.id)
         return {"models": {case.model: str(engine.model.fingerprint)},
-                "benchmarks": {case.benchmark: str(engine.benchmark.fingerprint)}}
+                "benchmarks": {case.benchmark: str(engine.benchmark.fingerprint)},
+                "model_descriptions": {case.model: description.to_json()}}
 
     def run_options(self) -> "RunOptions":
         """What suites may read of the run settings (seed, limit, the search's options)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -21,7 +22,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from vlmgate.benchmarks.base import DEFAULT_MAX_PIXELS
 from vlmgate.errors import ConfigError
+from vlmgate.models.base import DEVICE_MAPS, QUANTIZE_MODES, parse_max_memory
+from vlmgate.models.prompt_formats import FORMAT_NAMES
 from vlmgate.placement import AUTO, Accelerators, needs_accelerators, parse_devices, parse_torch_threads
+from vlmgate.progress_display import DEFAULT_MODE as DEFAULT_PROGRESS, MODES as PROGRESS_MODES
 from vlmgate.tomlfile import read_toml
 
 if TYPE_CHECKING:
@@ -46,6 +50,9 @@ DEFAULT_CACHE_DIR = ".vlmgate_cache"
 #: The cache folder's cap: least recently used entries go at the end of a run beyond it
 #: (the bundled main job writes ~130 MB per checkpoint). 0 = no cap.
 DEFAULT_CACHE_MAX_MB = 2048
+#: Inside the cache folder: side-car records of checkpoint file digests
+#: (``models.checkpoint.file_sha256``), so a multi-GB checkpoint is hashed once, not per process.
+DIGESTS_DIR = "file-digests"
 #: The committed store of minimal failures (``vlmgate.search.counterexamples``).
 DEFAULT_COUNTEREXAMPLES = "thresholds/counterexamples.toml"
 #: Where minimal failures' PNGs go without ``--vlmgate-search-images`` or ``--vlmgate-report``.
@@ -60,6 +67,7 @@ class Kind(Enum):
     STRINGS = "a list of strings"
     STRING = "a string"
     INTEGER = "an integer"
+    NUMBER = "a positive number"
     BOOLEAN = "true or false"
 
 
@@ -99,6 +107,10 @@ class TableKey:
             if not value:
                 return "must not be empty"
             return None if not self.choices or value in self.choices else f"must be one of {', '.join(self.choices)}"
+        if self.kind is Kind.NUMBER:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return "must be a number"
+            return None if math.isfinite(value) and value > 0 else "must be a positive number"
         if isinstance(value, bool):
             return "must be an integer, not a boolean"
         if not isinstance(value, int):
@@ -134,11 +146,19 @@ TABLE_KEYS: Mapping[str, TableKey] = {key.name: key for key in (
     TableKey("batch_size", Kind.INTEGER, "--vlmgate-batch-size", DEFAULT_BATCH_SIZE, minimum=1),
     TableKey("device", Kind.STRING, "--vlmgate-device", DEFAULT_DEVICE),
     TableKey("dtype", Kind.STRING, "--vlmgate-dtype", DEFAULT_DTYPE, choices=DTYPES),
+    TableKey("device_map", Kind.STRING, "--vlmgate-device-map", "auto", choices=DEVICE_MAPS),
+    TableKey("max_memory", Kind.STRING, "--vlmgate-max-memory", "0=20GiB,1=20GiB,cpu=64GiB"),
+    TableKey("quantize", Kind.STRING, "--vlmgate-quantize", "4bit", choices=QUANTIZE_MODES),
+    TableKey("strict", Kind.BOOLEAN, "--vlmgate-strict", True),
     TableKey("search", Kind.BOOLEAN, "--vlmgate-search", True),
     TableKey("search_budget", Kind.INTEGER, "--vlmgate-search-budget", DEFAULT_SEARCH_BUDGET, minimum=1),
     TableKey("counterexamples", Kind.STRING, "--vlmgate-counterexamples", DEFAULT_COUNTEREXAMPLES),
     TableKey("cache_max_mb", Kind.INTEGER, "--vlmgate-cache-max-mb", DEFAULT_CACHE_MAX_MB, minimum=0),
     TableKey("max_pixels", Kind.INTEGER, "--vlmgate-max-pixels", DEFAULT_MAX_PIXELS, minimum=1),
+    TableKey("prompt_format", Kind.STRING, "--vlmgate-prompt-format", "llava-plain", choices=FORMAT_NAMES),
+    TableKey("ray_replicas", Kind.INTEGER, "--vlmgate-ray-replicas", 2, minimum=1),
+    TableKey("ray_gpus_per_replica", Kind.NUMBER, "--vlmgate-ray-gpus-per-replica", 0.5),
+    TableKey("progress", Kind.STRING, "--vlmgate-progress", "lines", choices=PROGRESS_MODES),
 )}
 PYPROJECT_KEYS = tuple(TABLE_KEYS)
 
@@ -153,12 +173,19 @@ class Settings:
     batch_size: int = DEFAULT_BATCH_SIZE
     device: str = DEFAULT_DEVICE
     dtype: str = DEFAULT_DTYPE
+    #: Big checkpoints: ``--vlmgate-device-map auto`` (shard over GPUs), its per-device
+    #: budgets (``--vlmgate-max-memory``), bitsandbytes at load (``--vlmgate-quantize``).
+    device_map: str | None = None
+    max_memory: tuple[tuple[str, str], ...] = ()
+    quantize: str | None = None
     trust_remote_code: bool = False
     #: ``--vlmgate-allow-missing-weights``: globs of weights that may be initialised at load.
     allow_weight_keys: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: Minimal-failure search: whether to search (stored counterexamples replay regardless),
     #: inputs scored per search, the counterexample store, the PNG folder.
+    #: ``--vlmgate-strict``: an inert gate (one that cannot fail at the run's n) fails its case.
+    strict: bool = False
     search: bool = False
     search_budget: int = DEFAULT_SEARCH_BUDGET
     counterexamples: Path = Path(DEFAULT_COUNTEREXAMPLES)
@@ -173,14 +200,25 @@ class Settings:
     backend: str = "local"
     #: Torch threads per process; ``None`` = ``auto`` (cores split among xdist workers).
     torch_threads: int | None = None
+    #: ``--vlmgate-progress``: how a running case shows its passes (``vlmgate.progress_display``).
+    progress: str = DEFAULT_PROGRESS
     #: Pixel budget of one benchmark image (``--vlmgate-max-pixels``; ``benchmarks.image_decoding``).
     max_pixels: int = DEFAULT_MAX_PIXELS
+    #: ``--vlmgate-prompt-format``: how checkpoints are prompted (``None``: each one's chat template).
+    prompt_format: str | None = None
+    #: Ray backend: replicas to start (``None`` = as many as the cluster holds) and GPUs each
+    #: holds (1 on a CUDA device unless set; 0, i.e. one CPU each, on a CPU device).
+    ray_replicas: int | None = None
+    ray_gpus_per_replica: float = 0.0
 
     def model_options(self, device: str | None = None) -> "ModelOptions":
         """How models load under these settings (on ``device`` when given: a worker's own)."""
         from vlmgate.models.base import ModelOptions
 
-        return ModelOptions(device or self.device, self.dtype, self.trust_remote_code, self.allow_weight_keys)
+        return ModelOptions(device or self.device, self.dtype, self.trust_remote_code, self.allow_weight_keys,
+                            self.prompt_format, device_map=self.device_map, max_memory=self.max_memory,
+                            quantize=self.quantize,
+                            digest_dir=None if self.cache_dir is None else str(self.cache_dir / DIGESTS_DIR))
 
     def benchmark_options(self) -> "BenchmarkOptions":
         """How benchmarks load under these settings (the pixel budget)."""
@@ -266,6 +304,53 @@ def _check_devices(layers: _Layers, device: str, devices: tuple[str, ...] | None
             raise ConfigError(f"{subject} {problem}; use one of {', '.join(machine.available())}")
 
 
+def _ray_placement(layers: _Layers, backend: str, device: str) -> tuple[int | None, float]:
+    """Replicas and GPUs per replica of the Ray backend, refused where they would be ignored.
+
+    A command-line value with the local backend, or GPUs for replicas of a model that runs
+    on the CPU, would change nothing: an error rather than silence. More than one GPU per
+    replica must be whole (Ray places fractions of one GPU only).
+    """
+    replicas = layers.pick("ray_replicas", None)
+    gpus = layers.pick("ray_gpus_per_replica", None)
+    for name, value in (("ray_replicas", replicas), ("ray_gpus_per_replica", gpus)):
+        if backend != "ray" and layers.cli.get(name) is not None:
+            raise ConfigError(f"{TABLE_KEYS[name].option} applies to --vlmgate-backend ray only; "
+                              "pass --vlmgate-backend ray or drop it")
+    cuda = device.startswith("cuda")
+    if gpus is not None and not cuda:
+        raise ConfigError(f"{layers.subject('ray_gpus_per_replica', gpus)} needs a CUDA model device, but "
+                          f"{layers.subject('device', device)} runs the replicas on CPUs (one each); drop it or "
+                          "pass --vlmgate-device cuda")
+    if gpus is not None and gpus > 1 and gpus != int(gpus):
+        raise ConfigError(f"{layers.subject('ray_gpus_per_replica', gpus)} must be a fraction of one GPU or a "
+                          "whole number of GPUs (Ray places no 1.5 GPUs); pass e.g. 0.5, 1 or 2")
+    return replicas, float(gpus) if gpus is not None else (1.0 if cuda else 0.0)
+
+
+def _big_checkpoint(layers: _Layers, devices: tuple[str, ...] | None
+                    ) -> tuple[str | None, tuple[tuple[str, str], ...], str | None]:
+    """``device_map``, ``max_memory`` and ``quantize``, refused where they would be ignored or clash.
+
+    A budget without ``auto`` sharding would change nothing; sharding one model over every
+    GPU and giving each xdist worker a GPU of its own (``--vlmgate-devices``) contradict.
+    """
+    device_map, quantize = layers.pick("device_map", None), layers.pick("quantize", None)
+    text = layers.pick("max_memory", None)
+    try:
+        max_memory = () if text is None else parse_max_memory(text)
+    except ValueError as exc:
+        raise ConfigError(f"{layers.subject('max_memory', text)}: {exc}; "
+                          f"{TABLE_KEYS['max_memory'].option_fix()}") from None
+    if max_memory and device_map is None:
+        raise ConfigError(f"{layers.subject('max_memory', text)} budgets the devices of a sharded model; "
+                          "pass --vlmgate-device-map auto with it")
+    if device_map is not None and devices:
+        raise ConfigError(f"{layers.subject('device_map', device_map)} shards each model over every visible GPU, "
+                          "but --vlmgate-devices gives each xdist worker its own; drop one of them")
+    return device_map, max_memory, quantize
+
+
 def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Accelerators | None = None) -> Settings:
     """Merge CLI values (``None`` = not given) over pyproject over defaults, validated.
 
@@ -294,6 +379,8 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Acceler
     backend = check_backend(cli.get("backend") or "local")
     if backend == "local":  # Ray replicas use the cluster's devices, checked when it starts
         _check_devices(layers, device, devices, accelerators)
+    ray_replicas, gpus_per_replica = _ray_placement(layers, backend, device)
+    device_map, max_memory, quantize = _big_checkpoint(layers, devices)
     return Settings(
         models=models,
         benchmarks=benchmarks,
@@ -303,8 +390,12 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Acceler
         batch_size=pick("batch_size", DEFAULT_BATCH_SIZE),
         device=device,
         dtype=pick("dtype", DEFAULT_DTYPE),
+        device_map=device_map,
+        max_memory=max_memory,
+        quantize=quantize,
         trust_remote_code=bool(cli.get("trust_remote_code")),
         allow_weight_keys=tuple(cli.get("allow_weight_keys") or ()),
+        strict=pick("strict", False),
         search=pick("search", False),
         search_budget=pick("search_budget", DEFAULT_SEARCH_BUDGET),
         counterexamples=rootpath / pick("counterexamples", DEFAULT_COUNTEREXAMPLES),
@@ -314,5 +405,9 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Acceler
         devices=devices,
         backend=backend,
         torch_threads=parse_torch_threads(cli.get("torch_threads") or AUTO),
+        progress=pick("progress", DEFAULT_PROGRESS),
         max_pixels=pick("max_pixels", DEFAULT_MAX_PIXELS),
+        prompt_format=pick("prompt_format", None),
+        ray_replicas=ray_replicas,
+        ray_gpus_per_replica=gpus_per_replica,
     )

@@ -7,7 +7,7 @@ standard library are imported at module level: the plugin loads this for every s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from vlmgate.report.baseline import Baseline
     from vlmgate.report.record import Completeness
     from vlmgate.cache import PruneResult
+    from vlmgate.progress_display import ProgressDisplay
+    from vlmgate.suites.applicability import LeftOut
     from vlmgate.session import GateSession
     from vlmgate.settings import Settings
     from vlmgate.thresholds import Judgement
@@ -29,12 +31,17 @@ SESSION: pytest.StashKey[GateSession] = pytest.StashKey()
 BASELINE: pytest.StashKey[Baseline] = pytest.StashKey()
 #: A test item's judged metrics, for its run-record payload.
 RESULTS: pytest.StashKey[list[Judgement]] = pytest.StashKey()
-#: Fingerprints of the models and benchmarks a judged item used (``{"models": {spec: fp}, ...}``).
-FINGERPRINTS: pytest.StashKey[dict[str, dict[str, str]]] = pytest.StashKey()
+#: Fingerprints of the models and benchmarks a judged item used (``{"models": {spec: fp}, ...}``), and
+#: the model's JSON ``ModelDescription`` (``{"model_descriptions": {spec: {...}}}``).
+FINGERPRINTS: pytest.StashKey[dict[str, dict[str, Any]]] = pytest.StashKey()
 #: The files the run wrote (run.json, report.html), for the terminal summary.
 REPORT_FILES: pytest.StashKey[list[Path]] = pytest.StashKey()
 #: Whether the record was complete, for the terminal summary.
 REPORT_COMPLETENESS: pytest.StashKey[Completeness] = pytest.StashKey()
+#: How this process shows its running case's progress (``--vlmgate-progress``).
+PROGRESS: pytest.StashKey[ProgressDisplay] = pytest.StashKey()
+#: Model x benchmark combinations no case was generated for, with how many cases each (collection).
+LEFT_OUT: pytest.StashKey[dict[LeftOut, int]] = pytest.StashKey()
 #: Cache hits and misses added up over xdist workers (on the controller).
 CACHE_COUNTS: pytest.StashKey[list[int]] = pytest.StashKey()
 #: What pruning the cache removed at the end of the run.

@@ -11,7 +11,10 @@ built-ins exactly like a third party's. It declares
   pseudo-families of its own (the clean pass, a pooled row, render styles), with their
   markers (``pseudo_markers``);
 * what it needs of a model adapter (``requires``: ``scores``, ``probes``, ``generate``,
-  ``pixels``), so that an adapter without it skips the case with the reason;
+  ``pixels``) and the kinds of benchmark it takes (``benchmark_kinds``: ``image`` items,
+  ``text`` items), so that a model × benchmark it cannot judge is no case at all
+  (``suites.applicability``, read at collection from what loaders declare), and an
+  adapter found lacking only when it loads skips the case with the reason;
 
 and evaluates one case from a ``CaseContext``. Everything else is derived from these
 declarations: the cases a test function is parametrized over, the markers registered at
@@ -123,6 +126,13 @@ class Suite(ABC):
     pseudo_markers: ClassVar[Mapping[str, str]] = {}
     #: What the suite needs of a model adapter (a subset of ``vlmgate.models.base.CAPABILITIES``).
     requires: ClassVar[frozenset[str]] = frozenset({"choices"})
+    #: The kinds of benchmark items it judges (``vlmgate.benchmarks.base.BENCHMARK_KINDS``).
+    benchmark_kinds: ClassVar[frozenset[str]] = frozenset({"image"})
+    #: Whether it judges the model's answers to each item's question (every gate but one that
+    #: judges where an image's embedding falls among the option texts, like ``systematic``):
+    #: such a suite has no case for a model that never reads the question on a benchmark
+    #: whose questions vary.
+    answers_questions: ClassVar[bool] = True
 
     def taken(self, catalogue: Sequence["PerturbationFamily"]) -> list[str]:
         """The perturbation families of ``catalogue`` the suite takes by tag, in name order."""

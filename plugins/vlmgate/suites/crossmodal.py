@@ -23,8 +23,8 @@ Metrics (``metrics.crossmodal``), the primary first: ``rer`` (gate ``min``), ``c
 (gate ``max``), ``mmc``, ``accuracy_{text,image,mixed}``, ``cer`` and ``ocr_exact``, then
 the same consistency metrics on the OCR-correct subset (``rer_ocr``, ...).
 
-An image benchmark (``bundled:shapes``) has no text items to render: its cases are
-skipped with the reason, not failed.
+An image benchmark (``bundled:shapes``) has no text items to render: the suite takes
+text benchmarks only (``benchmark_kinds``), so it has no case there.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ class CrossModalSuite(Suite):
     leading = tuple(RENDER_STYLES)
     pseudo_markers = {name: f"cross-modal render style: {style.description}" for name, style in RENDER_STYLES.items()}
     requires = frozenset({"choices", "generate"})
+    benchmark_kinds = frozenset({"text"})
 
     def evaluate(self, case: CaseContext) -> list[MetricResult]:
         from collections import Counter

@@ -76,6 +76,9 @@ class SystematicSuite(Suite):
     )
     leading: ClassVar[tuple[str, ...]] = (FAMILY,)
     requires = frozenset({"choices", "pixels"})
+    #: It judges where images fall among the option texts, not answers to the question, so a
+    #: dual encoder (which never reads it) is gated on VQA benchmarks too (``suites.applicability``).
+    answers_questions = False
 
     def evaluate(self, case: CaseContext) -> list[MetricResult]:
         from dataclasses import asdict, replace
