@@ -402,6 +402,17 @@ def test_sign_flip_p_is_the_exhaustive_share_of_sign_assignments():
     assert sign_flip_p(np.zeros(5), rng=np.random.default_rng(0)) == 1.0
 
 
+def test_a_change_beyond_what_resampling_resolves_gets_hoeffdings_bound_not_the_resampling_floor():
+    # 36 images each newly follow an overlay (the bundled v1 -> v2 textoverlay change): the
+    # exact p is 2 / 2^36, far below the 1 / 2000 that 1,999 random sign assignments can show,
+    # and a report testing 150 metrics (Holm) needs p < 0.05 / 150.
+    differences = np.array([1.0] * 36 + [0.0] * 14)
+    p = sign_flip_p(differences, rng=np.random.default_rng(0))
+    exact = 2.0 / 2 ** 36
+    assert p == pytest.approx(2 * math.exp(-36 / 2))
+    assert exact <= p < 0.05 / 150
+
+
 @pytest.mark.parametrize("rose,fell", [(9, 1), (6, 0), (3, 3), (7, 4)])
 def test_one_unit_per_image_the_sign_flip_test_is_the_exact_mcnemar(rose, fell):
     differences = np.array([1.0] * rose + [-1.0] * fell + [0.0] * 5)

@@ -27,7 +27,9 @@ key (``"sample|variant"`` or a sample id); units present in only one run are lef
   are exchangeable, so each ``D_g`` is as likely to be ``−D_g``: p is the share of the
   ``2^G`` sign assignments whose ``|Σ ± D_g|`` reaches the observed ``|Σ D_g|`` (exact
   over the non-zero clusters when there are at most ``EXACT_SIGN_FLIPS``, else
-  ``SIGN_FLIP_RESAMPLES`` random ones, counted as (1 + extreme) / (1 + resamples)). It
+  ``SIGN_FLIP_RESAMPLES`` random ones, counted as (1 + extreme) / (1 + resamples), or
+  Hoeffding's bound on the exact p where that is smaller: the far tail resampling cannot
+  resolve, which matters once a report adjusts many p-values at once). It
   needs no model of the correlation, and with one 0/1 unit per cluster it *is* the exact
   McNemar test, which is therefore kept for independent units.
 
@@ -151,7 +153,13 @@ def sign_flip_p(differences: np.ndarray, *, rng: np.random.Generator,
         size = min(_BOOTSTRAP_BATCH, n_resamples - start)
         signs = rng.integers(0, 2, size=(size, moved.size)) * 2 - 1
         extreme += int(np.count_nonzero(np.abs(signs @ moved) >= observed))
-    return (1 + extreme) / (1 + n_resamples)
+    # Resampling cannot show a p below 1 / (1 + resamples), and a report tests many metrics
+    # at once (Holm): a change that no random assignment reaches would stay "n.s." there.
+    # Hoeffding's inequality bounds the exact p from above for any Rademacher sum,
+    # P(|Σ ±D_g| >= t) <= 2 exp(-t² / (2 Σ D_g²)), so where that bound is the smaller
+    # it is a conservative value for the tail the resamples cannot resolve.
+    hoeffding = 2.0 * math.exp(-max(observed, 0.0) ** 2 / (2.0 * float(np.sum(moved ** 2))))
+    return min((1 + extreme) / (1 + n_resamples), hoeffding)
 
 
 def cluster_differences(keys: list[str], differences: np.ndarray, clusters: Mapping[str, str]) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 Cases: ``clean`` (accuracy of unperturbed predictions), one per perturbation family
 tagged ``geometric``, ``textoverlay`` or ``control``, and ``any`` (IFR pooled over every
-instance of every family that is not a control, IV over the union), as in spec §1's
-summary table.
+instance of every family whose raw flips are its gate, IV over the union), after spec §1's
+summary table; unlike that table it leaves out semantic overlays (``textoverlay``), whose
+raw flips include their box's and are judged against the control instead.
 
 A semantic overlay is judged against its control (``OVERLAY_CONTROLS``): a red "Answer is
 B" flips a model that reads it, but a white box also hides part of the image and can tip
@@ -64,7 +65,10 @@ class FlipRateSuite(Suite):
                        excess_flip_rate(overlays, controls)]
         else:
             if case.family == ANY_FAMILY:
-                names = [name for name in self.perturbation_families() if not get_family(name).diagnostic]
+                # A semantic overlay's raw flips include its box's (judged above against the
+                # control), so pooling them would let occlusion fail ``any`` by the back door.
+                names = [name for name in self.perturbation_families()
+                         if not get_family(name).diagnostic and name not in OVERLAY_CONTROLS]
             else:
                 names = [case.family]
             observed = [engine.family(name) for name in names]
