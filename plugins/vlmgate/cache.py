@@ -186,7 +186,7 @@ class ObservationCache:
     def _write(self, path: Path, data: bytes) -> None:
         """Write ``data`` to ``path`` atomically: a temporary file beside it, then ``os.replace``."""
         if not path.parent.is_dir():
-            self._ensure_root()
+            self.ensure_root()
             path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix)
         try:
@@ -197,7 +197,8 @@ class ObservationCache:
             Path(temporary).unlink(missing_ok=True)
             raise
 
-    def _ensure_root(self) -> None:
+    def ensure_root(self) -> None:
+        """Create the cache folder, tagged (CACHEDIR.TAG) and git-ignored, if it does not exist."""
         if not self.root.is_dir():
             self.root.mkdir(parents=True, exist_ok=True)
             for name, text in (("CACHEDIR.TAG", _CACHEDIR_TAG), (".gitignore", "# created by vlmgate\n*\n")):

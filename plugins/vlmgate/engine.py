@@ -41,6 +41,7 @@ first sample. The engine does not know how, or whether, that is shown.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import deque
 from collections.abc import Sized
@@ -54,6 +55,7 @@ from vlmgate import batches
 from vlmgate.batches import KINDS, Batch, WorkItem
 from vlmgate.benchmarks.base import Benchmark
 from vlmgate.cache import ObservationCache, observation_key, sample_digest
+from vlmgate.claims import BatchClaims
 from vlmgate.dispatch import DispatchCounts, Dispatcher, LocalDispatcher
 from vlmgate.errors import ModelError
 from vlmgate.models.base import ModelAdapter, ProbeRecord, ScoreRequest, require_generation, require_probes
@@ -255,6 +257,9 @@ class Engine:
         # revision) must not read or write the cache: another checkpoint served under the same
         # name would be handed this one's values.
         self.cache = cache if getattr(model, "cacheable", True) else None
+        #: Workers sharing the cache folder compute each canonical batch once (``vlmgate.claims``).
+        self.claims = (BatchClaims(self.cache.root / "claims", prepare=self.cache.ensure_root)
+                       if self.cache is not None else None)
         self.dispatcher: Dispatcher = dispatcher if dispatcher is not None else LocalDispatcher(model)
         #: Where each pass reports its requests done / total (``vlmgate.progress``).
         self.progress = progress
@@ -426,23 +431,59 @@ class Engine:
         if tally is None:
             tally = self._tally(kind, kind.name, total)
             items = _naming(items, tally)
+        # Claims only where the values are shared: a private pass never enters the cache.
+        claims = self.claims if private is None else None
+        held: set[str] = set()
+        deferred: list[tuple[list[tuple[Sample, Variant]], str]] = []
         in_flight: deque = deque()
-        for batch in self._canonical_batches(items):
-            if not self._needs_compute(kind, batch):
-                tally.add(len(batch))
-                continue
-            work = Batch(kind.name, self.seed, tuple(kind.item(sample, variant) for sample, variant in batch))
-            in_flight.append((batch, self.dispatcher.submit(work)))
-            while len(in_flight) >= self.dispatcher.capacity:
-                done, pending = in_flight.popleft()
-                self._keep(kind, done, pending.result(), private)
-                tally.add(len(done))
-        while in_flight:
-            done, pending = in_flight.popleft()
+
+        def finish(done: list[tuple[Sample, Variant]], pending, key: str | None) -> None:
             self._keep(kind, done, pending.result(), private)
+            if key is not None:
+                claims.release(key)
+                held.discard(key)
             tally.add(len(done))
+
+        try:
+            for batch in self._canonical_batches(items):
+                if not self._needs_compute(kind, batch):
+                    tally.add(len(batch))
+                    continue
+                key = None
+                if claims is not None:
+                    key = self._batch_key(kind, batch)
+                    if not claims.try_claim(key):
+                        deferred.append((batch, key))  # another worker computes it: read it at the end
+                        continue
+                    held.add(key)
+                work = Batch(kind.name, self.seed, tuple(kind.item(sample, variant) for sample, variant in batch))
+                in_flight.append((batch, self.dispatcher.submit(work), key))
+                while len(in_flight) >= self.dispatcher.capacity:
+                    finish(*in_flight.popleft())
+            while in_flight:
+                finish(*in_flight.popleft())
+            for batch, key in deferred:
+                while True:
+                    claims.wait(key)
+                    if not self._needs_compute(kind, batch):
+                        tally.add(len(batch))
+                        break
+                    if claims.try_claim(key):  # its holder died or failed: compute it here
+                        held.add(key)
+                        work = Batch(kind.name, self.seed,
+                                     tuple(kind.item(sample, variant) for sample, variant in batch))
+                        finish(batch, self.dispatcher.submit(work), key)
+                        break
+        finally:
+            for key in held:
+                claims.release(key)
         if own:
             tally.finish()
+
+    def _batch_key(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]]) -> str:
+        """A name every worker gives this canonical batch: the hash of its items' cache keys."""
+        joined = "\n".join(self._cache_key(kind, sample, variant) for sample, variant in batch)
+        return hashlib.sha256(joined.encode("utf-8")).hexdigest()
 
     def dispatch_counts(self) -> DispatchCounts:
         """What this engine's dispatcher did so far (shared by the engines of one model in a session)."""
