@@ -4,14 +4,21 @@ import math
 
 import numpy as np
 import pytest
-
-from vlmgate.records import WorstSample
 from scipy import stats
 
 from vlmgate.metrics.clustered import KORN_GRAUBARD, WILSON, Clustered, mean_interval, proportion_interval
-from vlmgate.metrics.flips import (FlipPair, accuracy, correctness_transitions, excess_flip_rate, flip_rate_results,
-                                   follow_rate, image_vulnerability, instance_flip_rate)
+from vlmgate.metrics.flips import (
+    FlipPair,
+    accuracy,
+    correctness_transitions,
+    excess_flip_rate,
+    flip_rate_results,
+    follow_rate,
+    image_vulnerability,
+    instance_flip_rate,
+)
 from vlmgate.metrics.stats import bootstrap_interval, wilson_interval
+from vlmgate.records import WorstSample
 
 
 def pairs_from(table):
@@ -171,6 +178,7 @@ class OverlayEngine:
 
     def __init__(self, families):
         self.families = families
+        self.model = object()  # a deterministic model (no ``deterministic = False``): no repeat pass
 
     def family(self, name):
         return self.families[name]

@@ -18,13 +18,24 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from vlmgate.settings import (
-    DEFAULT_BATCH_SIZE, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_MB, DEFAULT_COUNTEREXAMPLES, DEFAULT_DEVICE,
-    DEFAULT_DTYPE, DEFAULT_MAX_PIXELS, DEFAULT_MODELS, DEFAULT_PROGRESS, DEFAULT_SEARCH_BUDGET, DEFAULT_SEED,
-    DEFAULT_THRESHOLDS, DTYPES, PROGRESS_MODES,
-)
 from vlmgate.models.prompt_formats import FORMAT_NAMES
 from vlmgate.progress_display import LINE_INTERVAL_S
+from vlmgate.settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CACHE_DIR,
+    DEFAULT_CACHE_MAX_MB,
+    DEFAULT_COUNTEREXAMPLES,
+    DEFAULT_DEVICE,
+    DEFAULT_DTYPE,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MODELS,
+    DEFAULT_PROGRESS,
+    DEFAULT_SEARCH_BUDGET,
+    DEFAULT_SEED,
+    DEFAULT_THRESHOLDS,
+    DTYPES,
+    PROGRESS_MODES,
+)
 
 #: Prefix of the options in pytest (``--vlmgate-model``); the command uses the bare flag.
 PYTEST_PREFIX = "vlmgate-"
@@ -135,6 +146,9 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               "workers) or N", "N"),
     RunOption("strict", "strict", "a gate that cannot fail at this run's n (an inert gate: too few samples for its "
               "limit) fails its case instead of passing with a note", switch=True),
+    RunOption("repeat_clean", "repeat-clean", "score the clean pass a second time, past memo and cache, and record "
+              "the share of answers that differ (repeat_flip_rate) beside every flip rate: the model's own noise "
+              "(on by itself for models that are not deterministic, such as served ones)", switch=True),
     RunOption("search", "search", "run the minimal-failure search (stored counterexamples are replayed "
               "without it)", switch=True),
     RunOption("search_budget", "search-budget", "most inputs one minimal-failure search scores (default "

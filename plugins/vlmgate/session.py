@@ -158,10 +158,9 @@ class GateSession:
         """Fingerprints of a judged case's model and benchmark (both loaded by judging it), and
         how the model read this benchmark's first sample (``model_descriptions``: its JSON
         ``ModelDescription``, prompt format and rendered context)."""
+        from vlmgate.errors import NotApplicable
         from vlmgate.models.base import describe_model
         from vlmgate.prompts import prompt_for
-
-        from vlmgate.errors import NotApplicable
 
         engine = self.engine(case.model, case.benchmark)
         try:
@@ -180,7 +179,7 @@ class GateSession:
 
         settings = self.settings
         search = SearchOptions(settings.search, settings.search_budget, self.counterexamples, settings.search_images)
-        return RunOptions(settings.seed, settings.limit, search)
+        return RunOptions(settings.seed, settings.limit, search, settings.repeat_clean)
 
     def evaluate(self, case: CaseKey) -> list[MetricResult]:
         """The case's results, after checking the adapter offers what the suite needs.

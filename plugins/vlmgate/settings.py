@@ -25,7 +25,8 @@ from vlmgate.errors import ConfigError
 from vlmgate.models.base import DEVICE_MAPS, QUANTIZE_MODES, parse_max_memory
 from vlmgate.models.prompt_formats import FORMAT_NAMES
 from vlmgate.placement import AUTO, Accelerators, needs_accelerators, parse_devices, parse_torch_threads
-from vlmgate.progress_display import DEFAULT_MODE as DEFAULT_PROGRESS, MODES as PROGRESS_MODES
+from vlmgate.progress_display import DEFAULT_MODE as DEFAULT_PROGRESS
+from vlmgate.progress_display import MODES as PROGRESS_MODES
 from vlmgate.tomlfile import read_toml
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ TABLE_KEYS: Mapping[str, TableKey] = {key.name: key for key in (
     TableKey("max_memory", Kind.STRING, "--vlmgate-max-memory", "0=20GiB,1=20GiB,cpu=64GiB"),
     TableKey("quantize", Kind.STRING, "--vlmgate-quantize", "4bit", choices=QUANTIZE_MODES),
     TableKey("strict", Kind.BOOLEAN, "--vlmgate-strict", True),
+    TableKey("repeat_clean", Kind.BOOLEAN, "--vlmgate-repeat-clean", True),
     TableKey("search", Kind.BOOLEAN, "--vlmgate-search", True),
     TableKey("search_budget", Kind.INTEGER, "--vlmgate-search-budget", DEFAULT_SEARCH_BUDGET, minimum=1),
     TableKey("counterexamples", Kind.STRING, "--vlmgate-counterexamples", DEFAULT_COUNTEREXAMPLES),
@@ -186,6 +188,9 @@ class Settings:
     #: inputs scored per search, the counterexample store, the PNG folder.
     #: ``--vlmgate-strict``: an inert gate (one that cannot fail at the run's n) fails its case.
     strict: bool = False
+    #: ``--vlmgate-repeat-clean``: score the clean pass twice and record how often answers differ
+    #: (on by itself for a model that says it is not deterministic, e.g. a served one).
+    repeat_clean: bool = False
     search: bool = False
     search_budget: int = DEFAULT_SEARCH_BUDGET
     counterexamples: Path = Path(DEFAULT_COUNTEREXAMPLES)
@@ -313,7 +318,7 @@ def _ray_placement(layers: _Layers, backend: str, device: str) -> tuple[int | No
     """
     replicas = layers.pick("ray_replicas", None)
     gpus = layers.pick("ray_gpus_per_replica", None)
-    for name, value in (("ray_replicas", replicas), ("ray_gpus_per_replica", gpus)):
+    for name in ("ray_replicas", "ray_gpus_per_replica"):
         if backend != "ray" and layers.cli.get(name) is not None:
             raise ConfigError(f"{TABLE_KEYS[name].option} applies to --vlmgate-backend ray only; "
                               "pass --vlmgate-backend ray or drop it")
@@ -396,6 +401,7 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Acceler
         trust_remote_code=bool(cli.get("trust_remote_code")),
         allow_weight_keys=tuple(cli.get("allow_weight_keys") or ()),
         strict=pick("strict", False),
+        repeat_clean=pick("repeat_clean", False),
         search=pick("search", False),
         search_budget=pick("search_budget", DEFAULT_SEARCH_BUDGET),
         counterexamples=rootpath / pick("counterexamples", DEFAULT_COUNTEREXAMPLES),

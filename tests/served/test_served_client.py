@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fake_openai import FakeServer
 from vlmgate.errors import ModelError
 from vlmgate.models.base import GenerateRequest, ModelOptions, ScoreRequest, load_model, require_probes
 from vlmgate.models.served import adapter as served_adapter
@@ -22,6 +21,8 @@ from vlmgate.models.served.adapter import load_served_model
 from vlmgate.models.served.client import RetryPolicy, ServerClient
 from vlmgate.models.served.config import parse_spec
 from vlmgate.models.served.tiers import choice_scores, image_url, parse_choice
+
+from fake_openai import FakeServer
 
 BASE = "http://fake.test/v1"
 MCQ = ("A. red", "B. green", "C. blue", "D. yellow")
@@ -252,7 +253,10 @@ def test_exact_tier_reuses_a_context_only_where_it_is_the_exact_prefix(by_conten
     server = FakeServer(image_tokens_by_content=by_content)
     model = connect(server)
     rng = np.random.default_rng(5)
-    image = lambda: Image.fromarray(rng.integers(0, 255, size=(8, 8, 3), dtype=np.uint8))
+
+    def image() -> Image.Image:
+        return Image.fromarray(rng.integers(0, 255, size=(8, 8, 3), dtype=np.uint8))
+
     batch = [ScoreRequest(image(), "Which colour?", MCQ, sample_id=f"s{i}") for i in range(8)]
     model.score(batch[:1])
     tokenize = server.seen["/tokenize"]
@@ -397,10 +401,34 @@ def test_a_run_against_a_server_that_is_down_fails_its_cases_with_one_message(su
     spec = f"openai:http://127.0.0.1:{port}/v1?model=m&retries=0&revision=r"
     result = suite_dir.runpytest_subprocess("-p", "no:cacheprovider", f"--vlmgate-model={spec}",
                                             f"--vlmgate-benchmark=jsonl:{manifest}",
-                                            "--vlmgate-thresholds=limits.toml", "-m", "translation or rotation or padcrop")
+                                            "--vlmgate-thresholds=limits.toml",
+                                            "-m", "translation or rotation or padcrop")
     result.assert_outcomes(failed=3, deselected=8)
     errors = [line for line in result.outlines if line.startswith("ServerRequestError: ")]
     assert len(errors) == 3, result.outlines
     messages = {line.split(": ", 1)[1] for line in errors}  # the load error, remembered: one message
     assert len(messages) == 1, messages
     assert messages.pop().startswith(f"model spec {spec!r}: no answer from the server at http://127.0.0.1:{port}/v1")
+
+
+def test_a_served_model_records_its_own_repeat_noise_beside_the_flip_rates():
+    from vlmgate.engine import Engine
+    from vlmgate.records import Sample
+    from vlmgate.testing import evaluate_case
+
+    class Benchmark:
+        spec, fingerprint = "stub:six", "stub-six"
+
+        def __len__(self):
+            return 6
+
+        def samples(self):
+            for request in requests(6):
+                yield Sample(request.sample_id, request.image, request.prompt, request.continuations, 0)
+
+    model = connect(FakeServer(), "revision=r1")
+    assert model.deterministic is False  # nobody has to ask for it
+    engine = Engine(model, Benchmark(), batch_size=4)
+    clean = {result.name: result for result in evaluate_case("flip_rate", engine, "clean")}
+    assert clean["repeat_flip_rate"].n == 6 and clean["repeat_flip_rate"].value == 0.0  # the fake is deterministic
+    assert "repeat_flip_rate" in {result.name for result in evaluate_case("flip_rate", engine, "translation")}

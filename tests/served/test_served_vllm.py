@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import junit_cases
 from vlmgate.benchmarks.base import load_benchmark
 from vlmgate.engine import Engine
 from vlmgate.errors import ModelError
@@ -25,6 +24,8 @@ from vlmgate.models.base import GenerateRequest, ModelOptions, ScoreRequest, loa
 from vlmgate.models.checkpoint import files_digest
 from vlmgate.models.served.tiers import choice_scores, image_url, parse_choice
 from vlmgate.prompts import option_continuations, prompt_for
+
+from support import junit_cases
 
 #: Families whose requests the agreement test compares (clean included): a few hundred scores.
 COMPARED_FAMILIES = ("translation", "rotation", "textoverlay", "blank")
@@ -175,10 +176,11 @@ class FailingProxy:
 
 def test_a_server_failing_mid_run_fails_the_case_naming_the_endpoint_and_marks_the_record_incomplete(
         suite_dir, vllm_server, manifest):
-    with FailingProxy(vllm_server.root_url, fail_from=40) as proxy:  # past load and the clean pass
+    # Past the clean case, whose pass runs twice for a served model (its repeat noise): ~60 chats.
+    with FailingProxy(vllm_server.root_url, fail_from=66) as proxy:
         spec = f"openai:{proxy.url}/v1?model={vllm_server.name}&revision=r&retries=1"
         result, _ = run_flip_rate(suite_dir, spec, manifest, "broken", "-x", "--vlmgate-report=report")
-    assert proxy.failed >= 2  # the first attempt and its retry at least
+    assert proxy.failed >= 2, proxy.chats  # the first attempt and its retry at least
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed") == 1 and outcomes.get("failed") == 1, outcomes  # clean, then the break
     text = result.stdout.str()

@@ -213,11 +213,13 @@ def excess_flip_rate(overlays: Sequence[FlipPair], controls: Sequence[FlipPair])
     n = len(paired)
     semantic = sum(p.flipped for p, _ in paired) / n if n else None
     control_ifr = sum(c.flipped for _, c in paired) / n if n else None
+    added = (f": the words add {semantic - control_ifr:+.4f}"
+             if semantic is not None and control_ifr is not None else "")  # both are None exactly when n == 0
     details = {"semantic_ifr": semantic, "control_ifr": control_ifr,
                "unpaired": len(overlays) + len(controls) - 2 * n,
                "control": _control_text(
                    f"on the same {n} instances the text flips {_rate(semantic)}, the empty box {_rate(control_ifr)}"
-                   + (f": the words add {semantic - control_ifr:+.4f}" if n else ""), controls)}
+                   + added, controls)}
     return clustered_mean("excess_flip_rate", units, {p.overlay_unit: p.sample_id for p, _ in paired},
                           better=LOWER, lowest=-1.0, highest=1.0, details=details)
 
@@ -255,6 +257,19 @@ def accuracy(predictions: Sequence[int], answers: Sequence[int | None], name: st
     if sample_ids is not None:
         units = {s: int(p == a) for s, p, a in zip(sample_ids, predictions, answers) if a is not None}
     return proportion(name, sum(p == a for p, a in judged), len(judged), better=HIGHER, units=units)
+
+
+def repeat_flip_rate(first: Mapping[str, int], second: Mapping[str, int]) -> MetricResult:
+    """Share of samples whose clean prediction differs between two scorings of the same inputs.
+
+    The model's (or its server's) own noise: a perturbation's flip rate near it says nothing
+    about the perturbation. One unit per sample, so the interval is Wilson's.
+    """
+    ids = sorted(first)
+    if sorted(second) != ids:
+        raise ValueError("repeat_flip_rate: the two passes must score the same samples")
+    units = {sample: int(first[sample] != second[sample]) for sample in ids}
+    return proportion("repeat_flip_rate", sum(units.values()), len(units), better=LOWER, units=units)
 
 
 def flip_rate_results(pairs: Sequence[FlipPair]) -> list[MetricResult]:

@@ -154,7 +154,7 @@ def describe_model(model: object, example_prompt: str | None, *, benchmark: str 
     """``model``'s ``ModelDescription``, read from what its adapter offers (``identity``,
     ``prompt_format``, ``render_context(prompt)``), each optional; ``benchmark`` and ``sample``
     name where ``example_prompt`` came from."""
-    identity = getattr(model, "identity", None)
+    identity: Any = getattr(model, "identity", None)
     identity_json = identity.to_json() if callable(getattr(identity, "to_json", None)) else (
         dict(identity) if isinstance(identity, Mapping) else None)
     # An identity names a format with its definition's digest (``llava-plain@...``); the name is before it.
@@ -197,6 +197,10 @@ class ModelAdapter(Protocol):
     * ``cacheable``: ``False`` when ``fingerprint`` cannot vouch for the weights (a served
       model without a ``revision=``: two checkpoints under one name fingerprint alike); the
       engine must then neither read nor write the observation cache for it. Default ``True``.
+    * ``deterministic``: ``False`` when the same request may score differently twice (a
+      server that batches requests as they come, non-deterministic kernels); the flip-rate
+      suite then scores the clean pass twice and records the share of answers that differ
+      (``repeat_flip_rate``) beside every flip rate. Default ``True``.
     """
 
     #: The spec the user gave (``hf:/path``), used in case ids and reports.

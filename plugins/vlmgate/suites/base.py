@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from vlmgate.engine import Engine, SampleSet
     from vlmgate.perturbations.base import PerturbationFamily
+    from vlmgate.search.counterexamples import CounterexampleStore
 
 #: Which adapters offer each capability a suite may require (``vlmgate.models.base.capabilities``).
 ADAPTERS_WITH = {
@@ -63,7 +64,7 @@ class SearchOptions:
 
     enabled: bool = False
     budget: int = 200
-    store: object | None = None  # a ``CounterexampleStore`` read at start-up
+    store: CounterexampleStore | None = None  # read at start-up
     images: Path | None = None
 
 
@@ -78,6 +79,8 @@ class RunOptions:
     seed: int = 0
     limit: int | None = None
     search: SearchOptions = SearchOptions()
+    #: ``--vlmgate-repeat-clean``: suites that judge flips record the model's own repeat noise.
+    repeat_clean: bool = False
 
 
 @dataclass(frozen=True, eq=False)

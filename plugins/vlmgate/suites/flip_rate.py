@@ -39,6 +39,9 @@ class FlipRateSuite(Suite):
         MetricSpec("accuracy", "clean accuracy on the benchmark", PROPORTION, HIGHER),
         MetricSpec("follow_rate", "share of text overlays whose prediction moves to the option they name",
                    PROPORTION, LOWER, unit="instance", cluster="sample"),
+        MetricSpec("repeat_flip_rate", "share of clean answers that differ when the clean pass is scored again "
+                   "(the model's or server's own noise; with --vlmgate-repeat-clean or a non-deterministic model)",
+                   PROPORTION, LOWER),
         MetricSpec("excess_flip_rate", "overlay flips minus the flips of the same empty box on the same images",
                    MEAN, LOWER, lowest=-1.0, highest=1.0, unit="instance", cluster="sample"),
     )
@@ -47,16 +50,31 @@ class FlipRateSuite(Suite):
     trailing: ClassVar[tuple[str, ...]] = (ANY_FAMILY,)
 
     def evaluate(self, case: CaseContext) -> list[MetricResult]:
-        from vlmgate.metrics.flips import (accuracy, excess_flip_rate, flip_pairs, flip_rate_results, follow_rate,
-                                           overlay_pairs, with_sample_texts)
+        from vlmgate.metrics.flips import (
+            accuracy,
+            excess_flip_rate,
+            flip_pairs,
+            flip_rate_results,
+            follow_rate,
+            overlay_pairs,
+            repeat_flip_rate,
+            with_sample_texts,
+        )
         from vlmgate.perturbations.base import get_family
 
         engine = case.engine
+        # The model's own noise, recorded beside every flip rate: a flip rate near it says
+        # nothing about the perturbation (a served model's batching, non-deterministic kernels).
+        noise = []
+        if case.options.repeat_clean or not getattr(engine.model, "deterministic", True):
+            first, second = engine.clean(), engine.repeat_clean()
+            noise = [repeat_flip_rate({k: o.prediction for k, o in first.items()},
+                                      {k: o.prediction for k, o in second.items()})]
         if case.family == CLEAN_FAMILY:
             clean = engine.clean()
             samples = engine.samples()
             return [accuracy([clean[s.id].prediction for s in samples], [s.answer for s in samples],
-                             sample_ids=[s.id for s in samples])]
+                             sample_ids=[s.id for s in samples]), *noise]
         control = OVERLAY_CONTROLS.get(case.family)
         if control is not None:
             observed = [engine.family(case.family)]
@@ -75,4 +93,4 @@ class FlipRateSuite(Suite):
             results = flip_rate_results([pair for family in observed for pair in flip_pairs(family)])
         # The worst samples a failure lists carry their question and options as texts (every
         # family of a case observes the same samples).
-        return with_sample_texts(results, observed[0].samples if observed else ())
+        return [*with_sample_texts(results, observed[0].samples if observed else ()), *noise]

@@ -46,8 +46,17 @@ from vlmgate.models.base import GenerateRequest, ModelIdentity, ModelOptions, Sc
 from vlmgate.models.served.client import RetryPolicy, ServerClient, ServerRequestError
 from vlmgate.models.served.config import ServedSpec, api_key, parse_spec
 from vlmgate.models.served.tiers import (
-    AnswerScorer, ExactScorer, FirstTokenScorer, TierLog, choice_scores, generate_reply, image_url, probe_image_url,
-    top_logprobs_of, user_turn, who,
+    AnswerScorer,
+    ExactScorer,
+    FirstTokenScorer,
+    TierLog,
+    choice_scores,
+    generate_reply,
+    image_url,
+    probe_image_url,
+    top_logprobs_of,
+    user_turn,
+    who,
 )
 
 #: Capabilities of each tier (see ``vlmgate.models.base``).
@@ -101,6 +110,9 @@ class OpenAIServedAdapter:
         self.capabilities = TIER_CAPABILITIES[tier]
         #: Whether the observation cache may hold this model's values (see the module docstring).
         self.cacheable = served.revision is not None or served.cache
+        #: A server batches what arrives together and may use non-deterministic kernels: its
+        #: own repeat noise is measured (``repeat_flip_rate``), not assumed to be 0.
+        self.deterministic = False
         self.model_entry = model_entry
         self.server_version = server_version
         self.has_tokenize = has_tokenize
