@@ -10,7 +10,7 @@ TORCH := torch==2.13.0
 LOCK := constraints.txt
 LOWEST := constraints-lowest.txt
 
-.PHONY: setup suite test lock upgrade-check lowest-check
+.PHONY: setup suite test lint lock upgrade-check lowest-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ suite: setup
 
 test: setup
 	$(BIN)/pytest tests -n 2 $(ARGS)
+
+# Static checks, configured in pyproject.toml: ruff (lint and import order) on all the Python
+# code, mypy on the package (plugins/vlmgate).
+LINT_PATHS := plugins tests benchmarks fixtures robustness_tests conftest.py docs
+
+lint: setup
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/mypy
 
 # Rewrite constraints.txt from the installed set (after `make upgrade-check` passed and its
 # venv was promoted, or after a deliberate change of a range).

@@ -61,8 +61,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="the folder the --url server serves (for hf:)")
     args = parser.parse_args()
 
-    import vllm_server
     from vlmgate.models.base import ModelOptions, load_model
+
+    import vllm_server
 
     with tempfile.TemporaryDirectory(prefix="vlmgate-served-bench-") as tmp:
         server = None

@@ -96,13 +96,14 @@ def engine_figures(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from harness_overhead import bare_loop
     from vlmgate.benchmarks.base import load_benchmark
     from vlmgate.cache import ObservationCache
     from vlmgate.engine import Engine
     from vlmgate.models.base import ModelOptions, load_model
     from vlmgate.records import CLEAN
     from vlmgate.suites import get_suite
+
+    from harness_overhead import bare_loop
 
     adapter = load_model(args.model, ModelOptions())
     benchmark = load_benchmark(args.benchmark)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+
 def pytest_configure(config: pytest.Config) -> None:
     """A FutureWarning is an error in the project's tests: a deprecated call of a dependency
     fails here (and in ``make upgrade-check``) before the release that removes it breaks users."""
@@ -25,8 +26,9 @@ def tiny_llava_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Built once per session with seed 0; tests must not modify it (copy it first).
     """
-    from support import TINY_CORPUS
     from vlmgate.testing.tiny import build_tiny_llava, save_checkpoint
+
+    from support import TINY_CORPUS
 
     model, processor = build_tiny_llava(TINY_CORPUS, image_size=64, patch_size=16, seed=0)
     return save_checkpoint(model, processor, tmp_path_factory.mktemp("tiny-llava") / "checkpoint")

@@ -85,7 +85,8 @@ def test_collection_leaves_inapplicable_combinations_out_and_says_why(suite_dir,
     assert not any("test_systematic" in i for i in ids)
     collected.stdout.fnmatch_lines([
         "*vlmgate: combinations left out*",
-        "test_cross_modal.py::test_cross_modal: 10 cases of hf_checkpoint x jsonl_manifest.jsonl: *takes text benchmarks*",
+        "test_cross_modal.py::test_cross_modal: 10 cases of hf_checkpoint x jsonl_manifest.jsonl: "
+        "*takes text benchmarks*",
         "test_flip_rate.py::test_flip_rate: 11 cases of hf_checkpoint x soebench_n_4: *takes image benchmarks*",
         "test_systematic.py::test_systematic: 1 case of hf_checkpoint x jsonl_manifest.jsonl: *needs pixels*",
         "test_systematic.py::test_systematic: 1 case of hf_checkpoint x soebench_n_4: *",

@@ -68,7 +68,8 @@ def test_settings_validate_values(tmp_path, cli, needle):
     ('search = "false"', '[tool.vlmgate] search = "false" must be true or false, not a string; '
                          'write search = true or search = false'),
     ("search = 1", "[tool.vlmgate] search = 1 must be true or false"),
-    ('models = "bundled:x"', '[tool.vlmgate] models = "bundled:x" must be a list of strings; write models = ["bundled:x"]'),
+    ('models = "bundled:x"',
+     '[tool.vlmgate] models = "bundled:x" must be a list of strings; write models = ["bundled:x"]'),
     ("models = []", '[tool.vlmgate] models = [] must name at least one; write models = ["hf:/path/to/checkpoint"]'),
     ('benchmarks = ["jsonl:a", 3]', '[tool.vlmgate] benchmarks = ["jsonl:a", 3] must hold non-empty strings'),
     ("seed = true", "[tool.vlmgate] seed = true must be an integer, not a boolean; write seed = 0"),
@@ -81,7 +82,8 @@ def test_settings_validate_values(tmp_path, cli, needle):
     ('thresholds = ""', '[tool.vlmgate] thresholds = "" must not be empty'),
     ('counterexamples = ["a.toml"]', "[tool.vlmgate] counterexamples = [\"a.toml\"] must be a string"),
     ("device = 0", '[tool.vlmgate] device = 0 must be a string; write device = "cpu"'),
-    ('dtype = "fp8"', '[tool.vlmgate] dtype = "fp8" must be one of float32, float16, bfloat16; write dtype = "float32"'),
+    ('dtype = "fp8"',
+     '[tool.vlmgate] dtype = "fp8" must be one of float32, float16, bfloat16; write dtype = "float32"'),
     ('device = "cuda:0"', '[tool.vlmgate] device = "cuda:0" asks for a CUDA device, but torch sees none'),
 ])
 def test_pyproject_values_are_type_checked(tmp_path, body, needle):
@@ -153,4 +155,5 @@ def test_a_cpu_run_does_not_import_torch(tmp_path):
 
     code = ("import sys; from pathlib import Path; from vlmgate.settings import build_settings; "
             f"build_settings(Path({str(tmp_path)!r}), {{'devices': 'cpu,cpu'}}); print('torch' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

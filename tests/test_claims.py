@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from test_engine_cache import BatchSensitiveAdapter, GeneratedBenchmark, observed
 from vlmgate.cache import ObservationCache
 from vlmgate.claims import BatchClaims
 from vlmgate.engine import Engine
+
+from test_engine_cache import BatchSensitiveAdapter, GeneratedBenchmark, observed
 
 
 @dataclass

@@ -36,10 +36,23 @@ from vlmgate.perturbations.corruption.table import SeverityTable
 from vlmgate.perturbations.corruption.zoom_blur import clipped_zoom
 from vlmgate.records import Sample, Variant
 
-from corruption_reference import (FIDELITY_PHOTOS, FROST_PHOTOS_ENV, FROST_REFERENCE_CHANGE, GLASS_ROWS, GlassRow,
-                                  fidelity_photo, frost_crops, frost_photo_folder, frost_photos,
-                                  glass_blur_reference, mean_abs_change, measure_frost_reference,
-                                  seeds_drawing_each_frost_photo, sequential_shuffle, to_uint8)
+from corruption_reference import (
+    FIDELITY_PHOTOS,
+    FROST_PHOTOS_ENV,
+    FROST_REFERENCE_CHANGE,
+    GLASS_ROWS,
+    GlassRow,
+    fidelity_photo,
+    frost_crops,
+    frost_photo_folder,
+    frost_photos,
+    glass_blur_reference,
+    mean_abs_change,
+    measure_frost_reference,
+    seeds_drawing_each_frost_photo,
+    sequential_shuffle,
+    to_uint8,
+)
 
 #: The published rows, severities 1-5 (Hendrycks & Dietterich 2019, make_imagenet_c.py).
 PUBLISHED = {

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 import vlmgate.suites.crossmodal  # noqa: F401  (numpy and scipy load here, not inside an in-process run)
-from support import CROSS_MODAL_TEST, junit_cases
 from vlmgate.models.base import ModelOptions, load_model
 from vlmgate.render import RENDER_STYLES
+
+from support import CROSS_MODAL_TEST, junit_cases
 
 CASE = "bundled_shapes-v1-soebench_n_40"
 METRICS = ("rer", "cfr", "mmc", "accuracy_text", "accuracy_image", "accuracy_mixed", "cer", "ocr_exact",

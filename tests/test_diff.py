@@ -15,13 +15,20 @@ from scipy import stats
 from vlmgate.cases import CaseKey
 from vlmgate.cli import main
 from vlmgate.errors import ConfigError, RecordError
+from vlmgate.metrics.paired import (
+    BOOTSTRAP,
+    MCNEMAR,
+    SIGN_FLIP,
+    UNTESTED,
+    PairedChange,
+    compare_units,
+    mcnemar_exact,
+    paired_bootstrap_p,
+    sign_flip_p,
+)
 from vlmgate.records import MetricResult
 from vlmgate.report.baseline import Baseline
 from vlmgate.report.diff import diff_runs
-from vlmgate.metrics.paired import (
-    BOOTSTRAP, MCNEMAR, SIGN_FLIP, UNTESTED, PairedChange, compare_units, mcnemar_exact, paired_bootstrap_p,
-    sign_flip_p,
-)
 from vlmgate.report.multiplicity import holm_adjust
 from vlmgate.report.pairing import pair_specs
 from vlmgate.report.record import CaseRecord, Completeness, Environment, MetricRecord, RunRecord, write_record
@@ -317,8 +324,8 @@ def test_change_limits_parse_and_describe():
 
 
 def test_change_verdicts_need_both_a_large_and_a_significant_change():
-    limit = parse_thresholds("t.toml", {"ifr": {"*": {"max_increase": 0.02, "max_decrease": 0.05}}}, Vocabulary.uniform([])).lookup(
-        "m", "ifr", "f")
+    limit = parse_thresholds("t.toml", {"ifr": {"*": {"max_increase": 0.02, "max_decrease": 0.05}}},
+                             Vocabulary.uniform([])).lookup("m", "ifr", "f")
     assert limit.check_change(change(0.0, 1.0)).passed  # unchanged
     assert limit.check_change(change(0.01, 0.001)).passed  # significant but within the allowed rise
     loose = limit.check_change(change(0.10, 0.20))
@@ -569,11 +576,13 @@ def test_markdown_fits_a_pull_request_comment_and_json_keeps_everything(tmp_path
     quiet, clusters = overlay_units(set())
     followed, _ = overlay_units({0, 1, 2})
     families = [f"family{i:02d}" for i in range(60)]
-    before = run(MODEL_A, [(f, [binary_metric("ifr", flips(16, {1}), "lower"), binary_metric("iv", correct(2, {0}), "lower"),
+    before = run(MODEL_A, [(f, [binary_metric("ifr", flips(16, {1}), "lower"),
+                                binary_metric("iv", correct(2, {0}), "lower"),
                                 binary_metric("drift", correct(4, set()), "lower", limit=None)]) for f in families]
                  + [("textoverlay", [binary_metric("follow_rate", quiet, "lower", limit="max 0 (strict)",
                                                    clusters=clusters)])])
-    after = run(MODEL_B, [(f, [binary_metric("ifr", flips(16, {1}), "lower"), binary_metric("iv", correct(2, {0}), "lower"),
+    after = run(MODEL_B, [(f, [binary_metric("ifr", flips(16, {1}), "lower"),
+                               binary_metric("iv", correct(2, {0}), "lower"),
                                binary_metric("drift", correct(4, set()), "lower", limit=None)]) for f in families]
                 + [("textoverlay", [binary_metric("follow_rate", followed, "lower", limit="max 0 (strict)",
                                                   passed=False, clusters=clusters)])])

@@ -12,12 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_engine_cache import BatchSensitiveAdapter, GeneratedBenchmark
 from vlmgate.engine import Engine
 from vlmgate.models.base import PROBES, ProbeRecord
 from vlmgate.suites.base import RunOptions
 from vlmgate.suites.drift import DEFAULT_SAMPLES
 from vlmgate.testing import evaluate_case
+
+from test_engine_cache import BatchSensitiveAdapter, GeneratedBenchmark
 
 
 class ProbingAdapter(BatchSensitiveAdapter):

@@ -20,12 +20,12 @@ from safetensors.torch import load_file, save_file
 from skimage import data as skdata
 
 from vlmgate.errors import ModelError
-from vlmgate.models.base import ModelAdapter, ModelOptions, ScoreRequest, load_model
 from vlmgate.models import hf
+from vlmgate.models.base import ModelAdapter, ModelOptions, ScoreRequest, load_model
 from vlmgate.models.hf import load_hf_model
-from vlmgate.testing.tiny import END_OF_TURN_TOKEN, build_tiny_llava
 from vlmgate.prompts import mcq_prompt, option_continuations, yesno_prompt
 from vlmgate.records import Sample
+from vlmgate.testing.tiny import END_OF_TURN_TOKEN, build_tiny_llava
 
 LM_HEAD = "language_model.lm_head.weight"
 
@@ -421,7 +421,8 @@ def test_weights_load_straight_onto_the_device_in_their_dtype(tiny_llava_checkpo
     assert gpu.kwargs == {"device_map": {"": torch.device("cuda:1")}} and gpu.placed and gpu.quantization == ""
     cpu = weight_placement(checkpoint, ModelOptions())
     assert cpu.kwargs == {} and not cpu.placed
-    sharded = weight_placement(checkpoint, ModelOptions(device_map="auto", max_memory=(("0", "20GiB"), ("cpu", "64GiB"))))
+    sharded = weight_placement(checkpoint,
+                               ModelOptions(device_map="auto", max_memory=(("0", "20GiB"), ("cpu", "64GiB"))))
     assert sharded.kwargs == {"device_map": "auto", "max_memory": {0: "20GiB", "cpu": "64GiB"}}
     bf16 = load_hf_model(str(tiny_llava_checkpoint), ModelOptions(dtype="bfloat16"), spec="hf:bf16")
     assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
@@ -430,7 +431,8 @@ def test_weights_load_straight_onto_the_device_in_their_dtype(tiny_llava_checkpo
 def test_device_map_auto_shards_through_accelerate_and_scores_alike(adapter, tiny_llava_checkpoint, requests):
     sharded = load_hf_model(str(tiny_llava_checkpoint), ModelOptions(device_map="auto", max_memory=(("cpu", "2GiB"),)),
                             spec="hf:sharded")
-    assert sharded.device == torch.device("cpu") and sharded.fingerprint == adapter.fingerprint  # placement decides no value
+    # placement decides no value
+    assert sharded.device == torch.device("cpu") and sharded.fingerprint == adapter.fingerprint
     for got, expected in zip(sharded.score(requests), adapter.score(requests)):
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 

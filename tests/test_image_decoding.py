@@ -15,6 +15,7 @@ import numpy as np
 import PIL
 import pytest
 from PIL import Image, JpegImagePlugin
+
 from vlmgate.benchmarks import image_decoding
 from vlmgate.benchmarks.base import DEFAULT_MAX_PIXELS, MAX_SIDE
 from vlmgate.benchmarks.image_decoding import ImageDecoder, decode_image
@@ -253,7 +254,8 @@ def test_large_sources_are_decoded_once_and_kept_downscaled():
 def test_the_downscaled_memo_is_bounded():
     big = encoded(Image.new("RGB", (2048, 2048), (9, 9, 9)))
     counter = OpenCounter({"a": big, "b": big})
-    decoder = ImageDecoder(max_pixels=DEFAULT_MAX_PIXELS, memo_bytes=len(encoded(Image.new("RGB", (1024, 1024), (9, 9, 9)), compress_level=1)))
+    decoder = ImageDecoder(max_pixels=DEFAULT_MAX_PIXELS,
+                           memo_bytes=len(encoded(Image.new("RGB", (1024, 1024), (9, 9, 9)), compress_level=1)))
     for _ in range(2):
         for key in ("a", "b"):
             decoder.decode(key, counter.reader(key), key)

@@ -212,5 +212,6 @@ def test_yesno_options_in_any_order_and_case_become_yes_no(tmp_path):
 
 
 def test_single_character_option_texts_are_answers(tmp_path):
-    path = make_manifest(tmp_path, [row(options=["1", "2", "3"], answer="2"), row(id="q2", options=["A", "B"], answer="B")])
+    path = make_manifest(tmp_path, [row(options=["1", "2", "3"], answer="2"),
+                                    row(id="q2", options=["A", "B"], answer="B")])
     assert [s.answer for s in load_benchmark(f"jsonl:{path}").samples()] == [1, 1]

@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: Expected vision-token grid (T, H', W') of a 64 px image per family (tiny configs).
 GRIDS = {"llava": (1, 4, 4), "qwen2_vl": (1, 2, 2), "qwen2_5_vl": (1, 2, 2), "idefics3": (1, 4, 4),
          "smolvlm": (1, 4, 4), "paligemma": (1, 4, 4)}
-PROMPT = "Question: What colour is the shape?\nOptions:\nA. red\nB. blue\nPlease select the correct answer from the options above."
+PROMPT = ("Question: What colour is the shape?\nOptions:\nA. red\nB. blue\n"
+          "Please select the correct answer from the options above.")
 OPTIONS = ("A. red", "B. blue")
 
 
@@ -69,7 +70,8 @@ def _reference_scores(folder: Path, adapter, image, prompt: str, options: tuple[
             user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
             context = processor.apply_chat_template([user], add_generation_prompt=True)
             full = processor.apply_chat_template(
-                [user, {"role": "assistant", "content": [{"type": "text", "text": option}]}], continue_final_message=True)
+                [user, {"role": "assistant", "content": [{"type": "text", "text": option}]}],
+                continue_final_message=True)
             n_context = len(processor(text=[context], images=images, add_special_tokens=False)["input_ids"][0])
             inputs = processor(text=[full], images=images, add_special_tokens=False, return_tensors="pt")
         else:
@@ -174,7 +176,8 @@ def test_unsupported_architecture_names_what_is_missing(checkpoints, tmp_path):
     shutil.copytree(checkpoints["llava"], folder)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
-    with pytest.raises(ModelError, match=r"model_type 'bert'.*missing: an AutoModelForImageTextToText class for 'bert'"):
+    with pytest.raises(ModelError,
+                       match=r"model_type 'bert'.*missing: an AutoModelForImageTextToText class for 'bert'"):
         load_model(f"hf:{folder}", ModelOptions())
 
 

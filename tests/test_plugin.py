@@ -111,7 +111,8 @@ def test_failing_gate_names_metric_value_interval_and_limit(suite_dir, tiny_llav
 
 def test_threshold_typo_is_a_one_line_usage_error(suite_dir, tiny_llava_checkpoint, manifest):
     suite_dir.makefile(".toml", typo='[ifr]\nrotaton = { max = 0.2 }\n')
-    result = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "--vlmgate-thresholds=typo.toml"))
+    result = suite_dir.runpytest_subprocess(
+        *gate_args(tiny_llava_checkpoint, manifest, "--vlmgate-thresholds=typo.toml"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.errlines if "rotaton" in line]
     assert len(errors) == 1
@@ -133,7 +134,8 @@ def test_case_without_suite_marker_is_a_collection_error(pytester):
     pytester.makepyfile("def test_x(vlmgate_case):\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*test_x uses the vlmgate_case fixture but carries no suite marker; mark it with one of: *flip_rate*"])
+    result.stdout.fnmatch_lines(
+        ["*test_x uses the vlmgate_case fixture but carries no suite marker; mark it with one of: *flip_rate*"])
 
 
 def test_results_identical_with_and_without_xdist(suite_dir, tiny_llava_checkpoint, manifest):
@@ -151,6 +153,7 @@ def test_markers_are_registered(pytester):
 
 
 def test_plugin_import_does_not_import_torch():
-    code = "import sys, vlmgate.plugin; print(sorted(m for m in ('torch', 'transformers', 'PIL', 'numpy') if m in sys.modules))"
+    code = ("import sys, vlmgate.plugin; "
+            "print(sorted(m for m in ('torch', 'transformers', 'PIL', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

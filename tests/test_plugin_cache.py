@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from support import DRIFT_TEST, FLIP_TEST, gate_args
 from vlmgate.report.record import load_record
+
+from support import DRIFT_TEST, FLIP_TEST, gate_args
 
 SELECT = ("-k", "clean or (padcrop and not ctx_open and not ans_mcq)", "--vlmgate-limit", "4")
 LIMITS = 'mode = "interval"\n[ifr]\n"*" = { max = 1.0 }\n[iv]\n"*" = { max = 1.0 }\n'
@@ -44,7 +45,8 @@ def cache_line(result: pytest.RunResult) -> str:
 
 
 def entries(cache: Path) -> list[Path]:
-    return sorted(p for p in cache.glob("*/*") if not p.name.startswith(".tmp-"))
+    """Stored values (not temporaries, not the claims a killed run may leave in ``claims/``)."""
+    return sorted(p for p in cache.glob("*/*") if not p.name.startswith(".tmp-") and p.parent.name != "claims")
 
 
 def test_record_is_the_same_cold_warm_and_with_two_workers(suite_dir, tiny_llava_checkpoint, manifest):

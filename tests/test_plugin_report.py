@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import gate_args, junit_cases
 from vlmgate.cli import main
 from vlmgate.report.record import Completeness, load_record
+
+from support import gate_args, junit_cases
 
 CHANGE_LIMITS = """mode = "interval"
 [ifr]
@@ -143,7 +144,8 @@ def test_changes_since_a_release_snapshot_diff_and_baseline_gates(suite_dir, tin
     # The padcrop instances nest in 7 images: the change is tested over images (exact sign-flip
     # test on the per-image differences), not as independent instances (McNemar).
     images = sorted({before.clusters[k] for k in shared})
-    per_image = [sum(after.units[k] - before.units[k] for k in shared if before.clusters[k] == image) for image in images]
+    per_image = [sum(after.units[k] - before.units[k] for k in shared if before.clusters[k] == image)
+                 for image in images]
     moved = [d for d in per_image if d]
     signs = np.array(list(itertools.product((-1, 1), repeat=len(moved))))
     p_value = float(np.mean(np.abs(signs @ np.array(moved)) >= abs(sum(moved))))

@@ -10,11 +10,16 @@ import math
 
 import numpy as np
 import pytest
-
 from scipy import stats
 
 from vlmgate.metrics.pope import (
-    Confusion, confusion_cells, f1_of_cells, margin_shift, pope_metrics, yes_no_codes, yes_no_margins,
+    Confusion,
+    confusion_cells,
+    f1_of_cells,
+    margin_shift,
+    pope_metrics,
+    yes_no_codes,
+    yes_no_margins,
 )
 
 Y, N = 0, 1  # option indices of an item whose options are ("Yes", "No")
@@ -105,12 +110,12 @@ def test_margin_shift_towards_yes():
 def test_pope_suite_on_a_pope_parquet(tmp_path):
     """The suite on lmms-lab-style parquet with the bundled model: clean metrics and the blank shift."""
     pq = pytest.importorskip("pyarrow.parquet")
-    from test_public_benchmarks import _pope_table
-
     from vlmgate.benchmarks.base import load_benchmark
     from vlmgate.engine import Engine
     from vlmgate.models.base import ModelOptions, load_model
     from vlmgate.testing import evaluate_case
+
+    from test_public_benchmarks import _pope_table
 
     path = tmp_path / "pope.parquet"
     pq.write_table(_pope_table(), path)
@@ -196,10 +201,10 @@ def _pope_samples(order):
 
 
 def test_the_pope_suite_measures_the_same_whatever_the_option_order():
-    from support import ListBenchmark
-
     from vlmgate.engine import Engine
     from vlmgate.testing import evaluate_case
+
+    from support import ListBenchmark
 
     measured = []
     for order in (("Yes", "No"), ("No", "Yes")):
@@ -214,12 +219,12 @@ def test_the_pope_suite_measures_the_same_whatever_the_option_order():
 
 
 def test_a_yes_no_item_without_yes_and_no_options_is_refused_by_name():
-    from support import ListBenchmark
-
     from vlmgate.engine import Engine
     from vlmgate.errors import DataError
     from vlmgate.records import Sample
     from vlmgate.testing import evaluate_case
+
+    from support import ListBenchmark
 
     bad = Sample("odd", _pope_samples(YES_NO)[0].image, "Is there a dog?", ("Yes", "Maybe"), answer=0, kind="yesno")
     engine = Engine(_SaysWhatItSees(), ListBenchmark((*_pope_samples(YES_NO), bad)))

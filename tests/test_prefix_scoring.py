@@ -19,11 +19,12 @@ import pytest
 import torch
 from PIL import Image
 
-from support import TINY_CORPUS
 from vlmgate.models.base import PROBES, ModelOptions, ProbeRequest, ScoreRequest, load_model
 from vlmgate.models.hf import HFAdapter
 from vlmgate.testing.tiny import save_checkpoint
 from vlmgate.testing.tiny_families import FAMILIES, build_tiny_vlm
+
+from support import TINY_CORPUS
 
 ATOL = 1e-4
 HAS_NUM2WORDS = importlib.util.find_spec("num2words") is not None

@@ -16,19 +16,19 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from support import ListBenchmark
 from vlmgate.engine import Engine
 from vlmgate.errors import ModelError
-from vlmgate.metrics.drift import control_sample_ids
+from vlmgate.metrics.drift import control_sample_ids, probe_embeddings
 from vlmgate.models.base import PROBES, ModelOptions, ProbeRequest, ScoreRequest
 from vlmgate.models.hf import HFAdapter, load_hf_model
-from vlmgate.testing.tiny import END_OF_TURN_TOKEN, build_tiny_llava
+from vlmgate.perturbations.base import all_families
 from vlmgate.prompts import open_prompt, option_continuations, prompt_for
 from vlmgate.records import CLEAN, Sample
-from vlmgate.metrics.drift import probe_embeddings
-from vlmgate.perturbations.base import all_families
 from vlmgate.suites.drift import DriftSuite, StructureSuite, split_case_family
 from vlmgate.testing import evaluate_case
+from vlmgate.testing.tiny import END_OF_TURN_TOKEN, build_tiny_llava
+
+from support import ListBenchmark
 
 ATOL = 1e-4
 

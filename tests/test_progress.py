@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from test_engine_cache import BatchSensitiveAdapter, GeneratedBenchmark
 from vlmgate.cache import ObservationCache
 from vlmgate.engine import Engine
 from vlmgate.models.base import ProbeRecord
 from vlmgate.progress import PassProgress
 from vlmgate.progress_display import ProgressDisplay, Surroundings, describe, resolve_mode
 from vlmgate.records import CLEAN
+
+from test_engine_cache import BatchSensitiveAdapter, GeneratedBenchmark
 
 
 @dataclass

@@ -130,9 +130,10 @@ def test_the_option_and_the_pyproject_key_are_checked(tmp_path):
 def test_paligemma_scores_in_its_processor_frame(tmp_path):
     """Image tokens, BOS and the prompt with a newline as the prefix, the option as the suffix: the
     processor's own training layout (``suffix=``), end-of-sequence not scored."""
-    from support import TINY_CORPUS
     from vlmgate.testing.tiny import save_checkpoint
     from vlmgate.testing.tiny_families import build_tiny_vlm
+
+    from support import TINY_CORPUS
 
     folder = save_checkpoint(*build_tiny_vlm("paligemma", TINY_CORPUS, seed=1), tmp_path / "paligemma")
     adapter = load_hf_model(str(folder), ModelOptions(), spec="hf:pg")

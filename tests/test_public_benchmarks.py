@@ -71,7 +71,8 @@ def test_seedbench_reads_vlmevalkit_tsv(tmp_path):
 def test_seedbench_column_mapping(tmp_path):
     header = ["index", "img", "prompt", "A", "B", "C", "D", "gt", "category"]
     path = _write_tsv(tmp_path / "export.tsv", _seed_rows(), header)
-    with pytest.raises(DataError, match=r"missing column\(s\) for 'image' \(column 'image'\).*seedbench:.*\?image=COLUMN"):
+    with pytest.raises(DataError,
+                       match=r"missing column\(s\) for 'image' \(column 'image'\).*seedbench:.*\?image=COLUMN"):
         load_benchmark(f"seedbench:{path}")
     bench = load_benchmark(f"seedbench:{path}?image=img&question=prompt&answer=gt")
     assert [s.question for s in bench.samples()][0] == "What colour dominates?"

@@ -20,9 +20,15 @@ from scipy.special import softmax
 from skimage import data
 
 from vlmgate.errors import ConfigError, DataError
-from vlmgate.metrics.decay import (accuracy_by_level, agreement_by_level, chance_persistence, decay_agreement,
-                                   decay_persistence, persistent)
 from vlmgate.metrics.clustered import Clustered, mean_interval, proportion_interval
+from vlmgate.metrics.decay import (
+    accuracy_by_level,
+    agreement_by_level,
+    chance_persistence,
+    decay_agreement,
+    decay_persistence,
+    persistent,
+)
 from vlmgate.metrics.ras import ras, ras_terms
 from vlmgate.perturbations import VariantContext, get_family
 from vlmgate.perturbations.blur_decay import KERNEL_SIZES, blur_exact, gaussian_taps, kernel_sigma

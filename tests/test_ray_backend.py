@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import CROSS_MODAL_TEST, ListBenchmark
 from vlmgate.dispatch import DispatchCounts
 from vlmgate.engine import Engine
 from vlmgate.errors import ConfigError, ModelError
@@ -28,6 +27,8 @@ from vlmgate.records import CLEAN_FAMILY, Sample, Variant
 from vlmgate.remote_model import RemoteModel, ReplicaReport
 from vlmgate.report.record import load_record
 from vlmgate.settings import Settings, build_settings
+
+from support import CROSS_MODAL_TEST, ListBenchmark
 
 
 @dataclass

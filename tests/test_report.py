@@ -20,7 +20,14 @@ from vlmgate.report.collect import REPORT_ATTRIBUTE, RunCollector, case_payload,
 from vlmgate.report.html import render_html
 from vlmgate.report.local_files import LocalFiles
 from vlmgate.report.record import (
-    SCHEMA_VERSION, CaseRecord, Completeness, Environment, MetricRecord, RunRecord, load_record, write_record,
+    SCHEMA_VERSION,
+    CaseRecord,
+    Completeness,
+    Environment,
+    MetricRecord,
+    RunRecord,
+    load_record,
+    write_record,
 )
 from vlmgate.report.snapshot import PRECISION, VlmgateSnapshotExtension, case_summary, within_tolerance
 from vlmgate.settings import Settings
@@ -123,7 +130,8 @@ def test_unreadable_records_say_how_to_make_one(tmp_path):
     with pytest.raises(RecordError, match=r"latin1.json: not UTF-8 text \(byte 0xe9 at offset 13\); is it a vlmgate"):
         load_record(tmp_path / "latin1.json")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RecordError, match=r"empty holds no run.json; pass the folder pytest --vlmgate-report DIR wrote"):
+    with pytest.raises(RecordError,
+                       match=r"empty holds no run.json; pass the folder pytest --vlmgate-report DIR wrote"):
         load_record(tmp_path / "empty")
     (tmp_path / "odd" / "run.json").mkdir(parents=True)
     with pytest.raises(RecordError, match=r"odd/run.json: cannot read it \(.*\); pass the run.json"):
@@ -328,7 +336,8 @@ def test_html_embeds_the_minimal_failing_instances_images(tmp_path):
     section = html.split("<h2>Minimal failing instances</h2>")[1].split("<h2>")[0]
     embedded = re.findall(r'alt="(\w+) image of ([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', section)
     assert [(side, sample) for side, sample, _ in embedded] == [
-        ("clean", "shapes-00001"), ("perturbed", "shapes-00001"), ("perturbed", "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;")]
+        ("clean", "shapes-00001"), ("perturbed", "shapes-00001"),
+        ("perturbed", "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;")]
     assert [base64.b64decode(data) for _, _, data in embedded[:2]] == [clean.read_bytes(), perturbed.read_bytes()]
     assert "<td>3 of tolerance 30</td>" in section and "<td>B clean, D perturbed</td>" in section
     assert f"image not found: <code>{tmp_path / 'gone.png'}</code>" in section  # named, the report still renders

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from test_report import BENCH, MODEL, SKIP_REASON, gate_metric, release_record
 from vlmgate.cases import CaseKey
 from vlmgate.report.html import render_html
 from vlmgate.report.record import CaseRecord, Completeness, RunRecord
+
+from test_report import BENCH, MODEL, SKIP_REASON, gate_metric, release_record
 
 CHROMIUM = os.environ.get("VLMGATE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

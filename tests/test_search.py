@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from PIL import Image
 
-from support import ListBenchmark
 from vlmgate.engine import Engine
 from vlmgate.errors import ConfigError
 from vlmgate.perturbations.base import family_names, get_family
@@ -23,6 +22,8 @@ from vlmgate.search import strategies
 from vlmgate.search.counterexamples import CounterexampleStore, render
 from vlmgate.search.instance import SearchInstance
 from vlmgate.search.minimal import SearchConfig, search_minimal_failure
+
+from support import ListBenchmark
 
 SIZE = 200
 FLIP_DEGREES = 7  # the fake model changes its answer from this rotation on
@@ -45,7 +46,8 @@ class WidthModel:
         rows = []
         for request in requests:
             scores = np.zeros(len(request.continuations))
-            flipped = request.image.width >= self.flip_width and request.image.getpixel((request.image.width // 2, request.image.height // 2)) != (0, 0, 0)
+            centre = (request.image.width // 2, request.image.height // 2)
+            flipped = request.image.width >= self.flip_width and request.image.getpixel(centre) != (0, 0, 0)
             scores[1 if flipped else 0] = 1.0
             rows.append(scores)
         return rows
@@ -100,7 +102,8 @@ def test_overlay_position_and_colour_move_and_recolour_the_text():
 def test_text_overlay_strategy_draws_valid_variants(variant):
     params = variant.param_dict
     assert 1 <= params["level"] <= get_family("textoverlay_random").max_level
-    image = get_family("textoverlay_random").apply(Image.new("RGB", (96, 96), "gray"), variant, np.random.default_rng(0))
+    image = get_family("textoverlay_random").apply(Image.new("RGB", (96, 96), "gray"), variant,
+                                                   np.random.default_rng(0))
     assert image.size == (96, 96)
 
 
@@ -161,7 +164,8 @@ def test_a_fixed_counterexample_is_reported_fixed_and_the_search_runs(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("version = 1\n[[counterexample]]\nmodel = 'm'\n", r"store.toml: \[\[counterexample\]\] #1: missing key\(s\) benchmark"),
+    ("version = 1\n[[counterexample]]\nmodel = 'm'\n",
+     r"store.toml: \[\[counterexample\]\] #1: missing key\(s\) benchmark"),
     ("[[counterexample]]\nmodel='m'\nbenchmark='b'\nfamily='rotaton'\nsample='s'\nlevel=2\n",
      r"key 'family': unknown family 'rotaton' \(did you mean 'rotation'\?\)"),
     ("[[counterexample]]\nmodel='m'\nbenchmark='b'\nfamily='rotation'\nsample='s'\nlevel='2'\n",
@@ -216,5 +220,6 @@ def test_a_stored_level_beyond_the_family_is_a_clear_error(tmp_path):
 
     path = tmp_path / "store.toml"
     path.write_text(render([Counterexample("m", "fake:bench", "rotation", SearchInstance("s1", 500, (("sign", 1),)))]))
-    with pytest.raises(ConfigError, match=r"store.toml: counterexample rotation level 500 .*outside \[0, 90\].*delete the entry"):
+    with pytest.raises(ConfigError,
+                       match=r"store.toml: counterexample rotation level 500 .*outside \[0, 90\].*delete the entry"):
         search_minimal_failure(engine(), "rotation", SearchConfig(store=CounterexampleStore.load(path)))

@@ -15,6 +15,7 @@ import numpy  # noqa: F401  (imported before pytester snapshots sys.modules: num
 import pytest
 
 from support import REPO, SEARCH_TEST
+
 MODEL = "bundled:shapes-v2"
 FAMILIES = ("rotation", "textoverlay")
 #: shapes-v2 follows a wrong-option box on the default grid first at sample 31 (index 30).
@@ -24,8 +25,9 @@ INSTANCE = re.compile(r"sample (\S+), (\w+) level (\d+) of tolerance \d+ .*\n  p
 
 def run(pytester: pytest.Pytester, *extra: str):
     return pytester.runpytest_subprocess(
-        *extra, "-p", "no:cacheprovider", "--hypothesis-profile=ci", f"--vlmgate-model={MODEL}", f"--vlmgate-limit={LIMIT}",
-        "--vlmgate-counterexamples=store.toml", "--vlmgate-search-images=images", "-m", "search and (rotation or textoverlay)")
+        *extra, "-p", "no:cacheprovider", "--hypothesis-profile=ci", f"--vlmgate-model={MODEL}",
+        f"--vlmgate-limit={LIMIT}", "--vlmgate-counterexamples=store.toml", "--vlmgate-search-images=images",
+        "-m", "search and (rotation or textoverlay)")
 
 
 def failures(result: pytest.RunResult) -> str:
@@ -34,7 +36,8 @@ def failures(result: pytest.RunResult) -> str:
 
 
 def instances(text: str) -> dict[str, tuple[str, int, dict]]:
-    return {family: (sample, int(level), json.loads(choices)) for sample, family, level, choices in INSTANCE.findall(text)}
+    return {family: (sample, int(level), json.loads(choices))
+            for sample, family, level, choices in INSTANCE.findall(text)}
 
 
 def test_search_finds_minimal_failures_replays_them_and_searches_again(pytester):
@@ -61,7 +64,8 @@ def test_search_finds_minimal_failures_replays_them_and_searches_again(pytester)
     from vlmgate.perturbations.base import get_family
     from vlmgate.records import CLEAN
 
-    engine = Engine(load_model(MODEL, ModelOptions("cpu", "float32", False)), load_benchmark("bundled:shapes"), limit=LIMIT)
+    engine = Engine(load_model(MODEL, ModelOptions("cpu", "float32", False)), load_benchmark("bundled:shapes"),
+                    limit=LIMIT)
     samples = {s.id: s for s in engine.samples()}
     for family, (sample, level, choices) in found.items():
         clean, perturbed, milder = engine.observe([

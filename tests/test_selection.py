@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import ListBenchmark
 from vlmgate import cli
 from vlmgate.benchmarks.base import load_benchmark
 from vlmgate.errors import ConfigError
 from vlmgate.models.base import ScoreRequest
 from vlmgate.records import Sample
 from vlmgate.selection import choose, cluster, pixel_descriptor, select_subset, write_manifest
+
+from support import ListBenchmark
 
 COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200), "grey": (128, 128, 128)}
 

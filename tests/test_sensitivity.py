@@ -7,11 +7,12 @@ import math
 import pytest
 from scipy import stats
 
-from support import gate_args, junit_cases
 from vlmgate.metrics.flips import proportion
 from vlmgate.records import MEAN, MetricResult
 from vlmgate.sensitivity import sensitivity
 from vlmgate.thresholds import Threshold
+
+from support import gate_args, junit_cases
 
 
 def share(successes: int, n: int) -> MetricResult:

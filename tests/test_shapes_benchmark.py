@@ -142,7 +142,8 @@ def test_shapes_keep_clear_of_edges_centre_lines_and_the_overlay_box(rows):
             assert xs.start >= shapes.EDGE_MARGIN and ys.start >= shapes.EDGE_MARGIN, row["id"]
             assert SIZE - xs.stop >= shapes.EDGE_MARGIN and SIZE - ys.stop >= shapes.EDGE_MARGIN, row["id"]
             for span in (xs, ys):  # clear of the centre line by the axis margin on either side
-                assert span.stop <= SIZE // 2 - shapes.AXIS_MARGIN + 1 or span.start >= SIZE // 2 + shapes.AXIS_MARGIN - 1
+                assert (span.stop <= SIZE // 2 - shapes.AXIS_MARGIN + 1
+                        or span.start >= SIZE // 2 + shapes.AXIS_MARGIN - 1)
             assert xs.stop - xs.start >= 24 and ys.stop - ys.start >= 24  # >= 21 px after a 0.9 resize
         for x0, y0, x1, y1 in boxes:
             assert not labels[y0:y1, x0:x1].any(), row["id"]

@@ -140,7 +140,8 @@ def test_textqa_refuses_an_image_manifest_and_says_use_jsonl(tmp_path):
 
 
 @pytest.mark.parametrize("row, message", [
-    ({"id": "a", "question": "Pick", "options": ["cat", "dog", "Cat"], "answer": "cat"}, "option 'Cat' repeats option A"),
+    ({"id": "a", "question": "Pick", "options": ["cat", "dog", "Cat"], "answer": "cat"},
+     "option 'Cat' repeats option A"),
     ({"id": "a", "question": None, "answer": 1}, "question must be a non-empty string"),
 ])
 def test_textqa_ambiguous_rows_are_refused(tmp_path, row, message):

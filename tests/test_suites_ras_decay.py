@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import DECAY_TEST, RAS_TEST, ListBenchmark, gate_args, junit_cases
 from vlmgate.engine import Engine, FamilyObservations
 from vlmgate.errors import ConfigError, DataError
 from vlmgate.metrics.clustered import Clustered, mean_interval
@@ -23,9 +22,11 @@ from vlmgate.perturbations.base import VariantContext, get_family
 from vlmgate.perturbations.blur_decay import BlurDecay
 from vlmgate.records import CLEAN, Observation, Sample
 from vlmgate.seeding import rng_for
-from vlmgate.testing import evaluate_case
 from vlmgate.suites.decay import decay_matrix
 from vlmgate.suites.ras import DEFAULT_SAMPLES
+from vlmgate.testing import evaluate_case
+
+from support import DECAY_TEST, RAS_TEST, ListBenchmark, gate_args, junit_cases
 
 REPO = Path(__file__).resolve().parents[1]
 K = 4

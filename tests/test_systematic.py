@@ -79,7 +79,7 @@ def tiny_clip(tmp_path_factory) -> Path:
 
     from vlmgate.testing.tiny import redraw_random_weights, train_tokenizer
 
-    tokenizer = train_tokenizer([f"A. {c}" for c in CLASSES] + [f"{l}. {c}" for l in "BCD" for c in CLASSES],
+    tokenizer = train_tokenizer([f"A. {c}" for c in CLASSES] + [f"{letter}. {c}" for letter in "BCD" for c in CLASSES],
                                 vocab_size=300, special_tokens=("<|endoftext|>", "<|startoftext|>"),
                                 bos_token="<|startoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>",
                                 extra_special_tokens={}, chat_template=None)

@@ -92,11 +92,12 @@ def test_nothing_measured_never_passes():
     ('[ifr]\n"*" = { max = inf }', "[ifr] *.max = inf is not a finite number"),
     ('[accuracy]\n"*" = { min = -inf }', "write a number in [0, 1]"),
     ('[ifr]\n"*" = { max = 0.2, max_increase = nan }', "[ifr] *.max_increase = nan is not a finite number"),
-    ('[accuracy]\n"*" = { min = 0.8, max = 0.2 }', "[accuracy] *: min 0.8 is above max 0.2, so every value fails; swap them"),
-    ('[ifr]\nrotation = { max = -0.1 }', "[ifr] rotation.max = -0.1 is below the lowest possible ifr (0), so every run fails; "
-                                         "write a max in [0, 1]"),
-    ('[accuracy]\n"*" = { min = 1.5 }', "[accuracy] *.min = 1.5 is above the highest possible accuracy (1), so every run "
-                                        "fails; write a min in [0, 1]"),
+    ('[accuracy]\n"*" = { min = 0.8, max = 0.2 }',
+     "[accuracy] *: min 0.8 is above max 0.2, so every value fails; swap them"),
+    ('[ifr]\nrotation = { max = -0.1 }',
+     "[ifr] rotation.max = -0.1 is below the lowest possible ifr (0), so every run fails; write a max in [0, 1]"),
+    ('[accuracy]\n"*" = { min = 1.5 }',
+     "[accuracy] *.min = 1.5 is above the highest possible accuracy (1), so every run fails; write a min in [0, 1]"),
     ('[ifr]\n"*" = { max = 15 }', "[ifr] *.max = 15 is above the highest possible ifr (1), so the gate can never fail "
                                   "(a share, not a percentage?); write a max in [0, 1]"),
     ('[accuracy]\n"*" = { min = -0.5 }', "below the lowest possible accuracy (0), so the gate can never fail"),

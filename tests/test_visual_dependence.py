@@ -20,7 +20,10 @@ from PIL import Image
 
 from vlmgate.engine import Engine
 from vlmgate.metrics.visual_dependence import (
-    accuracy_gain, blank_agreement, paired_difference_interval, prior_persistence,
+    accuracy_gain,
+    blank_agreement,
+    paired_difference_interval,
+    prior_persistence,
 )
 from vlmgate.models.base import ScoreRequest
 from vlmgate.records import Sample

@@ -92,8 +92,9 @@ def build_served_checkpoint(folder: Path, *, seed: int = 0) -> Path:
     """
     import torch
 
-    from support import TINY_CORPUS
     from vlmgate.testing.tiny import build_tiny_llava, save_checkpoint
+
+    from support import TINY_CORPUS
 
     model, processor = build_tiny_llava(TINY_CORPUS, image_size=64, patch_size=16, hidden_size=64,
                                         num_heads=2, seed=seed)

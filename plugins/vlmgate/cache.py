@@ -263,11 +263,12 @@ class ObservationCache:
         return PruneResult(removed, freed, max_bytes)
 
     def remove_stale_temporaries(self, older_than_s: float = STALE_TEMPORARY_S) -> int:
-        """Delete ``.tmp-*`` files older than ``older_than_s`` (left by killed runs); their count."""
+        """Delete ``.tmp-*`` files and batch claims older than ``older_than_s`` (left by killed runs); their count."""
         if not self.root.is_dir():
             return 0
         removed, now = 0, time.time()
-        for path in self.root.glob(f"*/{TEMP_PREFIX}*"):
+        # and the batch claims of killed runs (``vlmgate.claims``: a live claim lasts one batch)
+        for path in [*self.root.glob(f"*/{TEMP_PREFIX}*"), *self.root.glob("claims/*.claim")]:
             try:
                 if now - path.stat().st_mtime > older_than_s:
                     path.unlink()

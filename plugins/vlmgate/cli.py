@@ -49,7 +49,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def print_severity_tables(names: list[str]) -> None:
     """Each corruption's parameters at severities 1-5 (its table's rows; levels in between interpolate)."""
     from vlmgate.perturbations.base import get_family
-    from vlmgate.perturbations.corruption.family import CorruptionFamily, LEVELS_PER_SEVERITY
+    from vlmgate.perturbations.corruption.family import LEVELS_PER_SEVERITY, CorruptionFamily
     from vlmgate.perturbations.corruption.table import MAX_SEVERITY
 
     print("corruption severity tables (level = 10 x severity):")
@@ -192,7 +192,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     for modality in ("text", "image", "mixed"):
         forms = [(style.name, item_form(item, modality, style)) for style in styles[:1 if modality == "text" else None]]
         for style_name, form in forms:
-            path = out / (f"{item.id}-text-blank.png" if modality == "text" else f"{item.id}-{modality}-{style_name}.png")
+            path = out / (f"{item.id}-text-blank.png" if modality == "text"
+                          else f"{item.id}-{modality}-{style_name}.png")
             form.image.save(path, format="PNG")
             print(f"written: {path} ({form.image.width}x{form.image.height}); prompt: {form.prompt!r}")
     return 0
@@ -236,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     acc.set_defaults(func=cmd_accuracy)
     diff = sub.add_parser("diff", help="compare two run records (run.json) with paired tests per case and metric, "
                                      "or two snapshot folders (__vlmgate_snapshots__) by value and verdict")
-    diff.add_argument("before", metavar="BEFORE", help="run record of the earlier release (run.json or its folder), or its snapshot folder")
+    diff.add_argument("before", metavar="BEFORE",
+                      help="run record of the earlier release (run.json or its folder), or its snapshot folder")
     diff.add_argument("after", metavar="AFTER", help="run record or snapshot folder of the later release")
     diff.add_argument("--format", choices=("text", "json", "markdown"), default="text",
                       help="text (default), markdown (pull requests) or json (tools)")

@@ -268,6 +268,7 @@ class Engine:
         self._family_versions: dict[str, int] = {}
         self._memo: dict[tuple[str, Variant], Observation] = {}
         self._clean: dict[str, Observation] | None = None
+        self._repeat: dict[str, Observation] | None = None
         self._families: dict[str, FamilyObservations] = {}
         self._probe_memo: dict[tuple[str, Variant], ProbeRecord] = {}
         self._family_probes: dict[tuple[str, int | None], FamilyProbes] = {}
@@ -439,7 +440,7 @@ class Engine:
 
         def finish(done: list[tuple[Sample, Variant]], pending, key: str | None) -> None:
             self._keep(kind, done, pending.result(), private)
-            if key is not None:
+            if key is not None and claims is not None:
                 claims.release(key)
                 held.discard(key)
             tally.add(len(done))
@@ -462,23 +463,29 @@ class Engine:
                     finish(*in_flight.popleft())
             while in_flight:
                 finish(*in_flight.popleft())
-            for batch, key in deferred:
-                while True:
-                    claims.wait(key)
-                    if not self._needs_compute(kind, batch):
-                        tally.add(len(batch))
-                        break
-                    if claims.try_claim(key):  # its holder died or failed: compute it here
-                        held.add(key)
-                        work = Batch(kind.name, self.seed,
-                                     tuple(kind.item(sample, variant) for sample, variant in batch))
-                        finish(batch, self.dispatcher.submit(work), key)
-                        break
+            if claims is not None:
+                self._wait_for_others(kind, deferred, claims, held, finish, tally)
         finally:
-            for key in held:
-                claims.release(key)
+            if claims is not None:
+                for key in held:
+                    claims.release(key)
         if own:
             tally.finish()
+
+    def _wait_for_others(self, kind: _RequestKind, deferred: list[tuple[list[tuple[Sample, Variant]], str]],
+                         claims: BatchClaims, held: set[str], finish: Callable[..., None], tally: PassTally) -> None:
+        """Read the batches other workers claimed once their claims go; compute one whose holder failed."""
+        for batch, key in deferred:
+            while True:
+                claims.wait(key)
+                if not self._needs_compute(kind, batch):
+                    tally.add(len(batch))
+                    break
+                if claims.try_claim(key):  # its holder died or failed: compute it here
+                    held.add(key)
+                    work = Batch(kind.name, self.seed, tuple(kind.item(sample, variant) for sample, variant in batch))
+                    finish(batch, self.dispatcher.submit(work), key)
+                    break
 
     def _batch_key(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]]) -> str:
         """A name every worker gives this canonical batch: the hash of its items' cache keys."""
@@ -535,6 +542,25 @@ class Engine:
             self._run(self._scores, ((s, CLEAN) for s in self.samples()), total=len(self.samples()))
             self._clean = {sample_id: self._memo[(sample_id, CLEAN)] for sample_id in self.samples().ids}
         return self._clean
+
+    def repeat_clean(self) -> dict[str, Observation]:
+        """The clean pass scored a second time past memo and cache, in the same canonical batches.
+
+        A deterministic model gives the first pass back; a served model may not (batching on
+        the server, non-deterministic kernels): how often its answers differ is its own noise,
+        the floor under which no flip rate means anything. Computed once per engine.
+        """
+        if self._repeat is None:
+            self.clean()
+            repeat: dict[str, Observation] = {}
+            for batch in self._canonical_batches((s, CLEAN) for s in self.samples()):
+                work = Batch("score", self.seed, tuple(self._scores.item(sample, variant) for sample, variant in batch))
+                rows = self.dispatcher.submit(work).result()
+                for (sample, variant), row in zip(batch, rows):
+                    repeat[sample.id] = self._scores.convert(sample, variant, row)
+            self.requests_scored += len(repeat)
+            self._repeat = repeat
+        return self._repeat
 
     def variants(self, name: str, sample: Sample, *, prediction: int | None = None) -> tuple[Variant, ...]:
         """The family's default grid for one sample.

@@ -37,7 +37,6 @@ from typing import Iterable
 from vlmgate.errors import ConfigError
 
 
-
 @dataclass(frozen=True)
 class Output:
     """One place a run writes: the option that names it, the path, its shape and whether it is written."""

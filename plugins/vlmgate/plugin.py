@@ -67,10 +67,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"vlmgate: {exc}") from None
     _check_outputs(config, settings)
     config.stash[stash.SETTINGS] = settings
+    from vlmgate.live_output import progress_display
     from vlmgate.perturbations.base import family_names
     from vlmgate.session import GateSession
-
-    from vlmgate.live_output import progress_display
 
     config.stash[stash.PROGRESS] = display = progress_display(config, settings.progress)
     config.stash[stash.SESSION] = session = GateSession(settings, thresholds, progress=display)
@@ -342,9 +341,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
             from vlmgate.report.collect import REPORT_ATTRIBUTE, item_payload
 
             counts = item.config.stash[stash.SESSION].dispatch_counts(case.model)
+            fingerprints = item.stash.get(stash.FINGERPRINTS, {})
             setattr(report, REPORT_ATTRIBUTE, item_payload(
                 item, report, case, settings=item.config.stash[stash.SETTINGS],
-                judgements=item.stash.get(stash.RESULTS, None), fingerprints=item.stash.get(stash.FINGERPRINTS, {}),
+                judgements=item.stash.get(stash.RESULTS, None), fingerprints=fingerprints,
                 dispatch=None if counts is None else {case.model: counts}))
     return report
 
@@ -434,7 +434,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         props = dict(getattr(report, "user_properties", []))
         if "vlmgate.metric" not in props:
             continue
-        failed = sorted({k.split(".")[1] for k, v in props.items() if k.endswith(".passed") and k.count(".") == 2 and v == "false"})
+        failed = sorted({k.split(".")[1] for k, v in props.items()
+                         if k.endswith(".passed") and k.count(".") == 2 and v == "false"})
         for metric in failed:
             lines.append(
                 f"{report.nodeid}: {metric} = {props[f'vlmgate.{metric}.value']} "

@@ -49,7 +49,7 @@ from vlmgate.engine import Engine
 from vlmgate.errors import ConfigError, DataError
 from vlmgate.models.base import ModelAdapter
 from vlmgate.perturbations.base import family_names, get_family
-from vlmgate.records import CLEAN, Sample
+from vlmgate.records import CLEAN, Sample, Variant
 from vlmgate.registry import unknown_name_message
 from vlmgate.seeding import rng_for
 
@@ -104,7 +104,7 @@ def inconsistency(engines: Sequence[Engine], corruptions: Sequence[str], severit
     for engine in engines:
         clean = engine.clean()
         for name in corruptions:
-            items = []
+            items: list[tuple[Sample, Variant]] = []
             for sample in samples:
                 grid = engine.variants(name, sample)
                 chosen = [v for v in grid if v.param_dict.get("severity") in severities]
@@ -187,7 +187,7 @@ class Choice:
     reason: str
 
 
-def choose(scores: Sequence[float], clusters: Sequence[int], size: int) -> list[Choice]:
+def choose(scores: Sequence[float], clusters: Sequence[int] | np.ndarray, size: int) -> list[Choice]:
     """The ``size`` items to keep, in order (module docstring, step 4)."""
     order_in_cluster: dict[int, list[int]] = {}
     for index in sorted(range(len(scores)), key=lambda i: (-scores[i], i)):
@@ -284,7 +284,8 @@ def _image_field(sample: Sample, benchmark: Benchmark, out: Path, written: set[s
 
 def manifest_rows(selection: Selection, benchmark: Benchmark, out: Path) -> list[dict]:
     """One ``jsonl:`` manifest row per chosen item, in selection order."""
-    rows, written = [], set()
+    rows: list[dict] = []
+    written: set[str] = set()
     for item in selection.items:
         sample = item.sample
         meta = sample.meta_dict

@@ -79,9 +79,11 @@ def sensitivity(threshold: Threshold, result: MetricResult, lowest: float = 0.0,
     per_cluster = max(1, round(result.n / clusters))
 
     def fails(successes: int, images: int) -> bool:
-        if gated_max and _proportion_bound(successes, images, per_cluster, upper=False) > threshold.max:
+        if (gated_max and threshold.max is not None
+                and _proportion_bound(successes, images, per_cluster, upper=False) > threshold.max):
             return True
-        return bool(gated_min and _proportion_bound(successes, images, per_cluster, upper=True) < threshold.min)
+        return bool(gated_min and threshold.min is not None
+                    and _proportion_bound(successes, images, per_cluster, upper=True) < threshold.min)
 
     worst = clusters if gated_max else 0
     if not fails(worst, clusters):

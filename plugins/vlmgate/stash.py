@@ -14,13 +14,13 @@ import pytest
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from vlmgate.report.baseline import Baseline
-    from vlmgate.report.record import Completeness
     from vlmgate.cache import PruneResult
     from vlmgate.progress_display import ProgressDisplay
-    from vlmgate.suites.applicability import LeftOut
+    from vlmgate.report.baseline import Baseline
+    from vlmgate.report.record import Completeness
     from vlmgate.session import GateSession
     from vlmgate.settings import Settings
+    from vlmgate.suites.applicability import LeftOut
     from vlmgate.thresholds import Judgement
 
 #: The run settings, built once at configure time.

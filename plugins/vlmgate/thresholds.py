@@ -264,13 +264,15 @@ def _bound(path: str, where: str, family: str, key: str, value: Any, metric: Met
     else:
         share = " (a share, not a percentage?)" if above and (metric.lowest, metric.highest) == (0, 1) else ""
         limit_edge = metric.highest if key == "max" else metric.lowest
-        consequence, recorded = f"so the gate can never fail{share}", f" ({key} = {limit_edge:g} records without gating)"
+        consequence = f"so the gate can never fail{share}"
+        recorded = f" ({key} = {limit_edge:g} records without gating)"
     raise _refuse(path, where, f"{name} is {where_it_lies}, {consequence}; write a {key} in {span}{recorded}")
 
 
 def _parse_limit(path: str, where: str, metric: MetricSpec, family: str, value: Any, mode: str) -> Threshold:
     if not isinstance(value, Mapping):
-        raise _refuse(path, where, f"{family} = {value!r} must be a table; write {json.dumps(family)} = {{ max = 0.2 }}")
+        raise _refuse(path, where,
+                      f"{family} = {value!r} must be a table; write {json.dumps(family)} = {{ max = 0.2 }}")
     for key in value:
         if key not in LIMIT_KEYS:
             raise _refuse(path, where, f"{family}: {unknown_name_message('limit key', key, list(LIMIT_KEYS))}")
@@ -355,7 +357,8 @@ def _unclosed_class(pattern: str) -> bool:
 def _glob_problem(pattern: str) -> str | None:
     """Why a ``[models."glob"]`` pattern can match no model spec (``SCHEME:REST``), or ``None``."""
     if _unclosed_class(pattern):
-        return "'[' opens a character class that is never closed; close the bracket (e.g. [0-9]) or write [[] for a literal ["
+        return ("'[' opens a character class that is never closed; close the bracket (e.g. [0-9]) "
+                "or write [[] for a literal [")
     if ":" not in pattern and not any(char in pattern for char in "*?["):
         example = f"*{pattern}*" if pattern else "hf:*/candidate-*"
         return (f"matches no model spec (specs are SCHEME:REST, e.g. hf:/path or bundled:NAME, and the glob must "
@@ -402,5 +405,6 @@ def load_thresholds(path: str | Path, vocabulary: Vocabulary) -> ThresholdSet:
     try:
         data = read_toml(path, "threshold file")
     except FileNotFoundError:
-        raise ConfigError(f"threshold file {path} does not exist; pass --vlmgate-thresholds PATH or create it") from None
+        raise ConfigError(f"threshold file {path} does not exist; "
+                          "pass --vlmgate-thresholds PATH or create it") from None
     return parse_thresholds(str(path), data, vocabulary)

@@ -10,11 +10,16 @@ means differs: no store is an empty store, no threshold file is an error.
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from pathlib import Path
 from typing import Any
 
 from vlmgate.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: tomli, the package the standard library's tomllib was taken from
+    import tomli as tomllib
 
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:

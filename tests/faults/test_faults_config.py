@@ -115,13 +115,15 @@ FAULTS = [
           ("--vlmgate-torch-threads", "'0'"), r"pass auto or an integer >= 1"),
     # The counterexample store.
     Fault("store-entries-not-tables", store("version = 1\ncounterexample = [1, 2]\n"), (),
-          ("counterexamples.toml", "[[counterexample]] #1", "1"), r"write each entry as a \[\[counterexample\]\] table"),
+          ("counterexamples.toml", "[[counterexample]] #1", "1"),
+          r"write each entry as a \[\[counterexample\]\] table"),
     Fault("store-not-utf8", store(LATIN1 + b"version = 1\n"), (),
           ("counterexamples.toml", "UTF-8"), r"save it as UTF-8"),
     # The start-up check of output locations (vlmgate.outputs) may see the folder first, as the
     # store is also written to; either refusal names the path and the fix.
     Fault("store-is-a-directory", store(DIRECTORY), (),
-          ("counterexamples.toml",), r"(is a directory|is a folder).*; pass (the counterexample store itself|a file path)"),
+          ("counterexamples.toml",),
+          r"(is a directory|is a folder).*; pass (the counterexample store itself|a file path)"),
     Fault("store-entry-wrong-type", store("[[counterexample]]\nmodel = 'm'\nbenchmark = 'b'\nfamily = 'rotation'\n"
                                           "sample = 's'\nlevel = 2\nchoices = 3\n"), (),
           ("counterexamples.toml", "[[counterexample]] #1", "choices"), r"write choices as a table"),

@@ -64,7 +64,8 @@ def _truncate_weights(folder: Path) -> None:
 LOAD_FAULTS = [
     ("deleted tensors", lambda f: _edit_tensors(f, _delete_nine), ("9 missing from the files", "(+4 more)"),
      r"--vlmgate-allow-missing-weights GLOB"),
-    ("unexpected tensor", lambda f: _edit_tensors(f, lambda t: t.update({"extra.adapter.weight": t[LM_HEAD][:2].clone()})),
+    ("unexpected tensor",
+     lambda f: _edit_tensors(f, lambda t: t.update({"extra.adapter.weight": t[LM_HEAD][:2].clone()})),
      ("1 unexpected", "extra.adapter.weight"), r"re-save it with model\.save_pretrained"),
     ("mis-shaped tensor", lambda f: _edit_tensors(f, lambda t: t.update({LM_HEAD: t[LM_HEAD][:100]})),
      ("1 with the wrong shape", "lm_head.weight (file [100, 64], model [512, 64])"),
@@ -172,7 +173,8 @@ def _edit_processor_mean(folder: Path) -> None:
 
 def _edit_chat_template(folder: Path) -> None:
     template = (folder / "chat_template.jinja").read_text()  # a system line before every conversation
-    (folder / "chat_template.jinja").write_text(template.replace("{{- bos_token -}}", "{{- bos_token -}}Be brief.\n", 1))
+    (folder / "chat_template.jinja").write_text(
+        template.replace("{{- bos_token -}}", "{{- bos_token -}}Be brief.\n", 1))
 
 
 #: (fault, edit of the folder, extra gate args and model options of the second run).

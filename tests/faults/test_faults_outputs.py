@@ -26,11 +26,19 @@ from typing import Any, Callable
 
 import pytest
 
-from support import gate_args
 from vlmgate.cases import CaseKey
 from vlmgate.report.record import (
-    SCHEMA_VERSION, CaseRecord, Completeness, Environment, MetricRecord, RunRecord, load_record, write_record,
+    SCHEMA_VERSION,
+    CaseRecord,
+    Completeness,
+    Environment,
+    MetricRecord,
+    RunRecord,
+    load_record,
+    write_record,
 )
+
+from support import gate_args
 
 #: The pytester folder's ``limits.toml`` with clean accuracy that cannot pass: ``-x`` stops on it.
 STRICT = 'mode = "strict"\n[accuracy]\n"*" = { min = 1.0 }\n[ifr]\n"*" = { max = 1.0 }\n[iv]\n"*" = { max = 1.0 }\n'
@@ -77,8 +85,8 @@ class Scene:
         return self.said(int(result.ret), "\n".join([*result.outlines, *result.errlines]))
 
 
-def a_record(completeness: Completeness = Completeness(True, None, 1, ()), family: str = "padcrop",
-             model: str = "hf:/runs/v41/ckpt") -> RunRecord:
+def a_record(completeness: Completeness = Completeness(True, None, 1, ()),  # noqa: B008 (frozen: immutable)
+             family: str = "padcrop", model: str = "hf:/runs/v41/ckpt") -> RunRecord:
     units = {f"s{i}|padcrop": i % 2 for i in range(8)}
     metric = MetricRecord("ifr", "proportion", "lower", 0.5, 0.2, 0.8, 8, None, True, "recorded", units)
     case = CaseRecord(f"ckpt-bench-{family}", "test_flip_rate.py::test_flip_rate",

@@ -141,7 +141,8 @@ def read_manifest(manifest: Path) -> list[ManifestRow]:
     for line_no, obj in json_lines(manifest):
         row = parse_row(obj, line_no, manifest)
         if row.id in seen:
-            raise DataError(f"{manifest}:{line_no}: sample id {row.id!r} repeats line {seen[row.id]}; ids must be unique")
+            raise DataError(f"{manifest}:{line_no}: sample id {row.id!r} repeats line {seen[row.id]}; "
+                            "ids must be unique")
         seen[row.id] = line_no
         if row.image_path.is_dir():
             raise DataError(f"{manifest}:{line_no}: image of sample {row.id!r} at {row.image_path} is a directory; "

@@ -113,7 +113,11 @@ def load_mmmu_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEF
         if len(texts) < 2:
             skipped[SKIP_FEW_OPTIONS] += 1
             continue
-        check_distinct(texts, lambda _, r=r: table.where(r, col("options")))
+
+        def options_cell(_: int, r: int = r) -> str:
+            return table.where(r, col("options"))
+
+        check_distinct(texts, options_cell)
         present = [k for k in image_columns if present_by_column[k][r]]
         if not present:
             skipped[SKIP_NO_IMAGE] += 1
@@ -127,7 +131,7 @@ def load_mmmu_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEF
                                 "or the column is missing; fill it or fix the placeholder")
         position = {k: i + 1 for i, k in enumerate(order)}
 
-        def inline(text: str) -> str:
+        def inline(text: str, position: dict[int, int] = position) -> str:
             return PLACEHOLDER.sub(lambda m: f"[image {position[int(m.group(1))]}]", text)
 
         meta = {"images": len(order), **{f: text_cell(extra[f][r], table.where(r, col(f)), required=False)

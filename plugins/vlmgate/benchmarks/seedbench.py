@@ -66,7 +66,11 @@ def load_seedbench_benchmark(rest: str, *, spec: str, options: BenchmarkOptions 
             texts.append(text)
         if len(texts) < 2:
             raise DataError(f"{table.where(r, letters[len(texts)])}: an item needs at least options A and B")
-        check_distinct(texts, lambda i, r=r: table.where(r, letters[i]))
+
+        def option_cell(i: int, r: int = r) -> str:
+            return table.where(r, letters[i])
+
+        check_distinct(texts, option_cell)
         image_cell = text_cell(images[r], table.where(r, col("image")))
         image_row = r
         if len(image_cell) <= MAX_REFERENCE_LENGTH:

@@ -84,7 +84,7 @@ _QUADRANT_SIGNS = {"top left": (-1, -1), "top right": (1, -1),
                    "bottom left": (-1, 1), "bottom right": (1, 1)}
 
 #: PNG options fixed so that image bytes are reproducible.
-PNG_OPTIONS = {"format": "PNG", "optimize": False, "compress_level": 9}
+PNG_OPTIONS: dict[str, Any] = {"format": "PNG", "optimize": False, "compress_level": 9}
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class ShapesItem:
 def _shape_polygon(shape: str, cx: float, cy: float, size: float, tilt: float) -> list[tuple[float, float]]:
     """Vertices of ``shape`` with circumradius ``size``, rotated by ``tilt`` degrees."""
     if shape == "square":
-        base = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+        base: list[tuple[float, float]] = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
         scale = size / math.sqrt(2)
     elif shape == "triangle":
         base = [(math.cos(math.radians(a)), math.sin(math.radians(a))) for a in (-90, 30, 150)]

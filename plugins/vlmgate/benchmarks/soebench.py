@@ -68,7 +68,7 @@ class LinearSystem:
         return "\n".join(lines)
 
 
-def determinant(matrix: Sequence[Sequence[int]]) -> int:
+def determinant(matrix: Sequence[list[int]]) -> int:
     """Exact integer determinant by Laplace expansion (the systems are at most 5×5)."""
     if len(matrix) == 1:
         return matrix[0][0]
@@ -92,7 +92,8 @@ def generate_system(config: SoEConfig, index: int) -> LinearSystem:
 
 def system_item(system: LinearSystem, config: SoEConfig, index: int) -> TextItem:
     name = system.names[system.asked]
-    meta = {"unknowns": len(system.names), "asked": name, "solution": ",".join(f"{n}={v}" for n, v in zip(system.names, system.solution))}
+    meta = {"unknowns": len(system.names), "asked": name,
+            "solution": ",".join(f"{n}={v}" for n, v in zip(system.names, system.solution))}
     return TextItem(f"soebench-{config.seed}-{index:05d}", system.equations(), f"What is the value of {name}?",
                     (), system.solution[system.asked], "numeric", tuple(sorted(meta.items())))
 

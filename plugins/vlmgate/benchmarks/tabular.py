@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence, overload
 
 from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions
 from vlmgate.benchmarks.image_cells import image_bytes
@@ -50,6 +50,10 @@ def option_letter_index(value: Any, n_options: int, where: str) -> int:
     raise DataError(f"{where}: answer {value!r} is not one of the option letters {letters}; fix the cell")
 
 
+@overload
+def text_cell(value: Any, where: str, *, required: Literal[True] = True) -> str: ...
+@overload
+def text_cell(value: Any, where: str, *, required: bool) -> str | None: ...
 def text_cell(value: Any, where: str, *, required: bool = True) -> str | None:
     """A cell as stripped text; empty (or a pandas NaN written as ``nan``) is ``None``."""
     if value is None or (isinstance(value, float) and value != value):

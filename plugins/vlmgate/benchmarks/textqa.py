@@ -83,6 +83,8 @@ def parse_item(obj: Any, line: int, path: Path) -> TextItem:
     if not isinstance(meta, dict):
         raise DataError(f"{where}: meta must be a JSON object")
     options = obj.get("options")
+    options_t: tuple[str, ...]
+    answer: int | None
     if options is None:
         kind, options_t = "numeric", ()
         answer = _numeric_answer(obj["answer"], where)

@@ -55,10 +55,10 @@ class ItemOutcome:
     """
 
     item_id: str
-    answers: tuple[int | None, int | None, int | None]
+    answers: tuple[int | None, ...]
     answer: int
     cer: float | None = None
-    replies: tuple[str, str, str] = ("", "", "")
+    replies: tuple[str, ...] = ("", "", "")
 
     @property
     def correct(self) -> tuple[bool, ...]:
@@ -150,7 +150,7 @@ def ocr_results(outcomes: Sequence[ItemOutcome], *, rng: np.random.Generator) ->
     cer_result = MetricResult("cer", mean, low, high, int(values.size), {
         "definition": "(S + D + I) / N_ref, whitespace-normalised",
         "median": float(np.median(values)) if values.size else math.nan,
-    }, kind=MEAN, better=LOWER, units={o.item_id: float(o.cer) for o in measured})
+    }, kind=MEAN, better=LOWER, units={o.item_id: float(o.cer) for o in measured if o.cer is not None})
     exact = proportion("ocr_exact", sum(o.ocr_correct for o in measured), len(measured), better="higher",
                        units=_units(measured, lambda o: o.ocr_correct))
     return [cer_result, exact]

@@ -65,7 +65,7 @@ def _columns(options: Sequence[Sequence[str]], n: int) -> np.ndarray:
     return np.array(columns, dtype=np.int64).reshape(n, 2)
 
 
-def yes_no_codes(indices: Sequence[int], options: Sequence[Sequence[str]]) -> np.ndarray:
+def yes_no_codes(indices: Sequence[int | None], options: Sequence[Sequence[str]]) -> np.ndarray:
     """``YES`` / ``NO`` of each item's option index, read through that item's own option texts."""
     chosen = np.asarray(indices)
     columns = _columns(options, chosen.size)
@@ -104,7 +104,7 @@ class Confusion:
 TP, FP, TN, FN = range(4)
 
 
-def confusion_cells(predictions: Sequence[int], answers: Sequence[int]) -> np.ndarray:
+def confusion_cells(predictions: Sequence[int] | np.ndarray, answers: Sequence[int] | np.ndarray) -> np.ndarray:
     """Each item's confusion cell (``TP``, ``FP``, ``TN`` or ``FN``) from ``YES`` / ``NO`` codes."""
     pred, gold = np.asarray(predictions), np.asarray(answers)
     if pred.shape != gold.shape:
@@ -129,7 +129,7 @@ def _ratio(name: str, hits: int, n: int, confusion: Confusion) -> MetricResult:
                         better=LOWER if name.endswith("yes_rate") else HIGHER, count=hits)
 
 
-def pope_metrics(predictions: Sequence[int], answers: Sequence[int], *, options: Sequence[Sequence[str]],
+def pope_metrics(predictions: Sequence[int], answers: Sequence[int | None], *, options: Sequence[Sequence[str]],
                  rng: np.random.Generator | None, prefix: str = "pope_") -> list[MetricResult]:
     """Accuracy, precision, recall, F1 and yes-rate, in that order.
 

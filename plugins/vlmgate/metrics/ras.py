@@ -120,7 +120,7 @@ def _mean_or_none(values: np.ndarray) -> float | None:
 def ras(
     clean_scores: Sequence[ArrayLike],
     corrupted_scores: Sequence[ArrayLike],
-    answers: Sequence[int],
+    answers: Sequence[int | None],
     *,
     sample_ids: Sequence[str] | None = None,
     clusters: Sequence[str] | None = None,
@@ -158,7 +158,7 @@ def ras(
         "n_corrective": int((~correct_c).sum()),
         "accuracy_clean": accuracy_c,
         "accuracy_corrupted": accuracy_k,
-        "accuracy_change": None if n == 0 else accuracy_k - accuracy_c,
+        "accuracy_change": None if accuracy_c is None or accuracy_k is None else accuracy_k - accuracy_c,
         "erroneous_confidence": int((~correct_k & (confidence_k > confidence_c)).sum()),
         "hesitation": int((correct_k & (confidence_k < confidence_c)).sum()),
     }

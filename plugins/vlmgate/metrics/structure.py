@@ -221,7 +221,7 @@ def channel_summed_power(unit: np.ndarray, *, workers: int | None = None) -> np.
 
 
 @lru_cache(maxsize=32)
-def _band_layout(height: int, width: int, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+def _band_layout(height: int, width: int, scheme: BandScheme) -> tuple[np.ndarray, np.ndarray]:
     """Band number of every frequency and the band sizes, cached per grid (every perturbed
     image is resized to its clean image's size, so one layout serves all its variants)."""
     radius = frequency_radius(height, width)
@@ -280,7 +280,7 @@ def resize_to_base(perturbed: "Image", base_size: tuple[int, int]) -> "Image":
     rgb = perturbed.convert("RGB")
     if rgb.size == tuple(base_size):
         return rgb
-    return rgb.resize(tuple(base_size), PILImage.Resampling.BICUBIC)
+    return rgb.resize(base_size, PILImage.Resampling.BICUBIC)  # resize takes any (width, height) sequence
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,8 @@ MEMO_MIN_BYTES = 1 << 20
 #: ``--vlmgate-quantize`` values (``QUANTIZE_MODES``) and the ``ModelIdentity.quantization`` each records.
 QUANTIZE = dict(zip(QUANTIZE_MODES, ("bitsandbytes-nf4", "bitsandbytes-int8")))
 #: What transformers needs installed to load a checkpoint quantized with ``quant_method``.
-QUANT_PACKAGES = {"gptq": "optimum and gptqmodel", "awq": "gptqmodel (or autoawq)", "compressed-tensors": "compressed-tensors",
-                  "bitsandbytes": "bitsandbytes (and a CUDA device)"}
+QUANT_PACKAGES = {"gptq": "optimum and gptqmodel", "awq": "gptqmodel (or autoawq)",
+                  "compressed-tensors": "compressed-tensors", "bitsandbytes": "bitsandbytes (and a CUDA device)"}
 _FIX = "re-save the checkpoint with model.save_pretrained(PATH) and processor.save_pretrained(PATH)"
 
 

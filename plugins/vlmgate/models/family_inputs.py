@@ -74,7 +74,9 @@ def _pad_stack(arrays: Sequence[np.ndarray]) -> np.ndarray:
     shape = tuple(max(sizes) for sizes in zip(*(a.shape for a in arrays)))
     out = np.zeros((len(arrays), *shape), dtype=arrays[0].dtype)
     for i, array in enumerate(arrays):
-        out[(i, *(slice(0, n) for n in array.shape))] = array
+        # named first: mypy's parser reads the starred tuple inside ``out[...]`` as Python 3.11 syntax
+        index: tuple[int | slice, ...] = (i, *(slice(0, n) for n in array.shape))
+        out[index] = array
     return out
 
 

@@ -84,28 +84,46 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads its hu
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from vlmgate.errors import ModelError
-from vlmgate.models.family_inputs import (
-    MROPE_MODEL_TYPES, PREFIX_LM_MODEL_TYPES, TOKEN_KEYS, pack_images, position_base, processor_images,
-    processor_kwargs, token_inputs, unpack_rows, unpadded_ids,
-)
-from vlmgate.models.shared_prefix import ATTENTION_IMPLEMENTATIONS, Segment, attention_mask, pack
-from vlmgate.models.image_only import load_image_only_processor, needs_image_only
-from vlmgate.models.vision_grid import family_vision_tokens
 from vlmgate.models.base import (
-    GenerateRequest, ModelIdentity, ModelOptions, ProbeRecord, ProbeRequest, ScoreRequest,
+    GenerateRequest,
+    ModelIdentity,
+    ModelOptions,
+    ProbeRecord,
+    ProbeRequest,
+    ScoreRequest,
 )
+from vlmgate.models.checkpoint import (
+    dtype_name,
+    load_weights,
+    open_checkpoint,
+    torch_device,
+    torch_dtype,
+    weight_placement,
+)
+from vlmgate.models.family_inputs import (
+    MROPE_MODEL_TYPES,
+    PREFIX_LM_MODEL_TYPES,
+    TOKEN_KEYS,
+    pack_images,
+    position_base,
+    processor_images,
+    processor_kwargs,
+    token_inputs,
+    unpack_rows,
+    unpadded_ids,
+)
+from vlmgate.models.image_only import load_image_only_processor, needs_image_only
 from vlmgate.models.offers import VLM_OFFERS, offering
 from vlmgate.models.prompt_formats import CHAT_TEMPLATE, choose_format
-from vlmgate.models.checkpoint import (
-    dtype_name, load_weights, open_checkpoint, torch_device, torch_dtype, weight_placement,
-)
+from vlmgate.models.shared_prefix import ATTENTION_IMPLEMENTATIONS, Segment, attention_mask, pack
+from vlmgate.models.vision_grid import family_vision_tokens
 
 #: Sequences per forward pass: contexts per cached pass with prefix sharing, else
 #: (request × option) rows; more amortise Python overhead, fewer bound activation memory
@@ -476,11 +494,15 @@ class HFAdapter:
         """
         tails = {i: tail for i in range(len(requests))
                  if (tail := self._open_tail(context_ids[i], open_ids[i])) is not None}
-        parts, answers, answer_states, open_states = [], {}, {}, {}
+        parts: list[tuple[Sequence[int], _OptionRows]] = []
+        answers: dict[int, tuple[int, ...]] = {}
+        answer_states: dict[int, np.ndarray] = {}
+        open_states: dict[int, np.ndarray] = {}
         for chunk, rows in self._context_chunks(encoded, context_ids):
             result = self._context_chunk(chunk, context_ids, encoded, images, requests, features=features,
                                          probes=True, open_tails=tails)
             parts.append((rows, result.options))
+            assert result.answer_states is not None  # probes=True: the pass decoded answers
             answers.update(zip(chunk, result.answers))
             answer_states.update(zip(chunk, result.answer_states))
             open_states.update(result.open_states)
@@ -561,6 +583,7 @@ class HFAdapter:
         self._check_finite(scores, [chunk[s.row] for s in options], requests)
         if not probes:
             return _ContextChunk(_OptionRows(scores))
+        assert prefill.hidden is not None and hidden is not None  # probes=True: both passes kept their states
         rows_of = [s.row for s in options]
         contexts = _last_positions(prefill.hidden, lengths)
         spans = [(packed.starts[k], packed.starts[k] + len(s.tokens)) for k, s in enumerate(options)]
@@ -625,7 +648,8 @@ class HFAdapter:
             else:
                 where = dict(enumerate(features))
             return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(
-                pooler_output=[where[request] for request in row_requests]
+                # one tensor per image, as the families' get_image_features return (typed as a single tensor)
+                pooler_output=[where[request] for request in row_requests]  # type: ignore[arg-type]
             )}}
         index = torch.tensor(row_requests, device=self.device)
         return unpack_rows({key: value.index_select(0, index) for key, value in images.items()})
@@ -653,7 +677,7 @@ class HFAdapter:
             keep[r, start:end] = True
         keep_t = torch.from_numpy(keep).to(self.device)
         attention_t = torch.from_numpy(attention).to(self.device)
-        extra = {"output_hidden_states": -1} if hidden else {}
+        extra: dict[str, Any] = {"output_hidden_states": -1} if hidden else {}
         ids_t = torch.from_numpy(input_ids).to(self.device)
         # Qwen's image-token map / PaliGemma's prefix: rebuilt for each row's own ids.
         extra.update(token_inputs(self.model_type, ids_t, [start + 1 for start, _ in logit_spans],
@@ -697,6 +721,7 @@ class HFAdapter:
         self._check_finite(result, [i for i, _ in rows], requests)
         if not states:
             return _OptionRows(result)
+        assert hidden is not None  # states=True: the pass kept its states
         return _OptionRows(
             result,
             context_states=_last_positions(hidden, n_contexts),
@@ -739,6 +764,7 @@ class HFAdapter:
         with torch.inference_mode():
             features = self._vision_features(images, range(len(requests))) \
                 if self._shares_vision_features(images) else None
+            open_states: Sequence[np.ndarray] | Mapping[int, np.ndarray]  # by request index
             if self.prefix_sharing:
                 rows, answers, answer_states, open_states = self._shared_probes(
                     encoded, context_ids, open_ids, images, requests, features)
@@ -748,8 +774,9 @@ class HFAdapter:
                 open_states = self._context_states(open_ids, images, features)
             scores = _split_per_request(rows.scores, encoded)
             chosen = self._chosen_rows(requests, encoded, scores)
-            grids = None if features is not None else [
+            grids = [] if features is not None else [
                 family_vision_tokens(self.model, self._image_inputs([i], images)) for i in range(len(requests))]
+        assert rows.context_states is not None and rows.answer_states is not None  # states=True above
         records = []
         for i, row in enumerate(chosen):
             tokens, grid = self._vision_tokens(features[i]) if features is not None else grids[i]
@@ -896,6 +923,7 @@ class HFAdapter:
             sequences = [context_ids[i] for i in chunk]
             hidden = self._forward(sequences, chunk, images, [(len(s) - 1, len(s)) for s in sequences],
                                    features=features, hidden=True).hidden
+            assert hidden is not None  # hidden=True
             out.update(zip(chunk, _last_positions(hidden, [len(s) for s in sequences])))
         return out
 
@@ -953,7 +981,7 @@ class _OptionRows:
     @classmethod
     def gather(cls, n_rows: int, parts: Sequence[tuple[Sequence[int], "_OptionRows"]]) -> "_OptionRows":
         """Reassemble chunk results (each with the row indices it covered) in row order."""
-        fields = {}
+        fields: dict[str, Any] = {}  # scores, and the states or None
         for name in ("scores", "context_states", "answer_states"):
             pieces = [(rows, getattr(part, name)) for rows, part in parts]
             if pieces[0][1] is None:

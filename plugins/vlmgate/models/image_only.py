@@ -29,7 +29,7 @@ PROCESSOR_CLASSES: dict[str, str] = {
 
 
 @lru_cache(maxsize=None)
-def image_only_class(model_type: str) -> type:
+def image_only_class(model_type: str) -> type[Any]:
     """The image-only subclass of ``model_type``'s processor (one class per family)."""
     import transformers
     from transformers.processing_utils import ProcessorMixin

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -103,7 +103,7 @@ class PerturbationFamily(ABC):
         """The default grid of instances for ``sample`` (spec table)."""
 
     @abstractmethod
-    def at_level(self, level: int, **choices: object) -> Variant:
+    def at_level(self, level: int, **choices: Any) -> Variant:
         """The variant of integer magnitude ``level`` (0 = identity)."""
 
     @abstractmethod

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -176,7 +176,7 @@ class TextOverlayFamily(PerturbationFamily):
         return [self.at_level(DEFAULT_LEVEL, **self.slot_choices(label, context.rng))
                 for label in labels]
 
-    def slot_choices(self, label: str, rng: np.random.Generator) -> dict[str, object]:
+    def slot_choices(self, label: str, rng: np.random.Generator) -> dict[str, Any]:
         """The ``at_level`` choices of the overlay standing for option ``label``."""
         return {"label": label}
 
@@ -286,7 +286,7 @@ class RandomTextOverlay(TextOverlayFamily):
     tags: ClassVar[tuple[str, ...]] = (TEXTOVERLAY, CONTROL)
     description: ClassVar[str] = "random 6-12 chars of [A-Z0-9] in a white centred box (control)"
 
-    def slot_choices(self, label: str, rng: np.random.Generator) -> dict[str, object]:
+    def slot_choices(self, label: str, rng: np.random.Generator) -> dict[str, Any]:
         return {"text": random_text(rng)}
 
     def search_choices(self, labels: Sequence[str]) -> "SearchStrategy[dict[str, object]]":

@@ -18,9 +18,9 @@ from typing import Sequence
 
 from vlmgate.cases import CaseKey
 from vlmgate.errors import RecordError
+from vlmgate.metrics.paired import PairedChange, compare_units
 from vlmgate.records import MetricResult
 from vlmgate.report.diff import change_rng
-from vlmgate.metrics.paired import PairedChange, compare_units
 from vlmgate.report.pairing import CaseIndex, CasePairing
 from vlmgate.report.record import RunRecord, load_record
 
@@ -47,7 +47,9 @@ class Baseline:
     def change(self, key: CaseKey, test: str, result: MetricResult) -> PairedChange | None:
         """The paired change of ``result`` since the baseline (``None``: not in the baseline)."""
         case = self._index.find(self.pairing.counterpart_key(key), test)
-        before = case.metric(result.name) if case is not None else None
+        if case is None:
+            return None
+        before = case.metric(result.name)
         if before is None:
             return None
         return compare_units(result.name, result.kind, before.units, result.units,

@@ -38,8 +38,16 @@ from vlmgate.cases import CaseKey, case_id, short_names
 from vlmgate.dispatch import DispatchCounts
 from vlmgate.models.base import ModelDescription
 from vlmgate.report.record import (
-    SCHEMA_VERSION, CaseRecord, Completeness, Environment, MetricRecord, RunRecord, case_from_dict, case_to_dict,
-    model_description_from_dict, sorted_cases,
+    SCHEMA_VERSION,
+    CaseRecord,
+    Completeness,
+    Environment,
+    MetricRecord,
+    RunRecord,
+    case_from_dict,
+    case_to_dict,
+    model_description_from_dict,
+    sorted_cases,
 )
 from vlmgate.settings import Settings
 

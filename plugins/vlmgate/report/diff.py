@@ -41,8 +41,8 @@ from dataclasses import dataclass, replace
 from typing import Iterator
 
 from vlmgate.cases import CaseKey
-from vlmgate.records import is_worse
 from vlmgate.metrics.paired import ALPHA, PairedChange, compare_units
+from vlmgate.records import is_worse
 from vlmgate.report.multiplicity import holm_adjust
 from vlmgate.report.pairing import CaseIndex, CasePairing
 from vlmgate.report.record import CaseRecord, MetricRecord, RunRecord

@@ -29,7 +29,15 @@ from typing import Any, Callable, Sequence
 
 from vlmgate.metrics.paired import ALPHA
 from vlmgate.report.diff import (
-    FAIL, FIXED, IMPROVED, NEWLY_FAILING, REGRESSED, STILL_FAILING, UNCHANGED, MetricDiff, RunDiff,
+    FAIL,
+    FIXED,
+    IMPROVED,
+    NEWLY_FAILING,
+    REGRESSED,
+    STILL_FAILING,
+    UNCHANGED,
+    MetricDiff,
+    RunDiff,
 )
 from vlmgate.report.multiplicity import METHOD
 

@@ -25,16 +25,27 @@ _TRANSITIONS = (("R->W", "R→W"), ("W->R", "W→R"), ("R->R", "R→R"), ("W->W"
 
 
 class Judged(Protocol):
-    """The fields of a judged metric these lines read (``MetricResult`` and ``MetricRecord`` have them)."""
+    """The fields of a judged metric these lines read (``MetricResult`` and ``MetricRecord`` have them).
 
-    name: str
-    kind: str
-    n: int
-    count: int | None
-    units: Mapping[str, float]
-    clusters: Mapping[str, str]
-    details: Mapping[str, Any]
-    worst: tuple[WorstSample, ...]
+    Read-only properties: both are frozen dataclasses.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def count(self) -> int | None: ...
+    @property
+    def units(self) -> Mapping[str, float]: ...
+    @property
+    def clusters(self) -> Mapping[str, str]: ...
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+    @property
+    def worst(self) -> tuple[WorstSample, ...]: ...
 
 
 def _plural(count: int, word: str) -> str:

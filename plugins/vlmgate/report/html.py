@@ -55,7 +55,16 @@ from vlmgate.report.pairing import function_name
 from vlmgate.report.record import CaseRecord, MetricRecord, RunRecord
 from vlmgate.report.reproduce import Reproduction
 from vlmgate.report.verdicts import (
-    FAILED, INERT, PASSED, RECORDED, FailingGate, RunVerdict, limit_bounds, skip_reason, standing, unit_of,
+    FAILED,
+    INERT,
+    PASSED,
+    RECORDED,
+    FailingGate,
+    RunVerdict,
+    limit_bounds,
+    skip_reason,
+    standing,
+    unit_of,
 )
 
 REPORT_FILE = "report.html"
@@ -317,17 +326,17 @@ def _diff_section(diff: RunDiff) -> str:
         items = "".join(f'<li class="{_e(row.status)}">{_e(label(row))}: {_e(_change_text(row))}</li>'
                         for row in rows)
         parts.append(f"<h3>{_e(title[0].upper() + title[1:])} ({len(rows)})</h3><ul>{items}</ul>")
-    rows = []
+    table_rows: list[list[str]] = []
     for row in diff.rows:
         cells = [_e(cell) for cell in row_cells(row)]
         cells[0] = _e(f"{row.key.suite} {row.key.family}")
         for index, verdict in ((3, row.verdicts[0]), (5, row.verdicts[1])):
             cells[index] = f'<span class="{_e(verdict)}">{cells[index]}</span>'
         cells[-1] = f'<span class="{_e(row.status)}">{cells[-1]}</span>'
-        rows.append(cells)
+        table_rows.append(cells)
     header = ("case", "metric", "before", "verdict", "after", "verdict", "change", "pairs", "p (Holm)", "status")
     parts.append(f"<details><summary>All {len(diff.rows)} compared metrics</summary>"
-                 + _table(header, rows, numeric=(2, 4, 7, 8)) + "</details>")
+                 + _table(header, table_rows, numeric=(2, 4, 7, 8)) + "</details>")
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -371,7 +380,7 @@ def _flip_rate_plots(record: RunRecord) -> str:
 
 
 def _suite_summary(suite: str, metrics: list[MetricRecord]) -> str:
-    kinds = defaultdict(int)
+    kinds: defaultdict[str, int] = defaultdict(int)
     for metric in metrics:
         kinds[standing(metric)] += 1
     gated = len(metrics) - kinds[RECORDED]
@@ -514,7 +523,8 @@ def _title(record: RunRecord, verdict: RunVerdict) -> str:
 
 
 def render_html(record: RunRecord, *, baseline: RunRecord | None = None, source: str = "run",
-                baseline_source: str = "baseline", files: LocalFiles = LocalFiles()) -> str:
+                baseline_source: str = "baseline",
+                files: LocalFiles = LocalFiles()) -> str:  # noqa: B008 (a frozen dataclass: immutable)
     """The whole report as one HTML document (see module docstring); images only from ``files``."""
     verdict = RunVerdict.of(record)
     diff = (diff_runs(baseline, record, before_source=baseline_source, after_source=source)

@@ -179,7 +179,8 @@ def _entry(path: Path, index: int, table: Any, families: list[str] | None) -> Co
                         f"write {name} as a finite number, e.g. {key.example}")
     missing = [name for name in REQUIRED_KEYS if name not in table]
     if missing:
-        raise _fail(path, where, f"missing key(s) {', '.join(missing)}", f"every entry needs {', '.join(REQUIRED_KEYS)}")
+        raise _fail(path, where, f"missing key(s) {', '.join(missing)}",
+                    f"every entry needs {', '.join(REQUIRED_KEYS)}")
     if families is not None and table["family"] not in families:
         raise _fail(path, f"{where} key 'family'", unknown_name_message("family", table["family"], families),
                     "use a registered family name")

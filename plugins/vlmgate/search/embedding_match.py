@@ -62,7 +62,7 @@ def match_embedding(adapter, source: torch.Tensor, target: torch.Tensor, class_e
     delta = torch.zeros_like(source, requires_grad=True)
     optimiser = torch.optim.Adam([delta], lr=settings.step_size)
     taken = 0
-    for taken in range(1, settings.steps + 1):
+    for taken in range(1, settings.steps + 1):  # noqa: B007 (read after the loop: the steps taken)
         optimiser.zero_grad()
         embedding = adapter.image_embedding(source + delta)
         loss = 0.5 * (embedding - goal).pow(2).sum()

@@ -78,7 +78,8 @@ class MinimalFailure:
         milder = ("level 0 is the identity" if self.milder is None else
                   f"level {self.instance.level - 1} keeps {self.labels[self.milder.prediction]}")
         lines = [
-            f"minimal failing instance ({'stored counterexample, replayed' if self.source == 'replay' else 'searched'}):",
+            "minimal failing instance "
+            f"({'stored counterexample, replayed' if self.source == 'replay' else 'searched'}):",
             f"  sample {self.instance.sample_id}, {self.family} level {self.instance.level} of tolerance "
             f"{self.tolerance} (intensity {self.variant.intensity:.4f}; {milder})",
             f"  params {json.dumps(self.variant.param_dict, sort_keys=True)}, "

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from vlmgate.errors import ConfigError, DataError, NotApplicable
 from vlmgate.records import CLEAN, MetricResult, Observation, Sample
@@ -170,7 +170,11 @@ class _Oracle:
             self.clean_memo[sample_id] = self.engine.observe([(self.samples[sample_id], CLEAN)], private=True)[0]
         return self.clean_memo[sample_id]
 
-    def observe(self, instances: list[SearchInstance], *, budgeted: bool) -> list[Observation | None]:
+    @overload
+    def observe(self, instances: list[SearchInstance], *, budgeted: Literal[False]) -> list[Observation]: ...
+    @overload
+    def observe(self, instances: list[SearchInstance], *, budgeted: bool) -> list[Observation | None]: ...
+    def observe(self, instances: list[SearchInstance], *, budgeted: bool) -> list[Any]:
         """Observations of ``instances`` in one engine batch; ``None`` where the budget forbids."""
         todo = []
         for instance in dict.fromkeys(instances):
@@ -248,7 +252,8 @@ def _replay(oracle: _Oracle, stored: tuple[Counterexample, ...], store: Countere
     return (failing[0].instance if failing else None), tuple(playable), fixed, notes
 
 
-def _hypothesis_search(oracle: _Oracle, instances_strategy: Any, seed_keys: tuple[object, ...]) -> SearchInstance | None:
+def _hypothesis_search(oracle: _Oracle, instances_strategy: Any,
+                       seed_keys: tuple[object, ...]) -> SearchInstance | None:
     """Run the property under the active settings profile; the minimal flipping instance or None."""
     from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings, target
 
@@ -296,9 +301,12 @@ def search_minimal_failure(engine: "Engine", family_name: str, config: SearchCon
     samples = _all_samples(engine, {entry.instance.sample_id for entry in stored})
     oracle = _Oracle(engine, family, samples, config.budget)
     tolerance = tolerance_level(engine, family)
-    source, replayed, fixed, notes = "replay", (), (), []
-    minimal = None
-    if stored:
+    source = "replay"
+    replayed: tuple[Counterexample, ...] = ()
+    fixed: tuple[Counterexample, ...] = ()
+    notes: list[str] = []
+    minimal: SearchInstance | None = None
+    if stored and config.store is not None:  # stored is empty without a store
         minimal, replayed, fixed, notes = _replay(oracle, stored, config.store)
     grid_failing: tuple[Sample, ...] = ()
     if minimal is None and not config.search and not stored:
@@ -322,7 +330,8 @@ def search_minimal_failure(engine: "Engine", family_name: str, config: SearchCon
             failure = _with_images(oracle, failure, config.image_dir, notes)
     cost = SearchCost(oracle.examples, oracle.searched, oracle.verified, len(grid_failing),
                       engine.requests_scored - calls_before, config.budget, oracle.exhausted)
-    return SearchOutcome(model, benchmark, family.name, tolerance, failure, cost, replayed, fixed, recorded, tuple(notes))
+    return SearchOutcome(model, benchmark, family.name, tolerance, failure, cost, replayed, fixed, recorded,
+                         tuple(notes))
 
 
 def _failure(oracle: _Oracle, instance: SearchInstance, tolerance: int, source: str, model: str,

@@ -21,7 +21,10 @@ from hypothesis import strategies as st
 from vlmgate.errors import ConfigError
 from vlmgate.perturbations.base import PerturbationFamily, family_names, get_family
 from vlmgate.perturbations.textoverlay import (  # noqa: F401  (public strategies, re-exported)
-    TextOverlayFamily, overlay_colours, overlay_positions, overlay_texts,
+    TextOverlayFamily,
+    overlay_colours,
+    overlay_positions,
+    overlay_texts,
 )
 from vlmgate.records import Sample, Variant
 from vlmgate.search.instance import SearchInstance
@@ -46,7 +49,8 @@ def levels(family: str | PerturbationFamily, *, tolerance: int | None = None) ->
     return st.integers(min_value=1, max_value=top)
 
 
-def overlay_choices(family: str | TextOverlayFamily, labels: Sequence[str]) -> st.SearchStrategy[dict[str, Any]]:
+def overlay_choices(family: str | PerturbationFamily,
+                    labels: Sequence[str]) -> st.SearchStrategy[dict[str, Any]]:
     """Text (a label for the semantic and empty overlays, characters for the random one),
     position and colour of one overlay; ``labels`` are the options it may name.
     """

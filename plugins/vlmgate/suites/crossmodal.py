@@ -29,9 +29,9 @@ text benchmarks only (``benchmark_kinds``), so it has no case there.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, MetricSpec, Sample, Variant, TextItem
+from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, MetricSpec, Sample, TextItem, Variant
 from vlmgate.render import RENDER_STYLES
 from vlmgate.suites.base import CaseContext, Suite
 
@@ -66,7 +66,7 @@ def _consistency_specs(suffix: str, subset: str) -> tuple[MetricSpec, ...]:
 
 def form_variant(form: str, style: str, max_new_tokens: int | None = None) -> Variant:
     """The clean variant naming a prepared form (the text form has no style)."""
-    params: dict[str, object] = {"form": form, "style": style}
+    params: dict[str, Any] = {"form": form, "style": style}
     if max_new_tokens is not None:
         params["max_new_tokens"] = max_new_tokens
     return Variant.of("clean", **params)
@@ -123,7 +123,7 @@ class CrossModalSuite(Suite):
 
 
 def _first(items: Iterator[TextItem], limit: int | None) -> tuple[TextItem, ...]:
-    chosen = []
+    chosen: list[TextItem] = []
     for item in items:
         if limit is not None and len(chosen) >= limit:
             break

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 from vlmgate.errors import ConfigError, ModelError
 from vlmgate.models.base import PROBES
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 #: falls back from ``family.probe`` to ``family`` on it.
 PROBE_SEPARATOR = "."
 #: (distance, metric name) of each drift result, the primary first.
-DRIFT_METRICS = (("cosine", "drift_ratio"), ("l2", "drift_ratio_l2"))
+DRIFT_METRICS: tuple[tuple[Literal["cosine", "l2"], str], ...] = (("cosine", "drift_ratio"), ("l2", "drift_ratio_l2"))
 #: Samples probed per benchmark when the run sets no ``--vlmgate-limit`` (see module docstring):
 #: 20 keeps ``pytest -m textoverlay`` on the bundled default within a minute on 2 cores, and
 #: leaves 15 or more controls per sample beside the 5 each drift ratio draws.
@@ -163,14 +163,16 @@ def _energy_shifts(probes: "FamilyProbes", spec: str) -> list["EnergyShift"]:
     for sample in probes.samples:
         clean = probes.clean[sample.id]
         records = probes.perturbed[sample.id]
-        if any(r.vision_tokens is None for r in (clean, *records)):
+        clean_tokens = clean.vision_tokens
+        if clean_tokens is None or any(r.vision_tokens is None for r in records):
             raise ModelError(
                 f"model {spec}: its adapter returned no vision-token grid for sample {sample.id!r}, so "
                 "the Dirichlet energy of the structure gate is undefined; the hf adapter states the "
                 "grid of LLaVA-style checkpoints only (deselect with -m 'not structure')"
             )
-        perturbed = [dirichlet_energy(r.vision_tokens, r.vision_grid) for r in records]
-        shifts.append(EnergyShift(dirichlet_energy(clean.vision_tokens, clean.vision_grid), float(np.mean(perturbed))))
+        perturbed = [dirichlet_energy(r.vision_tokens, r.vision_grid) for r in records
+                     if r.vision_tokens is not None]  # every record, as checked above
+        shifts.append(EnergyShift(dirichlet_energy(clean_tokens, clean.vision_grid), float(np.mean(perturbed))))
     return shifts
 
 

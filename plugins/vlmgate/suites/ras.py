@@ -89,7 +89,7 @@ class CorruptionObservations:
                 f"corruption {self.family!r}: variants lack a numeric 'severity' param ({grid}); "
                 "a family in the ras suite must build its variants with a severity"
             )
-        return [float(s) for s in grid]
+        return [float(s) for s in grid if isinstance(s, (int, float))]  # every one, as checked above
 
 
 def observe_corruption(case: CaseContext) -> CorruptionObservations:
@@ -179,7 +179,8 @@ def _per_severity(observations: CorruptionObservations, severities: list[float])
 
 class RasSuite(Suite):
     name = "ras"
-    description = "corruption robustness: RAS (RAS-style, reconstructed) per ImageNet-C corruption, pooled over severities"
+    description = ("corruption robustness: RAS (RAS-style, reconstructed) per ImageNet-C corruption, "
+                   "pooled over severities")
     metrics = (
         MetricSpec("ras", "RAS (RAS-style, reconstructed) under a corruption, pooled over its severities", MEAN,
                    HIGHER, lowest=-2.0, highest=1.0, unit="instance", cluster="sample"),

@@ -21,7 +21,7 @@ Models other than CLIP-style ones skip the case (the search needs pixel gradient
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from vlmgate.errors import DataError
 from vlmgate.records import HIGHER, LOWER, PROPORTION, MetricResult, MetricSpec
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import torch
 
     from vlmgate.metrics.systematic import NoiseStatistics
+    from vlmgate.models.clip import ClipAdapter
 
 FAMILY = "embedding_match"
 #: Noisy copies per image and their pixel noise (σ in [0, 1] units; reconstructed).
@@ -92,7 +93,7 @@ class SystematicSuite(Suite):
 
         engine, family = case.engine, case.family
         settings = MatchSettings()
-        adapter = engine.model
+        adapter = cast("ClipAdapter", engine.model)  # the "pixels" capability required above: a clip:PATH model
         samples = engine.samples()
         if len(samples) < 2:
             raise DataError(f"benchmark {engine.benchmark.spec}: systematic evaluation needs at least 2 samples "
@@ -135,5 +136,6 @@ class SystematicSuite(Suite):
             "zero_shot_accuracy": (float(np.mean([clean[s.id].prediction == s.answer for s in answered]))
                                    if answered else None),
         }
-        results = systematic_results(original, target, matched, ids) + detection_results(clean_stats, matched_stats, ids)
+        results = (systematic_results(original, target, matched, ids)
+                   + detection_results(clean_stats, matched_stats, ids))
         return [replace(r, details={**r.details, **shared}) for r in results]

@@ -201,7 +201,8 @@ def build_tiny_llava(
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
     )
-    config = LlavaConfig(
+    # image_token_id: the config's attribute_map alias of image_token_index, which its signature does not list
+    config = LlavaConfig(  # type: ignore[call-arg]
         vision_config=vision_config,
         text_config=text_config,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
@@ -255,7 +256,7 @@ def save_checkpoint(model: torch.nn.Module, processor: LlavaProcessor, path: str
     """
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
+    model.save_pretrained(folder)  # type: ignore[operator]  # a transformers model; nn.Module types attributes as Tensor
     processor.save_pretrained(folder)
     if not any(folder.glob("*.safetensors")):  # a transformers default changing under us
         raise ModelError(f"saving {folder} wrote no .safetensors file; upgrade transformers (>= 5)")

@@ -61,7 +61,7 @@ def _tokenizer(corpus: Sequence[str], tokens: Sequence[str], *, bos: str | None,
                            chat_template=template)
 
 
-def _ids(tokenizer, **names: str) -> dict[str, int]:
+def _ids(tokenizer, **names: str) -> dict[str, Any]:
     return {key: tokenizer.convert_tokens_to_ids(token) for key, token in names.items()}
 
 
@@ -89,6 +89,9 @@ def _qwen(version: str, corpus: Sequence[str], *, image_size: int, vocab_size: i
     text = {**TEXT, "vocab_size": vocab_size, "rope_parameters": {
         "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, head_dim // 2 - 5]},
         "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    vision: dict[str, Any]
+    config: tf.PretrainedConfig
+    model_class: type[tf.PreTrainedModel]
     if version == "qwen2_vl":
         vision = {"depth": 2, "embed_dim": 64, "hidden_size": TEXT["hidden_size"], "num_heads": 4, "mlp_ratio": 2,
                   "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
@@ -121,6 +124,7 @@ def _idefics(version: str, corpus: Sequence[str], *, image_size: int, vocab_size
     size = {"longest_edge": image_size}
     image_kwargs = {"size": size, "max_image_size": size, "do_image_splitting": False}
     image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    config: tf.PretrainedConfig
     if version == "idefics3":
         config = tf.Idefics3Config(vision_config=vision, text_config=text, scale_factor=scale,
                                    image_token_id=image_token_id)
@@ -144,10 +148,13 @@ def _paligemma(corpus: Sequence[str], *, image_size: int, vocab_size: int, seed:
               "image_size": image_size, "patch_size": patch, "projection_dim": TEXT["hidden_size"]}
     text = {**TEXT, "vocab_size": vocab_size, "head_dim": 16, "pad_token_id": tokenizer.pad_token_id,
             "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
-    config = tf.PaliGemmaConfig(vision_config=vision, text_config=text, projection_dim=TEXT["hidden_size"],
+    # image_token_id: the config's attribute_map alias of image_token_index, which its signature does not list
+    config = tf.PaliGemmaConfig(vision_config=vision, text_config=text,  # type: ignore[call-arg]
+                                projection_dim=TEXT["hidden_size"],
                                 image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
     image_processor = tf.SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
-    image_processor.image_seq_length = (image_size // patch) ** 2
+    # read by PaliGemmaProcessor; the image processor class does not declare it
+    image_processor.image_seq_length = (image_size // patch) ** 2  # type: ignore[attr-defined]
     processor = tf.PaliGemmaProcessor(image_processor, tokenizer)
     return _build(tf.PaliGemmaForConditionalGeneration, config, seed), processor
 

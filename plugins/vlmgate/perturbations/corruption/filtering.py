@@ -9,6 +9,8 @@ motion-blur lines reach ~90 px on a 1024-px image, where direct correlation (and
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from scipy import ndimage, signal
 
@@ -21,7 +23,7 @@ def gaussian_smooth(layer: np.ndarray, sigma: float, mode: str = "nearest", trun
     return ndimage.gaussian_filter(layer, sigma=sigmas, mode=mode, truncate=truncate)
 
 
-def correlate_fft(layer: np.ndarray, kernel: np.ndarray, pad_mode: str) -> np.ndarray:
+def correlate_fft(layer: np.ndarray, kernel: np.ndarray, pad_mode: Literal["reflect", "edge"]) -> np.ndarray:
     """``out[p] = sum_o kernel[c + o] · layer[p + o]`` for an odd square ``kernel``.
 
     Borders follow ``numpy.pad(mode=pad_mode)``: ``'reflect'`` is OpenCV's default

@@ -21,7 +21,7 @@ from vlmgate.perturbations.corruption.table import SeverityTable
 
 class ZoomBlurParams(NamedTuple):
     last_zoom: float  #: largest zoom factor
-    count: int  #: number of zoom factors, 1.0 included
+    count: int  # type: ignore[assignment]  #: number of zoom factors, 1.0 included (shadows tuple.count)
 
 
 def clipped_zoom(layer: np.ndarray, zoom: float) -> np.ndarray:
