@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, overloa
 import numpy as np
 
 from vlmgate import batches
-from vlmgate.batches import KINDS, Batch, WorkItem
+from vlmgate.batches import DEFAULT_BATCH_SIZE, KINDS, Batch, WorkItem
 from vlmgate.benchmarks.base import Benchmark
 from vlmgate.cache import ObservationCache, observation_key, sample_digest
 from vlmgate.claims import BatchClaims
@@ -244,7 +244,7 @@ class Engine:
     """Batched, memoised, cached scoring of one benchmark by one model."""
 
     def __init__(self, model: ModelAdapter, benchmark: Benchmark, *, seed: int = 0,
-                 limit: int | None = None, batch_size: int = 8, cache: ObservationCache | None = None,
+                 limit: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, cache: ObservationCache | None = None,
                  dispatcher: Dispatcher | None = None, progress: ProgressSink = NO_PROGRESS):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")

@@ -42,6 +42,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from vlmgate.batches import DEFAULT_BATCH_SIZE
 from vlmgate.benchmarks.base import Benchmark
 from vlmgate.benchmarks.jsonl import JsonlBenchmark
 from vlmgate.cases import safe_name
@@ -229,7 +230,7 @@ class Selection:
 def select_subset(benchmark: Benchmark, models: Sequence[ModelAdapter], *, size: int, seed: int = 0,
                   corruptions: Sequence[str] | None = None, severities: Sequence[int] = DEFAULT_SEVERITIES,
                   clusters: int | None = None, embedding: str = "pixels", limit: int | None = None,
-                  batch_size: int = 8) -> Selection:
+                  batch_size: int = DEFAULT_BATCH_SIZE) -> Selection:
     """Score, embed, cluster and choose (module docstring); nothing is written."""
     if not models:
         raise ConfigError("--models: name at least one model whose predictions judge the items")

@@ -20,6 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from vlmgate.batches import DEFAULT_BATCH_SIZE
 from vlmgate.benchmarks.base import DEFAULT_MAX_PIXELS
 from vlmgate.errors import ConfigError
 from vlmgate.models.base import DEVICE_MAPS, QUANTIZE_MODES, parse_max_memory
@@ -41,7 +42,6 @@ DEFAULT_THRESHOLDS = "thresholds/default.toml"
 #: The limits shipped as package data, with the reasoning of each written beside it.
 PACKAGED_THRESHOLDS = "default_thresholds.toml"
 DEFAULT_SEED = 0
-DEFAULT_BATCH_SIZE = 8
 DEFAULT_DEVICE = "cpu"
 DEFAULT_DTYPE = "float32"
 DTYPES = ("float32", "float16", "bfloat16")
