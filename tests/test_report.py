@@ -547,3 +547,23 @@ def test_every_plot_marks_the_limit_of_its_bars():
     assert sorted(segment[0][0] for segment in segments) == [0.085, 0.25]  # one marker per limited bar
     assert all(segment[0][0] == segment[1][0] for segment in segments)  # vertical lines
     assert [text.get_text() for text in axes.get_legend().get_texts()] == ["limit"]
+
+
+def test_the_verdict_lists_values_past_their_limit_before_gates_failed_only_by_their_change():
+    from vlmgate.report.verdicts import RunVerdict
+
+    changed = MetricRecord("ras", "mean", "higher", 0.8553, 0.79, 0.90, 250, "min 0.5 (interval); max decrease "
+                           "0.05 vs baseline", False, "ras = 0.8553 [95% CI 0.7901, 0.9005] (n=250) within min 0.5 "
+                           "(interval); max decrease 0.05 vs baseline; ras 0.9292 -> 0.8553 (-0.0739) exceeds "
+                           "max_decrease 0.05 and is significant")
+    past = MetricRecord("follow_rate", "proportion", "lower", 0.29, 0.21, 0.38, 130, "max 0.05 (interval)", False,
+                        "follow_rate = 0.2923 [95% CI 0.2147, 0.3799] (n=130) exceeds max 0.05 (whole interval "
+                        "above the limit, interval mode)")
+    cases = (CaseRecord("m-b-blur", "t.py::test_ras", CaseKey(MODEL, BENCH, "gaussian_blur", "ras"), "failed",
+                        (changed,)),
+             CaseRecord("m-b-textoverlay", "t.py::test_flip_rate", CaseKey(MODEL, BENCH, "textoverlay", "flip_rate"),
+                        "failed", (past,)))
+    record = RunRecord(**{**make_record().__dict__, "cases": cases})
+    failing = RunVerdict.of(record).failing
+    assert [gate.name for gate in failing] == ["flip_rate textoverlay follow_rate", "ras gaussian_blur ras"]
+    assert [gate.only_changed for gate in failing] == [False, True]

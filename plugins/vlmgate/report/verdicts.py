@@ -5,7 +5,8 @@ A release manager opens a report to answer one question, "can this ship?", and t
 
 * the run's verdict: ``FAIL`` when any case failed or errored, else ``INCOMPLETE`` when
   the run stopped early (a partial green run is not a pass), else ``PASS``;
-* the failing gates, each with a one-line reason: the value, interval and limit, and how
+* the failing gates (values past their own limit first, then those failed only by their change
+  since the baseline), each with a one-line reason: the value, interval and limit, and how
   much it rests on (``3 of 130 instances flipped, on 1 of 50 images``);
 * each metric's standing: ``fail``, ``pass``, ``inert`` (passed, but its limit could not
   have failed at this n) or ``recorded`` (no limit: a measurement, not a gate), which a
@@ -34,6 +35,8 @@ PASS, FAIL, INCOMPLETE = "PASS", "FAIL", "INCOMPLETE"
 FAILED, PASSED, INERT, RECORDED = "fail", "pass", "inert", "recorded"
 _BOUND = re.compile(r"\b(?:max|min) (-?(?:inf|[0-9.]+(?:e[-+]?[0-9]+)?))(?= |$|;)")
 _SKIP_PREFIX = "Skipped: "
+#: How a verdict opens when the value met its own limit (``Threshold.judge``: "VALUE within LIMIT").
+_WITHIN = re.compile(r"^\S+ = [^;]*?\(n=\d+\) within ")
 
 
 def standing(metric: MetricRecord) -> str:
@@ -106,6 +109,12 @@ class FailingGate:
         return f"{key.suite} {key.family}" + (f" {self.metric.name}" if self.metric is not None else "")
 
     @property
+    def only_changed(self) -> bool:
+        """Failed by its change since the baseline alone: the value is within its own limit."""
+        return (self.metric is not None and "is significant" in self.metric.message
+                and _WITHIN.match(self.metric.message) is not None)
+
+    @property
     def reason(self) -> str:
         if self.metric is not None:
             return reason(self.case, self.metric)
@@ -133,6 +142,9 @@ class RunVerdict:
             failing += [FailingGate(case, metric) for metric in failed] or [FailingGate(case, None)]
         inert = sum(metric.inert for case in record.cases for metric in case.metrics)
         verdict = FAIL if failing else PASS if record.completeness.complete else INCOMPLETE
+        # A value past its own limit reads first; gates failed only by their change since the
+        # baseline follow (the order within each group is the record's).
+        failing.sort(key=lambda gate: gate.only_changed)
         return cls(verdict, dict(outcomes), tuple(failing), inert)
 
     def describe_outcomes(self) -> str:
