@@ -46,8 +46,11 @@ class FlipRateSuite(Suite):
                    MEAN, LOWER, lowest=-1.0, highest=1.0, unit="instance", cluster="sample"),
     )
     takes = frozenset({GEOMETRIC, TEXTOVERLAY, CONTROL})
-    leading: ClassVar[tuple[str, ...]] = (CLEAN_FAMILY,)
-    trailing: ClassVar[tuple[str, ...]] = (ANY_FAMILY,)
+    # ``any`` computes every pooled family's grid, in name order like the family cases after
+    # it. Collected early, under xdist it runs beside those cases, and the workers split each
+    # grid's batches through their claims (``vlmgate.claims``) instead of one worker finishing
+    # the costliest family alone at the end.
+    leading: ClassVar[tuple[str, ...]] = (CLEAN_FAMILY, ANY_FAMILY)
 
     def evaluate(self, case: CaseContext) -> list[MetricResult]:
         from vlmgate.metrics.flips import (
