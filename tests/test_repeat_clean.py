@@ -56,3 +56,25 @@ def test_a_deterministic_model_records_it_only_when_asked_and_then_it_is_zero(tm
     results = {r.name: r for r in evaluate_case("flip_rate", warm, "clean", RunOptions(repeat_clean=True))}
     assert results["repeat_flip_rate"].value == 0.0 and results["repeat_flip_rate"].n == 9
     assert warm.requests_scored == 9  # the repeat was computed, not read back from the cache
+
+
+def test_an_adapter_that_drops_a_result_is_an_error_in_the_pass_and_in_its_repeat():
+    import pytest
+
+    from vlmgate.errors import ModelError
+
+    class Dropping(BatchSensitiveAdapter):
+        drop = False
+
+        def score(self, requests):
+            rows = super().score(requests)
+            return rows[:-1] if self.drop else rows
+
+    model = Dropping()
+    engine = Engine(model, GeneratedBenchmark(5), batch_size=4)
+    engine.clean()
+    model.drop = True
+    with pytest.raises(ModelError, match=r"score\(\) returned (\d+) results for a batch of (?!\1)\d+ requests"):
+        engine.repeat_clean()  # never a silently shorter repeat
+    with pytest.raises(ModelError, match=r"an adapter must return one per request"):
+        Engine(model, GeneratedBenchmark(5), batch_size=4).clean()

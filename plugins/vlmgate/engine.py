@@ -391,9 +391,6 @@ class Engine:
 
         With ``private``, new values go there instead, and neither to the memo nor the cache.
         """
-        if len(results) != len(batch):
-            raise ModelError(f"model {self.model.spec}: {KINDS[kind.name]}() returned {len(results)} results "
-                             f"for a batch of {len(batch)} requests; an adapter must return one per request")
         for (sample, variant), result in zip(batch, results):
             if (sample.id, variant) in kind.memo:
                 continue
@@ -439,7 +436,7 @@ class Engine:
         in_flight: deque = deque()
 
         def finish(done: list[tuple[Sample, Variant]], pending, key: str | None) -> None:
-            self._keep(kind, done, pending.result(), private)
+            self._keep(kind, done, self._results(kind, done, pending), private)
             if key is not None and claims is not None:
                 claims.release(key)
                 held.discard(key)
@@ -457,8 +454,7 @@ class Engine:
                         deferred.append((batch, key))  # another worker computes it: read it at the end
                         continue
                     held.add(key)
-                work = Batch(kind.name, self.seed, tuple(kind.item(sample, variant) for sample, variant in batch))
-                in_flight.append((batch, self.dispatcher.submit(work), key))
+                in_flight.append((batch, self._submit(kind, batch), key))
                 while len(in_flight) >= self.dispatcher.capacity:
                     finish(*in_flight.popleft())
             while in_flight:
@@ -483,9 +479,20 @@ class Engine:
                     break
                 if claims.try_claim(key):  # its holder died or failed: compute it here
                     held.add(key)
-                    work = Batch(kind.name, self.seed, tuple(kind.item(sample, variant) for sample, variant in batch))
-                    finish(batch, self.dispatcher.submit(work), key)
+                    finish(batch, self._submit(kind, batch), key)
                     break
+
+    def _submit(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]]):
+        """Hand one canonical batch to the dispatcher; its pending result."""
+        return self.dispatcher.submit(Batch(kind.name, self.seed, tuple(kind.item(s, v) for s, v in batch)))
+
+    def _results(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]], pending) -> Sequence[Any]:
+        """A computed batch's results, one per request, or ``ModelError`` naming the adapter."""
+        results = pending.result()
+        if len(results) != len(batch):
+            raise ModelError(f"model {self.model.spec}: {KINDS[kind.name]}() returned {len(results)} results "
+                             f"for a batch of {len(batch)} requests; an adapter must return one per request")
+        return results
 
     def _batch_key(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]]) -> str:
         """A name every worker gives this canonical batch: the hash of its items' cache keys."""
@@ -554,8 +561,7 @@ class Engine:
             self.clean()
             repeat: dict[str, Observation] = {}
             for batch in self._canonical_batches((s, CLEAN) for s in self.samples()):
-                work = Batch("score", self.seed, tuple(self._scores.item(sample, variant) for sample, variant in batch))
-                rows = self.dispatcher.submit(work).result()
+                rows = self._results(self._scores, batch, self._submit(self._scores, batch))
                 for (sample, variant), row in zip(batch, rows):
                     repeat[sample.id] = self._scores.convert(sample, variant, row)
             self.requests_scored += len(repeat)
