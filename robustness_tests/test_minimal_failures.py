@@ -8,8 +8,10 @@ names the sample, params, intensity, both answers and scores, and the saved PNGs
 
 Counterexamples found are appended to ``thresholds/counterexamples.toml``
 (``--vlmgate-counterexamples``); commit it, and the next release replays them first and
-fails fast while one still fails. ``--vlmgate-search-budget N`` bounds the inputs a search
-scores; ``--hypothesis-profile ci`` makes the search reproducible run to run.
+fails fast while one still fails. Without ``--vlmgate-search`` a family with nothing stored
+has no case (the run lists it under "combinations left out"): the search is a nightly job.
+``--vlmgate-search-budget N`` bounds the inputs a search scores; ``--hypothesis-profile ci``
+makes the search reproducible run to run.
 """
 
 import pytest

@@ -67,6 +67,29 @@ def test_why_a_combination_is_no_case():
     assert why_not(flips, "rotation", "bundled:shapes-v1", "nosuchscheme:x") is None
 
 
+def test_the_minimal_failure_search_exists_when_the_run_searches_or_has_something_to_replay(tmp_path):
+    from vlmgate.search.counterexamples import Counterexample, CounterexampleStore
+    from vlmgate.search.instance import SearchInstance
+    from vlmgate.suites.base import RunOptions, SearchOptions
+
+    search = get_suite("search")
+    stored = Counterexample("bundled:shapes-v1", "bundled:shapes", "rotation", SearchInstance("shapes-00001", 11))
+    store = CounterexampleStore(tmp_path / "store.toml", (stored,))
+
+    def reason(family, benchmark="bundled:shapes", *, enabled=False, store=store):
+        return why_not(search, family, "bundled:shapes-v1", benchmark,
+                       RunOptions(search=SearchOptions(enabled=enabled, store=store)))
+
+    assert reason("rotation") is None  # replays its stored entry without --vlmgate-search
+    left_out = reason("translation")
+    assert "opt-in with --vlmgate-search" in left_out and f"{tmp_path / 'store.toml'} holds none" in left_out
+    assert "translation" not in left_out  # said once per model x benchmark, not per family
+    assert reason("rotation", "jsonl:/data/m.jsonl") is not None  # stored for another benchmark
+    assert reason("translation", enabled=True) is None
+    assert "no counterexample store" in reason("rotation", store=None)
+    assert why_not(search, "translation", "bundled:shapes-v1", "bundled:shapes") is None  # declarations alone
+
+
 SYSTEMATIC_TEST = "import pytest\n\n@pytest.mark.systematic\ndef test_systematic(vlmgate_case, vlmgate):\n" \
                   "    vlmgate.assert_within_thresholds(vlmgate.evaluate())\n"
 

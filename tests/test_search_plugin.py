@@ -2,8 +2,10 @@
 
 One pytester folder, three runs under the ``ci`` profile: the search finds and stores a
 minimal rotation and overlay failure (checked minimal with the engine: one level milder
-keeps the clean answer), the next run replays them and fails before any search, and
-after the store is cleared the search runs again and finds the same instances.
+keeps the clean answer), the next run replays them and fails before any search, a store
+holding one family's entry replays that family alone (the other case is not generated
+without ``--vlmgate-search``), and after the store is cleared no case is generated until
+the search runs again and finds the same instances.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ MODEL = "bundled:shapes-v2"
 FAMILIES = ("rotation", "textoverlay")
 #: The first 31 samples: within them both searches find a minimal failure of shapes-v2 in budget.
 LIMIT = 31
+#: The "combinations left out" line of a run that neither searches nor has anything of those families stored.
+LEFT_OUT = ("test_minimal_failures.py::test_minimal_failures: {cases} cases of bundled_shapes-v2 x bundled_shapes: "
+            "the minimal-failure search is a nightly job, opt-in with --vlmgate-search")
 INSTANCE = re.compile(r"sample (\S+), (\w+) level (\d+) of tolerance \d+ .*\n  params .*, choices (\{.*\})")
 
 
@@ -75,15 +80,27 @@ def test_search_finds_minimal_failures_replays_them_and_searches_again(pytester)
         assert milder.prediction == clean.prediction
 
     second = run(pytester)  # no --vlmgate-search: stored counterexamples replay all the same
-    second.assert_outcomes(failed=2, deselected=4)
+    second.assert_outcomes(failed=2)  # the other four families have nothing stored: not generated
+    assert LEFT_OUT.format(cases=4) in second.stdout.str()
     text = failures(second)
     assert text.count("minimal failing instance (stored counterexample, replayed)") == 2
     assert text.count("before any search") == 2 and "searched" not in text
     assert instances(text) == found
 
+    # Without --vlmgate-search a case exists only when the store holds something of its family.
+    entries = store.split("[[counterexample]]")
+    (rotation_entry,) = [entry for entry in entries if 'family = "rotation"' in entry]
+    (pytester.path / "store.toml").write_text(entries[0] + "[[counterexample]]" + rotation_entry)
+    rotation_only = run(pytester)
+    rotation_only.assert_outcomes(failed=1)
+    assert instances(failures(rotation_only)) == {"rotation": found["rotation"]}
+    assert LEFT_OUT.format(cases=5) in rotation_only.stdout.str()
+
     (pytester.path / "store.toml").unlink()
-    opted_out = run(pytester)  # nothing stored, and a new search is opt-in
-    opted_out.assert_outcomes(skipped=2, deselected=4)
+    opted_out = run(pytester)  # nothing stored, and a new search is opt-in: no case, no skip
+    opted_out.assert_outcomes(deselected=1)  # the placeholder of a function with no case
+    assert LEFT_OUT.format(cases=6) in opted_out.stdout.str()
+    assert "skipped" not in opted_out.stdout.lines[-1]
     third = run(pytester, "--vlmgate-search")
     third.assert_outcomes(failed=2, deselected=4)
     assert failures(third).count("minimal failing instance (searched)") == 2

@@ -244,11 +244,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from vlmgate.suites.applicability import LeftOut, why_not
 
     left_out = config.stash.setdefault(stash.LEFT_OUT, {})
+    options = config.stash[stash.SESSION].run_options()
     params = []
     for model in settings.models:
         for benchmark in settings.benchmarks:
             for family in families:
-                reason = why_not(suite, family, model, benchmark)
+                reason = why_not(suite, family, model, benchmark, options)
                 if reason is not None:  # no case, counted and said why (terminal summary)
                     entry = LeftOut(metafunc.definition.nodeid, model_names[model], benchmark_names[benchmark], reason)
                     left_out[entry] = left_out.get(entry, 0) + 1
@@ -421,7 +422,8 @@ def _left_out_summary(terminalreporter: Any, config: pytest.Config) -> None:
         return
     terminalreporter.section("vlmgate: combinations left out")
     terminalreporter.write_line(f"{sum(left_out.values())} cases not generated: their suite cannot judge that "
-                                "model x benchmark (as the suites, model schemes and benchmarks declare them)")
+                                "model x benchmark (as the suites, model schemes and benchmarks declare them), "
+                                "or the case runs only when the run asks for it")
     for entry in sorted(left_out):
         terminalreporter.write_line(entry.describe(left_out[entry]))
 

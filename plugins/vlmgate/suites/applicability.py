@@ -11,7 +11,10 @@ judges answers to the items' questions, whether a model that never reads the que
 CLIP dual encoder) faces a benchmark whose questions vary, where its "answer" is a guess
 among the image's contents whatever is asked. What cannot be known
 without loading (an undeclared or unknown scheme, a served model's tier) stays a case, and
-its adapter is checked when it runs. The plugin counts what it leaves out and says why.
+its adapter is checked when it runs. Last, a case that exists only when the run asks for it
+(``Suite.left_out_in_run``: the minimal-failure search without ``--vlmgate-search`` and with
+nothing stored to replay) is left out by the run's options. The plugin counts what it
+leaves out and says why.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 
 from vlmgate.benchmarks.base import benchmark_kind, benchmark_questions_vary
 from vlmgate.models.offers import READS_QUESTIONS, model_offers
-from vlmgate.suites.base import ADAPTERS_WITH, Suite
+from vlmgate.suites.base import ADAPTERS_WITH, RunOptions, Suite
 
 
 @dataclass(frozen=True, order=True)
@@ -37,8 +40,12 @@ class LeftOut:
         return f"{self.test}: {cases} {noun} of {self.model} x {self.benchmark}: {self.reason}"
 
 
-def why_not(suite: Suite, family: str, model: str, benchmark: str) -> str | None:
-    """Why ``suite``'s case ``family`` cannot run on ``model`` × ``benchmark``; ``None`` when it may."""
+def why_not(suite: Suite, family: str, model: str, benchmark: str, options: RunOptions | None = None) -> str | None:
+    """Why ``suite``'s case ``family`` cannot run on ``model`` × ``benchmark``; ``None`` when it may.
+
+    With the run's ``options``, a case the run did not ask for is left out too
+    (``Suite.left_out_in_run``).
+    """
     kind = benchmark_kind(benchmark)
     if kind is not None and kind not in suite.benchmark_kinds:
         return (f"the {suite.name} suite takes {' or '.join(sorted(suite.benchmark_kinds))} benchmarks; "
@@ -54,4 +61,4 @@ def why_not(suite: Suite, family: str, model: str, benchmark: str) -> str | None
             return (f"{model} does not read the question (it scores options against the image alone), and "
                     f"{benchmark} asks varied questions, so the {suite.name} suite would judge guesses; "
                     "gate it on a benchmark that asks one question of every image")
-    return None
+    return None if options is None else suite.left_out_in_run(family, benchmark, options)

@@ -163,6 +163,16 @@ class Suite(ABC):
         raise SuiteError(f"suite {self.name!r} declares no metric {name!r}; it declares "
                          f"{', '.join(spec.name for spec in self.metrics)}")
 
+    def left_out_in_run(self, family: str, benchmark: str, options: RunOptions) -> str | None:
+        """Why the run's own options leave the case ``family`` on ``benchmark`` out; ``None`` when they do not.
+
+        Declarations decide most combinations (``vlmgate.suites.applicability.why_not``); this
+        is for a case that only exists when the run asks for it (the minimal-failure search
+        without ``--vlmgate-search`` and nothing stored to replay). The reason is said once
+        per model × benchmark, so it names no family.
+        """
+        return None
+
     def requirements(self, family: str) -> frozenset[str]:
         """What a case of ``family`` needs of the adapter (the suite's ``requires`` by default)."""
         return self.requires
