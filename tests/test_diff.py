@@ -331,7 +331,8 @@ def test_change_verdicts_need_both_a_large_and_a_significant_change():
     loose = limit.check_change(change(0.10, 0.20))
     assert loose.passed and "beyond max_increase 0.02 but not significant" in loose.message
     failed = limit.check_change(change(0.10, 0.01), "baseline v1/run.json")
-    assert not failed.passed
+    assert not failed.passed and failed.failed_limits == ("change",)
+    assert loose.failed_limits == ()
     assert "exceeds max_increase 0.02 and is significant" in failed.message and "t.toml [ifr] *" in failed.message
     assert "vs baseline v1/run.json" in failed.message
     assert not limit.check_change(change(-0.06, 0.01)).passed  # fell beyond max_decrease

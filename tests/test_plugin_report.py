@@ -137,6 +137,7 @@ def test_changes_since_a_release_snapshot_diff_and_baseline_gates(suite_dir, tin
     assert outcomes(gated) == {"failed": 1}
     before = next(c for c in load_record(suite_dir.path / "v1").cases if c.key.family == "padcrop").metric("ifr")
     after = load_record(suite_dir.path / "v2").cases[0].metric("ifr")
+    assert after.failed_limits == ("change",)  # within its own limit (max 1), failed by the change alone
     shared = sorted(set(before.units) & set(after.units))
     rose = sum(after.units[k] > before.units[k] for k in shared)
     fell = sum(after.units[k] < before.units[k] for k in shared)

@@ -8,6 +8,7 @@ import json
 import math
 import re
 import sys
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -555,15 +556,30 @@ def test_the_verdict_lists_values_past_their_limit_before_gates_failed_only_by_t
     changed = MetricRecord("ras", "mean", "higher", 0.8553, 0.79, 0.90, 250, "min 0.5 (interval); max decrease "
                            "0.05 vs baseline", False, "ras = 0.8553 [95% CI 0.7901, 0.9005] (n=250) within min 0.5 "
                            "(interval); max decrease 0.05 vs baseline; ras 0.9292 -> 0.8553 (-0.0739) exceeds "
-                           "max_decrease 0.05 and is significant")
+                           "max_decrease 0.05 and is significant", failed_limits=("change",))
     past = MetricRecord("follow_rate", "proportion", "lower", 0.29, 0.21, 0.38, 130, "max 0.05 (interval)", False,
                         "follow_rate = 0.2923 [95% CI 0.2147, 0.3799] (n=130) exceeds max 0.05 (whole interval "
-                        "above the limit, interval mode)")
+                        "above the limit, interval mode)", failed_limits=("value",))
+    # Past its own limit and changed: a value failure first, whatever its message says.
+    both = replace(past, name="excess_flip_rate", message=changed.message, failed_limits=("value", "change"))
     cases = (CaseRecord("m-b-blur", "t.py::test_ras", CaseKey(MODEL, BENCH, "gaussian_blur", "ras"), "failed",
                         (changed,)),
              CaseRecord("m-b-textoverlay", "t.py::test_flip_rate", CaseKey(MODEL, BENCH, "textoverlay", "flip_rate"),
-                        "failed", (past,)))
+                        "failed", (past,)),
+             CaseRecord("m-b-rotation", "t.py::test_flip_rate", CaseKey(MODEL, BENCH, "rotation", "flip_rate"),
+                        "failed", (both,)))
     record = RunRecord(**{**make_record().__dict__, "cases": cases})
     failing = RunVerdict.of(record).failing
-    assert [gate.name for gate in failing] == ["flip_rate textoverlay follow_rate", "ras gaussian_blur ras"]
-    assert [gate.only_changed for gate in failing] == [False, True]
+    assert [gate.name for gate in failing] == ["flip_rate textoverlay follow_rate",
+                                               "flip_rate rotation excess_flip_rate", "ras gaussian_blur ras"]
+    assert [gate.only_changed for gate in failing] == [False, False, True]
+    assert "changed beyond its limit since the baseline" in failing[2].reason
+    assert "changed beyond its limit" not in failing[0].reason
+    # The record keeps which limits failed; an unknown one is refused, naming the field.
+    reread = {case.id: case.metrics[0].failed_limits
+              for case in RunRecord.from_json(record.to_json(), "run.json").cases}
+    assert reread == {"m-b-blur": ("change",), "m-b-textoverlay": ("value",), "m-b-rotation": ("value", "change")}
+    data = json.loads(record.to_json())
+    data["cases"][0]["metrics"][0]["failed_limits"] = ["drift"]
+    with pytest.raises(RecordError, match=r"failed_limits.*'drift' is not one of value, change"):
+        RunRecord.from_json(json.dumps(data), "run.json")

@@ -58,9 +58,11 @@ def test_interval_mode_fails_only_when_interval_is_beyond():
     assert limit.check(result(0.25, 0.19, 0.31)).passed          # point above, interval straddles
     failed = limit.check(result(0.30, 0.21, 0.39))
     assert not failed.passed and "exceeds max 0.2" in failed.message and "f [ifr] *" in failed.message
+    assert failed.failed_limits == ("value",) and limit.check(result(0.1, 0.05, 0.15)).failed_limits == ()
     low = Threshold("accuracy", "*", min=0.6)
     assert low.check(result(0.55, 0.5, 0.61, name="accuracy")).passed
-    assert not low.check(result(0.5, 0.45, 0.59, name="accuracy")).passed
+    below = low.check(result(0.5, 0.45, 0.59, name="accuracy"))
+    assert not below.passed and below.failed_limits == ("value",)
 
 
 def test_strict_mode_compares_the_point_value():

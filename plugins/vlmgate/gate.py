@@ -17,6 +17,7 @@ properties always hold every judged metric.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -24,7 +25,7 @@ import pytest
 from vlmgate import stash
 from vlmgate.cases import CaseKey
 from vlmgate.errors import NotApplicable, VlmgateError
-from vlmgate.records import MetricResult, Verdict
+from vlmgate.records import VALUE_LIMIT, MetricResult, Verdict
 from vlmgate.session import GateSession
 from vlmgate.thresholds import Judgement, Threshold
 
@@ -96,7 +97,7 @@ class CaseGate:
                 change = self.baseline.change(self.case, self.item.nodeid.split("[", 1)[0], result)
                 judged = threshold.check_change(change, f"baseline {self.baseline.source}")
                 verdict = Verdict(verdict.passed and judged.passed, f"{verdict.message}; {judged.message}",
-                                  inert=verdict.inert)
+                                  inert=verdict.inert, failed_limits=verdict.failed_limits + judged.failed_limits)
             judgements.append(Judgement(result, threshold, verdict, change))
         return judgements
 
@@ -116,10 +117,11 @@ class CaseGate:
         reach = sensitivity(threshold, result, spec.lowest, spec.highest)
         note = reach.describe(threshold)
         if not reach.inert:
-            return Verdict(verdict.passed, f"{verdict.message}; {note}" if note else verdict.message)
+            return replace(verdict, message=f"{verdict.message}; {note}" if note else verdict.message)
         if self.session.settings.strict or self.session.thresholds.strict:
-            return Verdict(False, f"{verdict.message}; {note} (an error under --vlmgate-strict)", inert=True)
-        return Verdict(verdict.passed, f"{verdict.message}; {note}", inert=True)
+            return Verdict(False, f"{verdict.message}; {note} (an error under --vlmgate-strict)", inert=True,
+                           failed_limits=(VALUE_LIMIT,))
+        return replace(verdict, message=f"{verdict.message}; {note}", inert=True)
 
     def assert_within_thresholds(self, results: list[MetricResult]) -> None:
         """Record every result; fail when any verdict fails."""

@@ -243,11 +243,21 @@ class Verdict:
 
     ``inert``: the limit could not have failed at this run's n whatever the model did
     (``vlmgate.sensitivity``); the verdict says so rather than read as a pass.
+    ``failed_limits``: which of its limits failed, ``VALUE_LIMIT`` (the value's own bound)
+    and / or ``CHANGE_LIMIT`` (its change since the baseline), so a report can tell a gate
+    past its own limit from one failed by its change alone without reading the message.
     """
 
     passed: bool
     message: str
     inert: bool = False
+    failed_limits: tuple[str, ...] = ()
+
+
+#: The limits a verdict can fail (``Verdict.failed_limits``).
+VALUE_LIMIT = "value"
+CHANGE_LIMIT = "change"
+LIMIT_KINDS = (VALUE_LIMIT, CHANGE_LIMIT)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from vlmgate.errors import ConfigError
-from vlmgate.records import MetricResult, MetricSpec, Verdict, interval_text
+from vlmgate.records import CHANGE_LIMIT, VALUE_LIMIT, MetricResult, MetricSpec, Verdict, interval_text
 from vlmgate.registry import unknown_name_message
 from vlmgate.tomlfile import read_toml
 
@@ -119,20 +119,21 @@ class Threshold:
         clustered = (f"; {result.n} instances in {result.n_clusters} images, interval clustered by image"
                      if result.n_clusters < result.n else "")
         if result.n == 0 or math.isnan(result.value):
-            return Verdict(False, f"{value}: nothing was measured, so the limit {self.describe()} cannot be judged")
+            return Verdict(False, f"{value}: nothing was measured, so the limit {self.describe()} cannot be judged",
+                           failed_limits=(VALUE_LIMIT,))
         strict = self.mode == "strict"
         if self.max is not None:
             judged = result.value if strict else result.ci_low
             if judged > self.max:
                 why = "value" if strict else "whole interval"
                 return Verdict(False, f"{value} exceeds max {self.max:g} ({why} above the limit, {self.mode} mode; "
-                                      f"from {self.source}){clustered}")
+                                      f"from {self.source}){clustered}", failed_limits=(VALUE_LIMIT,))
         if self.min is not None:
             judged = result.value if strict else result.ci_high
             if judged < self.min:
                 why = "value" if strict else "whole interval"
                 return Verdict(False, f"{value} is below min {self.min:g} ({why} below the limit, {self.mode} mode; "
-                                      f"from {self.source}){clustered}")
+                                      f"from {self.source}){clustered}", failed_limits=(VALUE_LIMIT,))
         if self.max is None and self.min is None:
             return Verdict(True, f"{value} (no value limit){clustered}")
         return Verdict(True, f"{value} within {self.describe()}{clustered}")
@@ -150,7 +151,8 @@ class Threshold:
             if bound is None or moved <= bound:
                 continue
             if change.significant:
-                return Verdict(False, f"{measured} exceeds {key} {bound:g} and is significant; from {self.source}")
+                return Verdict(False, f"{measured} exceeds {key} {bound:g} and is significant; from {self.source}",
+                               failed_limits=(CHANGE_LIMIT,))
             notes.append(f"beyond {key} {bound:g} but not significant")
         return Verdict(True, f"{measured}: {'; '.join(notes) or 'within ' + self.describe_change()}")
 

@@ -68,6 +68,7 @@ def metric_record(judgement: "Judgement") -> MetricRecord:
         name=result.name, kind=result.kind, better=result.better,
         value=float(result.value), ci_low=float(result.ci_low), ci_high=float(result.ci_high), n=int(result.n),
         n_clusters=int(result.n_clusters), inert=judgement.verdict.inert,
+        failed_limits=judgement.verdict.failed_limits,
         limit=threshold.describe() if threshold else None, passed=judgement.verdict.passed,
         message=judgement.verdict.message, units=dict(result.units), details=dict(result.details),
         clusters=dict(result.clusters), count=result.count, worst=tuple(result.worst),

@@ -45,7 +45,7 @@ from vlmgate.cases import CaseKey
 from vlmgate.dispatch import DispatchCounts
 from vlmgate.errors import RecordError
 from vlmgate.models.base import ModelDescription
-from vlmgate.records import DIRECTIONS, KINDS, WorstSample
+from vlmgate.records import DIRECTIONS, KINDS, LIMIT_KINDS, WorstSample
 
 #: Bumped when a field changes meaning, is removed, or must not be ignored (2: ``completeness``).
 SCHEMA_VERSION = 2
@@ -87,6 +87,9 @@ class MetricRecord:
     n_clusters: int | None = None
     #: The limit could not have failed at this run's n (``vlmgate.sensitivity``).
     inert: bool = False
+    #: Which limits failed: ``value`` and / or ``change`` (``records.Verdict``); empty in a
+    #: passing metric and in records written before it was stored.
+    failed_limits: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,15 @@ def _number(reader: _Reader, data: Mapping[str, Any], key: str) -> float:
     return float(reader.field(data, key, (int, float)))
 
 
+def _failed_limits(reader: _Reader, data: Mapping[str, Any]) -> tuple[str, ...]:
+    limits = reader.field(data, "failed_limits", list, optional=True) or []
+    for index, limit in enumerate(limits):
+        if limit not in LIMIT_KINDS:
+            raise reader.at("failed_limits").at(str(index)).fail(
+                f"{limit!r} is not one of {', '.join(LIMIT_KINDS)}")
+    return tuple(limits)
+
+
 def _read_metric(reader: _Reader, data: Any) -> MetricRecord:
     data = reader.table(data)
     units = reader.table(reader.field(data, "units", Mapping)) if "units" in data else {}
@@ -313,6 +325,7 @@ def _read_metric(reader: _Reader, data: Any) -> MetricRecord:
         count=reader.field(data, "count", int, optional=True),
         n_clusters=reader.field(data, "n_clusters", int, optional=True),
         inert=bool(reader.field(data, "inert", bool, optional=True)),
+        failed_limits=_failed_limits(reader, data),
         worst=tuple(_read_worst(reader.at("worst").at(i), w) for i, w in enumerate(reader.field(data, "worst", list)))
         if "worst" in data else (),
     )

@@ -27,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping
 
+from vlmgate.records import CHANGE_LIMIT
 from vlmgate.report.failure import count_line
 from vlmgate.report.record import CaseRecord, MetricRecord, RunRecord
 
@@ -35,8 +36,6 @@ PASS, FAIL, INCOMPLETE = "PASS", "FAIL", "INCOMPLETE"
 FAILED, PASSED, INERT, RECORDED = "fail", "pass", "inert", "recorded"
 _BOUND = re.compile(r"\b(?:max|min) (-?(?:inf|[0-9.]+(?:e[-+]?[0-9]+)?))(?= |$|;)")
 _SKIP_PREFIX = "Skipped: "
-#: How a verdict opens when the value met its own limit (``Threshold.judge``: "VALUE within LIMIT").
-_WITHIN = re.compile(r"^\S+ = [^;]*?\(n=\d+\) within ")
 
 
 def standing(metric: MetricRecord) -> str:
@@ -74,7 +73,7 @@ def reason(case: CaseRecord, metric: MetricRecord) -> str:
     """One line: ``follow_rate 0.0231 [0.0079, 0.0657], limit max 0 (strict) · 3 of 130 instances ...``."""
     line = (f"{metric.name} {_number(metric.value)} [{_number(metric.ci_low)}, {_number(metric.ci_high)}], "
             f"limit {metric.limit}")
-    if "is significant" in metric.message:
+    if CHANGE_LIMIT in metric.failed_limits:
         line += " · changed beyond its limit since the baseline"
     if metric.inert:
         line += " · inert: could not fail at this n (an error under --vlmgate-strict)"
@@ -111,8 +110,7 @@ class FailingGate:
     @property
     def only_changed(self) -> bool:
         """Failed by its change since the baseline alone: the value is within its own limit."""
-        return (self.metric is not None and "is significant" in self.metric.message
-                and _WITHIN.match(self.metric.message) is not None)
+        return self.metric is not None and self.metric.failed_limits == (CHANGE_LIMIT,)
 
     @property
     def reason(self) -> str:
