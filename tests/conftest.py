@@ -18,6 +18,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "error::FutureWarning")
 
 
+#: C extensions a test may import while a ``pytester`` is active (``_blind_copy`` loading a
+#: checkpoint with safetensors, a plugin run importing scipy). ``pytester`` snapshots
+#: ``sys.modules`` when it is set up and restores the snapshot at teardown, which drops a
+#: module first imported during the test; the next import loads its extension a second time
+#: in the same process, and the interpreter later crashes in garbage collection. Whether a
+#: module was already imported depends on which tests ran before in that process (an xdist
+#: worker's share), so they are imported before every snapshot instead.
+LOAD_ONCE = ("numpy", "scipy.stats", "PIL.Image", "torch", "safetensors.torch", "tokenizers")
+
+
+@pytest.fixture
+def _extensions_loaded_before_the_snapshot() -> None:
+    import importlib
+
+    for name in LOAD_ONCE:
+        importlib.import_module(name)
+
+
+@pytest.fixture
+def pytester(_extensions_loaded_before_the_snapshot: None, pytester: pytest.Pytester) -> pytest.Pytester:
+    """pytest's ``pytester``, set up after ``LOAD_ONCE`` is imported (see there)."""
+    return pytester
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 
-import numpy  # noqa: F401  (imported before pytester snapshots sys.modules: numpy cannot load twice)
 import pytest
 
 from support import REPO, SEARCH_TEST
