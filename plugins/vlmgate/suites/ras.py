@@ -41,6 +41,7 @@ from typing import Any, Mapping
 from vlmgate.errors import DataError
 from vlmgate.records import HIGHER, MEAN, MetricResult, MetricSpec, Observation, Sample
 from vlmgate.suites.base import CaseContext, Suite
+from vlmgate.suites.sample_budget import SampleBudget
 
 #: Samples judged per benchmark when the run sets no ``--vlmgate-limit`` (see module docstring).
 DEFAULT_SAMPLES = 20
@@ -49,12 +50,13 @@ SEVERITY_FIELDS = ("destructive", "corrective", "accuracy_corrupted", "accuracy_
                    "erroneous_confidence", "hesitation")
 
 
+BUDGET = SampleBudget(DEFAULT_SAMPLES)
+
+
 def judged_samples(case: CaseContext) -> tuple[tuple[Sample, ...], str]:
     """The samples the suite judges (the run's limit if set, else the first ``DEFAULT_SAMPLES``) and why."""
-    samples = case.samples()
-    if case.options.limit is not None:
-        return tuple(samples), f"first {case.options.limit} samples (--vlmgate-limit)"
-    return samples[:DEFAULT_SAMPLES], f"first {DEFAULT_SAMPLES} samples (the suite's default without --vlmgate-limit)"
+    samples, first = case.samples(), BUDGET.first(case.options)
+    return tuple(samples if first is None else samples[:first]), BUDGET.rule(case.options)
 
 
 @dataclass(frozen=True)
