@@ -117,3 +117,34 @@ def test_collection_leaves_inapplicable_combinations_out_and_says_why(suite_dir,
     ran = suite_dir.runpytest_subprocess(*args, "-m", "systematic")
     ran.assert_outcomes()  # nothing skipped: the function has no case
     ran.stdout.fnmatch_lines(["*test_systematic: 1 case of hf_checkpoint x jsonl_manifest.jsonl*"])
+
+
+def test_the_main_job_has_a_case_for_every_combination_its_default_can_judge(tmp_path):
+    """The README's main job (the repository's ``[tool.vlmgate]`` default, bundled:shapes-v1 on
+    bundled:shapes) collects 74 cases and leaves 17 out, each group with the reason it belongs
+    in another run; a suite that grew cases its default cannot judge would show here first."""
+    import subprocess
+    import sys
+
+    from support import REPO
+
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "robustness_tests", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "--vlmgate-limit", "50", f"--vlmgate-counterexamples={tmp_path / 'none.toml'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    lines = collected.stdout.splitlines()
+    cases = [line for line in lines if "::" in line and line.endswith("]")]
+    assert len(cases) == 74 and not any("no-applicable-combination" in case for case in cases)
+    # the three functions left without a case keep one placeholder each, deselected (never a skip)
+    assert "74/77 tests collected (3 deselected)" in collected.stdout
+    left_out = [line.split(": ", 2) for line in lines if " cases of " in line or " case of " in line]
+    assert [(test.split("::")[-1], count) for test, count, _ in left_out] == [
+        ("test_cross_modal", "10 cases of bundled_shapes-v1 x bundled_shapes"),
+        ("test_minimal_failures", "6 cases of bundled_shapes-v1 x bundled_shapes"),
+        ("test_systematic", "1 case of bundled_shapes-v1 x bundled_shapes"),
+    ]
+    reasons = [reason for _, _, reason in left_out]
+    assert "takes text benchmarks" in reasons[0]
+    assert "nightly job, opt-in with --vlmgate-search" in reasons[1]
+    assert "needs pixels" in reasons[2]
