@@ -151,7 +151,7 @@ class VlmgateSnapshotExtension(JSONSnapshotExtension):
             return super().matches_test_location(test_location=test_location, snapshot_location=snapshot_location)
         location = Path(snapshot_location)
         return (location.parent == Path(cls.dirname(test_location=test_location))
-                and cls._snapshot_stem(location.name) == cls.get_snapshot_name(test_location=test_location))
+                and location.name == f"{cls.get_snapshot_name(test_location=test_location)}.{cls.file_extension}")
 
     def serialize(self, data: Any, **kwargs: Any) -> str:
         return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
