@@ -186,7 +186,21 @@ def test_replicas_that_disagree_on_the_fingerprint_are_an_error():
     with pytest.raises(ModelError, match=r"model hf:x: its replicas loaded different models \(replica 0 on 10.0.0.1"):
         RemoteModel.from_reports("hf:x", reports)
     model = RemoteModel.from_reports("hf:x", [reports[0], reports[0]])
-    assert model.fingerprint == "a" * 64
+    assert model.fingerprint == "a" * 64 and model.deterministic
+
+
+def test_a_served_model_behind_ray_replicas_stays_non_deterministic():
+    """The flip-rate suite measures the repeat noise of a model that is not deterministic
+    (``suites.flip_rate``); behind Ray replicas the engine sees a ``RemoteModel``, which must say so too."""
+    class Served:
+        spec, fingerprint, deterministic = "openai:http://h/v1?model=m", "c" * 64, False
+
+        def score(self, requests):
+            return []
+
+    report = ReplicaReport.of(Served())
+    assert report.deterministic is False
+    assert RemoteModel.from_reports(Served.spec, [report]).deterministic is False
 
 
 def test_ray_placement_options_are_validated(tmp_path):

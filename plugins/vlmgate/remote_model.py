@@ -48,6 +48,9 @@ class ReplicaReport:
     adapter: str = ""
     #: Where the replica runs (its node's address), for messages.
     node: str = ""
+    #: Whether the adapter answers the same input the same way twice (a served model may not:
+    #: the flip-rate suite then measures its repeat noise).
+    deterministic: bool = True
 
     @classmethod
     def of(cls, adapter: Any, *, node: str = "") -> "ReplicaReport":
@@ -60,7 +63,7 @@ class ReplicaReport:
                    identity=to_json() if callable(to_json) else None,
                    prompt_format=getattr(adapter, "prompt_format", None),
                    renders=callable(getattr(adapter, "render_context", None)), adapter=type(adapter).__name__,
-                   node=node)
+                   node=node, deterministic=bool(getattr(adapter, "deterministic", True)))
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class RemoteModel:
     prompt_format: str | None = None
     adapter: str = ""
     renderer: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
+    deterministic: bool = True
 
     def render_context(self, prompt: str) -> str | None:
         """``prompt``'s context as the replicas' model reads it (``None`` where it cannot say)."""
@@ -103,7 +107,8 @@ class RemoteModel:
         return cls(spec=spec, fingerprint=first.fingerprint, capabilities=first.capabilities & REMOTE_CAPABILITIES,
                    cacheable=all(r.cacheable for r in reports), scoring=first.scoring, identity=first.identity,
                    prompt_format=first.prompt_format, adapter=first.adapter,
-                   renderer=renderer if first.renders else None)
+                   renderer=renderer if first.renders else None,
+                   deterministic=all(r.deterministic for r in reports))
 
     def matches(self, report: ReplicaReport) -> bool:
         """Whether a (restarted) replica loaded this very model."""
