@@ -133,6 +133,18 @@ def test_clip_scores_equal_a_direct_forward(tiny_clip):
     np.testing.assert_allclose(scores, reference, atol=1e-4)
 
 
+def test_a_clip_model_s_fingerprint_records_how_its_weights_were_placed(tiny_clip, monkeypatch):
+    """A quantized or sharded CLIP scores differently from a float one: the cache key must tell them apart."""
+    from vlmgate.models import clip
+    from vlmgate.models.checkpoint import Placement
+
+    plain = load_model(f"clip:{tiny_clip}", ModelOptions())
+    monkeypatch.setattr(clip, "weight_placement", lambda checkpoint, options: Placement({}, False, "bitsandbytes-4bit"))
+    quantized = load_model(f"clip:{tiny_clip}", ModelOptions())
+    assert quantized.identity.quantization == "bitsandbytes-4bit" and plain.identity.quantization == ""
+    assert quantized.fingerprint != plain.fingerprint
+
+
 def test_systematic_suite_matches_within_budget(tiny_clip, colour_bench, capsys):
     engine = Engine(load_model(f"clip:{tiny_clip}", ModelOptions()), load_benchmark(colour_bench), limit=8)
     results = {r.name: r for r in evaluate_case("systematic", engine, "embedding_match")}

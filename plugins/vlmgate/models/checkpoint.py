@@ -375,16 +375,18 @@ def _bitsandbytes(checkpoint: Checkpoint, options: ModelOptions, device: torch.d
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def load_weights(model_class: Any, checkpoint: Checkpoint, options: ModelOptions, **kwargs: Any) -> tuple[Any, str]:
+def load_weights(model_class: Any, checkpoint: Checkpoint, options: ModelOptions, *,
+                 placement: Placement | None = None, **kwargs: Any) -> tuple[Any, str]:
     """``model_class.from_pretrained`` on the checkpoint with its loading report checked.
 
     The weights load as ``weight_placement`` says (on their device, in their dtype, maybe
     quantized). Returns the model and the digest of the weights initialised at load under
     ``options.allow_weight_keys`` ("" when none). transformers' own exceptions (a missing
     processor package, an unreadable config) propagate for the adapter to word, except a
-    missing quantization package, which is named here.
+    missing quantization package, which is named here. ``placement``: the one the caller
+    already planned (``weight_placement``), so that it is not planned twice.
     """
-    placement = weight_placement(checkpoint, options)
+    placement = placement or weight_placement(checkpoint, options)
     try:
         model, report = model_class.from_pretrained(
             checkpoint.folder, dtype=torch_dtype(options, checkpoint.spec), use_safetensors=True,

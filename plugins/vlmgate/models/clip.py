@@ -22,6 +22,7 @@ identity as ``hf:`` (``vlmgate.models.checkpoint``); the folder's config must sa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch
 
 from vlmgate.errors import ModelError
 from vlmgate.models.base import ModelIdentity, ModelOptions, ScoreRequest
-from vlmgate.models.checkpoint import load_weights, open_checkpoint, torch_device
+from vlmgate.models.checkpoint import load_weights, open_checkpoint, torch_device, weight_placement
 from vlmgate.models.offers import CLIP_OFFERS, offering
 
 #: ``ModelIdentity.prompt_format`` of a dual encoder: options scored by image-text cosine.
@@ -47,10 +48,11 @@ def load_clip_model(path: str, options: ModelOptions, *, spec: str) -> "ClipAdap
             f"vision-language model with hf:{folder}"
         )
     device = torch_device(options, spec)
+    placement = weight_placement(checkpoint, options)  # a device map or quantization that cannot run fails here
     from transformers import CLIPModel, CLIPProcessor
 
     try:
-        model, initialised = load_weights(CLIPModel, checkpoint, options)
+        model, initialised = load_weights(CLIPModel, checkpoint, options, placement=placement)
         processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(
@@ -62,9 +64,15 @@ def load_clip_model(path: str, options: ModelOptions, *, spec: str) -> "ClipAdap
     if backend is not None:  # a fixed length from tokenizer.json would cut option texts
         backend.no_truncation()
         backend.no_padding()
-    model.to(device).eval()
-    identity = ModelIdentity(adapter="clip", files=checkpoint.files_digest(), initialised=initialised,
-                             dtype=options.dtype, device_type=device.type, prompt_format=PROMPT_FORMAT)
+    if placement.placed:  # on its device(s) already (sharded or quantized): moving it would fail or undo that
+        device = next(model.parameters()).device
+    else:
+        model.to(device)
+    model.eval()
+    memo = Path(options.digest_dir) if options.digest_dir else None
+    identity = ModelIdentity(adapter="clip", files=checkpoint.files_digest(memo), initialised=initialised,
+                             dtype=options.dtype, device_type=device.type, prompt_format=PROMPT_FORMAT,
+                             quantization=placement.quantization)
     return ClipAdapter(spec, model, processor, identity, device)
 
 

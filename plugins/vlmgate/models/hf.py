@@ -170,7 +170,7 @@ def load_hf_model(path: str, options: ModelOptions, *, spec: str) -> "HFAdapter"
             processor = load_image_only_processor(folder, model_type, **common)
         else:
             processor = AutoProcessor.from_pretrained(folder, **common)
-        model, initialised = load_weights(AutoModelForImageTextToText, checkpoint, options,
+        model, initialised = load_weights(AutoModelForImageTextToText, checkpoint, options, placement=placement,
                                           trust_remote_code=options.trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:  # ImportError: a processor's package
         raise ModelError(
