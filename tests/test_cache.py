@@ -18,12 +18,13 @@ def sample(pixel=(1, 2, 3), question="Q?"):
 
 def test_key_depends_on_everything_the_value_depends_on():
     base = dict(model_fingerprint="m", kind="score", sample_id="s1", content_digest=sample_digest(sample()),
-                variant=Variant.of("rotation", angle=30), family_version=1, seed=0)
+                variant=Variant.of("rotation", angle=30), family_version=1, seed=0, batch_size=8)
     key = observation_key(**base)
     assert key == observation_key(**base)
     for field, other in [("model_fingerprint", "m2"), ("kind", "embed"), ("sample_id", "s2"),
                          ("content_digest", sample_digest(sample(pixel=(1, 2, 4)))),
-                         ("variant", Variant.of("rotation", angle=-30)), ("family_version", 2), ("seed", 1)]:
+                         ("variant", Variant.of("rotation", angle=-30)), ("family_version", 2), ("seed", 1),
+                         ("batch_size", 16)]:
         assert observation_key(**{**base, field: other}) != key, field
     assert sample_digest(sample(question="Q2?")) != sample_digest(sample())
 

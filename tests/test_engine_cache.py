@@ -68,6 +68,18 @@ def observed(engine: Engine) -> dict:
     return {"clean": engine.clean(), **{name: engine.family(name).perturbed for name in ("rotation", "padcrop")}}
 
 
+def test_a_cache_filled_at_one_batch_size_does_not_serve_another(tmp_path):
+    """Batches of 4 round differently from batches of 2: a warm run at 2 over entries written at 4
+    would differ from a cold one, so the batch size is part of the key."""
+    benchmark = GeneratedBenchmark(9)
+    observed(Engine(BatchSensitiveAdapter(), benchmark, batch_size=4, cache=ObservationCache(tmp_path)))
+    reference = observed(Engine(BatchSensitiveAdapter(), benchmark, batch_size=2))
+    model = BatchSensitiveAdapter()
+    other = Engine(model, benchmark, batch_size=2, cache=ObservationCache(tmp_path))
+    assert observed(other) == reference
+    assert other.cache.hits == 0 and max(model.batches) == 2
+
+
 def test_observations_are_bit_identical_without_cache_cold_warm_and_partly_cached(tmp_path):
     benchmark = GeneratedBenchmark(21)
     reference = observed(Engine(BatchSensitiveAdapter(), benchmark, batch_size=4))

@@ -24,7 +24,8 @@ from vlmgate.records import CLEAN_FAMILY, Sample, Variant
 
 #: Request kind -> the adapter method that computes it: option scores, scores with probes, greedy replies.
 #: Inputs per forward batch unless the run says otherwise (``--vlmgate-batch-size``). Batches
-#: are canonical, so a different size may round scores differently: it is part of the settings.
+#: are canonical, so a different size may round scores differently: it is part of the settings
+#: and of every cache key (``cache.observation_key``).
 DEFAULT_BATCH_SIZE = 8
 
 KINDS: Mapping[str, str] = {"score": "score", "probe": "embed", "generate": "generate"}

@@ -82,14 +82,17 @@ def sample_digest(sample: Sample) -> str:
 
 
 def observation_key(model_fingerprint: str, kind: str, sample_id: str, content_digest: str,
-                    variant: Variant, family_version: int, seed: int) -> str:
+                    variant: Variant, family_version: int, seed: int, batch_size: int) -> str:
     """The cache key of one request (hex sha256).
 
     ``family_version`` is the ``version`` of the variant's perturbation family (0 for the
     clean image): a family whose implementation changed bumps it, and its old entries miss.
+    ``batch_size`` cuts the canonical batches, and a batch's composition fixes its float
+    rounding, so a value computed in batches of 8 is not the one a run in batches of 16
+    computes: it would make a warm run differ from a cold one.
     """
     parts = (__version__, model_fingerprint, kind, sample_id, content_digest, variant.label,
-             f"family-v{family_version}", str(seed))
+             f"family-v{family_version}", str(seed), f"batch-{batch_size}")
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 

@@ -324,7 +324,7 @@ class Engine:
         if digest is None:
             digest = self._digests[sample.id] = sample_digest(sample)
         return observation_key(self.model.fingerprint, kind.cache_kind(sample, variant), sample.id, digest,
-                               variant, self._family_version(variant), self.seed)
+                               variant, self._family_version(variant), self.seed, self.batch_size)
 
     def _family_version(self, variant: Variant) -> int:
         """The ``version`` of the family that makes ``variant`` (0 for the clean image)."""
