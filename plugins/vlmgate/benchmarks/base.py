@@ -90,8 +90,8 @@ def benchmark_kind(spec: str) -> str | None:
     return kind if kind in BENCHMARK_KINDS else None
 
 
-#: The options of every yes/no sample, in this order: the words the yes/no prompt asks
-#: for, and the order the POPE metrics read (``metrics.pope.YES, NO = 0, 1``).
+#: The options of every yes/no sample, in this order: the words the yes/no prompt asks for.
+#: The POPE metrics find yes and no by these texts, not by their position.
 YES_NO = ("Yes", "No")
 
 
