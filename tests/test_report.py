@@ -535,6 +535,27 @@ def test_the_changes_since_the_baseline_name_each_significant_regression():
     assert "<details" in changes  # every compared metric, collapsed
 
 
+def test_the_flip_rate_table_and_bars_show_each_gate_s_own_standing(monkeypatch):
+    """A gate bounded only by its change since the baseline has no line to draw, but it is a gate:
+    failed, it is red and FAIL; a metric without a limit is "recorded", not "pass"."""
+    pytest.importorskip("matplotlib")
+    from vlmgate.report import charts
+
+    changed = replace(ifr_metric(passed=False), limit="max increase 0.02 vs baseline")
+    recorded = replace(ifr_metric(), limit=None)
+    cases = tuple(CaseRecord(f"m-b-{family}", "t.py::test_flip_rate", CaseKey(MODEL, BENCH, family, "flip_rate"),
+                             outcome, (metric,))
+                  for family, outcome, metric in (("translation", "failed", changed), ("padcrop", "passed", recorded)))
+    drawn = []
+    monkeypatch.setattr(charts, "interval_figure", lambda title, bars, xlabel: drawn.extend(bars))
+    html = render_html(RunRecord(**{**make_record().__dict__, "cases": cases}))
+    table = html.split("Flip rate per family")[1].split("</table>")[0]
+    rows = {row.split("</td>")[0].rsplit(">", 1)[-1]: row for row in table.split("<tr>")[2:]}
+    assert "max increase 0.02 vs baseline" in rows["translation"] and ">FAIL<" in rows["translation"]
+    assert ">recorded<" in rows["padcrop"] and ">pass<" not in rows["padcrop"]
+    assert [(bar.label, bar.judged) for bar in drawn] == [("translation", True), ("padcrop", False)]
+
+
 def test_every_plot_marks_the_limit_of_its_bars():
     pytest.importorskip("matplotlib")
     from vlmgate.report.charts import Bar, interval_figure

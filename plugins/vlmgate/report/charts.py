@@ -26,7 +26,9 @@ PASS_COLOUR, FAIL_COLOUR, RECORDED_COLOUR, LIMIT_COLOUR = "#4c78a8", "#e45756", 
 @dataclass(frozen=True)
 class Bar:
     """One bar: a label, a value with its interval, whether its gate passed, and the bounds
-    of its limit (``max`` and / or ``min``; empty when the value is recorded, not gated)."""
+    of its limit (``max`` and / or ``min``, drawn as lines). ``gated``: a limit judges it,
+    which may bound only its change since the baseline (no line to draw); ``None``: gated
+    when it has bounds. A bar no limit judges is drawn in the "recorded" colour."""
 
     label: str
     value: float
@@ -34,6 +36,11 @@ class Bar:
     ci_high: float
     passed: bool
     limits: tuple[float, ...] = ()
+    gated: bool | None = None
+
+    @property
+    def judged(self) -> bool:
+        return bool(self.limits) if self.gated is None else self.gated
 
 
 def matplotlib_available() -> bool:
@@ -58,7 +65,7 @@ def interval_figure(title: str, bars: Sequence[Bar], xlabel: str) -> "Figure | N
     positions = range(len(rows))
     values = [b.value for b in rows]
     errors = [[max(0.0, b.value - b.ci_low) for b in rows], [max(0.0, b.ci_high - b.value) for b in rows]]
-    colours = [RECORDED_COLOUR if not b.limits else PASS_COLOUR if b.passed else FAIL_COLOUR for b in rows]
+    colours = [RECORDED_COLOUR if not b.judged else PASS_COLOUR if b.passed else FAIL_COLOUR for b in rows]
     axes.barh(positions, values, xerr=errors, color=colours, ecolor="#333333", capsize=3)
     limited = [(y, limit) for y, b in zip(positions, rows) for limit in b.limits]
     if limited:

@@ -342,16 +342,17 @@ def _diff_section(diff: RunDiff) -> str:
 
 
 # -- 4. every gate, by suite ------------------------------------------------------------
-def _flip_rate_bars(record: RunRecord) -> dict[tuple[str, str], list[Bar]]:
-    """IFR bars per (model, benchmark), families in case order with the pooled ``any`` last."""
-    groups: dict[tuple[str, str], list[Bar]] = defaultdict(list)
+def _flip_rate_bars(record: RunRecord) -> dict[tuple[str, str], list[tuple[Bar, MetricRecord]]]:
+    """IFR bars (with their metrics) per (model, benchmark), families in case order with the
+    pooled ``any`` last."""
+    groups: dict[tuple[str, str], list[tuple[Bar, MetricRecord]]] = defaultdict(list)
     for case in sorted(record.cases, key=lambda c: c.key.family == _POOLED):
         metric = case.metric("ifr")
         if metric is None or case.key.family in _NOT_PERTURBED or math.isnan(metric.value):
             continue
-        groups[(case.key.model, case.key.benchmark)].append(
-            Bar(case.key.family, metric.value, metric.ci_low, metric.ci_high, metric.passed,
-                limit_bounds(metric.limit)))
+        bar = Bar(case.key.family, metric.value, metric.ci_low, metric.ci_high, metric.passed,
+                  limit_bounds(metric.limit), gated=metric.limit is not None)
+        groups[(case.key.model, case.key.benchmark)].append((bar, metric))
     return groups
 
 
@@ -363,9 +364,9 @@ def _flip_rate_plots(record: RunRecord) -> str:
     if not matplotlib_available():
         parts.append('<p class="note">Plots need matplotlib (pip install "pytest-vlmgate[report]"); '
                      "the table below has the same numbers.</p>")
-    for (model, benchmark), bars in groups.items():
+    for (model, benchmark), rows in groups.items():
         title = f"{model} × {benchmark}"
-        png = interval_bars(title, bars, "instance flip rate (95% CI); dashed: limit")
+        png = interval_bars(title, [bar for bar, _ in rows], "instance flip rate (95% CI); dashed: limit")
         parts.append(f"<h4>{_e(title)}</h4>")
         if png is not None:
             data = base64.b64encode(png).decode("ascii")
@@ -373,9 +374,8 @@ def _flip_rate_plots(record: RunRecord) -> str:
                          f'src="data:image/png;base64,{data}">')
         parts.append(_table(("family", "IFR", "95% CI", "limit", "verdict"),
                             ((_e(b.label), _num(b.value), f"[{_num(b.ci_low)}, {_num(b.ci_high)}]",
-                              _e(", ".join(f"{bound:g}" for bound in b.limits) or "none"),
-                              '<span class="pass">pass</span>' if b.passed else '<span class="fail">FAIL</span>')
-                             for b in bars), numeric=(1, 2)))
+                              _e(metric.limit or "none"), _standing_cell(metric))
+                             for b, metric in rows), numeric=(1, 2)))
     return "\n".join(parts)
 
 
