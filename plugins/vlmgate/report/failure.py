@@ -89,15 +89,24 @@ def worst_sample_lines(worst: WorstSample) -> list[str]:
         lines.append(f"  correct: {worst.option(worst.answer)}")
     if worst.clean is not None:
         lines.append(f"  clean: {worst.option(worst.clean)}")
+    perturbed = perturbed_text(worst)
+    if perturbed is not None:
+        lines.append(f"  {'perturbed' if worst.flipped_to else 'under'}: {perturbed}")
+    return lines
+
+
+def perturbed_text(worst: WorstSample) -> str | None:
+    """The answers the sample moved to and under which variants (``None``: none recorded).
+
+    A record written before the perturbed answers were kept has the variants alone.
+    """
     if worst.flipped_to:
         moved = [f"{worst.option(to)} under {label}"
                  for to, label in zip(worst.flipped_to[:SHOWN_ANSWERS], worst.flipped_by)]
-        more = "; ..." if len(worst.flipped_to) > SHOWN_ANSWERS else ""
-        lines.append(f"  perturbed: {'; '.join(moved)}{more}")
-    elif worst.flipped_by:  # a record written before the perturbed answers were kept
-        more = ", ..." if len(worst.flipped_by) > SHOWN_ANSWERS else ""
-        lines.append(f"  under: {', '.join(worst.flipped_by[:SHOWN_ANSWERS])}{more}")
-    return lines
+        return "; ".join(moved) + ("; ..." if len(worst.flipped_to) > SHOWN_ANSWERS else "")
+    if worst.flipped_by:
+        return ", ".join(worst.flipped_by[:SHOWN_ANSWERS]) + (", ..." if len(worst.flipped_by) > SHOWN_ANSWERS else "")
+    return None
 
 
 def worst_blocks(metrics: Sequence[Judged]) -> list[str]:

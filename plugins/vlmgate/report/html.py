@@ -48,7 +48,7 @@ from typing import Any, Iterable, Sequence
 from vlmgate.report.charts import Bar, interval_bars, matplotlib_available
 from vlmgate.report.diff import REGRESSED, RunDiff, diff_runs
 from vlmgate.report.diff_format import CHANGE_MEANING, label, summary
-from vlmgate.report.failure import control_line, evidence_lines, worst_sample_lines
+from vlmgate.report.failure import control_line, evidence_lines, perturbed_text
 from vlmgate.report.local_files import LocalFiles
 from vlmgate.report.multiplicity import METHOD
 from vlmgate.report.pairing import function_name
@@ -236,17 +236,15 @@ def _banner(record: RunRecord, verdict: RunVerdict, baseline_source: str | None,
 
 # -- 2. failures ------------------------------------------------------------------------
 def _worst_table(metric: MetricRecord) -> str:
-    """The samples a failed metric hurt most, as texts (``report.failure.worst_sample_lines``)."""
+    """The samples a failed metric hurt most, as texts (``report.failure.perturbed_text``)."""
     if not metric.worst:
         return ""
     rows = []
     for worst in metric.worst:
-        perturbed = [line.strip().removeprefix("perturbed: ").removeprefix("under: ")
-                     for line in worst_sample_lines(worst)[1:] if line.strip().startswith(("perturbed:", "under:"))]
         rows.append((f"<code>{_e(worst.sample)}</code>", _e(f"{worst.flips} of {worst.of} {worst.verb}"),
                      _e(worst.question or "-"), _e(worst.option(worst.answer) if worst.answer is not None else "-"),
                      _e(worst.option(worst.clean) if worst.clean is not None else "-"),
-                     _e(perturbed[0] if perturbed else "-")))
+                     _e(perturbed_text(worst) or "-")))
     return (f"<p>Samples {_e(metric.name)} hurt most:</p>"
             + _table(("sample", "instances", "question", "correct", "clean", "perturbed"), rows))
 
