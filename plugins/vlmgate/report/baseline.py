@@ -18,9 +18,9 @@ from typing import Sequence
 
 from vlmgate.cases import CaseKey
 from vlmgate.errors import RecordError
-from vlmgate.metrics.paired import PairedChange, compare_units
+from vlmgate.metrics.paired import PairedChange
 from vlmgate.records import MetricResult
-from vlmgate.report.diff import change_rng
+from vlmgate.report.diff import compare_metric
 from vlmgate.report.pairing import CaseIndex, CasePairing
 from vlmgate.report.record import RunRecord, load_record
 
@@ -52,7 +52,4 @@ class Baseline:
         before = case.metric(result.name)
         if before is None:
             return None
-        return compare_units(result.name, result.kind, before.units, result.units,
-                             rng=change_rng(self.seed, key, result.name),
-                             clusters={**before.clusters, **result.clusters}, before_value=before.value,
-                             after_value=result.value, where=f"{self.source}: case {case.id}")
+        return compare_metric(before, result, seed=self.seed, key=key, where=f"{self.source}: case {case.id}")

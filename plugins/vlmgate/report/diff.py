@@ -42,7 +42,7 @@ from typing import Iterator
 
 from vlmgate.cases import CaseKey
 from vlmgate.metrics.paired import ALPHA, PairedChange, compare_units
-from vlmgate.records import is_worse
+from vlmgate.records import MetricResult, is_worse
 from vlmgate.report.multiplicity import holm_adjust
 from vlmgate.report.pairing import CaseIndex, CasePairing
 from vlmgate.report.record import CaseRecord, MetricRecord, RunRecord
@@ -202,9 +202,10 @@ def change_rng(seed: int, key: CaseKey, metric: str):
     return rng_for(seed, "paired-change", key.model, key.benchmark, key.family, key.suite, metric)
 
 
-def compare_metric(before: MetricRecord, after: MetricRecord, *, seed: int, key: CaseKey, where: str = ""
-                   ) -> PairedChange:
-    """The paired change of one metric between two records of the same case."""
+def compare_metric(before: MetricRecord, after: MetricRecord | MetricResult, *, seed: int, key: CaseKey,
+                   where: str = "") -> PairedChange:
+    """The paired change of one metric between two records of the same case (``after`` may be a
+    result just computed: the baseline gate and the diff test a change the same way)."""
     return compare_units(after.name, after.kind, before.units, after.units, rng=change_rng(seed, key, after.name),
                          clusters={**before.clusters, **after.clusters}, before_value=before.value,
                          after_value=after.value, where=where)
