@@ -155,17 +155,30 @@ def image_vulnerability(pairs: Sequence[FlipPair]) -> MetricResult:
 
 def named_option(sample: Sample, variant: Variant) -> int | None:
     """The option an overlay variant names by its ``label`` param (an index), ``None`` if it names none."""
+    return _named(sample.labels, variant)
+
+
+def _named(labels: Sequence[str], variant: Variant) -> int | None:
     label = variant.param_dict.get("label")
-    return sample.labels.index(label) if label in sample.labels else None
+    return labels.index(label) if label in labels else None
 
 
-def overlay_pairs(observations: "FamilyObservations") -> list[FlipPair]:
-    """``flip_pairs`` with the option each overlay instance names (reads the samples' labels)."""
+def sample_labels(samples: Iterable[Sample]) -> dict[str, tuple[str, ...]]:
+    """Sample id -> its option labels: one pass over ``samples`` (it decodes their images), so
+    that an overlay family and its control, which observe the same samples, share it."""
+    return {sample.id: sample.labels for sample in samples}
+
+
+def overlay_pairs(observations: "FamilyObservations",
+                  labels: Mapping[str, Sequence[str]] | None = None) -> list[FlipPair]:
+    """``flip_pairs`` with the option each overlay instance names, read from the samples'
+    ``labels`` (``sample_labels``; read from ``observations.samples`` when not given)."""
+    labels = sample_labels(observations.samples) if labels is None else labels
     return [
-        FlipPair(sample.id, obs.variant.label, observations.clean[sample.id].prediction, obs.prediction,
-                 sample.answer, named_option(sample, obs.variant))
-        for sample in observations.samples
-        for obs in observations.perturbed[sample.id]
+        FlipPair(sample_id, obs.variant.label, observations.clean[sample_id].prediction, obs.prediction,
+                 answer, _named(labels[sample_id], obs.variant))
+        for sample_id, answer in observations.answers.items()
+        for obs in observations.perturbed[sample_id]
     ]
 
 

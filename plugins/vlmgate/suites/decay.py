@@ -47,18 +47,18 @@ def decay_matrix(observations: "FamilyObservations") -> tuple["np.ndarray", list
 
     family = observations.family
     rows, level_sets = [], set()
-    for sample in observations.samples:
+    for sample_id in observations.answers:  # ids in benchmark order, no image decoded again
         by_level = {}
-        for obs in observations.perturbed[sample.id]:
+        for obs in observations.perturbed[sample_id]:
             level = obs.variant.param_dict.get("level")
             if isinstance(level, bool) or not isinstance(level, int) or level < 1 or level in by_level:
                 raise ConfigError(
-                    f"decay family {family!r}: variant {obs.variant.label} of sample {sample.id!r} needs a "
+                    f"decay family {family!r}: variant {obs.variant.label} of sample {sample_id!r} needs a "
                     "distinct integer 'level' >= 1 (level 0 is the clean pass); build the grid with at_level()"
                 )
             by_level[level] = obs.prediction
         level_sets.add(tuple(sorted(by_level)))
-        rows.append([observations.clean[sample.id].prediction, *(by_level[k] for k in sorted(by_level))])
+        rows.append([observations.clean[sample_id].prediction, *(by_level[k] for k in sorted(by_level))])
     if len(level_sets) != 1 or not next(iter(level_sets)):
         raise DataError(
             f"decay family {family!r}: samples have blur levels {sorted(level_sets)}; the decay curve needs "

@@ -61,6 +61,7 @@ class FlipRateSuite(Suite):
             follow_rate,
             overlay_pairs,
             repeat_flip_rate,
+            sample_labels,
             with_sample_texts,
         )
         from vlmgate.perturbations.base import get_family
@@ -81,7 +82,8 @@ class FlipRateSuite(Suite):
         control = OVERLAY_CONTROLS.get(case.family)
         if control is not None:
             observed = [engine.family(case.family)]
-            overlays, controls = overlay_pairs(observed[0]), overlay_pairs(engine.family(control))
+            labels = sample_labels(observed[0].samples)  # one pass: the control observes the same samples
+            overlays, controls = overlay_pairs(observed[0], labels), overlay_pairs(engine.family(control), labels)
             results = [*flip_rate_results(overlays), follow_rate(overlays, controls),
                        excess_flip_rate(overlays, controls)]
         else:
