@@ -24,12 +24,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Mapping, Protocol
 
-from vlmgate.batches import KINDS, Batch, run_requests
+from vlmgate.batches import Batch, run_requests
 from vlmgate.errors import ConfigError
 
 BACKENDS = ("local", "ray")
-#: Adapter methods a batch may be sent to: option scores, scores with probes, greedy replies.
-METHODS = tuple(KINDS.values())
 
 
 class Pending(Protocol):

@@ -20,9 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-#: Request kinds a pass may run (the engine's ``score``, ``probe`` and ``generate``).
-PASS_KINDS = ("score", "probe", "generate")
-
 
 @dataclass(frozen=True)
 class PassProgress:

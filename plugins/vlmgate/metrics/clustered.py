@@ -82,21 +82,14 @@ class Clustered:
     sizes: np.ndarray
 
     @classmethod
-    def of_units(cls, units: Mapping[str, float], clusters: Mapping[str, str] | None = None, *,
-                 per_cluster_mean: bool = False) -> "Clustered":
-        """Group ``units`` (key -> outcome) by ``clusters`` (key -> cluster id).
-
-        With ``per_cluster_mean`` every cluster counts once, with the mean of its units
-        (a metric defined as a mean over samples of per-sample means); otherwise every
-        unit counts once (a pooled rate).
-        """
+    def of_units(cls, units: Mapping[str, float], clusters: Mapping[str, str] | None = None) -> "Clustered":
+        """Group ``units`` (key -> outcome) by ``clusters`` (key -> cluster id); every unit
+        counts once (a pooled rate or mean)."""
         clusters = clusters or {}
         grouped: dict[str, list[float]] = {}
         for key, outcome in units.items():
             grouped.setdefault(clusters.get(key, key), []).append(float(outcome))
         order = sorted(grouped)
-        if per_cluster_mean:
-            return cls(np.array([math.fsum(grouped[c]) / len(grouped[c]) for c in order]), np.ones(len(order)))
         return cls(np.array([math.fsum(grouped[c]) for c in order], dtype=np.float64),
                    np.array([len(grouped[c]) for c in order], dtype=np.float64))
 
@@ -215,10 +208,10 @@ def clustered_proportion(name: str, units: Mapping[str, float], clusters: Mappin
 
 
 def clustered_mean(name: str, units: Mapping[str, float], clusters: Mapping[str, str], *, better: str,
-                   lowest: float = -math.inf, highest: float = math.inf, per_cluster_mean: bool = False,
+                   lowest: float = -math.inf, highest: float = math.inf,
                    details: Mapping[str, Any] | None = None) -> MetricResult:
     """A mean over real-valued ``units`` nested in ``clusters`` (see ``Clustered.of_units``)."""
-    data = Clustered.of_units(units, clusters, per_cluster_mean=per_cluster_mean)
+    data = Clustered.of_units(units, clusters)
     low, high = mean_interval(data, lowest=lowest, highest=highest)
     return MetricResult(name, data.value, low, high, len(units), {**(details or {}), **interval_details(data, HALL_T)},
                         kind=MEAN, better=better, units=dict(units), clusters=dict(clusters))
