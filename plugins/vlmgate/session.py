@@ -55,6 +55,9 @@ class GateSession:
         self._benchmarks = _Memo()
         self._engines = _Memo()
         self._dispatchers = _Memo()
+        #: Per (model, benchmark): how the model reads the benchmark's first sample. It decodes
+        #: that sample and renders its context (a replica call under Ray), so once, not per case.
+        self._descriptions = _Memo()
         #: The counterexample store as read at start-up (``load_counterexamples``).
         self.counterexamples: Any = None
 
@@ -163,15 +166,19 @@ class GateSession:
         from vlmgate.prompts import prompt_for
 
         engine = self.engine(case.model, case.benchmark)
-        try:
-            first = engine.samples()[0] if len(engine.samples()) else None
-        except NotApplicable:  # a text-only benchmark (soebench:, textqa:) has no sample of its own to show
-            first = None
-        description = describe_model(engine.model, None if first is None else prompt_for(first),
-                                     benchmark=case.benchmark, sample=None if first is None else first.id)
+
+        def describe() -> dict[str, Any]:
+            try:
+                first = engine.samples()[0] if len(engine.samples()) else None
+            except NotApplicable:  # a text-only benchmark (soebench:, textqa:) has no sample of its own to show
+                first = None
+            return describe_model(engine.model, None if first is None else prompt_for(first),
+                                  benchmark=case.benchmark, sample=None if first is None else first.id).to_json()
+
+        description = self._descriptions.get(f"{case.model}\x00{case.benchmark}", describe)
         return {"models": {case.model: str(engine.model.fingerprint)},
                 "benchmarks": {case.benchmark: str(engine.benchmark.fingerprint)},
-                "model_descriptions": {case.model: description.to_json()}}
+                "model_descriptions": {case.model: description}}
 
     def run_options(self) -> "RunOptions":
         """What suites may read of the run settings (seed, limit, the search's options)."""
