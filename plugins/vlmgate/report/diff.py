@@ -46,6 +46,7 @@ from vlmgate.records import MetricResult, is_worse
 from vlmgate.report.multiplicity import holm_adjust
 from vlmgate.report.pairing import CaseIndex, CasePairing
 from vlmgate.report.record import CaseRecord, MetricRecord, RunRecord
+from vlmgate.report.verdicts import FAILED, INERT, PASSED, standing
 from vlmgate.seeding import rng_for
 
 REGRESSED = "regressed"
@@ -55,8 +56,9 @@ UNTESTED = "untested"
 ADDED = "added"
 REMOVED = "removed"
 STATUSES = (REGRESSED, IMPROVED, NOT_SIGNIFICANT, UNTESTED, ADDED, REMOVED)
-#: A metric's verdict on one side of a diff.
-PASS, FAIL, RECORDED, ABSENT = "pass", "fail", "recorded", "-"
+#: A metric's verdict on one side of a diff: the words of ``report.verdicts`` (an inert gate
+#: that passed reads "pass" here), or ``-`` when the metric is absent.
+PASS, FAIL, ABSENT = PASSED, FAILED, "-"
 #: How a gate's verdict moved between the runs.
 NEWLY_FAILING, FIXED, STILL_FAILING, UNCHANGED = "newly_failing", "fixed", "still_failing", "unchanged"
 
@@ -65,9 +67,8 @@ def verdict_of(metric: MetricRecord | None) -> str:
     """``pass`` / ``fail`` for a gated metric, ``recorded`` without a limit, ``-`` when absent."""
     if metric is None:
         return ABSENT
-    if metric.limit is None:
-        return RECORDED
-    return PASS if metric.passed else FAIL
+    kind = standing(metric)
+    return PASS if kind == INERT else kind
 
 
 @dataclass(frozen=True)
