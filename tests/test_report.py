@@ -532,6 +532,7 @@ def test_the_changes_since_the_baseline_name_each_significant_regression():
     regressions = re.findall(r'<li class="regressed">(.*?)</li>', changes)
     assert len(regressions) == 1 and "flip_rate textoverlay follow_rate" in regressions[0]
     assert "0.0000 → 0.2000" in regressions[0] and "Holm" in changes
+    assert re.search(r"on \d+ paired units in 50 images, sign-flip", regressions[0])  # what the test rests on
     assert "<details" in changes  # every compared metric, collapsed
 
 

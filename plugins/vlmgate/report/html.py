@@ -45,9 +45,10 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from vlmgate.metrics.paired import ALPHA
 from vlmgate.report.charts import Bar, interval_bars, matplotlib_available
 from vlmgate.report.diff import REGRESSED, RunDiff, diff_runs
-from vlmgate.report.diff_format import CHANGE_MEANING, label, summary
+from vlmgate.report.diff_format import CHANGE_MEANING, COLUMNS, label, row_cells, sections, summary
 from vlmgate.report.failure import control_line, evidence_lines, perturbed_text
 from vlmgate.report.local_files import LocalFiles
 from vlmgate.report.multiplicity import METHOD
@@ -306,18 +307,17 @@ def _change_text(row) -> str:
     if change is None or not change.tested:
         return values
     paired = (f" (paired {change.before:.4f} → {change.after:.4f})" if row.paired_units_differ else "")
-    return (f"{values}, change {change.delta:+.4f}{paired} on {change.n_pairs} paired units, "
+    images = f" in {change.n_clusters} images" if change.n_clusters is not None else ""
+    return (f"{values}, change {change.delta:+.4f}{paired} on {change.n_pairs} paired units{images}, "
             f"{change.test} p = {change.p_value:.3g}, {METHOD}-adjusted p = {_num(row.p_adjusted, '.3g')}")
 
 
 def _diff_section(diff: RunDiff) -> str:
-    from vlmgate.report.diff_format import row_cells, sections
-
     parts = ['<section id="changes">', "<h2>Changes since the baseline</h2>",
              f"<p>{_e(diff.before_source)} → {_e(diff.after_source)}</p>",
              f"<p><strong>{_e(summary(diff))}</strong></p>",
              f'<p class="note">{_e(CHANGE_MEANING)}; a change is significant when its p-value, adjusted with '
-             f"{METHOD} over the {diff.tests} tests of this comparison, is below 0.05.</p>"]
+             f"{METHOD} over the {diff.tests} tests of this comparison, is below {ALPHA:g}.</p>"]
     for title, rows in sections(diff):
         if not rows:
             continue
@@ -325,16 +325,17 @@ def _diff_section(diff: RunDiff) -> str:
                         for row in rows)
         parts.append(f"<h3>{_e(title[0].upper() + title[1:])} ({len(rows)})</h3><ul>{items}</ul>")
     table_rows: list[list[str]] = []
+    several = len({(row.key.model, row.key.benchmark) for row in diff.rows}) > 1
     for row in diff.rows:
         cells = [_e(cell) for cell in row_cells(row)]
-        cells[0] = _e(f"{row.key.suite} {row.key.family}")
+        if not several:  # one model x benchmark: the suite and family say which case; else keep the case id
+            cells[0] = _e(f"{row.key.suite} {row.key.family}")
         for index, verdict in ((3, row.verdicts[0]), (5, row.verdicts[1])):
             cells[index] = f'<span class="{_e(verdict)}">{cells[index]}</span>'
         cells[-1] = f'<span class="{_e(row.status)}">{cells[-1]}</span>'
         table_rows.append(cells)
-    header = ("case", "metric", "before", "verdict", "after", "verdict", "change", "pairs", "p (Holm)", "status")
     parts.append(f"<details><summary>All {len(diff.rows)} compared metrics</summary>"
-                 + _table(header, table_rows, numeric=(2, 4, 7, 8)) + "</details>")
+                 + _table(COLUMNS, table_rows, numeric=(2, 4, 7, 8)) + "</details>")
     parts.append("</section>")
     return "\n".join(parts)
 
