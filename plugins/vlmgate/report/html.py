@@ -317,7 +317,9 @@ def _diff_section(diff: RunDiff) -> str:
              f"<p>{_e(diff.before_source)} → {_e(diff.after_source)}</p>",
              f"<p><strong>{_e(summary(diff))}</strong></p>",
              f'<p class="note">{_e(CHANGE_MEANING)}; a change is significant when its p-value, adjusted with '
-             f"{METHOD} over the {diff.tests} tests of this comparison, is below {ALPHA:g}.</p>"]
+             f"{METHOD} over the {diff.tests} tests of this comparison, is below {ALPHA:g}. A change limit "
+             "of the gate is judged on its own, unadjusted p: it can fail a case whose row here reads "
+             "n.s.</p>"]
     for title, rows in sections(diff):
         if not rows:
             continue
