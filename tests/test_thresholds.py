@@ -215,3 +215,14 @@ def test_a_clustered_result_says_how_many_images_its_interval_rests_on():
     assert "images" not in limit.check(result(0.3, 0.16, 0.5)).message  # independent units: n says it all
     props = dict(properties([Judgement(clustered, limit, verdict)]))
     assert (props["vlmgate.n"], props["vlmgate.n_clusters"], props["vlmgate.ifr.n_clusters"]) == ("80", "10", "10")
+
+
+def test_change_limits_count_only_where_the_resolved_limit_has_one():
+    """An override without a change bound hides the default's for its models: a baseline
+    would judge nothing for them, and --vlmgate-baseline must say so."""
+    limits = parse_thresholds("t.toml", {"ifr": {"*": {"max": 0.15, "max_increase": 0.02}},
+                                         "models": {"hf:*cand*": {"ifr": {"*": {"max": 0.2}}}}},
+                              Vocabulary.uniform([]))
+    assert limits.has_change_limits(["hf:/runs/release"])
+    assert not limits.has_change_limits(["hf:/runs/cand-3"])
+    assert limits.has_change_limits(["hf:/runs/cand-3", "hf:/runs/release"])

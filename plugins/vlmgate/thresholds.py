@@ -181,10 +181,11 @@ class ThresholdSet:
     strict: bool = False
 
     def has_change_limits(self, models: "Sequence[str]") -> bool:
-        """Whether any limit that applies to ``models`` bounds the change since a baseline."""
-        tables = [self.defaults, *(table for pattern, table in self.overrides
-                                   if any(fnmatch.fnmatchcase(model, pattern) for model in models))]
-        return any(limit.gates_change for table in tables for limit in table.values())
+        """Whether any limit that applies to ``models`` bounds the change since a baseline: the
+        limit ``lookup`` resolves, so an override without a change bound hides the default's."""
+        keys = {key for table in (self.defaults, *(table for _, table in self.overrides)) for key in table}
+        return any((limit := self.lookup(model, metric, family)) is not None and limit.gates_change
+                   for model in models for metric, family in keys)
 
     def lookup(self, model: str, metric: str, family: str) -> Threshold | None:
         """The most specific limit: model override before file default, family before ``*``.
