@@ -164,3 +164,15 @@ def test_a_model_that_ignores_the_image_fails_by_default_and_shapes_v1_passes(py
     result.stdout.fnmatch_lines(["PASSED *test_visual_dependence[[]hf_shapes-v1-bundled_shapes-blank[]]*"])
     result.stdout.fnmatch_lines(["FAILED *test_visual_dependence[[]hf_shapes-v1-blind-bundled_shapes-blank[]]*"])
     result.stdout.fnmatch_lines(["*blank_agreement = 1.0000 [[]95% CI 0.9287, 1.0000[]] (n=50) exceeds max 0.5*"])
+
+
+def test_sample_ids_must_name_each_sample_once():
+    """A repeated id would merge two samples' outcomes (and shift the ids of the answered ones)."""
+    from vlmgate.errors import DataError
+
+    with pytest.raises(DataError, match=r"visual dependence input: sample ids 's1' repeat"):
+        accuracy_gain([0, 1, 0], [0, 0, 0], [0, None, 1], sample_ids=["s1", "s1", "s2"])
+    with pytest.raises(DataError, match=r"visual dependence input: 2 sample ids for 3 samples"):
+        blank_agreement([0, 1, 0], [0, 0, 0], [2, 2, 2], sample_ids=["s1", "s2"])
+    gain = accuracy_gain([0, 1, 0], [0, 0, 0], [0, None, 1], sample_ids=["s1", "s2", "s3"])
+    assert gain.units == {"s1": 0.0, "s3": 0.0}

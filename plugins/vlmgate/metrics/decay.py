@@ -58,13 +58,25 @@ def _option_counts(option_counts: ArrayLike, predictions: np.ndarray) -> np.ndar
     return counts
 
 
-def _units(sample_ids: Sequence[str] | None, values: np.ndarray, cast: type) -> dict[str, float]:
+def sample_id_list(sample_ids: Sequence[str], size: int, *, what: str = "decay input", row: str = "row",
+                   rows: str = "prediction rows") -> list[str]:
+    """``sample_ids`` as strings, one per row of ``size`` rows, each once: a short or repeated
+    list would pair outcomes with the wrong samples (or merge two) without a word."""
+    ids = [str(sample_id) for sample_id in sample_ids]
+    if len(ids) != size:
+        raise DataError(f"{what}: {len(ids)} sample ids for {size} {rows}; pass one id per {row}, in {row} order")
+    if len(set(ids)) != len(ids):
+        repeated = sorted({sample_id for sample_id in ids if ids.count(sample_id) > 1})
+        raise DataError(f"{what}: sample ids {', '.join(map(repr, repeated[:3]))} repeat; pass each sample once")
+    return ids
+
+
+def per_sample_units(sample_ids: Sequence[str] | None, values: np.ndarray, cast: type, **wording: str
+                     ) -> dict[str, float]:
+    """Sample id -> ``cast(value)`` (``{}`` without ids), checked by ``sample_id_list``."""
     if sample_ids is None:
         return {}
-    if len(sample_ids) != values.size:
-        raise DataError(f"decay input: {len(sample_ids)} sample ids for {values.size} prediction rows; "
-                        "pass one id per row, in row order")
-    return {str(sid): cast(v) for sid, v in zip(sample_ids, values)}
+    return dict(zip(sample_id_list(sample_ids, values.size, **wording), map(cast, values)))
 
 
 def _answers(answers: ArrayLike, predictions: np.ndarray) -> np.ndarray:
@@ -137,7 +149,7 @@ def decay_persistence(
         details["accuracy_given_persistent"] = float(correct[kept, 0].mean()) if kept.any() else None
     value = float(kept.mean()) if n else float("nan")
     return MetricResult(name, value, low, high, n, details, kind=PROPORTION, better=LOWER,
-                        units=_units(sample_ids, kept, int), count=int(kept.sum()))
+                        units=per_sample_units(sample_ids, kept, int), count=int(kept.sum()))
 
 
 def decay_agreement(
@@ -155,7 +167,7 @@ def decay_agreement(
     interval treats the samples, not the levels, as the independent draws.
     """
     matrix = _predictions(predictions)
-    ids = list(_units(sample_ids, matrix[:, 0], str)) if sample_ids is not None else list(map(str, range(len(matrix))))
+    ids = sample_id_list(sample_ids, len(matrix)) if sample_ids is not None else list(map(str, range(len(matrix))))
     columns = list(range(1, matrix.shape[1])) if levels is None else [int(level) for level in levels]
     if len(columns) != matrix.shape[1] - 1:
         raise DataError(f"decay input: {len(columns)} level names for {matrix.shape[1] - 1} blurred columns; "

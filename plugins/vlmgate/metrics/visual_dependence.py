@@ -37,8 +37,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vlmgate.errors import DataError
+from vlmgate.metrics.decay import per_sample_units, sample_id_list
+from vlmgate.metrics.flips import proportion
 from vlmgate.metrics.stats import Z95, wilson_interval
-from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult
+from vlmgate.records import HIGHER, LOWER, MEAN, MetricResult
 
 
 def _indices(values: ArrayLike, what: str, n: int | None = None) -> np.ndarray:
@@ -51,21 +53,14 @@ def _indices(values: ArrayLike, what: str, n: int | None = None) -> np.ndarray:
     return array
 
 
-def _units(sample_ids: Sequence[str] | None, values: np.ndarray, cast: type) -> dict[str, float]:
-    if sample_ids is None:
-        return {}
-    if len(sample_ids) != values.size:
-        raise DataError(f"visual dependence input: {len(sample_ids)} sample ids for {values.size} samples; "
-                        "pass one id per sample, in sample order")
-    return {str(sid): cast(v) for sid, v in zip(sample_ids, values)}
+#: How this module's inputs are named in a message about their sample ids.
+_WORDING = {"what": "visual dependence input", "row": "sample", "rows": "samples"}
 
 
 def _proportion(name: str, hits: np.ndarray, better: str, details: dict[str, object],
                 sample_ids: Sequence[str] | None) -> MetricResult:
-    n, count = int(hits.size), int(hits.sum())
-    low, high = wilson_interval(count, n)
-    return MetricResult(name, count / n if n else float("nan"), low, high, n, details, kind=PROPORTION,
-                        better=better, units=_units(sample_ids, hits, int), count=count)
+    return proportion(name, int(hits.sum()), int(hits.size), better=better, details=details,
+                      units=per_sample_units(sample_ids, hits, int, **_WORDING))
 
 
 def blank_agreement(clean: ArrayLike, blank: ArrayLike, option_counts: ArrayLike, *,
@@ -165,6 +160,7 @@ def accuracy_gain(clean: ArrayLike, blank: ArrayLike, answers: Sequence[int | No
                "accuracy_blank": float(right_blank.mean()) if n else None, "image_helps": helps,
                "image_hurts": hurts, "both_right": both, "both_wrong": n - both - helps - hurts}
     per_sample = right_clean.astype(np.float64) - right_blank.astype(np.float64)
-    ids = None if sample_ids is None else [sid for sid, keep in zip(_units(sample_ids, judged, int), judged) if keep]
+    ids = (None if sample_ids is None else
+           [sid for sid, keep in zip(sample_id_list(sample_ids, judged.size, **_WORDING), judged) if keep])
     return MetricResult(name, (helps - hurts) / n if n else float("nan"), low, high, n, details, kind=MEAN,
-                        better=HIGHER, units=_units(ids, per_sample, float))
+                        better=HIGHER, units=per_sample_units(ids, per_sample, float, **_WORDING))
