@@ -58,10 +58,15 @@ class Sensitivity:
 
 def _proportion_bound(successes: int, clusters: int, per_cluster: int, upper: bool) -> float:
     """The clustered interval's bound when ``successes`` of ``clusters`` images fail whole."""
+    import numpy as np
+
     from vlmgate.metrics.clustered import Clustered, proportion_interval
 
-    units = {f"{c}|{i}": float(c < successes) for c in range(clusters) for i in range(per_cluster)}
-    data = Clustered.of_units(units, {unit: unit.split("|")[0] for unit in units})
+    # Clusters in the order Clustered.of_units gives ids "0", "1", ... (as strings), so the
+    # sums below add in the same order as for a result's own units.
+    order = sorted(range(clusters), key=str)
+    data = Clustered(np.array([float(per_cluster) if c < successes else 0.0 for c in order]),
+                     np.full(clusters, float(per_cluster)))
     low, high = proportion_interval(data)
     return high if upper else low
 
