@@ -560,10 +560,21 @@ class Engine:
         if self._repeat is None:
             self.clean()
             repeat: dict[str, Observation] = {}
-            for batch in self._canonical_batches((s, CLEAN) for s in self.samples()):
-                rows = self._results(self._scores, batch, self._submit(self._scores, batch))
-                for (sample, variant), row in zip(batch, rows):
+            tally = self._tally(self._scores, "clean (repeat)", len(self.samples()))
+            in_flight: deque = deque()  # as in _run: the next batches are prepared while these compute
+
+            def finish(batch: list[tuple[Sample, Variant]], pending: Any) -> None:
+                for (sample, variant), row in zip(batch, self._results(self._scores, batch, pending)):
                     repeat[sample.id] = self._scores.convert(sample, variant, row)
+                tally.add(len(batch))
+
+            for batch in self._canonical_batches((s, CLEAN) for s in self.samples()):
+                in_flight.append((batch, self._submit(self._scores, batch)))
+                while len(in_flight) >= self.dispatcher.capacity:
+                    finish(*in_flight.popleft())
+            while in_flight:
+                finish(*in_flight.popleft())
+            tally.finish()
             self.requests_scored += len(repeat)
             self._repeat = repeat
         return self._repeat
