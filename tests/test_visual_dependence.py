@@ -176,3 +176,4 @@ def test_sample_ids_must_name_each_sample_once():
         blank_agreement([0, 1, 0], [0, 0, 0], [2, 2, 2], sample_ids=["s1", "s2"])
     gain = accuracy_gain([0, 1, 0], [0, 0, 0], [0, None, 1], sample_ids=["s1", "s2", "s3"])
     assert gain.units == {"s1": 0.0, "s3": 0.0}
+    assert gain.n == 2 and gain.details["unanswered"] == 1  # the sample without an answer is said, not hidden

@@ -158,7 +158,8 @@ def accuracy_gain(clean: ArrayLike, blank: ArrayLike, answers: Sequence[int | No
     details = {"interval": "Newcombe square-and-add, paired",
                "accuracy_clean": float(right_clean.mean()) if n else None,
                "accuracy_blank": float(right_blank.mean()) if n else None, "image_helps": helps,
-               "image_hurts": hurts, "both_right": both, "both_wrong": n - both - helps - hurts}
+               "image_hurts": hurts, "both_right": both, "both_wrong": n - both - helps - hurts,
+               "unanswered": int((~judged).sum())}  # samples without an answer: not in n
     per_sample = right_clean.astype(np.float64) - right_blank.astype(np.float64)
     ids = (None if sample_ids is None else
            [sid for sid, keep in zip(sample_id_list(sample_ids, judged.size, **_WORDING), judged) if keep])
