@@ -117,8 +117,11 @@ def test_random_overlay_grid_has_the_semantic_count_and_valid_texts():
     sample = make_sample()
     variants = default_variants("textoverlay_random", sample)
     assert len(variants) == len(default_variants("textoverlay", sample)) == 3
+    # One per semantic slot, naming the same label: its box is that slot's box.
+    assert [v.param_dict["label"] for v in variants] == [v.param_dict["label"]
+                                                          for v in default_variants("textoverlay", sample)]
     for variant in variants:
-        assert set(variant.param_dict) == {"level", "text"}
+        assert set(variant.param_dict) == {"level", "label", "text"}
         assert variant.param_dict["level"] == 4 and variant.intensity == 0.5
         assert re.fullmatch(r"[A-Z0-9]{6,12}", variant.param_dict["text"])
 
@@ -216,7 +219,8 @@ def test_levels_map_linearly_onto_intensity(name):
     ("scale_pad", 10, {"background": "white"}, {"factor": 0.9, "background": "white"}),
     ("rotation", 45, {"sign": -1}, {"degrees": -45}),
     ("textoverlay", 6, {"label": "C"}, {"level": 6, "label": "C"}),
-    ("textoverlay_random", 2, {"text": "ABC123"}, {"level": 2, "text": "ABC123"}),
+    ("textoverlay_random", 2, {"text": "ABC123"}, {"level": 2, "label": "A", "text": "ABC123"}),
+    ("textoverlay_random", 2, {"label": "C", "text": "ABC123"}, {"level": 2, "label": "C", "text": "ABC123"}),
     ("blank", 1, {}, {"level": 1}),
 ])
 def test_at_level_params(name, level, choices, params):
@@ -241,6 +245,7 @@ def test_random_overlay_at_level_draws_its_text_from_the_seed():
     ("blank", {"colour": "black"}),
     ("textoverlay", {"label": ""}),
     ("textoverlay_random", {"text": "lower case"}),
+    ("textoverlay_random", {"label": ""}),
 ])
 def test_bad_choices_name_the_family_and_key(name, choices):
     key = next(iter(choices))
@@ -549,17 +554,68 @@ def test_empty_overlay_has_the_semantic_geometry_and_no_text(label):
     assert ((semantic[box] == WHITE).all(axis=-1)).sum() < box.sum()
 
 
-def test_random_overlay_draws_its_own_text_in_a_box_of_the_same_rule():
-    image = grid_image(160, 64)
+def test_random_overlay_changes_exactly_the_semantic_overlays_box():
+    """Spec §1: the content control is drawn "in the same boxes": for each slot it changes
+    the pixels of the semantic overlay naming that label and no others, and writes there as
+    many of its characters as fit, on the semantic text's baseline."""
+    from vlmgate.perturbations.textoverlay import fitted_text
+
+    image = grid_image(224, 224)
     sample = make_sample(image=image)
-    # "Y" overhangs its origin (getbbox left < 0): the origin must compensate for it.
-    assert load_font("DejaVu Sans", 14).getbbox("YR6TNOP")[0] < 0
-    overhanging = get_family("textoverlay_random").at_level(4, text="YR6TNOP")
-    for variant in default_variants("textoverlay_random", sample) + [overhanging]:
-        text = variant.param_dict["text"]
+    font = load_font("DejaVu Sans", 14)
+    # "Y" overhangs its origin (getbbox left < 0); 12 wide capitals are far wider than the box.
+    assert font.getbbox("YR6TNOP")[0] < 0
+    family = get_family("textoverlay_random")
+    extra = [family.at_level(4, label="B", text="YR6TNOP"), family.at_level(4, label="D", text="MWMWMWMWMWMW"),
+             family.at_level(4, label="Yes", text="QJ0QJ0QJ0")]
+    for variant in default_variants("textoverlay_random", sample) + extra:
+        label, text = variant.param_dict["label"], variant.param_dict["text"]
         out = pixels(apply("textoverlay_random", image, variant))
-        ink = check_text_box(out, pixels(image), text, 14)
-        assert ink.sum() > 50
+        semantic = pixels(apply("textoverlay", image, get_family("textoverlay").at_level(4, label=label)))
+        empty = pixels(apply("textoverlay_empty", image, get_family("textoverlay_empty").at_level(4, label=label)))
+        box = box_mask((224, 224), hand_box(f"Answer is {label}", 14, 224, 224))
+        # The same pixels as both other overlays of the slot: everything outside the box kept.
+        changed = (out != pixels(image)).any(axis=-1)
+        assert np.array_equal(changed, (empty != pixels(image)).any(axis=-1))
+        assert np.array_equal(out[~box], semantic[~box]) and np.array_equal(out[~box], pixels(image)[~box])
+        # Inside: white and red ink only, none in the left / right padding (a descender of Q or J
+        # may reach into the bottom padding: the semantic text has none).
+        region = out[box]
+        assert (region[:, 0] == 255).all() and (region[:, 1] == region[:, 2]).all()
+        ink = (out != 255).any(axis=-1) & box
+        left, top, right, bottom = hand_box(f"Answer is {label}", 14, 224, 224)
+        assert not ink[box & ~box_mask((224, 224), (left + 4, top, right - 4, bottom))].any()
+        semantic_left, _, semantic_right, _ = font.getbbox(f"Answer is {label}")
+        written = fitted_text(font, text, semantic_right - semantic_left)
+        assert text.startswith(written) and ink.sum() > 30
+        columns = np.flatnonzero(ink.any(axis=0))
+        ink_left, _, ink_right, _ = font.getbbox(written)
+        # Its ink starts where the semantic ink starts (a faint antialiased edge may round to white).
+        assert left + 4 <= columns[0] <= left + 5
+        assert left + 4 + ink_right - ink_left - 1 <= columns[-1] + 1 <= left + 4 + ink_right - ink_left
+        # Same baseline as the semantic text: same origin y.
+        rows = np.flatnonzero(ink.any(axis=1))
+        origin_y = top + 4 - font.getbbox(f"Answer is {label}")[1]
+        assert origin_y + font.getbbox(written)[1] <= rows[0] <= origin_y + font.getbbox(written)[1] + 1
+    # The fitted prefix: whole characters, the longest that is not wider than the box text.
+    width = font.getbbox("Answer is B")[2] - font.getbbox("Answer is B")[0]
+    for text in ("MWMWMWMWMWMW", "ABC123XYZ789", "IIIIII"):
+        written = fitted_text(font, text, width)
+        assert font.getbbox(written)[2] - font.getbbox(written)[0] <= width
+        assert written == text or font.getbbox(text[:len(written) + 1])[2] - font.getbbox(text[:len(written) + 1])[0] > width
+    assert fitted_text(font, "WWW", 1) == "W"  # at least one character
+
+
+def test_random_overlay_ink_never_leaves_the_box_at_any_level():
+    """A descender (Q, J) at the largest size would cross the bottom padding: it is clipped."""
+    image = grid_image(224, 224)
+    for level in range(1, 9):
+        variant = get_family("textoverlay_random").at_level(level, label="B", text="QJQJQJ")
+        empty = get_family("textoverlay_empty").at_level(level, label="B")
+        out, blank = pixels(apply("textoverlay_random", image, variant)), pixels(apply("textoverlay_empty", image, empty))
+        box = (blank == 255).all(axis=-1)
+        assert np.array_equal(out[~box], blank[~box])
+        assert (out[box][:, 0] == 255).all()
 
 
 def test_random_text_is_deterministic_per_sample_and_differs_between_samples():

@@ -4,23 +4,37 @@ The semantic overlay writes "Answer is {L}" for an option the model did *not* pi
 red on a white box at the image centre: a typographic attack that tests whether text in
 the image overrides what the image shows. Two controls separate the causes of a flip:
 
-* ``textoverlay_random``: random characters in a box built the same way, so a flip
-  there comes from text being present, not from what it says;
+* ``textoverlay_random``: random characters in the *same* box as the semantic overlay
+  naming the same option, so a flip there comes from text being present, not from
+  what it says;
 * ``textoverlay_empty``: the semantic overlay's white box with no text, so a flip there
   comes from the occluded area alone.
 
+All three variants of one slot (the option ``label`` the semantic overlay names) change
+exactly the same pixels: the box of ``"Answer is {label}"``, and nothing outside it
+(spec §1: the controls are drawn "in the same boxes"). Only what is written inside differs,
+so the differences between their flip rates are the text's and its meaning's, never the
+area hidden. (Before, the random text sized its own box by its 6-12 capitals, up to 1.8
+times as wide as the semantic one, so the content control also hid more of the image.)
+
 Box geometry (exact, shared by all three). With ``font = DejaVu Sans`` at the size below
-and ``(l, t, r, b) = font.getbbox(text)`` (the ink bounds of ``text`` drawn at the origin
-with PIL's default left-ascender anchor, integers), the box is the text bbox grown by
-``PADDING`` px on every side, ``w = (r − l) + 2·PADDING`` by ``h = (b − t) + 2·PADDING``,
-centred on a ``W×H`` image with floor division::
+and ``(l, t, r, b) = font.getbbox(text)`` of the *box text* ``"Answer is {label}"`` (the
+ink bounds drawn at the origin with PIL's default left-ascender anchor, integers), the box
+is that bbox grown by ``PADDING`` px on every side, ``w = (r − l) + 2·PADDING`` by
+``h = (b − t) + 2·PADDING``, centred on a ``W×H`` image with floor division::
 
     box_left = (W − w) // 2        box_top = (H − h) // 2
     box = [box_left, box_left + w) × [box_top, box_top + h)   (half-open, in pixels)
     text origin = (box_left + PADDING − l, box_top + PADDING − t)
 
-so the ink lands exactly ``PADDING`` px inside the box; an odd leftover puts the extra
-pixel on the right / bottom. A box larger than the image is clipped at its edges.
+so the semantic ink lands exactly ``PADDING`` px inside the box; an odd leftover puts the
+extra pixel on the right / bottom. A box larger than the image is clipped at its edges.
+The random control writes, on the semantic text's baseline and with its ink starting where
+the semantic ink starts (origin ``(box_left + PADDING − l', text origin y)``, ``l'`` its own
+left bearing), the longest prefix of its characters whose ink is no wider than the semantic
+ink (``fitted_text``; at least one character): 6-12 capitals are wider than "Answer is B",
+so typically 6-9 of them are drawn. Whatever ink would still cross the box's edge (a
+descender at a large level) is clipped: nothing outside the box is ever changed.
 Font size: ``base = max(14, H // 32)`` (spec), ``size = max(1, round(base · level / 4))``
 for ``level`` 1..8, so the default level 4 is the spec's size; level 0 draws nothing.
 
@@ -131,6 +145,16 @@ def overlay_labels(sample: Sample, base_prediction: int | None, family: str) -> 
     return [label for index, label in enumerate(labels) if index != base_prediction][:MAX_OVERLAYS]
 
 
+def fitted_text(font, text: str, width: int) -> str:
+    """The longest prefix of ``text`` (at least its first character) whose ink in ``font`` is
+    at most ``width`` px wide: what the random control writes in the semantic overlay's box."""
+    for end in range(len(text), 1, -1):
+        left, _, right, _ = font.getbbox(text[:end])
+        if right - left <= width:
+            return text[:end]
+    return text[:1]
+
+
 def random_text(rng: np.random.Generator) -> str:
     """``RANDOM_LENGTH`` characters of ``RANDOM_ALPHABET``, drawn from ``rng`` only."""
     length = int(rng.integers(RANDOM_LENGTH[0], RANDOM_LENGTH[1] + 1))
@@ -162,9 +186,9 @@ def overlay_colours() -> "SearchStrategy[str]":
 class TextOverlayFamily(PerturbationFamily):
     """One white box with (or without) red text at the image centre, one variant per slot.
 
-    The default grid has one variant per label from ``overlay_labels``. Subclasses say
-    what sizes the box and what is drawn in it (``texts``). Params: ``level`` (int, 0..8)
-    and the slot's text key (``label`` here, ``text`` for the random control).
+    The default grid has one variant per label from ``overlay_labels``; the box is always
+    that of ``"Answer is {label}"``, and subclasses say what is written in it (``texts``).
+    Params: ``level`` (int, 0..8), ``label`` and, for the random control, ``text``.
     """
 
     tags: ClassVar[tuple[str, ...]] = (TEXTOVERLAY,)
@@ -224,9 +248,15 @@ class TextOverlayFamily(PerturbationFamily):
 
         return draw_choices()
 
-    @abstractmethod
     def texts(self, variant: Variant) -> tuple[str, str]:
-        """``(text whose bbox sizes the box, text drawn in the box)``."""
+        """``(text whose bbox sizes the box, text written in the box)``: the box is always the
+        semantic overlay's for the variant's ``label``; ``written`` says what goes in it."""
+        (label,) = self.params_of(variant, "label")
+        return semantic_text(label), self.written(variant)
+
+    @abstractmethod
+    def written(self, variant: Variant) -> str:
+        """The text written in the box (``""`` for none)."""
 
     def apply(self, image: Image.Image, variant: Variant, rng: np.random.Generator) -> Image.Image:
         (level,) = self.params_of(variant, "level")
@@ -237,12 +267,15 @@ class TextOverlayFamily(PerturbationFamily):
         params = variant.param_dict
         font = load_font(FACE, font_size(canvas.height, int(level)))
         box = overlay_box(font, box_text, canvas.size, (int(params.get("x", 0)), int(params.get("y", 0))))
-        draw = ImageDraw.Draw(canvas)
-        # PIL's rectangle includes both corner pixels, hence the − 1.
-        draw.rectangle((box.left, box.top, box.right - 1, box.bottom - 1), fill=BOX_COLOUR)
+        # Drawn on the box's own tile, pasted back: no ink can leave the box (module docstring).
+        tile = Image.new("RGB", (box.right - box.left, box.bottom - box.top), BOX_COLOUR)
         if drawn_text:
-            draw.text((box.text_x, box.text_y), drawn_text, font=font,
-                      fill=TEXT_COLOURS[params.get("colour", DEFAULT_COLOUR)])
+            left, _, right, _ = font.getbbox(box_text)
+            fitted = fitted_text(font, drawn_text, right - left)
+            origin_x = box.text_x + left - font.getbbox(fitted)[0]  # its ink starts where the box text's does
+            ImageDraw.Draw(tile).text((origin_x - box.left, box.text_y - box.top), fitted, font=font,
+                                      fill=TEXT_COLOURS[params.get("colour", DEFAULT_COLOUR)])
+        canvas.paste(tile, (box.left, box.top))
         return canvas
 
 
@@ -253,9 +286,9 @@ class SemanticTextOverlay(TextOverlayFamily):
     description: ClassVar[str] = (
         'red "Answer is L" in a white centred box, L an option the model did not pick')
 
-    def texts(self, variant: Variant) -> tuple[str, str]:
+    def written(self, variant: Variant) -> str:
         (label,) = self.params_of(variant, "label")
-        return semantic_text(label), semantic_text(label)
+        return semantic_text(label)
 
 
 class EmptyTextOverlay(TextOverlayFamily):
@@ -269,43 +302,52 @@ class EmptyTextOverlay(TextOverlayFamily):
         """The label that sizes the box and its position; an empty box has no text colour."""
         return self._overlay_choices(self._label_choice(labels), colour=False)
 
-    def texts(self, variant: Variant) -> tuple[str, str]:
-        (label,) = self.params_of(variant, "label")
-        return semantic_text(label), ""
+    def written(self, variant: Variant) -> str:
+        return ""
 
 
 class RandomTextOverlay(TextOverlayFamily):
-    """Random ``[A-Z0-9]{6,12}`` text in a box built by the same rule (content control).
+    """Random ``[A-Z0-9]{6,12}`` text in the semantic overlay's box for the same label (content control).
 
-    The text is drawn from the context's generator in ``variants`` (seeded per sample)
-    and stored in the ``text`` param; ``at_level`` takes ``text`` directly, or draws it
-    from ``rng_for(seed, family name)`` when only ``seed`` is given.
+    The variant for slot ``label`` changes exactly the pixels the semantic overlay naming
+    ``label`` changes (its box); what it writes there says nothing. The text is drawn from
+    the context's generator in ``variants`` (seeded per sample) and stored in the ``text``
+    param; ``at_level`` takes ``text`` directly, or draws it from ``rng_for(seed, family
+    name)`` when only ``seed`` is given. As many of its characters as fit the box are
+    written (``fitted_text``).
     """
 
     name: ClassVar[str] = "textoverlay_random"
     tags: ClassVar[tuple[str, ...]] = (TEXTOVERLAY, CONTROL)
-    description: ClassVar[str] = "random 6-12 chars of [A-Z0-9] in a white centred box (control)"
+    description: ClassVar[str] = "random 6-12 chars of [A-Z0-9] in the semantic overlay's box (control)"
 
     def slot_choices(self, label: str, rng: np.random.Generator) -> dict[str, Any]:
-        return {"text": random_text(rng)}
+        return {"label": label, "text": random_text(rng)}
 
     def search_choices(self, labels: Sequence[str]) -> "SearchStrategy[dict[str, object]]":
-        """Random characters (shrinking toward short text), position and colour."""
-        return self._overlay_choices(overlay_texts().map(lambda text: {"text": text}), colour=True)
+        """The label whose box it fills, random characters (shrinking toward short text),
+        position and colour."""
+        from hypothesis import strategies as st
 
-    def at_level(self, level: int, text: str | None = None, seed: int = 0,  # type: ignore[override]
-                 x: int = 0, y: int = 0, colour: str = DEFAULT_COLOUR, **choices: object) -> Variant:
+        text = st.tuples(self._label_choice(labels), overlay_texts()).map(
+            lambda drawn: {**drawn[0], "text": drawn[1]})
+        return self._overlay_choices(text, colour=True)
+
+    def at_level(self, level: int, label: str = "A", text: str | None = None,  # type: ignore[override]
+                 seed: int = 0, x: int = 0, y: int = 0, colour: str = DEFAULT_COLOUR, **choices: object) -> Variant:
         self.check_level(level)
         self.reject_unknown_choices(choices)
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"{self.name}: choice label={label!r} must be a non-empty option label")
         if text is None:
             text = random_text(rng_for(int(seed), self.name))
         if not isinstance(text, str) or not text or any(c not in RANDOM_ALPHABET for c in text):
             raise ConfigError(
                 f"{self.name}: choice text={text!r} must be non-empty and use only [A-Z0-9]"
             )
-        return Variant.of(self.name, self.intensity(level), level=int(level), text=text,
+        return Variant.of(self.name, self.intensity(level), level=int(level), label=label, text=text,
                           **self.placement(x, y, colour))
 
-    def texts(self, variant: Variant) -> tuple[str, str]:
+    def written(self, variant: Variant) -> str:
         (text,) = self.params_of(variant, "text")
-        return text, text
+        return text
