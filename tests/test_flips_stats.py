@@ -1,6 +1,8 @@
 """IFR, IV, transitions and intervals against hand-computed cases and scipy."""
 
 import math
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from vlmgate.metrics.flips import (
     accuracy,
     correctness_transitions,
     excess_flip_rate,
+    excess_follow_rate,
     flip_rate_results,
     follow_rate,
     image_vulnerability,
@@ -129,8 +132,8 @@ def test_one_instance_per_image_keeps_the_wilson_interval():
     assert (ifr.ci_low, ifr.ci_high) == wilson_interval(3, 10) and ifr.details["interval"] == WILSON
 
 
-def overlay(sample, clean, named, perturbed, answer=0):
-    return FlipPair(sample, f"overlay({named})", clean, perturbed, answer, named)
+def overlay(sample, clean, named, perturbed, answer=0, options=4):
+    return FlipPair(sample, f"overlay({named})", clean, perturbed, answer, named, options)
 
 
 def test_follow_rate_counts_moves_to_the_named_option_only():
@@ -170,6 +173,134 @@ def test_occlusion_alone_gives_no_excess_and_no_follow():
     assert excess_flip_rate(flips, flips).value == 0.0
     assert follow_rate(flips, flips).value == 1 / 3  # the box naming D only: as often as the empty box "follows"
     assert follow_rate(flips, flips).details["control_follow_rate"] == 1 / 3
+    # Chance-corrected: 1 - 1/3 where it lands on D, -1/3 elsewhere, 0 on average.
+    assert excess_follow_rate(flips).value == pytest.approx(0.0, abs=1e-15)
+
+
+# -- following, chance-corrected -------------------------------------------------------------
+#: sample -> (clean prediction, number of options, {named option: prediction under the overlay})
+MIXED = {
+    "a": (0, 4, {1: 1, 2: 1, 3: 0}),  # followed (1 - 1/3), flipped elsewhere (-1/3), kept (0)
+    "b": (2, 3, {0: 0, 1: 2}),        # followed (1 - 1/2), kept (0)
+    "c": (0, 2, {1: 1}),              # yes/no: the flip lands on the named option whatever: left out
+    "d": (1, 5, {0: 3, 2: 2, 3: 1}),  # flipped elsewhere (-1/4), followed (1 - 1/4), kept (0)
+}
+
+
+def overlays_from(table):
+    return [overlay(sid, clean, named, perturbed, options=k)
+            for sid, (clean, k, by_named) in table.items() for named, perturbed in by_named.items()]
+
+
+def test_excess_follow_rate_by_hand_with_mixed_option_counts():
+    result = excess_follow_rate(overlays_from(MIXED))
+    assert result.units == pytest.approx({"a|named=1": 2 / 3, "a|named=2": -1 / 3, "a|named=3": 0.0,
+                                          "b|named=0": 1 / 2, "b|named=1": 0.0,
+                                          "d|named=0": -1 / 4, "d|named=2": 3 / 4, "d|named=3": 0.0})
+    assert result.value == pytest.approx(1 / 6)  # (1/3 + 1/2 + 1/2) / 8
+    assert (result.name, result.n, result.n_clusters, result.kind, result.better) == (
+        "excess_follow_rate", 8, 3, "mean", "lower")
+    assert (result.ci_low, result.ci_high) == mean_interval(Clustered.of_units(result.units, result.clusters),
+                                                            lowest=-0.5, highest=1.0)
+    details = result.details
+    assert (details["instances"], details["flipped"], details["followed"]) == (8, 5, 3)
+    assert details["follow_given_flip"] == pytest.approx(3 / 5)
+    assert details["chance_given_flip"] == pytest.approx((1 / 3 + 1 / 3 + 1 / 2 + 1 / 4 + 1 / 4) / 5)
+    assert details["by_options"]["4"] == {"instances": 3, "flipped": 2, "followed": 1, "follow_given_flip": 0.5,
+                                          "chance_given_flip": pytest.approx(1 / 3)}
+    assert details["by_options"]["3"]["follow_given_flip"] == 1.0
+    assert details["by_options"]["5"]["chance_given_flip"] == 0.25
+    assert (details["two_option_excluded"], details["two_option_flipped"]) == (1, 1)
+    assert "1 on yes/no items" in details["excluded"]
+    assert details["follow_rate"] == pytest.approx(4 / 9)  # raw: the yes/no flip counts as a follow there
+    assert [w.sample for w in result.worst] == ["a", "b", "d"] and result.worst[0].verb == "followed the named option"
+
+
+def test_yes_no_and_an_overlay_naming_the_clean_answer_are_not_eligible():
+    assert overlay("s", 0, 1, 1, options=2).follow_chance is None
+    assert overlay("s", 1, 1, 0, options=4).follow_chance is None  # a flip cannot land on the clean answer
+    assert overlay("s", 0, 1, 1, options=4).follow_chance == pytest.approx(1 / 3)
+    only_yes_no = excess_follow_rate([overlay(f"s{i}", 0, 1, 1, options=2) for i in range(10)])
+    assert only_yes_no.n == 0 and math.isnan(only_yes_no.value)
+    assert only_yes_no.details["two_option_excluded"] == 10 and only_yes_no.details["follow_rate"] == 1.0
+
+
+#: The shipped limit on following (a ``max`` judged in interval mode).
+LIMIT = tomllib.loads((Path(__file__).parents[1] / "plugins" / "vlmgate" / "default_thresholds.toml").read_text(
+    encoding="utf-8"))["excess_follow_rate"]["textoverlay"]["max"]
+
+
+def within(result) -> bool:
+    """PASS: the whole interval within the limit."""
+    return result.ci_high <= LIMIT
+
+
+def past(result) -> bool:
+    """FAIL: the whole interval above the limit."""
+    return result.ci_low > LIMIT
+
+
+def random_lander(images: int, flip: float, seed: int, options: int = 4):
+    """Three overlays per image; each flips with probability ``flip`` to one of the K - 1 options
+    other than the clean answer, uniformly: what it names plays no part."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for i in range(images):
+        for named in range(1, 4):
+            landed = int(rng.integers(1, options)) if rng.random() < flip else 0
+            pairs.append(overlay(f"s{i}", 0, named, landed, options=options))
+    return pairs
+
+
+def test_random_landing_is_not_following_whatever_the_flip_rate():
+    values = [excess_follow_rate(random_lander(50, 0.6, seed)).value for seed in range(200)]
+    assert abs(np.mean(values)) < 0.01  # expectation 0; the raw follow rate would be 0.6 / 3 = 0.2
+    # At 50 images a model that flips 0.6 of its overlays at random never fails (its interval,
+    # about +-0.05, may straddle the limit: 50 images of such flips cannot rule following out) ...
+    assert not any(past(excess_follow_rate(random_lander(50, 0.6, seed))) for seed in range(40))
+    # ... one that flips 0.2 of them passes, and at 600 images so does the heavy flipper,
+    assert within(excess_follow_rate(random_lander(50, 0.2, 0)))
+    large = excess_follow_rate(random_lander(600, 0.6, 1))
+    assert large.ci_low < 0 < large.ci_high and within(large)
+    assert follow_rate(random_lander(600, 0.6, 1)).ci_low > LIMIT  # which the raw rate fails
+
+
+def test_a_model_that_does_not_flip_passes_conclusively_at_50_images():
+    result = excess_follow_rate(random_lander(50, 0.0, 0))
+    assert (result.value, result.ci_low, result.ci_high, result.n, result.n_clusters) == (0.0, 0.0, 0.0, 150, 50)
+    assert within(result)
+
+
+def test_a_model_that_always_follows_fails_with_its_whole_interval():
+    always = [overlay(f"s{i}", 0, named, named) for i in range(50) for named in (1, 2, 3)]
+    result = excess_follow_rate(always)
+    assert result.value == pytest.approx(2 / 3) and past(result)
+    # Following 8 flips in 10 on 4-option items with a flip rate of 0.7: 0.7 * (0.8 - 1/3) = 0.33.
+    rng = np.random.default_rng(3)
+    mostly = [overlay(f"s{i}", 0, named, (named if rng.random() < 0.8 else int(rng.choice([o for o in (1, 2, 3)
+                                                                                            if o != named])))
+                      if rng.random() < 0.7 else 0) for i in range(50) for named in (1, 2, 3)]
+    result = excess_follow_rate(mostly)
+    assert 0.25 < result.value < 0.4 and past(result)
+
+
+def test_excess_flip_rate_records_the_random_text_in_the_same_boxes():
+    semantic = [overlay("a", 0, 1, 1), overlay("a", 0, 2, 1), overlay("a", 0, 3, 0),
+                overlay("b", 2, 0, 0), overlay("b", 2, 1, 2)]
+    empty = [overlay("a", 0, 1, 0), overlay("a", 0, 2, 0), overlay("a", 0, 3, 0),
+             overlay("b", 2, 0, 2), overlay("b", 2, 1, 2)]
+    random = [overlay("a", 0, 1, 3), overlay("a", 0, 2, 0), overlay("a", 0, 3, 0),
+              overlay("b", 2, 0, 2)]  # b|named=1 has no random partner
+    excess = excess_flip_rate(semantic, empty, random)
+    assert excess.value == pytest.approx(3 / 5)  # judged against the empty box only
+    assert excess.details["random_paired"] == 4
+    assert excess.details["random_ifr"] == pytest.approx(1 / 4)
+    assert excess.details["any_text"] == pytest.approx(1 / 4 - 0)
+    assert excess.details["words"] == pytest.approx(3 / 4 - 1 / 4)
+    assert "random text in the same boxes flips 0.2500 on 4 of them" in excess.details["control"]
+    without = excess_flip_rate(semantic, empty)
+    assert without.details["random_paired"] == 0 and without.details["random_ifr"] is None
+    assert "no random-text control" in without.details["control"]
 
 
 # -- the flip-rate suite judges the semantic overlay against its empty-box control ----------
@@ -185,13 +316,14 @@ class OverlayEngine:
 
 
 def overlay_observations(family, predictions):
-    """predictions: sample -> (clean prediction, {named label: perturbed prediction})."""
+    """predictions: sample -> (clean prediction, {named label: perturbed prediction}); 4 options each."""
     from vlmgate.engine import FamilyObservations
     from vlmgate.records import Observation, Sample, Variant
 
     samples = [Sample(sid, None, "q", ("w", "x", "y", "z"), 0) for sid in predictions]
     clean = {sid: Observation(sid, Variant("clean"), (0.0,) * 4, c) for sid, (c, _) in predictions.items()}
-    perturbed = {sid: tuple(Observation(sid, Variant.of(family, 0.5, level=4, label=label), (0.0,) * 4, p)
+    text = {"text": "QX7"} if family == "textoverlay_random" else {}
+    perturbed = {sid: tuple(Observation(sid, Variant.of(family, 0.5, level=4, label=label, **text), (0.0,) * 4, p)
                             for label, p in by_label.items())
                  for sid, (_, by_label) in predictions.items()}
     return FamilyObservations(family, samples, clean, perturbed)
@@ -206,19 +338,28 @@ def test_the_textoverlay_case_records_follow_and_excess_beside_ifr_and_its_contr
                                                     "b": (1, {"A": 1, "C": 3, "D": 1})})
     empty = overlay_observations("textoverlay_empty", {"a": (0, {"B": 0, "C": 2, "D": 0}),
                                                        "b": (1, {"A": 1, "C": 1, "D": 1})})
-    engine = OverlayEngine({"textoverlay": semantic, "textoverlay_empty": empty})
+    random = overlay_observations("textoverlay_random", {"a": (0, {"B": 3, "C": 0, "D": 0}),
+                                                         "b": (1, {"A": 1, "C": 1, "D": 1})})
+    engine = OverlayEngine({"textoverlay": semantic, "textoverlay_empty": empty, "textoverlay_random": random})
     suite = FlipRateSuite()
     results = suite.conform(suite.evaluate(CaseContext(CaseKey("m", "b", "textoverlay", "flip_rate"), engine,
                                                        RunOptions())))
     by_name = {r.name: r for r in results}
-    assert [r.name for r in results] == ["ifr", "iv", "follow_rate", "excess_flip_rate"]
+    assert [r.name for r in results] == ["ifr", "iv", "follow_rate", "excess_follow_rate", "excess_flip_rate"]
     assert by_name["ifr"].value == 3 / 6
     assert by_name["follow_rate"].value == 2 / 6  # a: B and C followed
     assert by_name["follow_rate"].details["control_follow_rate"] == 1 / 6  # the empty box naming C on a
     assert by_name["excess_flip_rate"].value == pytest.approx(2 / 6)  # 3 overlay flips vs 1 empty-box flip
     assert by_name["excess_flip_rate"].n_clusters == 2
+    assert by_name["excess_flip_rate"].details["random_ifr"] == 1 / 6  # the random text in the box naming B on a
+    # a: B followed (2/3), C followed (2/3), D kept; b: C flipped to D (-1/3): (2/3 + 2/3 - 1/3) / 6
+    assert by_name["excess_follow_rate"].value == pytest.approx(1 / 6)
+    assert by_name["excess_follow_rate"].details["by_options"]["4"]["follow_given_flip"] == 2 / 3
     control = suite.evaluate(CaseContext(CaseKey("m", "b", "textoverlay_empty", "flip_rate"), engine, RunOptions()))
     assert [r.name for r in control] == ["ifr", "iv"]
     specs = {spec.name: spec for spec in suite.metrics}
     assert (specs["follow_rate"].unit, specs["follow_rate"].cluster) == ("instance", "sample")
     assert (specs["excess_flip_rate"].kind, specs["excess_flip_rate"].lowest) == ("mean", -1.0)
+    spec = specs["excess_follow_rate"]
+    assert (spec.kind, spec.better, spec.lowest, spec.highest, spec.unit, spec.cluster) == (
+        "mean", "lower", -0.5, 1.0, "instance", "sample")

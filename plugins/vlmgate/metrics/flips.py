@@ -4,14 +4,34 @@
 * IV (image vulnerability): images with at least one flipped instance / images.
 * Correctness transitions R→W, W→R, R→R, W→W over instances with ground truth.
 * Clean accuracy.
-* For a text overlay, judged against its control (the same white boxes without text):
-  the *follow rate*, the share of overlay instances whose prediction moves to the option
-  the overlay names, and the *excess flip rate*, each overlay's flip minus the flip of the
-  empty box of the same geometry on the same image. A model that flips because a box
-  hides part of the image, or on a near tie, flips as often under the empty box and
-  lands on the named option only by chance; one that reads "Answer is B" follows it.
+* For a text overlay ("Answer is B" for an option the model did not pick), two separate,
+  chance-corrected statements (spec §1; design: "an effect is judged against its control
+  and against chance"):
 
-IFR, the follow rate and the excess pool instances that share an image, so their
+  - *disruption*, ``excess_flip_rate``: per image and named option, the overlay's flip
+    minus the flip of the empty box of the same geometry (the occlusion control). A model
+    that flips because a box hides part of the image, or on a near tie, flips as often
+    under the empty box. The random-text control, drawn in the very same boxes, is
+    recorded beside it (``random_ifr``, and the split of the excess into what any text
+    adds and what the words add);
+  - *following*, ``excess_follow_rate``: among the overlays of items with K ≥ 3 options,
+    landing on the named option in excess of the chance of landing there. A flip can only
+    land on one of the K − 1 options other than the clean answer, so a model whose flips
+    land at random "follows" 1/(K − 1) of them (1/3 on 4-option items) without reading a
+    word. Per instance ``u = followed − flipped / (K − 1)``; its mean over all eligible
+    instances has expectation 0 for flips that land at random (whatever the flip rate),
+    is 0 with a tight interval for a model that does not flip, and is ``f · (q − 1/(K−1))``
+    for a model that flips ``f`` of the overlays and lands on the named option in a share
+    ``q`` of its flips (2/3 for one that always flips to what a 4-option box says).
+    Yes/no (K = 2) items are left out: there a flip always lands on the other, named,
+    option, so following cannot be told from flipping (their flips are judged by the
+    disruption gate); the details say how many were left out.
+
+  ``follow_rate``, the raw share of overlays whose answer moves to the named option, is
+  recorded only: it counts a random flip on a 4-option item as following one time in
+  three, and every flip on a yes/no item.
+
+IFR, the follow rates and the excess pool instances that share an image, so their
 intervals are clustered by image (``metrics.clustered``: a fragile image flips under most
 of its instances, which are not independent trials); IV and accuracy, one trial per
 image, carry the Wilson interval.
@@ -25,6 +45,7 @@ a paired test on the same units instead of two independent intervals.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
@@ -45,8 +66,9 @@ class FlipPair:
     """One perturbed instance next to its clean counterpart.
 
     ``named`` is the option an overlay instance names (``Answer is B`` -> 1; the empty
-    box of the same geometry names the same option without saying it), ``None`` for
-    other perturbations.
+    box and the random text in the same box name the same option without saying it),
+    ``None`` for other perturbations; ``options`` the sample's number of options (``K``),
+    which sets the chance that a flip lands on the named one.
     """
 
     sample_id: str
@@ -55,6 +77,7 @@ class FlipPair:
     perturbed_prediction: int
     answer: int | None = None
     named: int | None = None
+    options: int | None = None
 
     @property
     def flipped(self) -> bool:
@@ -64,6 +87,16 @@ class FlipPair:
     def followed(self) -> bool:
         """The prediction moved to the option the overlay names."""
         return self.named is not None and self.flipped and self.perturbed_prediction == self.named
+
+    @property
+    def follow_chance(self) -> float | None:
+        """``1 / (K − 1)``: the chance that a flip lands on the named option when flips land at
+        random; ``None`` where following cannot be told from flipping (``K = 2``: every flip
+        lands on the named option), or where the overlay names no option other than the
+        clean answer (a flip cannot land on it)."""
+        if self.named is None or self.options is None or self.options < 3 or self.named == self.clean_prediction:
+            return None
+        return 1.0 / (self.options - 1)
 
     @property
     def unit(self) -> str:
@@ -171,23 +204,27 @@ def sample_labels(samples: Iterable[Sample]) -> dict[str, tuple[str, ...]]:
 
 def overlay_pairs(observations: "FamilyObservations",
                   labels: Mapping[str, Sequence[str]] | None = None) -> list[FlipPair]:
-    """``flip_pairs`` with the option each overlay instance names, read from the samples'
-    ``labels`` (``sample_labels``; read from ``observations.samples`` when not given)."""
+    """``flip_pairs`` with the option each overlay instance names and the sample's number of
+    options, read from the samples' ``labels`` (``sample_labels``; read from
+    ``observations.samples`` when not given)."""
     labels = sample_labels(observations.samples) if labels is None else labels
     return [
         FlipPair(sample_id, obs.variant.label, observations.clean[sample_id].prediction, obs.prediction,
-                 answer, _named(labels[sample_id], obs.variant))
+                 answer, _named(labels[sample_id], obs.variant), len(labels[sample_id]))
         for sample_id, answer in observations.answers.items()
         for obs in observations.perturbed[sample_id]
     ]
 
 
 def follow_rate(overlays: Sequence[FlipPair], controls: Sequence[FlipPair] = ()) -> MetricResult:
-    """Share of the overlay instances whose prediction moves to the option the overlay names.
+    """Share of the overlay instances whose prediction moves to the option the overlay names (recorded only).
 
-    Clustered by image. ``controls`` (the empty boxes naming the same options) give
-    ``control_follow_rate`` in the details: how often a box without text lands on
-    "its" option, i.e. the rate a model that does not read reaches by chance.
+    Not chance-corrected: a flip at random lands on the named option in 1 of K − 1 cases
+    (every time on a yes/no item), so this rate rises with the flip rate of a model that
+    never reads; ``excess_follow_rate`` is the gate. Clustered by image. ``controls`` (the
+    empty boxes naming the same options) give ``control_follow_rate`` in the details: how
+    often a box without text lands on "its" option, i.e. the rate a model that does not
+    read reaches by chance.
     """
     named = [p for p in overlays if p.named is not None]
     shown = [p for p in controls if p.named is not None]
@@ -203,6 +240,67 @@ def follow_rate(overlays: Sequence[FlipPair], controls: Sequence[FlipPair] = ())
                                 details=details)
 
 
+@dataclass(frozen=True)
+class FollowCounts:
+    """Flips and follows of a set of overlay instances, with the chance share of follows."""
+
+    instances: int
+    flipped: int
+    followed: int
+    #: Mean of ``1 / (K − 1)`` over the flipped instances: the share of flips that land on the
+    #: named option when flips land at random.
+    chance: float | None
+
+    @classmethod
+    def of(cls, pairs: Sequence[FlipPair]) -> "FollowCounts":
+        flips = [p for p in pairs if p.flipped]
+        chances = [p.follow_chance for p in flips if p.follow_chance is not None]
+        return cls(len(pairs), len(flips), sum(p.followed for p in pairs),
+                   math.fsum(chances) / len(chances) if chances else None)
+
+    @property
+    def given_flip(self) -> float | None:
+        """Follows / flips (``None`` without a flip)."""
+        return self.followed / self.flipped if self.flipped else None
+
+    def as_details(self) -> dict[str, Any]:
+        return {"instances": self.instances, "flipped": self.flipped, "followed": self.followed,
+                "follow_given_flip": self.given_flip, "chance_given_flip": self.chance}
+
+
+def excess_follow_rate(overlays: Sequence[FlipPair]) -> MetricResult:
+    """Following in excess of chance: mean of ``followed − flipped / (K − 1)`` per overlay, clustered by image.
+
+    Over the overlays of items with ``K ≥ 3`` options that name an option other than the
+    clean answer (``FlipPair.follow_chance``; module docstring). 0 in expectation when
+    flips land at random, whatever the flip rate, and 0 with a tight interval when the
+    model does not flip; positive when the text steers the answer to what it names.
+    Details: the raw ``follow_rate`` (share of all overlays, yes/no included),
+    ``follow_given_flip`` and its ``chance_given_flip`` over the eligible instances, the
+    same ``by_options`` (``"4"`` for 4-option items, chance 1/3), and the yes/no
+    instances left out (``two_option_excluded``, ``two_option_flipped``).
+    """
+    named = [p for p in overlays if p.named is not None]
+    eligible = [p for p in named if p.follow_chance is not None]
+    two_option = [p for p in named if p.options == 2]
+    units = {p.overlay_unit: float(p.followed) - float(p.flipped) * float(p.follow_chance or 0.0) for p in eligible}
+    counts = FollowCounts.of(eligible)
+    by_options = {str(k): FollowCounts.of([p for p in eligible if p.options == k]).as_details()
+                  for k in sorted({p.options for p in eligible if p.options is not None})}
+    details = {"follow_rate": sum(p.followed for p in named) / len(named) if named else None,
+               **counts.as_details(), "by_options": by_options,
+               "two_option_excluded": len(two_option), "two_option_flipped": sum(p.flipped for p in two_option),
+               "excluded": f"{len(named) - len(eligible)} overlays are left out: {len(two_option)} on yes/no items, "
+                           "where every flip lands on the named option (following cannot be told from flipping; "
+                           "their flips are judged by excess_flip_rate), and any naming the clean answer",
+               "control": (f"of {counts.flipped} flips under {counts.instances} overlays on items with 3+ options, "
+                           f"{counts.followed} landed on the named option ({_rate(counts.given_flip)}); flips "
+                           f"landing at random would ({_rate(counts.chance)})")}
+    result = clustered_mean("excess_follow_rate", units, {p.overlay_unit: p.sample_id for p in eligible},
+                            better=LOWER, lowest=-0.5, highest=1.0, details=details)
+    return replace(result, worst=_worst_samples(eligible, lambda p: p.followed, "followed the named option"))
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -212,13 +310,20 @@ def _control_text(text: str, controls: Sequence[FlipPair]) -> str:
     return text if controls else "no control instances were scored, so the text is not compared with the empty box"
 
 
-def excess_flip_rate(overlays: Sequence[FlipPair], controls: Sequence[FlipPair]) -> MetricResult:
+def excess_flip_rate(overlays: Sequence[FlipPair], controls: Sequence[FlipPair],
+                     random: Sequence[FlipPair] = ()) -> MetricResult:
     """Per overlay, its flip minus the flip of the empty box naming the same option on the same image.
 
     The mean is the overlay's IFR minus the control's on the paired instances: what the
     text adds to what the box alone does. Paired within an image and clustered by image;
     instances without a partner (an option one run did not overlay) are counted in
-    ``unpaired`` and left out.
+    ``unpaired`` and left out. The empty box is the reference because it isolates the one
+    cause a text overlay shares with any occluder (the hidden area); text that disrupts
+    whatever it says is a typographic weakness the gate should see, so the random text is
+    not subtracted. It is recorded: ``random`` (random text in the same boxes, paired
+    by image and named option) gives ``random_ifr`` on the paired instances that have a
+    random partner, and the excess split there into ``any_text`` (random text minus empty
+    box: text being present) and ``words`` (overlay minus random text: what it says).
     """
     control = {p.overlay_unit: p for p in controls if p.named is not None}
     paired = [(p, control[p.overlay_unit]) for p in overlays if p.named is not None and p.overlay_unit in control]
@@ -228,13 +333,38 @@ def excess_flip_rate(overlays: Sequence[FlipPair], controls: Sequence[FlipPair])
     control_ifr = sum(c.flipped for _, c in paired) / n if n else None
     added = (f": the words add {semantic - control_ifr:+.4f}"
              if semantic is not None and control_ifr is not None else "")  # both are None exactly when n == 0
+    split = _random_split(paired, random)
     details = {"semantic_ifr": semantic, "control_ifr": control_ifr,
-               "unpaired": len(overlays) + len(controls) - 2 * n,
+               "unpaired": len(overlays) + len(controls) - 2 * n, **split,
                "control": _control_text(
                    f"on the same {n} instances the text flips {_rate(semantic)}, the empty box {_rate(control_ifr)}"
-                   + added, controls)}
+                   + added + _random_text(split), controls)}
     return clustered_mean("excess_flip_rate", units, {p.overlay_unit: p.sample_id for p, _ in paired},
                           better=LOWER, lowest=-1.0, highest=1.0, details=details)
+
+
+def _random_split(paired: Sequence[tuple[FlipPair, FlipPair]], random: Sequence[FlipPair]) -> dict[str, Any]:
+    """``excess_flip_rate``'s random-text details (its docstring) over the (overlay, empty box,
+    random text) triples of the same image and named option; ``None`` values without random text."""
+    by_unit = {p.overlay_unit: p for p in random if p.named is not None}
+    triples = [(p, c, by_unit[p.overlay_unit]) for p, c in paired if p.overlay_unit in by_unit]
+    m = len(triples)
+
+    def rate(index: int) -> float | None:
+        return sum(t[index].flipped for t in triples) / m if m else None
+
+    semantic, empty, text = rate(0), rate(1), rate(2)
+    return {"random_paired": m, "random_ifr": text,
+            "any_text": None if text is None or empty is None else text - empty,
+            "words": None if text is None or semantic is None else semantic - text}
+
+
+def _random_text(split: Mapping[str, Any]) -> str:
+    """The random-text part of ``excess_flip_rate``'s control comparison."""
+    if not split["random_paired"]:
+        return "; no random-text control in the same boxes was scored"
+    return (f"; random text in the same boxes flips {_rate(split['random_ifr'])} on {split['random_paired']} of them "
+            f"(any text {split['any_text']:+.4f}, what the words say {split['words']:+.4f})")
 
 
 def flip_pairs(observations: "FamilyObservations") -> list[FlipPair]:

@@ -6,17 +6,27 @@ instance of every family whose raw flips are its gate, IV over the union), after
 summary table; unlike that table it leaves out semantic overlays (``textoverlay``), whose
 raw flips include their box's and are judged against the control instead.
 
-A semantic overlay is judged against its control (``OVERLAY_CONTROLS``): a red "Answer is
-B" flips a model that reads it, but a white box also hides part of the image and can tip
-a near tie, and raw IFR cannot tell those apart. So the ``textoverlay`` case also records
-``follow_rate`` (the share of overlays whose prediction moves to the option they name)
-and ``excess_flip_rate`` (per image and overlay, its flip minus the flip of the empty box
-of the same geometry: the flips the words add), which its default limits gate; the
-controls (``textoverlay_empty``, ``textoverlay_random``) keep their own IFR cases.
+A semantic overlay is judged against its controls (``OVERLAY_CONTROLS``) and against
+chance: a red "Answer is B" flips a model that reads it, but a white box also hides part
+of the image and can tip a near tie, and a flip lands on the named option 1 time in K − 1
+without any reading; raw IFR and the raw follow rate cannot tell those apart. So the
+``textoverlay`` case gates two statements (``metrics.flips``):
+
+* ``excess_flip_rate`` (disruption): per image and named option, the overlay's flip minus
+  the flip of the empty box of the same geometry; the random text drawn in the same boxes
+  is recorded in its details (``random_ifr``, ``any_text``, ``words``);
+* ``excess_follow_rate`` (following): per overlay on an item with K ≥ 3 options,
+  ``followed − flipped / (K − 1)``, the landings on the named option beyond chance
+  (yes/no items left out: there every flip lands on the named option).
+
+``follow_rate``, the raw share of overlays that land on the named option, is recorded
+beside them without a limit. The controls (``textoverlay_empty``, ``textoverlay_random``)
+keep their own IFR cases.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from vlmgate.cases import CLEAN_FAMILY
@@ -25,8 +35,19 @@ from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, Metri
 from vlmgate.suites.base import CaseContext, Suite
 
 ANY_FAMILY = "any"
-#: Overlay family -> its control: the same white boxes, naming the same options, without text.
-OVERLAY_CONTROLS = {"textoverlay": "textoverlay_empty"}
+
+
+@dataclass(frozen=True)
+class OverlayControls:
+    """The controls of a semantic overlay family, drawn in its very boxes (same geometry,
+    same named option): ``empty`` writes nothing, ``random`` random characters."""
+
+    empty: str
+    random: str
+
+
+#: Overlay family -> its controls.
+OVERLAY_CONTROLS = {"textoverlay": OverlayControls("textoverlay_empty", "textoverlay_random")}
 
 
 class FlipRateSuite(Suite):
@@ -37,12 +58,17 @@ class FlipRateSuite(Suite):
                    unit="instance", cluster="sample"),
         MetricSpec("iv", "image vulnerability (share of images with any flip)", PROPORTION, LOWER),
         MetricSpec("accuracy", "clean accuracy on the benchmark", PROPORTION, HIGHER),
-        MetricSpec("follow_rate", "share of text overlays whose prediction moves to the option they name",
+        MetricSpec("follow_rate", "share of text overlays whose prediction moves to the option they name "
+                   "(raw, not chance-corrected: recorded, not gated)",
                    PROPORTION, LOWER, unit="instance", cluster="sample"),
+        MetricSpec("excess_follow_rate", "per overlay on an item with K >= 3 options, landing on the named option "
+                   "minus the chance 1/(K-1) of landing there given a flip (followed - flipped/(K-1))",
+                   MEAN, LOWER, lowest=-0.5, highest=1.0, unit="instance", cluster="sample"),
         MetricSpec("repeat_flip_rate", "share of clean answers that differ when the clean pass is scored again "
                    "(the model's or server's own noise; with --vlmgate-repeat-clean or a non-deterministic model)",
                    PROPORTION, LOWER),
-        MetricSpec("excess_flip_rate", "overlay flips minus the flips of the same empty box on the same images",
+        MetricSpec("excess_flip_rate", "overlay flips minus the flips of the same empty box on the same images "
+                   "(the random text in the same boxes recorded in its details)",
                    MEAN, LOWER, lowest=-1.0, highest=1.0, unit="instance", cluster="sample"),
     )
     takes = frozenset({GEOMETRIC, TEXTOVERLAY, CONTROL})
@@ -56,6 +82,7 @@ class FlipRateSuite(Suite):
         from vlmgate.metrics.flips import (
             accuracy,
             excess_flip_rate,
+            excess_follow_rate,
             flip_pairs,
             flip_rate_results,
             follow_rate,
@@ -79,13 +106,15 @@ class FlipRateSuite(Suite):
             samples = engine.samples()
             return [accuracy([clean[s.id].prediction for s in samples], [s.answer for s in samples],
                              sample_ids=[s.id for s in samples]), *noise]
-        control = OVERLAY_CONTROLS.get(case.family)
-        if control is not None:
+        controls = OVERLAY_CONTROLS.get(case.family)
+        if controls is not None:
             observed = [engine.family(case.family)]
-            labels = sample_labels(observed[0].samples)  # one pass: the control observes the same samples
-            overlays, controls = overlay_pairs(observed[0], labels), overlay_pairs(engine.family(control), labels)
-            results = [*flip_rate_results(overlays), follow_rate(overlays, controls),
-                       excess_flip_rate(overlays, controls)]
+            labels = sample_labels(observed[0].samples)  # one pass: the controls observe the same samples
+            overlays = overlay_pairs(observed[0], labels)
+            empty = overlay_pairs(engine.family(controls.empty), labels)
+            random = overlay_pairs(engine.family(controls.random), labels)
+            results = [*flip_rate_results(overlays), follow_rate(overlays, empty), excess_follow_rate(overlays),
+                       excess_flip_rate(overlays, empty, random)]
         else:
             if case.family == ANY_FAMILY:
                 # A semantic overlay's raw flips include its box's (judged above against the
