@@ -1,5 +1,5 @@
-"""Run records (JSON round trip, validation, collection from reports), snapshot summaries and
-their tolerant comparison, and the HTML report, on hand-built records."""
+"""Run records (JSON round trip, validation, collection from reports) and the HTML report, on
+hand-built records (snapshot summaries and their comparison: ``test_snapshots.py``)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ from vlmgate.report.record import (
     load_record,
     write_record,
 )
-from vlmgate.report.snapshot import PRECISION, VlmgateSnapshotExtension, case_summary, within_tolerance
 from vlmgate.settings import Settings
 from vlmgate.thresholds import Threshold
 
@@ -232,46 +231,6 @@ def test_collector_names_the_selected_tests_that_never_reported():
     assert cut == Completeness(False, "interrupted (KeyboardInterrupt)", 6, ())
     collector.collection_failed("t.py")
     assert collector.record().completeness == Completeness(False, "1 error(s) during collection: t.py", 6, ())
-
-
-# -- snapshots --------------------------------------------------------------------------
-def test_snapshot_summary_is_rounded_to_the_documented_precision():
-    judgement = Judgement(MetricResult("ifr", 0.123456, 0.0987654, 0.2, 56), Threshold("ifr", "*", max=0.2),
-                          Verdict(False, "exceeds"))
-    summary = case_summary(CaseKey(MODEL, BENCH, "translation", "flip_rate"), [judgement])
-    assert PRECISION == 3
-    assert summary == {"suite": "flip_rate", "family": "translation", "precision": 3, "metrics": {"ifr": {
-        "value": 0.123, "ci": [0.099, 0.2], "n": 56, "limit": "max 0.2 (interval)", "verdict": "fail"}}}
-    assert MODEL not in json.dumps(summary)  # paths change between releases; results may not
-
-
-@pytest.mark.parametrize("received,stored,match", [
-    (0.123, 0.124, True),             # one unit in the last rounded place: rounding noise
-    (0.123, 0.125, False),
-    ({"ci": [0.1, 0.2], "n": 5}, {"ci": [0.1005, 0.2], "n": 5}, True),
-    ({"ci": [0.1, 0.2], "n": 5}, {"ci": [0.1, 0.2], "n": 6}, False),  # counts are exact
-    ({"a": 1}, {"a": 1, "b": 2}, False),
-    ([0.1, 0.2], [0.1], False),
-    (math.nan, math.nan, True),
-    (math.nan, 0.0, False),
-    ("pass", "fail", False),
-    (True, 1, False),
-])
-def test_snapshot_comparison_tolerates_rounding_only(received, stored, match):
-    assert within_tolerance(received, stored) is match
-
-
-def test_snapshot_extension_writes_readable_sorted_json_and_compares_with_tolerance():
-    extension = VlmgateSnapshotExtension()
-    summary = {"suite": "flip_rate", "metrics": {"ifr": {"value": 0.062, "ci": [0.05, 0.08], "n": 56}}, "family": "x"}
-    text = extension.serialize(summary)
-    assert json.loads(text) == summary and text.endswith("\n")
-    assert text.splitlines()[1] == '  "family": "x",'  # sorted keys, two-space indent
-    nudged = text.replace("0.062", "0.0625")
-    assert extension.matches(serialized_data=text, snapshot_data=nudged)
-    assert not extension.matches(serialized_data=text, snapshot_data=text.replace("0.062", "0.07"))
-    location = SimpleNamespace(filepath="/repo/robustness_tests/test_flip_rate.py", basename="test_flip_rate")
-    assert extension.dirname(test_location=location) == "/repo/robustness_tests/__vlmgate_snapshots__/test_flip_rate"
 
 
 # -- HTML -------------------------------------------------------------------------------

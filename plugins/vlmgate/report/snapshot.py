@@ -1,16 +1,47 @@
-"""Syrupy snapshots of each case's rounded summary: a reviewable release baseline.
+"""Syrupy snapshots of each case's decisions: a reviewable release baseline for the next release.
 
-With ``--vlmgate-snapshot``, every gating case compares its summary (per metric: value
-and 95 % interval rounded to ``PRECISION`` decimals, n, limit and verdict) with the
-snapshot stored for it; ``--vlmgate-snapshot --snapshot-update`` records the current
-summaries as the new baseline, and a later run that differs fails the case with syrupy's
-line diff of the two JSON documents.
+With ``--vlmgate-snapshot``, every gating case compares what it decided with the snapshot
+stored for it; ``--vlmgate-snapshot --snapshot-update`` records the current run as the new
+baseline. A snapshot is a *snapshot of decisions*: per metric it stores the gate's verdict
+(``pass``, ``fail``, ``inconclusive``; ``recorded`` for a metric no limit judges) and what a
+later release is compared on: the value and its 95 % interval rounded to ``PRECISION``
+decimals, ``n`` and ``n_clusters`` (the independent images the interval rests on) and the
+limit's text. A later release fails a case's snapshot only where a **gated** metric (one whose
+verdict is not ``recorded``, in the snapshot and in the run)
+
+* **changed its verdict** (``pass -> fail``, ``pass -> inconclusive``, ``fail -> pass``, or a
+  stored gate that is no longer reported), or
+* **moved significantly**: its value lies outside the 95 % interval stored in the snapshot.
+  The stored interval is the recorded release's own uncertainty, so a value inside it is not
+  a move the data can tell from noise.
+
+The failure names the metric and the reason(s) with both values and verdicts
+(``SnapshotFinding``), then syrupy's diff of the two JSON documents as the detail.
+Recorded-only metrics are stored for the reviewer and never fail a snapshot: a diagnostic
+drift that moves ``0.002 -> 0.003`` under an unchanged verdict is not a release decision.
+Nor does a metric gated on one side only (``recorded -> pass``): that changes with the limits
+or with ``--vlmgate-baseline`` (a limit on the change alone records without one), not with
+the release, and a newly gated metric is judged by its own verdict.
+The comparison is the extension's ``matches`` (``compare_summaries``), so syrupy does the
+reading, writing and reporting of files.
+
+Format (``format`` 2)::
+
+    {"format": 2, "suite": "flip_rate", "family": "rotation", "precision": 3,
+     "metrics": {"ifr": {"verdict": "pass", "value": 0.05, "ci": [0.02, 0.1], "n": 56,
+                         "n_clusters": 7, "limit": "max 0.15 (interval)"}}}
+
+Files written before verdicts were three-way have no ``format`` (and no ``n_clusters``); they
+are still read: a metric whose limit is absent or ``recorded ...`` counts as recorded, any
+other as the stored ``pass`` / ``fail`` (an old ``pass`` under a limit the run now finds
+inconclusive fails as a verdict change); a failing case says how to re-record.
 
 Design choices:
 
 * **Opt-in.** Without ``--vlmgate-snapshot`` nothing is compared, so a checkout without
   snapshots (or a candidate that is expected to move) never fails CI on them; the
-  statistical gates (thresholds, ``--vlmgate-baseline``) are what gate a release.
+  statistical gates (thresholds, ``--vlmgate-baseline``) are what gate a release, and the
+  snapshot step says which decisions a candidate changes.
 * **Own folder.** Files live in ``__vlmgate_snapshots__/<test file>/<test>[<case id>].json``
   beside the test file, not in syrupy's ``__snapshots__``: a run without the option does
   not assert them, and syrupy reports (and fails on) unasserted files it discovers in
@@ -26,23 +57,27 @@ Design choices:
 * **Nothing deletes another release's snapshots.** Under ``--vlmgate-snapshot`` the plugin
   turns syrupy's cleanup of unused snapshots off and reports them as a warning: a candidate
   that runs fewer cases (``-m textoverlay``) or drops a family must not delete what the
-  release before it recorded, and accepting the candidate (``--snapshot-update``) rewrites
-  only the files it asserts.
-* **Tolerant comparison.** Numbers match when they differ by at most one unit in the last
-  rounded place (``TOLERANCE``), so float noise at a rounding boundary is not a change.
+  release before it recorded. Accepting the candidate (``--snapshot-update``) rewrites every
+  file it asserts whose text differs (so the files then hold the accepted release's values,
+  not the previous release's where the decisions agree) and only those.
+* **Tolerance.** Stored numbers are rounded, so a value within one unit in the last rounded
+  place (``TOLERANCE``) of the stored interval counts as inside it: float noise at a rounding
+  boundary is not a move.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from syrupy.extensions.json import JSONSnapshotExtension
 from syrupy.terminal import disable_color
 
 from vlmgate.cases import CaseKey
+from vlmgate.records import FAIL, PASS, RECORDED
 
 if TYPE_CHECKING:
     from syrupy.assertion import SnapshotAssertion
@@ -54,7 +89,14 @@ if TYPE_CHECKING:
 PRECISION = 3
 #: Numbers within this distance match (one unit in the last rounded place).
 TOLERANCE = 10.0 ** -PRECISION
+#: The snapshot format this module writes; files without ``format`` predate it (format 1).
+FORMAT = 2
 SNAPSHOT_DIRNAME = "__vlmgate_snapshots__"
+#: What a failing snapshot says when the stored file predates ``FORMAT``.
+RERECORD = "re-record it with pytest --vlmgate-snapshot --snapshot-update"
+#: The two reasons a snapshot fails (``SnapshotFinding.reason``).
+VERDICT_CHANGED = "verdict changed"
+VALUE_MOVED = "value moved"
 
 
 def _rounded(value: float) -> float:
@@ -62,22 +104,127 @@ def _rounded(value: float) -> float:
 
 
 def case_summary(key: CaseKey, judgements: Sequence["Judgement"]) -> dict[str, Any]:
-    """What a case's snapshot stores: rounded values, n, limit and verdict per metric."""
+    """What a case's snapshot stores: per metric its verdict, rounded value and interval, n, n_clusters, limit."""
     return {
+        "format": FORMAT,
         "suite": key.suite,
         "family": key.family,
         "precision": PRECISION,
         "metrics": {
             j.result.name: {
+                "verdict": j.verdict.outcome,
                 "value": _rounded(j.result.value),
                 "ci": [_rounded(j.result.ci_low), _rounded(j.result.ci_high)],
                 "n": j.result.n,
+                "n_clusters": j.result.n_clusters,
                 "limit": j.threshold.describe() if j.threshold else None,
-                "verdict": "pass" if j.verdict.passed else "fail",
             }
             for j in judgements
         },
     }
+
+
+def stored_verdict(entry: Mapping[str, Any], fmt: int = FORMAT) -> str:
+    """A stored metric's verdict; in a format-1 file, ``recorded`` where no limit judged it."""
+    verdict = entry.get("verdict")
+    if fmt >= 2:
+        return str(verdict)
+    limit = entry.get("limit")
+    if limit is None or str(limit).startswith("recorded"):
+        return RECORDED
+    return PASS if verdict == PASS else FAIL
+
+
+def summary_format(summary: Mapping[str, Any]) -> int:
+    """The format a summary was written in (1: before ``format`` was stored)."""
+    fmt = summary.get("format", 1)
+    return fmt if isinstance(fmt, int) and not isinstance(fmt, bool) else 1
+
+
+@dataclass(frozen=True)
+class SnapshotFinding:
+    """Why one gated metric fails its snapshot: ``reason`` is ``VERDICT_CHANGED`` or ``VALUE_MOVED``."""
+
+    metric: str
+    reason: str
+    stored: Mapping[str, Any] | None
+    received: Mapping[str, Any] | None
+    stored_verdict: str | None
+    received_verdict: str | None
+
+    def describe(self) -> str:
+        stored, received = _show(self.stored), _show(self.received)
+        if self.reason == VERDICT_CHANGED:
+            was, now = self.stored_verdict or "absent", self.received_verdict or "absent"
+            text = f"{self.metric}: verdict changed {was} -> {now} (stored {stored}; now {received})"
+        else:
+            text = (f"{self.metric}: value moved outside the stored 95% interval under an unchanged verdict "
+                    f"{self.received_verdict} (stored {stored}; now {received})")
+        before = (self.stored or {}).get("limit")
+        after = (self.received or {}).get("limit")
+        if self.stored is not None and self.received is not None and before != after:
+            text += f"; the limit changed from {before!r} to {after!r}"
+        return text
+
+
+def _show(entry: Mapping[str, Any] | None) -> str:
+    """``0.05 [0.02, 0.1], n 56 in 7 images, limit max 0.15 (interval)``: a stored or received metric."""
+    if entry is None:
+        return "not reported"
+    try:
+        low, high = entry["ci"]
+        text = f"{entry['value']:g} [{low:g}, {high:g}], n {entry['n']}"
+    except (KeyError, TypeError, ValueError):
+        return json.dumps(entry, sort_keys=True)
+    clusters = entry.get("n_clusters")
+    if isinstance(clusters, int) and clusters != entry["n"]:
+        text += f" in {clusters} images"
+    return f"{text}, limit {entry.get('limit') or 'none'}"
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _inside(value: Any, interval: Any, tolerance: float) -> bool:
+    """Whether ``value`` lies within the stored ``interval`` (widened by ``tolerance``); NaN only matches NaN."""
+    value, (low, high) = _number(value), (_number(x) for x in interval)
+    if math.isnan(value) or math.isnan(low) or math.isnan(high):
+        return math.isnan(value) and (math.isnan(low) or math.isnan(high))
+    slack = tolerance * (1 + 1e-9)
+    return low - slack <= value <= high + slack
+
+
+def compare_summaries(received: Mapping[str, Any], stored: Mapping[str, Any]) -> list[SnapshotFinding]:
+    """Why ``received`` fails the ``stored`` snapshot: one finding per gated metric and reason; empty when it matches.
+
+    Compared are the metrics the stored snapshot gates (verdict not ``recorded``): a verdict
+    changed between ``pass``, ``fail`` and ``inconclusive``, or a stored gate no longer reported,
+    is ``VERDICT_CHANGED``; the same verdict with a value outside the stored interval is
+    ``VALUE_MOVED``. A recorded-only metric never fails, and neither does a metric that is
+    gated on one side and recorded on the other: that is a change of the limits or of
+    ``--vlmgate-baseline`` (a limit on the change alone records without a baseline), not of the
+    release, and a newly gated metric fails, if it does, by its own verdict. Raises ``KeyError``
+    / ``TypeError`` / ``ValueError`` for a stored file that is not a summary.
+    """
+    fmt = summary_format(stored)
+    tolerance = 10.0 ** -int(stored.get("precision", PRECISION))
+    before: Mapping[str, Any] = stored["metrics"]
+    after: Mapping[str, Any] = received["metrics"]
+    findings = []
+    for name in sorted(before):
+        old, new = before[name], after.get(name)
+        was = stored_verdict(old, fmt)
+        now = stored_verdict(new) if new is not None else None
+        if was == RECORDED or now == RECORDED:
+            continue  # recorded only (here or there): for the reviewer, never a failure
+        if was != now:
+            findings.append(SnapshotFinding(name, VERDICT_CHANGED, old, new, was, now))
+        elif new is not None and not _inside(new["value"], old["ci"], tolerance):
+            findings.append(SnapshotFinding(name, VALUE_MOVED, old, new, was, now))
+    return findings
 
 
 def within_tolerance(received: Any, stored: Any, tolerance: float = TOLERANCE) -> bool:
@@ -115,13 +262,23 @@ def snapshot_case_name(key: CaseKey, *, models: Sequence[str], benchmark: str, n
 
 
 class VlmgateSnapshotExtension(JSONSnapshotExtension):
-    """Readable JSON (sorted keys, 2-space indent) in ``__vlmgate_snapshots__``, compared with tolerance.
+    """Readable JSON (sorted keys, 2-space indent) in ``__vlmgate_snapshots__``, compared on decisions.
 
     ``case_name`` is the case's release-neutral name (``snapshot_case_name``); ``for_case``
     makes the subclass that carries it, since syrupy asks the extension class for names.
+    ``matches`` keeps what it found on the instance (``findings``, ``stored_format``,
+    ``unreadable``) for the failure message; with ``rewrite`` set (``--snapshot-update``) it
+    matches only identical text, so an accepted run rewrites every file that differs.
     """
 
     case_name: str | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.findings: list[SnapshotFinding] = []
+        self.stored_format: int | None = None
+        self.unreadable: str | None = None
+        self.rewrite = False
 
     @classmethod
     def for_case(cls, case_name: str) -> type["VlmgateSnapshotExtension"]:
@@ -157,10 +314,18 @@ class VlmgateSnapshotExtension(JSONSnapshotExtension):
         return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
     def matches(self, *, serialized_data: Any, snapshot_data: Any) -> bool:
-        try:
-            return within_tolerance(json.loads(serialized_data), json.loads(snapshot_data))
-        except (TypeError, ValueError):  # not JSON (e.g. a hand-edited file): compare the text
+        """Whether the received summary keeps the stored one's decisions (``compare_summaries``)."""
+        self.findings, self.stored_format, self.unreadable = [], None, None
+        if self.rewrite:
             return bool(serialized_data == snapshot_data)
+        try:
+            received, stored = json.loads(serialized_data), json.loads(snapshot_data)
+            self.stored_format = summary_format(stored)
+            self.findings = compare_summaries(received, stored)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # not a summary (e.g. a hand-edited file)
+            self.unreadable = f"{type(exc).__name__}: {exc}"
+            return bool(serialized_data == snapshot_data)
+        return not self.findings
 
 
 class CaseSnapshot:
@@ -168,12 +333,31 @@ class CaseSnapshot:
 
     def __init__(self, assertion: "SnapshotAssertion | None"):
         self.assertion = assertion
+        if assertion is not None and isinstance(assertion.extension, VlmgateSnapshotExtension):
+            assertion.extension.rewrite = bool(assertion.update_snapshots)
 
     def mismatch(self, key: CaseKey, judgements: Sequence["Judgement"]) -> list[str]:
-        """Empty when the summary matches (or was recorded); else the lines of syrupy's diff."""
+        """Empty when the decisions match the snapshot (or it was recorded); else the lines that say why.
+
+        First one line per failing gated metric (which, and whether its verdict changed or its
+        value left the stored interval, with both sides), then syrupy's diff of the two JSON
+        documents (- stored, + received).
+        """
         if self.assertion is None:
             return []
         if self.assertion == case_summary(key, judgements):
             return []
+        extension = self.assertion.extension
+        lines: list[str] = []
+        if isinstance(extension, VlmgateSnapshotExtension):
+            lines = [finding.describe() for finding in extension.findings]
+            if extension.unreadable is not None:
+                lines.append(f"the stored snapshot is not a vlmgate summary ({extension.unreadable}); {RERECORD}")
+            elif extension.stored_format is not None and extension.stored_format < FORMAT:
+                lines.append(f"the stored snapshot predates snapshot format {FORMAT} (no verdicts of recorded "
+                             f"metrics, no n_clusters); {RERECORD}")
         with disable_color():  # the lines go into a failure message and JUnit, not a terminal
-            return [str(line) for line in self.assertion.get_assert_diff()]
+            diff = [str(line) for line in self.assertion.get_assert_diff()]
+        if lines:
+            lines.append("syrupy's diff of the summaries (- stored, + received):")
+        return lines + diff

@@ -1,12 +1,16 @@
 """Read a folder of ``--vlmgate-snapshot`` files as a run record, so two can be diffed.
 
 A snapshot (``report.snapshot``) keeps what a release manager reviews: per metric the
-rounded value and interval, n, limit and verdict. It keeps no per-unit outcomes, so a
-diff of two snapshot folders can show what moved but cannot test whether a move is
-significant: every change is *untested*, and ``vlmgate diff --fail-on regression``
-counts a gate whose verdict went from pass to fail as the regression (see
-``report.diff.MetricDiff.status``). Diff run records (``--vlmgate-report``) for paired
-tests.
+verdict (``pass``, ``fail``, ``inconclusive``, ``recorded``), the rounded value and
+interval, n, n_clusters and limit. It keeps no per-unit outcomes, so a diff of two
+snapshot folders can show what moved but cannot test whether a move is significant:
+every change is *untested*, and ``vlmgate diff --fail-on regression`` counts a gate whose
+verdict went from pass to fail as the regression (see ``report.diff.MetricDiff.status``).
+Diff run records (``--vlmgate-report``) for paired tests.
+
+Files written before snapshot format 2 (no ``format`` key) are read too: they stored only
+``pass`` / ``fail``, so a metric whose limit is absent or ``recorded ...`` reads as
+recorded (``report.snapshot.stored_verdict``), and ``n_clusters`` is unknown (``None``).
 
 Layout read: ``<folder>/**/<test file stem>/<test>[<case name>].json``, whatever the
 folders are called: a ``__vlmgate_snapshots__`` folder, a folder holding them (e.g.
@@ -27,9 +31,9 @@ from typing import Any, Mapping
 
 from vlmgate.cases import CaseKey, safe_name
 from vlmgate.errors import RecordError
-from vlmgate.records import LOWER, MEAN, MetricSpec
+from vlmgate.records import LOWER, MEAN, OUTCOMES, PASS, RECORDED, MetricSpec
 from vlmgate.report.record import RUN_FILE, SCHEMA_VERSION, CaseRecord, Environment, MetricRecord, RunRecord
-from vlmgate.report.snapshot import SNAPSHOT_DIRNAME
+from vlmgate.report.snapshot import RERECORD, SNAPSHOT_DIRNAME, stored_verdict, summary_format
 
 _NAME = re.compile(r"^(?P<test>[^\[]+)\[(?P<case>.+)\]\.json$")
 
@@ -85,12 +89,12 @@ def _case_from_file(file: Path) -> CaseRecord:
         summary = json.loads(file.read_text(encoding="utf-8"))
         family, suite, metrics = summary["family"], summary["suite"], summary["metrics"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise RecordError(f"{file}: not a vlmgate snapshot ({type(exc).__name__}: {exc}); "
-                          "re-record it with pytest --vlmgate-snapshot --snapshot-update") from None
+        raise RecordError(f"{file}: not a vlmgate snapshot ({type(exc).__name__}: {exc}); {RERECORD}") from None
     case_id, suffix = match["case"], f"-{safe_name(family)}"
     prefix = case_id[: -len(suffix)] if case_id.endswith(suffix) else case_id
     test = f"{file.parent.name}.py::{match['test']}"
-    records = tuple(_metric(file, name, entry) for name, entry in metrics.items())
+    fmt = summary_format(summary)
+    records = tuple(_metric(file, name, entry, fmt) for name, entry in metrics.items())
     outcome = "passed" if all(m.passed for m in records) else "failed"
     return CaseRecord(case_id, test, CaseKey(prefix, "", family, suite), outcome, records)
 
@@ -103,19 +107,26 @@ def _declared_metrics() -> Mapping[str, MetricSpec]:
     return declared_metrics()
 
 
-def _metric(file: Path, name: str, entry: Mapping[str, Any]) -> MetricRecord:
+def _metric(file: Path, name: str, entry: Mapping[str, Any], fmt: int) -> MetricRecord:
     try:
         low, high = (float(x) for x in entry["ci"])
         value, limit = float(entry["value"]), entry.get("limit")
-        passed = entry["verdict"] == "pass"
+        if "verdict" not in entry:
+            raise KeyError("verdict")
+        outcome = stored_verdict(entry, fmt)
         n = int(entry["n"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RecordError(f"{file}: metric {name!r} lacks value / ci / n / verdict ({exc}); "
-                          "re-record it with pytest --vlmgate-snapshot --snapshot-update") from None
+        clusters = entry.get("n_clusters")
+        n_clusters = int(clusters) if clusters is not None else None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RecordError(f"{file}: metric {name!r} lacks value / ci / n / verdict ({exc}); {RERECORD}") from None
+    if outcome not in OUTCOMES:
+        raise RecordError(f"{file}: metric {name!r} has verdict {outcome!r}, not one of {', '.join(OUTCOMES)}; "
+                          f"{RERECORD}")
     details: dict[str, Any] = {}
     spec = _declared_metrics().get(name)
     return MetricRecord(
         name=name, kind=spec.kind if spec else MEAN, better=spec.better if spec else LOWER,
         value=value, ci_low=low, ci_high=high, n=n,
-        limit=limit, passed=passed, message="", units={}, details=details,
+        limit=limit, passed=outcome in (PASS, RECORDED), message="", units={}, details=details,
+        n_clusters=n_clusters, outcome=outcome,
     )
