@@ -42,7 +42,7 @@ LAYERS: dict[str, int] = {
     "vlmgate.engine": 2, "vlmgate.ray_backend": 2,
     "vlmgate.metrics": 3,
     "vlmgate.suites": 4, "vlmgate.search": 4, "vlmgate.selection": 4,
-    "vlmgate.thresholds": 5, "vlmgate.sensitivity": 5,
+    "vlmgate.thresholds": 5, "vlmgate.sensitivity": 5, "vlmgate.decision": 5,
     "vlmgate.settings": 6, "vlmgate.options": 6, "vlmgate.outputs": 6, "vlmgate.session": 6,
     "vlmgate.progress_display": 6,
     "vlmgate.report": 7,

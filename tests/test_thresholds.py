@@ -53,16 +53,34 @@ rotation = { max = 0.7 }
     assert limits.lookup("m", "drift_ratio", "translation.ctx_mcq").max == 0.5
 
 
-def test_interval_mode_fails_only_when_interval_is_beyond():
+def test_interval_mode_is_three_way():
+    """PASS only with the whole interval within the limit, FAIL only with it wholly past it, and
+    INCONCLUSIVE (never a pass) when it straddles the limit."""
     limit = Threshold("ifr", "*", max=0.2, source="f [ifr] *")
-    assert limit.check(result(0.25, 0.19, 0.31)).passed          # point above, interval straddles
+    straddles = limit.check(result(0.25, 0.19, 0.31))             # point above, interval straddles
+    assert straddles.outcome == "inconclusive" and not straddles.passed and straddles.failed_limits == ()
+    assert "straddles max 0.2" in straddles.message
     failed = limit.check(result(0.30, 0.21, 0.39))
-    assert not failed.passed and "exceeds max 0.2" in failed.message and "f [ifr] *" in failed.message
-    assert failed.failed_limits == ("value",) and limit.check(result(0.1, 0.05, 0.15)).failed_limits == ()
+    assert failed.outcome == "fail" and "exceeds max 0.2" in failed.message and "f [ifr] *" in failed.message
+    assert failed.failed_limits == ("value",)
+    within = limit.check(result(0.1, 0.05, 0.15))
+    assert within.outcome == "pass" and within.passed and within.failed_limits == ()
+    assert limit.check(result(0.15, 0.1, 0.2)).outcome == "pass"  # an interval ending on the limit is within it
     low = Threshold("accuracy", "*", min=0.6)
-    assert low.check(result(0.55, 0.5, 0.61, name="accuracy")).passed
+    assert low.check(result(0.55, 0.5, 0.61, name="accuracy")).outcome == "inconclusive"
     below = low.check(result(0.5, 0.45, 0.59, name="accuracy"))
-    assert not below.passed and below.failed_limits == ("value",)
+    assert below.outcome == "fail" and below.failed_limits == ("value",)
+
+
+def test_an_inconclusive_verdict_says_how_many_units_would_decide_it():
+    """The half-width shrinks as 1 / sqrt(k): at the observed 0.25 against max 0.2, a half-width
+    of 0.06 on 100 samples clears the 0.05 distance from (0.06 / 0.05)^2 * 100 = 144 samples on."""
+    verdict = Threshold("ifr", "*", max=0.2).check(result(0.25, 0.19, 0.31))
+    assert verdict.needed_n == 144 or verdict.needed_n == 145  # ceil of 144.0000x in floating point
+    assert f"about {verdict.needed_n} samples would decide it" in verdict.message
+    on_the_limit = Threshold("ifr", "*", max=0.25).check(result(0.25, 0.19, 0.31))
+    assert on_the_limit.outcome == "inconclusive" and on_the_limit.needed_n is None
+    assert "the value sits on the limit" in on_the_limit.message
 
 
 def test_strict_mode_compares_the_point_value():
@@ -85,7 +103,12 @@ def test_nothing_measured_never_passes():
     ('[ifr]\n"*" = 0.2', "must be a table"),
     ('ifr = 0.2', "[ifr] = 0.2 must be a table of families; write [ifr] then"),
     ('models = 3', "models = 3 must be a table of model-spec globs"),
-    ('[ifr]\n"*" = { mode = "strict" }', "sets neither max nor min"),
+    ('[ifr]\n"*" = {}', "names no key"),
+    ('[ifr]\n"*" = { max = 1 }', "write gated = false"),
+    ('[ras]\n"*" = { min = -2 }', "can never fail"),
+    ('[ifr]\n"*" = { max = 0.1, tier = "blocking" }', "tier"),
+    ('[ifr]\n"*" = { max = 0.1, gated = "no" }', "must be true or false"),
+    ('[tiers]\nurgent = { fail = "stop" }', "policy"),
     ('mode = "lenient"\n[ifr]\n"*" = { max = 0.2 }', "unknown mode 'lenient'"),
     ('[models."hf:x".ifr]\nrotatio = { max = 0.2 }', '[models."hf:x".ifr]: unknown family'),
     ('[ifr\n', "not valid TOML"),
@@ -147,9 +170,10 @@ def test_unreadable_files_are_one_line_errors(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("text", [
     '[ifr]\n"*" = { max = 0, mode = "strict" }',   # the lowest flip rate: no flip allowed
-    '[ifr]\n"*" = { max = 1 }',                    # the highest: recorded, not gated
-    '[accuracy]\n"*" = { min = 1, max = 1 }',
-    '[ras]\n"*" = { min = -2 }',
+    '[ifr]\n"*" = { gated = false }',              # recorded, not gated
+    '[ifr]\n"*" = { max = 0.999 }',
+    '[accuracy]\n"*" = { min = 0.9, max = 0.95 }',
+    '[ras]\n"*" = { min = -1.9 }',
     '[drift_ratio]\n"*" = { max = 50 }',
     '[dirichlet_delta]\n"*" = { max = -5, min = -10 }',
     '[cer]\n"*" = { max = 2.5 }',
@@ -218,11 +242,70 @@ def test_a_clustered_result_says_how_many_images_its_interval_rests_on():
 
 
 def test_change_limits_count_only_where_the_resolved_limit_has_one():
-    """An override without a change bound hides the default's for its models: a baseline
-    would judge nothing for them, and --vlmgate-baseline must say so."""
+    """An override with ``gated = false`` hides the default's change bound for its models: a
+    baseline would judge nothing for them, and --vlmgate-baseline must say so."""
     limits = parse_thresholds("t.toml", {"ifr": {"*": {"max": 0.15, "max_increase": 0.02}},
-                                         "models": {"hf:*cand*": {"ifr": {"*": {"max": 0.2}}}}},
+                                         "models": {"hf:*cand*": {"ifr": {"*": {"gated": False}}}}},
                               Vocabulary.uniform([]))
     assert limits.has_change_limits(["hf:/runs/release"])
     assert not limits.has_change_limits(["hf:/runs/cand-3"])
     assert limits.has_change_limits(["hf:/runs/cand-3", "hf:/runs/release"])
+
+
+def test_entries_compose_key_by_key_model_over_family_over_star():
+    """A family entry overrides only the keys it names (translation keeps "*"'s max_increase),
+    a model override only its own, and every key says where it came from."""
+    limits = parse_thresholds("t.toml", {
+        "ifr": {"*": {"max": 0.15, "max_increase": 0.02, "tier": "supporting"},
+                "translation": {"max": 0.085}, "rotation": {"max": 0.25, "tier": "critical"}},
+        "models": {"hf:*cand*": {"ifr": {"*": {"max_increase": 0.05}, "rotation": {"max": 0.3}}}}},
+        Vocabulary.uniform(["translation", "rotation"]))
+    translation = limits.lookup("bundled:shapes-v1", "ifr", "translation")
+    assert (translation.max, translation.max_increase, translation.tier) == (0.085, 0.02, "supporting")
+    assert dict(translation.sources) == {"max": "t.toml [ifr] translation", "max_increase": "t.toml [ifr] *",
+                                         "tier": "t.toml [ifr] *"}
+    assert "max_increase = 0.02  <- t.toml [ifr] *" in translation.explain()
+    rotation = limits.lookup("hf:/runs/cand-2", "ifr", "rotation")
+    assert (rotation.max, rotation.max_increase, rotation.tier) == (0.3, 0.05, "critical")
+    assert dict(rotation.sources)["max"] == 't.toml [models."hf:*cand*".ifr] rotation'
+    assert dict(rotation.sources)["max_increase"] == 't.toml [models."hf:*cand*".ifr] *'
+    assert limits.lookup("bundled:x", "iv", "rotation") is None
+
+
+def test_composed_limits_that_contradict_each_other_are_refused():
+    limits = parse_thresholds("t.toml", {"accuracy": {"*": {"min": 0.5}, "rotation": {"max": 0.4}}},
+                              Vocabulary.uniform(["rotation"]))
+    with pytest.raises(ConfigError, match=r"min 0.5 \(from t.toml \[accuracy\] \*\) is above max 0.4"):
+        limits.lookup("bundled:x", "accuracy", "rotation")
+
+
+def test_gated_false_records_without_judging_and_hides_inherited_change_bounds():
+    limits = parse_thresholds("t.toml", {"ifr": {"*": {"max": 0.15, "max_increase": 0.02},
+                                                 "blank": {"gated": False}}}, Vocabulary.uniform(["blank"]))
+    blank = limits.lookup("bundled:x", "ifr", "blank")
+    assert not blank.judges and not blank.gates_change and blank.describe() == "recorded (gated = false)"
+    assert blank.check(result(0.9, 0.8, 1.0)).outcome == "recorded"
+
+
+def test_tiers_ship_defaults_and_a_file_may_redefine_them():
+    from vlmgate.decision import BLOCKS, HOLDS, WARNS
+
+    shipped = parse_thresholds("t.toml", {"ifr": {"*": {"max": 0.1}}}, Vocabulary.uniform([]))
+    assert shipped.lookup("m:x", "ifr", "f").tier == "critical"
+    assert (shipped.tiers["critical"].on_fail, shipped.tiers["critical"].on_inconclusive) == (BLOCKS, HOLDS)
+    assert (shipped.tiers["advisory"].on_fail, shipped.tiers["advisory"].on_inconclusive) == (WARNS, WARNS)
+    custom = parse_thresholds("t.toml", {"tiers": {"critical": {"inconclusive": "no-go"}, "watch": {"fail": "warn"}},
+                                         "ifr": {"*": {"max": 0.1, "tier": "watch"}}}, Vocabulary.uniform([]))
+    assert custom.tiers["critical"].on_inconclusive == BLOCKS and custom.tiers["critical"].on_fail == BLOCKS
+    assert custom.lookup("m:x", "ifr", "f").tier == "watch" and custom.tiers["watch"].on_fail == WARNS
+
+
+def test_the_shipped_file_change_gates_translation_and_rotation():
+    """A family entry of the shipped file names only its own keys, so the flagship families keep
+    the "*" entry's change limit (the shipped file's comment says every flip rate is change-gated)."""
+    from vlmgate.settings import packaged_thresholds
+    from vlmgate.thresholds import load_thresholds
+
+    limits = load_thresholds(packaged_thresholds(), Vocabulary.of_catalogues())
+    for family in ("translation", "rotation", "scale", "any"):
+        assert limits.lookup("bundled:shapes-v1", "ifr", family).max_increase == 0.02, family

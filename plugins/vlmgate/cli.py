@@ -1,5 +1,6 @@
 """The ``vlmgate`` command: ``list`` what is registered, ``accuracy`` of a model per question type,
-``diff`` two run records, render a run record as an HTML ``report``, ``select`` a compact CI subset,
+``diff`` two run records, render a run record as an HTML ``report``, ``thresholds`` each case's composed
+limit (``--explain``: where each key came from), ``select`` a compact CI subset,
 ``render`` a text item's cross-modal forms as PNG files.
 
 Every subcommand is added to the one parser ``build_parser`` makes. Exit codes: 0 done,
@@ -127,6 +128,50 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 1 if diff.regressions(all_metrics=args.fail_on == "any-regression") else 0
 
 
+def cmd_thresholds(args: argparse.Namespace) -> int:
+    """Every case's composed limit, per model, and where each of its keys came from.
+
+    Entries compose key by key (``ThresholdSet.lookup``), so what a case is judged against
+    can be read nowhere in the file itself; this prints it. Gates that would judge no change
+    against a baseline (no ``max_increase`` / ``max_decrease`` after composition) are named.
+    """
+    from pathlib import Path
+
+    from vlmgate.perturbations.base import all_families
+    from vlmgate.settings import build_settings
+    from vlmgate.suites import all_suites
+    from vlmgate.thresholds import Vocabulary, load_thresholds
+
+    settings = build_settings(Path.cwd(), {"models": args.model, "thresholds": args.file})
+    limits = load_thresholds(settings.thresholds, Vocabulary.of_catalogues())
+    catalogue = all_families()
+    print(f"threshold file: {settings.thresholds}")
+    for name, policy in sorted(limits.tiers.items()):
+        print(f"tier {name}: a failure -> {policy.on_fail}, inconclusive -> {policy.on_inconclusive}"
+              + (f" ({policy.description})" if policy.description else ""))
+    for model in settings.models:
+        print(f"\nmodel {model}:")
+        unchanged = []
+        for suite in all_suites():
+            for family in suite.families(catalogue):
+                for spec in suite.metrics:
+                    limit = limits.lookup(model, spec.name, family)
+                    where = f"{suite.name} {family} {spec.name}"
+                    if limit is None:
+                        print(f"  {where}: recorded (no entry)")
+                        continue
+                    print(f"  {where}: {limit.describe()}, tier {limit.tier}")
+                    if args.explain:
+                        for line in limit.explain():
+                            print(f"      {line}")
+                    if limit.gates_value and not limit.gates_change:
+                        unchanged.append(where)
+        if unchanged:
+            print(f"  gates without a change limit ({len(unchanged)}; --vlmgate-baseline judges no change of "
+                  f"these): {', '.join(unchanged)}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Render a run record (and optionally its diff to a baseline) as one HTML file.
 
@@ -251,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--allow-incomplete", action="store_true", default=False,
                       help="compare a run record marked incomplete (a run cut short) instead of refusing it")
     diff.set_defaults(func=cmd_diff)
+    limits = sub.add_parser("thresholds", help="the limit every case is judged against, composed from the "
+                                                "threshold file's entries, per model")
+    limits.add_argument("--model", action="append", metavar="SPEC",
+                        help="model spec (repeatable; default from [tool.vlmgate] models, else bundled:shapes-v1)")
+    limits.add_argument("--file", metavar="TOML", help="threshold file (default: as a pytest run here would use)")
+    limits.add_argument("--explain", action="store_true", default=False,
+                        help="also say, for every key, which entry of which file set it")
+    limits.set_defaults(func=cmd_thresholds)
     report = sub.add_parser("report", help="render a run record as a self-contained HTML report")
     report.add_argument("record", metavar="RUN_JSON", help="run record (run.json or its folder)")
     report.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")

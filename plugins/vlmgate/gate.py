@@ -24,8 +24,9 @@ import pytest
 
 from vlmgate import stash
 from vlmgate.cases import CaseKey
+from vlmgate.decision import BLOCKS, case_standing
 from vlmgate.errors import NotApplicable, VlmgateError
-from vlmgate.records import VALUE_LIMIT, MetricResult, Verdict
+from vlmgate.records import FAIL, INCONCLUSIVE, RECORDED, VALUE_LIMIT, MetricResult, Verdict, worst_outcome
 from vlmgate.session import GateSession
 from vlmgate.thresholds import Judgement, Threshold
 
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 
 def _fmt(value: float) -> str:
     return f"{value:.6g}"
+
+
+#: The JUnit property that says how the whole case stands (``decision.case_standing``).
+STANDING_PROPERTY = "vlmgate.standing"
 
 
 def properties(judgements: list[Judgement]) -> list[tuple[str, str]]:
@@ -50,13 +55,16 @@ def properties(judgements: list[Judgement]) -> list[tuple[str, str]]:
         fields = [("metric", j.result.name), ("value", _fmt(j.result.value)), ("ci_low", _fmt(j.result.ci_low)),
                   ("ci_high", _fmt(j.result.ci_high)), ("threshold", limit), ("n", str(j.result.n)),
                   ("n_clusters", str(j.result.n_clusters)), ("passed", str(j.verdict.passed).lower()),
-                  ("inert", str(j.verdict.inert).lower())]
+                  ("outcome", j.verdict.outcome), ("effect", j.effect),
+                  ("tier", j.threshold.tier if j.threshold else "none"), ("inert", str(j.verdict.inert).lower())]
         if index == 0:
             props.extend((f"vlmgate.{k}", v) for k, v in fields)
         props.extend((f"vlmgate.{j.result.name}.{k}", v) for k, v in fields if k != "metric")
         if j.change is not None and j.change.tested:
             props.extend([(f"vlmgate.{j.result.name}.baseline_delta", _fmt(j.change.delta)),
-                          (f"vlmgate.{j.result.name}.baseline_p", _fmt(j.change.p_value))])
+                          (f"vlmgate.{j.result.name}.baseline_p", _fmt(j.change.p_value)),
+                          (f"vlmgate.{j.result.name}.baseline_alpha", _fmt(j.change.decided_at)),
+                          (f"vlmgate.{j.result.name}.baseline_significant", str(j.change.significant).lower())])
     return props
 
 
@@ -88,17 +96,22 @@ class CaseGate:
         pytest.fail(message, pytrace=False)
 
     def judge(self, results: list[MetricResult]) -> list[Judgement]:
+        thresholds = self.session.thresholds
         judgements = []
         for result in results:
-            threshold = self.session.thresholds.lookup(self.case.model, result.name, self.case.family)
+            threshold = thresholds.lookup(self.case.model, result.name, self.case.family)
             verdict = self._value_verdict(result, threshold)
-            change = None
+            change, digest = None, None
             if threshold is not None and threshold.gates_change and self.baseline is not None:
+                digest = self.baseline.digest
                 change = self.baseline.change(self.case, self.item.nodeid.split("[", 1)[0], result)
                 judged = threshold.check_change(change, f"baseline {self.baseline.source}")
-                verdict = Verdict(verdict.passed and judged.passed, f"{verdict.message}; {judged.message}",
-                                  inert=verdict.inert, failed_limits=verdict.failed_limits + judged.failed_limits)
-            judgements.append(Judgement(result, threshold, verdict, change))
+                outcomes = [verdict.outcome] + ([judged.outcome] if change is not None and change.tested else [])
+                verdict = Verdict(worst_outcome(outcomes), f"{verdict.message}; {judged.message}",
+                                  inert=verdict.inert, failed_limits=verdict.failed_limits + judged.failed_limits,
+                                  needed_n=verdict.needed_n)
+            judgements.append(Judgement(result, threshold, verdict, change, thresholds.effect(verdict, threshold),
+                                        digest if change is not None else None))
         return judgements
 
     def _value_verdict(self, result: MetricResult, threshold: "Threshold | None") -> Verdict:
@@ -107,8 +120,8 @@ class CaseGate:
         Under ``--vlmgate-strict`` (or ``strict = true`` in the threshold file) such an inert
         gate fails the case: a release gate that judges nothing must not read as a pass.
         """
-        if threshold is None:
-            return Verdict(True, "recorded; no limit set")
+        if threshold is None or not threshold.gates_value:
+            return Verdict(RECORDED, "recorded; no limit set" if threshold is None else threshold.check(result).message)
         from vlmgate.sensitivity import sensitivity
         from vlmgate.suites import get_suite
 
@@ -119,19 +132,29 @@ class CaseGate:
         if not reach.inert:
             return replace(verdict, message=f"{verdict.message}; {note}" if note else verdict.message)
         if self.session.settings.strict or self.session.thresholds.strict:
-            return Verdict(False, f"{verdict.message}; {note} (an error under --vlmgate-strict)", inert=True,
+            return Verdict(FAIL, f"{verdict.message}; {note} (an error under --vlmgate-strict)", inert=True,
                            failed_limits=(VALUE_LIMIT,))
         return replace(verdict, message=f"{verdict.message}; {note}", inert=True)
 
     def assert_within_thresholds(self, results: list[MetricResult]) -> None:
-        """Record every result; fail when any verdict fails."""
+        """Record every result; fail the test when the case stands as failed or inconclusive.
+
+        A case reads as its worst gate under its tier's policy (``decision.case_standing``):
+        ``fail`` and ``inconclusive`` fail the test (an inconclusive gate is never a pass; the
+        terminal shows it as INCONCLUSIVE, not FAILED), ``warned`` and ``recorded`` pass it
+        and are shown as such, so a case that judged nothing never reads as passed.
+        """
         judgements = self.judge(results)
+        standing = case_standing((j.verdict.outcome, j.effect) for j in judgements)
         self.item.user_properties.extend(properties(judgements))
+        self.item.user_properties.append((STANDING_PROPERTY, standing))
         self.item.stash[stash.RESULTS] = judgements
         snapshot_diff = self.snapshot.mismatch(self.case, judgements) if self.snapshot is not None else []
         case = self.case
-        lines = self.failure_lines(judgements)
+        lines = self.failure_lines(judgements) if standing in (FAIL, INCONCLUSIVE) else []
         if snapshot_diff:
+            if not lines:
+                self.item.user_properties[-1] = (STANDING_PROPERTY, FAIL)
             lines.append(f"snapshot of {case.suite} case {case.family!r} differs from the stored one "
                          "(- stored, + received; accept with --vlmgate-snapshot --snapshot-update):")
             lines.extend(f"  {line}" for line in snapshot_diff)
@@ -151,9 +174,12 @@ class CaseGate:
         if not failed:
             return []
         case, suite = self.case, get_suite(self.case.suite)
-        lines = [f"{case.suite} gate failed for family {case.family!r} on {case.model} x {case.benchmark}:"]
+        decided = any(j.verdict.outcome == FAIL and j.effect == BLOCKS for j in failed)
+        lines = [f"{case.suite} gate {'failed' if decided else 'INCONCLUSIVE'} for family {case.family!r} on "
+                 f"{case.model} x {case.benchmark}:"]
         for j in failed:
-            lines.append(f"  {j.verdict.message}")
+            tier = f" [{j.threshold.tier}: {j.effect}]" if j.threshold is not None else ""
+            lines.append(f"  {j.verdict.outcome.upper()}{tier}: {j.verdict.message}")
             lines.extend(f"    {line}" for line in evidence_lines(j.result, suite.metric(j.result.name).unit))
         lines.extend(f"  {line}" for j in judgements if (line := control_line(j.result)))
         lines.extend(worst_blocks([j.result for j in failed]))

@@ -83,6 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "change limit for the gated models, so the baseline would judge nothing; add max_increase / "
             "max_decrease to a limit (e.g. [ifr] \"*\" = { max_increase = 0.02 }) or use the shipped defaults")
     _configure_reports(config, settings)
+    config.pluginmanager.register(_RunDecision(config), "vlmgate-decision")
     if opt.vlmgate_snapshot:  # a release's snapshots are never deleted by another run (report.snapshot)
         config.option.no_cleanup = True
         config.option.warn_unused_snapshots = True
@@ -126,17 +127,9 @@ def _check_outputs(config: pytest.Config, settings: Any) -> None:
 
 
 def _threshold_vocabulary() -> Any:
-    """The metrics the suites declare, each with the families its cases have (the catalogue's view)."""
-    from vlmgate.perturbations.base import all_families
-    from vlmgate.suites import all_suites, declared_metrics
     from vlmgate.thresholds import Vocabulary
 
-    suites, catalogue = all_suites(), all_families()
-    families: dict[str, set[str]] = {}
-    for suite in suites:
-        for spec in suite.metrics:
-            families.setdefault(spec.name, set()).update(suite.threshold_families(catalogue))
-    return Vocabulary(declared_metrics(suites), {name: tuple(sorted(names)) for name, names in families.items()})
+    return Vocabulary.of_catalogues()
 
 
 def _configure_reports(config: pytest.Config, settings: Any) -> None:
@@ -219,6 +212,84 @@ class _RunReport:
         self.config.stash[stash.REPORT_FILES] = [run, html]
 
 
+#: The JUnit property that marks a gating case's reports.
+CASE_PROPERTY = "vlmgate.case"
+#: How each case standing shows in pytest's progress line and summary: (category, letter, word).
+_SHOWN = {"inconclusive": ("inconclusive", "I", "INCONCLUSIVE"), "warned": ("warned", "W", "WARNED"),
+          "recorded": ("recorded", "r", "RECORDED")}
+
+
+class _RunDecision:
+    """Reads every case's standing from its test report and decides the run (``vlmgate.decision``).
+
+    It runs where the reports arrive (the xdist controller, or the single process), from
+    the JUnit properties the gate attached, so the decision is the same for any number of
+    workers. At the end it states the decision first in the terminal summary and makes it
+    the exit code; pytest's own codes for an interrupted run, an internal or usage error
+    and a run with no tests are left as they are.
+    """
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.standings: dict[str, str] = {}
+        self.decision: Any = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from vlmgate.decision import ERROR
+
+        properties = dict(report.user_properties)
+        if CASE_PROPERTY not in properties:  # not a gating case: the project's own tests decide nothing
+            return
+        standing = properties.get("vlmgate.standing")
+        if report.when == "call" and standing is not None:
+            self.standings[report.nodeid] = str(standing)
+        elif report.failed:  # set-up or teardown broke, or the case ended before its gate judged
+            self.standings[report.nodeid] = ERROR
+        elif report.skipped:
+            self.standings.setdefault(report.nodeid, "skipped")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from vlmgate.decision import decide
+
+        if not self.standings:
+            return
+        completeness = self.config.stash.get(stash.REPORT_COMPLETENESS, None)
+        stopped = session.shouldfail or session.shouldstop
+        complete = not stopped and (completeness is None or completeness.complete)
+        judged = [s for s in self.standings.values() if s != "skipped"]
+        reason = str(stopped) if stopped else (completeness.reason if completeness is not None else None)
+        self.decision = decide(judged, complete=complete, incomplete_reason=reason or "")
+        self.config.stash[stash.DECISION] = self.decision
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            session.exitstatus = self.decision.exit_code
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
+    """An inconclusive case reads INCONCLUSIVE (never FAILED, never PASSED), a case whose failures
+    only warn reads WARNED, and one that judged nothing RECORDED, in the progress line and the summary."""
+    if report.when != "call":
+        return None
+    standing = dict(report.user_properties).get("vlmgate.standing")
+    return _SHOWN.get(str(standing)) if standing is not None else None
+
+
+def _gated_change_family(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Count the run's gated changes against the baseline (``report.multiplicity``), once the
+    selection is final, so that every case decides its change at the same level."""
+    baseline = config.stash.get(stash.BASELINE, None)
+    if baseline is None:
+        return
+    from vlmgate.suites import get_suite
+
+    cases = []
+    for item in items:
+        key = getattr(getattr(item, "callspec", None), "params", {}).get("vlmgate_case", None)
+        if key is not None and key is not NO_CASE:
+            cases.append((key, item.nodeid.split("[", 1)[0], [spec.name for spec in get_suite(key.suite).metrics]))
+    baseline.count_family(cases, config.stash[stash.SESSION].thresholds)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "vlmgate_case" not in metafunc.fixturenames:
         return
@@ -265,13 +336,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 NO_CASE = "no-applicable-combination"
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the placeholders of gating functions that have no case (see ``pytest_generate_tests``)."""
+    """Deselect the placeholders of gating functions that have no case (see ``pytest_generate_tests``),
+    then count the gated changes of what is left (after ``-k`` / ``-m``: this runs last)."""
     placeholders = [item for item in items
                     if getattr(getattr(item, "callspec", None), "params", {}).get("vlmgate_case", None) is NO_CASE]
     if placeholders:
         config.hook.pytest_deselected(items=placeholders)
         items[:] = [item for item in items if item not in placeholders]
+    _gated_change_family(config, items)
 
 
 def _case_marks(suite: Any, catalogue: dict[str, Any], family: str) -> list[pytest.MarkDecorator]:
@@ -333,7 +407,11 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
-    """Attach the case record to the report that ends a case, for the run record."""
+    """Mark a gating case's reports (the run's decision counts only those) and attach the case
+    record to the report that ends a case, for the run record."""
+    if "vlmgate_case" in getattr(item, "fixturenames", ()) and not any(
+            name == CASE_PROPERTY for name, _ in item.user_properties):
+        item.user_properties.append((CASE_PROPERTY, "true"))
     report = yield
     if item.config.option.vlmgate_report and (call.when == "call" or (call.when == "setup" and not report.passed)):
         callspec = getattr(item, "callspec", None)
@@ -405,7 +483,7 @@ def _cache_summary(terminalreporter, config: pytest.Config) -> None:
 def _inert_gates(terminalreporter: Any) -> list[str]:
     """``nodeid: metric limit`` of every judged metric whose limit could not fail at this n."""
     lines = []
-    for outcome in ("passed", "failed"):
+    for outcome in ("passed", "failed", "inconclusive", "warned", "recorded"):
         for report in terminalreporter.stats.get(outcome, []):
             props = dict(getattr(report, "user_properties", []))
             for key, value in props.items():
@@ -428,24 +506,53 @@ def _left_out_summary(terminalreporter: Any, config: pytest.Config) -> None:
         terminalreporter.write_line(entry.describe(left_out[entry]))
 
 
+def _gate_lines(terminalreporter: Any) -> list[str]:
+    """One line per gate that failed, was inconclusive or warned: value, interval, limit, outcome,
+    tier, and for a gate judged against the baseline its change, p and the level it was decided at."""
+    lines = []
+    for category in ("failed", "inconclusive", "warned"):
+        for report in terminalreporter.stats.get(category, []):
+            props = dict(getattr(report, "user_properties", []))
+            if "vlmgate.metric" not in props:
+                continue
+            metrics = sorted({k.split(".")[1] for k, v in props.items()
+                              if k.endswith(".outcome") and k.count(".") == 2 and v in ("fail", "inconclusive")})
+            for metric in metrics:
+                field = {name.split(".", 2)[2]: value for name, value in props.items()
+                         if name.startswith(f"vlmgate.{metric}.")}
+                line = (f"{report.nodeid}: {metric} = {field['value']} [{field['ci_low']}, {field['ci_high']}] "
+                        f"limit {field['threshold']}: {field['outcome'].upper()} ({field['tier']} tier: "
+                        f"{field['effect']})")
+                if "baseline_delta" in field:
+                    significant = "significant" if field.get("baseline_significant") == "true" else "not significant"
+                    line += (f"; change {float(field['baseline_delta']):+.4g} since the baseline, p = "
+                             f"{field['baseline_p']} at level {field.get('baseline_alpha')} ({significant})")
+                lines.append(line)
+    return lines
+
+
+def _decision_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    decision = config.stash.get(stash.DECISION, None)
+    if decision is None:
+        return
+    from vlmgate.decision import GO, NO_GO
+
+    terminalreporter.section("vlmgate: decision")
+    colour = {"green": True} if decision.verdict == GO else ({"red": True} if decision.verdict == NO_GO
+                                                              else {"yellow": True})
+    terminalreporter.write_line(f"{decision.headline()} (exit code {decision.exit_code})", bold=True, **colour)
+    for reason in decision.reasons:
+        terminalreporter.write_line(f"  {reason}")
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    _decision_summary(terminalreporter, config)
     _cache_summary(terminalreporter, config)
     _left_out_summary(terminalreporter, config)
-    lines = []
-    for report in terminalreporter.stats.get("failed", []):
-        props = dict(getattr(report, "user_properties", []))
-        if "vlmgate.metric" not in props:
-            continue
-        failed = sorted({k.split(".")[1] for k, v in props.items()
-                         if k.endswith(".passed") and k.count(".") == 2 and v == "false"})
-        for metric in failed:
-            lines.append(
-                f"{report.nodeid}: {metric} = {props[f'vlmgate.{metric}.value']} "
-                f"[{props[f'vlmgate.{metric}.ci_low']}, {props[f'vlmgate.{metric}.ci_high']}] "
-                f"limit {props[f'vlmgate.{metric}.threshold']}"
-            )
+    lines = _gate_lines(terminalreporter)
     if lines:
-        terminalreporter.section("vlmgate: failed gates")
+        terminalreporter.section("vlmgate: gates that failed, were inconclusive or warned")
         for line in lines:
             terminalreporter.write_line(line)
     inert = _inert_gates(terminalreporter)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 if TYPE_CHECKING:  # PIL is light, but the plugin module must not need it at import
     from PIL.Image import Image
@@ -237,21 +237,55 @@ class MetricResult:
         return len(set(self.clusters.values())) if self.clusters else self.n
 
 
+#: A judged metric's standing. ``PASS``: its whole 95 % interval lies within every limit;
+#: ``FAIL``: past one (or, in strict mode, the value is); ``INCONCLUSIVE``: the interval
+#: straddles a limit, so the run's data cannot say which side the model is on (evidence of
+#: nothing, never a pass); ``RECORDED``: no limit judges it (none is set, or the one set
+#: cannot fail): a measurement, not a gate.
+PASS = "pass"
+FAIL = "fail"
+INCONCLUSIVE = "inconclusive"
+RECORDED = "recorded"
+OUTCOMES = (PASS, FAIL, INCONCLUSIVE, RECORDED)
+#: Worst first: a case stands as its worst metric does.
+_SEVERITY = {FAIL: 0, INCONCLUSIVE: 1, PASS: 2, RECORDED: 3}
+
+
+def worst_outcome(outcomes: "Iterable[str]") -> str:
+    """The standing of several judged metrics together: fail > inconclusive > pass > recorded
+    (``RECORDED`` when there are none: nothing was judged)."""
+    return min(outcomes, key=_SEVERITY.__getitem__, default=RECORDED)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of judging one ``MetricResult`` against one threshold.
 
+    ``outcome``: ``PASS``, ``FAIL``, ``INCONCLUSIVE`` or ``RECORDED`` (see ``OUTCOMES``).
     ``inert``: the limit could not have failed at this run's n whatever the model did
     (``vlmgate.sensitivity``); the verdict says so rather than read as a pass.
     ``failed_limits``: which of its limits failed, ``VALUE_LIMIT`` (the value's own bound)
     and / or ``CHANGE_LIMIT`` (its change since the baseline), so a report can tell a gate
     past its own limit from one failed by its change alone without reading the message.
+    ``needed_n``: for an inconclusive verdict, about how many independent units (images
+    where the units nest in images) would make the interval clear the limit at the observed
+    value (``None``: not inconclusive, or the value sits on the limit and no n would).
     """
 
-    passed: bool
+    outcome: str
     message: str
     inert: bool = False
     failed_limits: tuple[str, ...] = ()
+    needed_n: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"verdict outcome {self.outcome!r} must be one of {', '.join(OUTCOMES)}")
+
+    @property
+    def passed(self) -> bool:
+        """Nothing stands against the release: judged within its limits, or only recorded."""
+        return self.outcome in (PASS, RECORDED)
 
 
 #: The limits a verdict can fail (``Verdict.failed_limits``).

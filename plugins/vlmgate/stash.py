@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from vlmgate.cache import PruneResult
+    from vlmgate.decision import Decision
     from vlmgate.progress_display import ProgressDisplay
     from vlmgate.report.baseline import Baseline
     from vlmgate.report.record import Completeness
@@ -42,6 +43,8 @@ REPORT_COMPLETENESS: pytest.StashKey[Completeness] = pytest.StashKey()
 PROGRESS: pytest.StashKey[ProgressDisplay] = pytest.StashKey()
 #: Model x benchmark combinations no case was generated for, with how many cases each (collection).
 LEFT_OUT: pytest.StashKey[dict[LeftOut, int]] = pytest.StashKey()
+#: The run's decision (``vlmgate.decision.Decision``), on the process that saw every report.
+DECISION: pytest.StashKey[Decision] = pytest.StashKey()
 #: Cache hits and misses added up over xdist workers (on the controller).
 CACHE_COUNTS: pytest.StashKey[list[int]] = pytest.StashKey()
 #: What pruning the cache removed at the end of the run.

@@ -14,10 +14,21 @@ Format (TOML; see README "Threshold files")::
     [models."hf:*/candidate-*".ifr]  # overrides for model specs matching a glob
     rotation = { max = 0.40 }
 
-Judging (``Threshold.check``): in ``interval`` mode a ``max`` fails only when the whole
-95 % interval lies above it (``ci_low > max``) and a ``min`` only when it lies below
-(``ci_high < min``), so that sampling noise alone never fails a release; in ``strict``
-mode the point value is compared. A metric that pools instances of one image carries an
+Entries compose (``ThresholdSet.lookup``): a more specific entry overrides only the keys it
+names, everything else is inherited from the less specific one, model override > family >
+``"*"``, so ``translation = { max = 0.085 }`` keeps ``"*"``'s ``max_increase``.
+``vlmgate thresholds --explain`` prints each case's composed limit and where every key came
+from. ``gated = false`` records a metric without judging it (a diagnostic); ``tier`` names
+the tier whose policy decides what a failed or inconclusive verdict does to the run
+(``vlmgate.decision``; tiers are declared in a ``[tiers]`` table, with shipped defaults).
+
+Judging (``Threshold.check``) is three-way. In ``interval`` mode a gate PASSES when the whole
+95 % interval lies within its limit, FAILS when it lies wholly past it (``ci_low > max``,
+``ci_high < min``), and is INCONCLUSIVE when it straddles the limit: sampling noise alone
+never fails a release, and an interval that could lie on either side is evidence of
+nothing, so it is never called a pass. An inconclusive verdict says about how many images
+(or samples) would decide it at the observed value. In ``strict`` mode the point value is
+compared. A metric that pools instances of one image carries an
 interval clustered by image (``vlmgate.metrics.clustered``), and its verdict says how many
 images it rests on. Every unknown table, metric, family or key is a
 ``ConfigError`` naming the file, the key and the closest valid name.
@@ -26,7 +37,8 @@ No value may silently turn a gate off or make it unpassable, so every limit is c
 at load against its metric's possible range (declared by the suite that computes it,
 ``MetricSpec.lowest`` / ``highest``: proportions [0, 1], RAS [-2, 1], drift ratios and CER
 [0, inf), structural deltas unbounded): a NaN or infinite
-limit, a ``max`` below the lowest or above the highest possible value (``max = 15`` on a
+limit, a limit at the edge of the range (``max = 1`` on a share can never fail: write
+``gated = false``), a ``max`` below the lowest or above the highest possible value (``max = 15`` on a
 share is a percentage typed for a proportion), a ``min`` outside the range, ``min > max``,
 a model glob that can match no spec, and a file that is a directory, unreadable or not
 UTF-8 are each one ``ConfigError`` of the shape ``{path}: [table] key ...; fix``.
@@ -53,12 +65,24 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from vlmgate.decision import DEFAULT_TIER, DEFAULT_TIERS, NOTHING, ON_FAIL, ON_INCONCLUSIVE, TierPolicy, effect_of
 from vlmgate.errors import ConfigError
-from vlmgate.records import CHANGE_LIMIT, VALUE_LIMIT, MetricResult, MetricSpec, Verdict, interval_text
+from vlmgate.records import (
+    CHANGE_LIMIT,
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    RECORDED,
+    VALUE_LIMIT,
+    MetricResult,
+    MetricSpec,
+    Verdict,
+    interval_text,
+)
 from vlmgate.registry import unknown_name_message
 from vlmgate.tomlfile import read_toml
 
@@ -66,17 +90,27 @@ if TYPE_CHECKING:  # the report package loads numpy and scipy; judging a change 
     from vlmgate.metrics.paired import PairedChange
 
 MODES = ("interval", "strict")
-LIMIT_KEYS = ("max", "min", "mode", "max_increase", "max_decrease")
+VALUE_KEYS = ("max", "min")
 #: Limit keys that bound the change since a baseline run rather than the value.
 CHANGE_KEYS = ("max_increase", "max_decrease")
+LIMIT_KEYS = (*VALUE_KEYS, "mode", *CHANGE_KEYS, "tier", "gated")
 ANY_FAMILY = "*"
 #: Joins a family and a qualifier in a case family (``rotation.ctx_mcq``).
 QUALIFIER_SEPARATOR = "."
+#: The top-level table that declares tiers (``vlmgate.decision``).
+TIERS_TABLE = "tiers"
 
 
 @dataclass(frozen=True)
 class Threshold:
-    """A limit on one metric for one family (or ``*``), and where it came from."""
+    """The limit on one metric for one case family, composed from every entry that applies.
+
+    ``sources`` says, per key, which entry of which file set it (``lookup`` composes a
+    model override over a family entry over the ``"*"`` entry, key by key); ``source`` is
+    the most specific of them. ``gated = False`` records the metric without judging it.
+    ``tier`` names the tier whose policy says what a failed or inconclusive verdict does
+    to the run's decision (``vlmgate.decision``).
+    """
 
     metric: str
     family: str
@@ -86,11 +120,23 @@ class Threshold:
     source: str = ""
     max_increase: float | None = None
     max_decrease: float | None = None
+    tier: str = DEFAULT_TIER
+    gated: bool = True
+    sources: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def gates_value(self) -> bool:
+        return self.gated and (self.max is not None or self.min is not None)
 
     @property
     def gates_change(self) -> bool:
         """Whether this limit also bounds the change since a baseline run."""
-        return self.max_increase is not None or self.max_decrease is not None
+        return self.gated and (self.max_increase is not None or self.max_decrease is not None)
+
+    @property
+    def judges(self) -> bool:
+        """Whether anything about the metric is judged (a value or a change limit)."""
+        return self.gates_value or self.gates_change
 
     def describe_change(self) -> str:
         parts = []
@@ -98,52 +144,72 @@ class Threshold:
             parts.append(f"max increase {self.max_increase:g}")
         if self.max_decrease is not None:
             parts.append(f"max decrease {self.max_decrease:g}")
-        return " and ".join(parts) + " vs baseline" if parts else ""
+        return " and ".join(parts) + " vs baseline" if parts and self.gated else ""
 
     def describe(self) -> str:
+        if not self.gated:
+            return "recorded (gated = false)"
         parts = []
         if self.max is not None:
             parts.append(f"max {self.max:g}")
         if self.min is not None:
             parts.append(f"min {self.min:g}")
         value = " and ".join(parts) + f" ({self.mode})" if parts else ""
-        return "; ".join(text for text in (value, self.describe_change()) if text)
+        return "; ".join(text for text in (value, self.describe_change()) if text) or "recorded (no limit)"
+
+    def explain(self) -> list[str]:
+        """One line per key that is set: ``max = 0.085  <- file [ifr] translation``."""
+        return [f"{key} = {_show(getattr(self, key))}  <- {source}" for key, source in self.sources]
 
     def check(self, result: MetricResult) -> Verdict:
-        """Judge ``result``; the message says which bound failed and why.
+        """Judge ``result``: PASS, FAIL or INCONCLUSIVE; the message says which bound decided and why.
 
-        A result whose units nest in fewer samples (the instances of one image) ends by
-        saying so: its interval, and so the verdict, rests on the images, not the instances.
+        In interval mode the verdict is PASS only when the whole interval lies within every
+        value bound, FAIL when it lies wholly past one, and INCONCLUSIVE when it straddles
+        one: the data cannot tell which side the model is on, and the verdict says about
+        how many independent units would (``needed_n``). Strict mode compares the point
+        value. A result whose units nest in fewer samples (the instances of one image) ends
+        by saying so: its interval, and so the verdict, rests on the images.
         """
         value = f"{result.name} = {result.value:.4f} [95% CI {result.ci_low:.4f}, {result.ci_high:.4f}] (n={result.n})"
         clustered = (f"; {result.n} instances in {result.n_clusters} images, interval clustered by image"
                      if result.n_clusters < result.n else "")
+        if not self.gates_value:
+            return Verdict(RECORDED, f"{value} (no value limit){clustered}")
         if result.n == 0 or math.isnan(result.value):
-            return Verdict(False, f"{value}: nothing was measured, so the limit {self.describe()} cannot be judged",
+            return Verdict(FAIL, f"{value}: nothing was measured, so the limit {self.describe()} cannot be judged",
                            failed_limits=(VALUE_LIMIT,))
         strict = self.mode == "strict"
-        if self.max is not None:
-            judged = result.value if strict else result.ci_low
-            if judged > self.max:
+        straddled: list[tuple[str, float, float]] = []  # (bound, limit, distance from the value)
+        for key, limit, past, beyond, inner in (
+                ("max", self.max, result.value if strict else result.ci_low, "above", result.ci_high),
+                ("min", self.min, result.value if strict else result.ci_high, "below", result.ci_low)):
+            if limit is None:
+                continue
+            if (past > limit) if key == "max" else (past < limit):
                 why = "value" if strict else "whole interval"
-                return Verdict(False, f"{value} exceeds max {self.max:g} ({why} above the limit, {self.mode} mode; "
-                                      f"from {self.source}){clustered}", failed_limits=(VALUE_LIMIT,))
-        if self.min is not None:
-            judged = result.value if strict else result.ci_high
-            if judged < self.min:
-                why = "value" if strict else "whole interval"
-                return Verdict(False, f"{value} is below min {self.min:g} ({why} below the limit, {self.mode} mode; "
-                                      f"from {self.source}){clustered}", failed_limits=(VALUE_LIMIT,))
-        if self.max is None and self.min is None:
-            return Verdict(True, f"{value} (no value limit){clustered}")
-        return Verdict(True, f"{value} within {self.describe()}{clustered}")
+                verb = "exceeds" if key == "max" else "is below"
+                return Verdict(FAIL, f"{value} {verb} {key} {limit:g} ({why} {beyond} the limit, {self.mode} mode; "
+                                     f"from {self.source}){clustered}", failed_limits=(VALUE_LIMIT,))
+            if not strict and ((inner > limit) if key == "max" else (inner < limit)):
+                straddled.append((key, limit, abs(result.value - limit)))
+        if straddled:
+            key, limit, _ = straddled[0]
+            needed = needed_units(result, limit)
+            more = (f"; about {needed} {'images' if result.n_clusters < result.n else 'samples'} would decide it "
+                    f"at the observed value" if needed is not None else "; the value sits on the limit")
+            return Verdict(INCONCLUSIVE, f"{value} straddles {key} {limit:g}: inconclusive, neither within nor past "
+                                         f"the limit ({self.mode} mode; from {self.source}){more}{clustered}",
+                           needed_n=needed)
+        return Verdict(PASS, f"{value} within {self.describe()}{clustered}")
 
     def check_change(self, change: "PairedChange | None", baseline: str = "the baseline") -> Verdict:
-        """Judge the paired change since ``baseline``: fail only if beyond a bound *and* significant."""
+        """Judge the paired change since ``baseline``: fail only if beyond a bound *and* significant
+        at the level the run's multiplicity adjustment gives this test (``change.decided_at``)."""
         if change is None:
-            return Verdict(True, f"no counterpart in {baseline}, so the change is not judged")
+            return Verdict(PASS, f"no counterpart in {baseline}, so the change is not judged")
         if not change.tested:
-            return Verdict(True, f"{change.describe()} (vs {baseline}), so the change is not judged")
+            return Verdict(PASS, f"{change.describe()} (vs {baseline}), so the change is not judged")
         measured = f"{change.describe()} (vs {baseline})"
         notes = []
         for key, bound, moved in (("max_increase", self.max_increase, change.delta),
@@ -151,10 +217,45 @@ class Threshold:
             if bound is None or moved <= bound:
                 continue
             if change.significant:
-                return Verdict(False, f"{measured} exceeds {key} {bound:g} and is significant; from {self.source}",
+                return Verdict(FAIL, f"{measured} exceeds {key} {bound:g} and is significant; from {self.source}",
                                failed_limits=(CHANGE_LIMIT,))
             notes.append(f"beyond {key} {bound:g} but not significant")
-        return Verdict(True, f"{measured}: {'; '.join(notes) or 'within ' + self.describe_change()}")
+        return Verdict(PASS, f"{measured}: {'; '.join(notes) or 'within ' + self.describe_change()}")
+
+
+def needed_units(result: MetricResult, limit: float) -> int | None:
+    """About how many independent units would put the interval clear of ``limit`` at the observed value.
+
+    An interval's half-width shrinks as one over the square root of the number of
+    independent units it rests on, so at the observed value and spread it clears the
+    limit once ``half_width * sqrt(k / k_needed) < |value - limit|``. An estimate for a
+    planner (``--vlmgate-limit``), not a guarantee: the value itself moves with more data.
+    """
+    distance = abs(result.value - limit)
+    toward = result.ci_high if limit > result.value else result.ci_low
+    half_width = abs(toward - result.value)
+    units = result.n_clusters
+    if distance == 0 or half_width == 0 or units == 0:
+        return None
+    return max(units + 1, math.ceil(units * (half_width / distance) ** 2))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+@dataclass(frozen=True)
+class LimitEntry:
+    """One ``family = { ... }`` entry of a threshold file: the keys it names, and where it stands."""
+
+    metric: str
+    family: str
+    values: tuple[tuple[str, Any], ...]
+    source: str
 
 
 @dataclass(frozen=True)
@@ -168,6 +269,10 @@ class Judgement:
     threshold: Threshold | None
     verdict: Verdict
     change: "PairedChange | None" = None
+    #: What the verdict does to the run under its tier's policy (``vlmgate.decision``).
+    effect: str = NOTHING
+    #: The digest of the baseline record ``change`` was measured against (``RunRecord.digest``).
+    baseline_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,31 +280,64 @@ class ThresholdSet:
     """All limits of one file, resolvable per (model, metric, family)."""
 
     path: str
-    defaults: Mapping[tuple[str, str], Threshold]
-    overrides: tuple[tuple[str, Mapping[tuple[str, str], Threshold]], ...] = ()
+    defaults: Mapping[tuple[str, str], LimitEntry]
+    overrides: tuple[tuple[str, Mapping[tuple[str, str], LimitEntry]], ...] = ()
     #: ``strict = true`` at the top of the file: a gate that cannot fail at the run's n is an error.
     strict: bool = False
+    #: The tiers the file declares (the shipped ones where it declares none).
+    tiers: Mapping[str, TierPolicy] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+    #: The file's ``mode``: every limit's unless its entries name another.
+    mode: str = "interval"
+
+    def policy(self, threshold: Threshold | None) -> TierPolicy | None:
+        return None if threshold is None else self.tiers[threshold.tier]
+
+    def effect(self, verdict: Verdict, threshold: Threshold | None) -> str:
+        """What ``verdict`` does to the run under its limit's tier (``vlmgate.decision``)."""
+        return effect_of(verdict.outcome, self.policy(threshold))
 
     def has_change_limits(self, models: "Sequence[str]") -> bool:
-        """Whether any limit that applies to ``models`` bounds the change since a baseline: the
-        limit ``lookup`` resolves, so an override without a change bound hides the default's."""
+        """Whether any limit that applies to ``models`` bounds the change since a baseline, as
+        ``lookup`` composes it (an override with ``gated = false`` hides the default's bound)."""
         keys = {key for table in (self.defaults, *(table for _, table in self.overrides)) for key in table}
         return any((limit := self.lookup(model, metric, family)) is not None and limit.gates_change
                    for model in models for metric, family in keys)
 
-    def lookup(self, model: str, metric: str, family: str) -> Threshold | None:
-        """The most specific limit: model override before file default, family before ``*``.
+    def entries(self, model: str, metric: str, family: str) -> list[LimitEntry]:
+        """The entries that apply, least specific first: the file's ``"*"``, its family entries
+        (a qualified family ``rotation.ctx_mcq`` after ``rotation``), then each model override
+        whose glob matches, in the same order (an override listed earlier is more specific)."""
+        tables = [self.defaults, *reversed([table for pattern, table in self.overrides
+                                            if fnmatch.fnmatchcase(model, pattern)])]
+        families = [ANY_FAMILY, *reversed(_qualified_prefixes(family))]
+        return [table[(metric, name)] for table in tables for name in families if (metric, name) in table]
 
-        A qualified case family (a drift case ``rotation.ctx_mcq``) falls back to its
-        family (``rotation``) before ``*``, so one limit can cover every probe channel.
+    def lookup(self, model: str, metric: str, family: str) -> Threshold | None:
+        """The limit of ``metric`` on ``family`` for ``model``, composed key by key.
+
+        A more specific entry overrides only the keys it names: ``translation = { max =
+        0.085 }`` keeps the ``"*"`` entry's ``max_increase``. ``None`` when no entry applies.
         """
-        tables = [table for pattern, table in self.overrides if fnmatch.fnmatchcase(model, pattern)]
-        tables.append(self.defaults)
-        for table in tables:
-            for candidate in (*_qualified_prefixes(family), ANY_FAMILY):
-                if (metric, candidate) in table:
-                    return table[(metric, candidate)]
-        return None
+        entries = self.entries(model, metric, family)
+        if not entries:
+            return None
+        keys: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for entry in entries:
+            for key, value in entry.values:
+                keys[key] = value
+                sources[key] = entry.source
+        if keys.get("min") is not None and keys.get("max") is not None and keys["min"] > keys["max"]:
+            raise ConfigError(f"{self.path}: {metric} on {family} for {model}: min {keys['min']:g} (from "
+                              f"{sources['min']}) is above max {keys['max']:g} (from {sources['max']}), so every "
+                              "value fails; change one of them")
+        tier = keys.get("tier", DEFAULT_TIER)
+        if tier not in self.tiers:
+            raise ConfigError(f"{self.path}: {sources['tier']}: "
+                              f"{unknown_name_message('tier', tier, sorted(self.tiers))}")
+        return Threshold(metric, family, keys.get("max"), keys.get("min"), keys.get("mode", self.mode),
+                         entries[-1].source, keys.get("max_increase"), keys.get("max_decrease"), tier,
+                         keys.get("gated", True), tuple(sorted(sources.items())))
 
 
 def _qualified_prefixes(family: str) -> list[str]:
@@ -258,6 +396,10 @@ def _bound(path: str, where: str, family: str, key: str, value: Any, metric: Met
         raise _refuse(path, where, f"{name} is not a finite number, so the gate would silently never (or always) "
                                    f"fail; write a number in {span}")
     if metric.lowest <= number <= metric.highest:
+        if number == (metric.highest if key == "max" else metric.lowest):
+            raise _refuse(path, where, f"{name} is the {'highest' if key == 'max' else 'lowest'} possible "
+                                       f"{metric.name}, so the gate can never fail and would read as a pass; "
+                                       "write gated = false to record the metric without gating it")
         return number
     above = number > metric.highest
     edge = metric.highest if above else metric.lowest
@@ -266,33 +408,69 @@ def _bound(path: str, where: str, family: str, key: str, value: Any, metric: Met
         consequence, recorded = "so every run fails", ""
     else:
         share = " (a share, not a percentage?)" if above and (metric.lowest, metric.highest) == (0, 1) else ""
-        limit_edge = metric.highest if key == "max" else metric.lowest
         consequence = f"so the gate can never fail{share}"
-        recorded = f" ({key} = {limit_edge:g} records without gating)"
+        recorded = " (gated = false records without gating)"
     raise _refuse(path, where, f"{name} is {where_it_lies}, {consequence}; write a {key} in {span}{recorded}")
 
 
-def _parse_limit(path: str, where: str, metric: MetricSpec, family: str, value: Any, mode: str) -> Threshold:
+def _parse_limit(path: str, where: str, metric: MetricSpec, family: str, value: Any, tiers: Mapping[str, TierPolicy]
+                 ) -> LimitEntry:
+    """One entry, checked key by key; it holds only the keys it names (``lookup`` composes them)."""
     if not isinstance(value, Mapping):
         raise _refuse(path, where,
                       f"{family} = {value!r} must be a table; write {json.dumps(family)} = {{ max = 0.2 }}")
     for key in value:
         if key not in LIMIT_KEYS:
             raise _refuse(path, where, f"{family}: {unknown_name_message('limit key', key, list(LIMIT_KEYS))}")
-    limit_mode = value.get("mode", mode)
-    if limit_mode not in MODES:
-        raise _refuse(path, where, f"{family}.mode: {unknown_name_message('mode', str(limit_mode), list(MODES))}")
-    bounds = {key: _bound(path, where, family, key, value[key], metric)
-              for key in ("max", "min", *CHANGE_KEYS) if key in value}
-    if not bounds:
-        raise _refuse(path, where, f"{family} sets neither max nor min (nor max_increase / max_decrease); "
-                                   "add one, e.g. { max = 0.2 }")
-    if "max" in bounds and "min" in bounds and bounds["min"] > bounds["max"]:
-        raise _refuse(path, where, f"{family}: min {bounds['min']:g} is above max {bounds['max']:g}, so every value "
+    if not value:
+        raise _refuse(path, where, f"{family} = {{}} names no key; write e.g. {{ max = 0.2 }}, or gated = false "
+                                   "to record the metric without gating it")
+    entry: dict[str, Any] = {key: _bound(path, where, family, key, value[key], metric)
+                             for key in (*VALUE_KEYS, *CHANGE_KEYS) if key in value}
+    if "mode" in value:
+        if value["mode"] not in MODES:
+            known = unknown_name_message("mode", str(value["mode"]), list(MODES))
+            raise _refuse(path, where, f"{family}.mode: {known}")
+        entry["mode"] = value["mode"]
+    if "tier" in value:
+        if value["tier"] not in tiers:
+            known = unknown_name_message("tier", str(value["tier"]), sorted(tiers))
+            raise _refuse(path, where, f"{family}.tier: {known}; declare it in [{TIERS_TABLE}] or use one of those")
+        entry["tier"] = value["tier"]
+    if "gated" in value:
+        if not isinstance(value["gated"], bool):
+            raise _refuse(path, where, f"{family}.gated = {value['gated']!r} must be true or false")
+        entry["gated"] = value["gated"]
+    if "max" in entry and "min" in entry and entry["min"] > entry["max"]:
+        raise _refuse(path, where, f"{family}: min {entry['min']:g} is above max {entry['max']:g}, so every value "
                                    f"fails; swap them")
-    return Threshold(metric.name, family, bounds.get("max"), bounds.get("min"), limit_mode,
-                     f"{path} [{where}] {family}",
-                     max_increase=bounds.get("max_increase"), max_decrease=bounds.get("max_decrease"))
+    return LimitEntry(metric.name, family, tuple(sorted(entry.items())), f"{path} [{where}] {family}")
+
+
+def _parse_tiers(path: str, table: Any) -> dict[str, TierPolicy]:
+    """``[tiers]``: ``name = { fail = "no-go", inconclusive = "warn", description = "..." }``, added to
+    (or replacing, by name) the shipped tiers."""
+    tiers = dict(DEFAULT_TIERS)
+    if not isinstance(table, Mapping):
+        raise ConfigError(f'{path}: {TIERS_TABLE} = {table!r} must be a table; write [{TIERS_TABLE}] then '
+                          'critical = { fail = "no-go", inconclusive = "inconclusive" }')
+    for name, policy in table.items():
+        if not isinstance(policy, Mapping):
+            raise ConfigError(f'{path}: [{TIERS_TABLE}] {name} = {policy!r} must be a table; write '
+                              f'{name} = {{ fail = "no-go", inconclusive = "inconclusive" }}')
+        for key in policy:
+            if key not in ("fail", "inconclusive", "description"):
+                raise ConfigError(f"{path}: [{TIERS_TABLE}] {name}: "
+                                  f"{unknown_name_message('key', key, ['fail', 'inconclusive', 'description'])}")
+        base = tiers.get(name, TierPolicy(name))
+        on_fail = policy.get("fail", base.on_fail)
+        on_inconclusive = policy.get("inconclusive", base.on_inconclusive)
+        for key, chosen, allowed in (("fail", on_fail, ON_FAIL), ("inconclusive", on_inconclusive, ON_INCONCLUSIVE)):
+            if chosen not in allowed:
+                raise ConfigError(f"{path}: [{TIERS_TABLE}] {name}.{key}: "
+                                  f"{unknown_name_message('policy', str(chosen), list(allowed))}")
+        tiers[name] = TierPolicy(name, on_fail, on_inconclusive, str(policy.get("description", base.description)))
+    return tiers
 
 
 @dataclass(frozen=True)
@@ -311,6 +489,19 @@ class Vocabulary:
         return sorted(self.families.get(metric, ()))
 
     @classmethod
+    def of_catalogues(cls) -> "Vocabulary":
+        """The metrics the installed suites declare, each with the families its cases have."""
+        from vlmgate.perturbations.base import all_families
+        from vlmgate.suites import all_suites, declared_metrics
+
+        suites, catalogue = all_suites(), all_families()
+        families: dict[str, set[str]] = {}
+        for suite in suites:
+            for spec in suite.metrics:
+                families.setdefault(spec.name, set()).update(suite.threshold_families(catalogue))
+        return cls(declared_metrics(suites), {name: tuple(sorted(names)) for name, names in families.items()})
+
+    @classmethod
     def uniform(cls, families: Iterable[str], metrics: Mapping[str, MetricSpec] | None = None) -> "Vocabulary":
         """Every metric (the installed suites' by default) with the same ``families``."""
         if metrics is None:
@@ -321,9 +512,9 @@ class Vocabulary:
         return cls(metrics, {name: names for name in metrics})
 
 
-def _parse_tables(path: str, prefix: str, tables: Mapping[str, Any], vocabulary: Vocabulary, mode: str
-                  ) -> dict[tuple[str, str], Threshold]:
-    parsed: dict[tuple[str, str], Threshold] = {}
+def _parse_tables(path: str, prefix: str, tables: Mapping[str, Any], vocabulary: Vocabulary,
+                  tiers: Mapping[str, TierPolicy]) -> dict[tuple[str, str], LimitEntry]:
+    parsed: dict[tuple[str, str], LimitEntry] = {}
     for name, table in tables.items():
         where = f"{prefix}{name}"
         if name not in vocabulary.metrics:
@@ -337,7 +528,7 @@ def _parse_tables(path: str, prefix: str, tables: Mapping[str, Any], vocabulary:
                 raise ConfigError(
                     f"{path}: [{where}]: {unknown_name_message('family', family, [ANY_FAMILY, *known_families])}"
                 )
-            parsed[(name, family)] = _parse_limit(path, where, vocabulary.metrics[name], family, value, mode)
+            parsed[(name, family)] = _parse_limit(path, where, vocabulary.metrics[name], family, value, tiers)
     return parsed
 
 
@@ -369,8 +560,8 @@ def _glob_problem(pattern: str) -> str | None:
     return None
 
 
-def _model_overrides(path: str, models: Any, vocabulary: Vocabulary, mode: str
-                     ) -> tuple[tuple[str, Mapping[tuple[str, str], Threshold]], ...]:
+def _model_overrides(path: str, models: Any, vocabulary: Vocabulary, tiers: Mapping[str, TierPolicy]
+                     ) -> tuple[tuple[str, Mapping[tuple[str, str], LimitEntry]], ...]:
     """``[models."glob".metric]`` tables: each glob checked, each value a table of metric tables."""
     if not isinstance(models, Mapping):
         raise ConfigError(f'{path}: models = {models!r} must be a table of model-spec globs; write '
@@ -384,7 +575,7 @@ def _model_overrides(path: str, models: Any, vocabulary: Vocabulary, mode: str
         if not isinstance(tables, Mapping):
             raise ConfigError(f'{path}: [models] {quoted} = {tables!r} must be a table of metric tables; write '
                               f'[models.{quoted}.ifr] then "*" = {{ max = 0.2 }}')
-        overrides.append((pattern, _parse_tables(path, f"models.{quoted}.", tables, vocabulary, mode)))
+        overrides.append((pattern, _parse_tables(path, f"models.{quoted}.", tables, vocabulary, tiers)))
     return tuple(overrides)
 
 
@@ -398,8 +589,10 @@ def parse_thresholds(path: str, data: Mapping[str, Any], vocabulary: Vocabulary)
     if not isinstance(strict, bool):
         raise ConfigError(f"{path}: strict = {strict!r} must be true or false; write strict = true to make a gate "
                           "that cannot fail at the run's n an error")
-    overrides = _model_overrides(path, data.pop("models", {}), vocabulary, mode)
-    return ThresholdSet(path, _parse_tables(path, "", data, vocabulary, mode), overrides, strict=strict)
+    tiers = _parse_tiers(path, data.pop(TIERS_TABLE, {}))
+    overrides = _model_overrides(path, data.pop("models", {}), vocabulary, tiers)
+    return ThresholdSet(path, _parse_tables(path, "", data, vocabulary, tiers), overrides, strict=strict,
+                        tiers=tiers, mode=mode)
 
 
 def load_thresholds(path: str | Path, vocabulary: Vocabulary) -> ThresholdSet:

@@ -23,25 +23,44 @@ key (``"sample|variant"`` or a sample id); units present in only one run are lef
   instances calls noise significant: on ``shapes-v1`` -> ``shapes-v2`` translation it
   says p = 1.5e-4 where the images say p ≈ 0.10, and in ``tests/test_cluster_statistics.py``
   it is significant in 19 % of runs of two equally good models (this test: 4 %, at most
-  alpha). Under "no change" the two runs
-  are exchangeable, so each ``D_g`` is as likely to be ``−D_g``: p is the share of the
-  ``2^G`` sign assignments whose ``|Σ ± D_g|`` reaches the observed ``|Σ D_g|`` (exact
-  over the non-zero clusters when there are at most ``EXACT_SIGN_FLIPS``, else
-  ``SIGN_FLIP_RESAMPLES`` random ones, counted as (1 + extreme) / (1 + resamples), or
-  Hoeffding's bound on the exact p where that is smaller: the far tail resampling cannot
-  resolve, which matters once a report adjusts many p-values at once). It
-  needs no model of the correlation, and with one 0/1 unit per cluster it *is* the exact
-  McNemar test, which is therefore kept for independent units.
+  alpha). Under "no change" the two runs are exchangeable, so each ``D_g`` is as likely to
+  be ``−D_g``: p is the share of the ``2^G`` sign assignments whose ``|Σ ± D_g|`` reaches
+  the observed ``|Σ D_g|``. It needs no model of the correlation, and with one 0/1 unit
+  per cluster it *is* the exact McNemar test, which is therefore kept for independent units.
 
-A change is significant when p < ``ALPHA``; the resampling tests draw from an explicit
-generator, so a comparison is reproducible.
+**How far a p-value is resolved.** A report tests ~150 metrics at once and decides each at
+``alpha / m`` (``report.multiplicity``), so a p-value floored at 1 / (1 + resamples) would
+make a clear regression "not significant". The caller passes the level the decision is
+made at (``decide_at``), and the p-value is computed as far as that decision needs:
+
+* **exact** where the per-cluster differences are integers (proportions: flips summed per
+  image): ``Σ ±D_g = 2T − Σ|D_g|`` where ``T`` is the sum of the ``|D_g|`` drawn with a
+  plus sign, whose distribution is the convolution of the ``G`` two-point laws
+  ``{0, |D_g|}``, computed over the integer sums (``sign_flip_distribution``); also exact,
+  by enumeration, for at most ``EXACT_SIGN_FLIPS`` real-valued non-zero clusters;
+* **Monte Carlo, resolved adaptively** for real-valued differences (means: RAS, drift)
+  and for the paired bootstrap: draws come in rounds (``first`` draws, then four times as
+  many as drawn so far, all from the given generator, so the same inputs and the same
+  seeded generator give the same p), and after each round a Clopper–Pearson interval for
+  the exact p at error ``MC_ERROR`` (split over the rounds) is formed. Drawing stops once
+  that interval lies wholly on one side of ``decide_at`` and is narrow enough to show
+  (``DISPLAY_PRECISION``, up to ``DISPLAY_DRAWS``), or at the cap (``MAX_DRAWS``; for the
+  bootstrap also ``MAX_BOOTSTRAP_WORK`` resampled units). The p shown is the Monte Carlo
+  p ``(1 + extreme) / (1 + draws)``; where the cap is reached with the interval still
+  straddling ``decide_at`` the decision is *unresolved* and the p is reported as the
+  interval's upper end (conservative), so it is never significant. Either way
+  ``p_value < decided_at`` is exactly the decision, so it may be compared, or adjusted by
+  ``min(1, p · alpha / decided_at)``, without reading the interval.
+
+A change is significant when its p is below the level it was decided at (``ALPHA`` unless
+the caller says otherwise).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 from scipy import stats
@@ -49,20 +68,65 @@ from scipy import stats
 from vlmgate.errors import RecordError
 from vlmgate.records import MEAN, PROPORTION
 
-#: Significance level of every paired test.
+#: Significance level of a paired test decided on its own (callers pass ``alpha / m`` for a family).
 ALPHA = 0.05
+#: Draws of the first Monte Carlo round (the paired bootstrap and the real-valued sign-flip test).
 BOOTSTRAP_RESAMPLES = 2000
-#: Resamples drawn per batch, bounding memory at ``batch × n`` indices.
-_BOOTSTRAP_BATCH = 250
+SIGN_FLIP_RESAMPLES = 2000
+#: Draws after which a Monte Carlo p-value stops: its decision is then unresolved if still open.
+MAX_DRAWS = 10_000_000
+#: The paired bootstrap also stops at this many resampled units (draws × pairs).
+MAX_BOOTSTRAP_WORK = 400_000_000
+#: Chance that the Clopper–Pearson interval of a Monte Carlo p-value misses the exact p,
+#: over all rounds together (each round's interval is formed at its share).
+MC_ERROR = 1e-6
+#: Once decided, drawing goes on (up to ``DISPLAY_DRAWS``) until the interval's width is at
+#: most this share of the p shown.
+DISPLAY_PRECISION = 1.0
+DISPLAY_DRAWS = 200_000
+#: Each round draws this many times what was drawn before it.
+_GROWTH = 4
 
-#: Clusters with a non-zero difference up to which the sign-flip test enumerates every assignment.
-EXACT_SIGN_FLIPS = 11
-SIGN_FLIP_RESAMPLES = 1999
+#: Non-zero real-valued clusters up to which the sign-flip test enumerates every assignment.
+EXACT_SIGN_FLIPS = 16
+#: Largest ``G · Σ|D_g|`` for which integer differences get the exact distribution.
+EXACT_INTEGER_WORK = 50_000_000
+#: Draws evaluated at once (memory: ``batch × bytes per draw``).
+_BATCH = 1 << 18
 
 MCNEMAR = "exact McNemar"
 BOOTSTRAP = "paired bootstrap"
 SIGN_FLIP = "sign-flip test over images"
 UNTESTED = "none"
+
+#: How a p-value was obtained (``PairedChange.p_method``).
+EXACT = "exact"
+MONTE_CARLO = "Monte Carlo"
+NO_P = "none"
+
+
+@dataclass(frozen=True)
+class PValue:
+    """A p-value and how far it is resolved.
+
+    ``value`` is the exact p (``method`` ``exact``), or the Monte Carlo p
+    ``(1 + extreme) / (1 + draws)``; ``interval`` is the Clopper–Pearson interval of the
+    exact p at ``MC_ERROR`` (``(value, value)`` when exact). ``resolved`` is False when the
+    draws ran out with the interval still straddling ``decided_at``: ``value`` is then the
+    interval's upper end.
+    """
+
+    value: float
+    method: str
+    draws: int = 0
+    interval: tuple[float, float] | None = None
+    decided_at: float = ALPHA
+    resolved: bool = True
+
+    @classmethod
+    def exact(cls, value: float, decided_at: float = ALPHA) -> "PValue":
+        value = min(1.0, float(value))
+        return cls(value, EXACT, 0, (value, value), decided_at, True)
 
 
 @dataclass(frozen=True)
@@ -73,6 +137,13 @@ class PairedChange:
     runs' values when both measured the same units), ``delta = after - before``.
     ``test`` is ``"none"`` (and ``p_value`` NaN) when there was nothing to pair;
     ``n_clusters`` counts the samples the paired units nest in (``None``: each unit its own).
+
+    ``decided_at`` is the level the change was decided at (``ALPHA``, or ``alpha / m``
+    after a multiplicity adjustment) and ``significant`` means ``p_value < decided_at``.
+    ``p_method`` says how the p-value was obtained (``exact``, ``Monte Carlo``, ``none``);
+    a Monte Carlo p comes with its ``draws`` and ``p_interval`` (Clopper–Pearson at
+    ``MC_ERROR``), and ``resolved`` is False when the draws ran out before the interval
+    left ``decided_at``: ``p_value`` is then the interval's upper end, never significant.
     """
 
     metric: str
@@ -84,6 +155,12 @@ class PairedChange:
     fell: int
     p_value: float
     n_clusters: int | None = None
+    #: The significance level the change was decided at (alpha, or alpha / m after a multiplicity adjustment).
+    decided_at: float = ALPHA
+    p_method: str = EXACT
+    draws: int = 0
+    p_interval: tuple[float, float] | None = None
+    resolved: bool = True
 
     @property
     def delta(self) -> float:
@@ -95,14 +172,24 @@ class PairedChange:
 
     @property
     def significant(self) -> bool:
-        return self.tested and self.p_value < ALPHA
+        return self.tested and self.p_value < self.decided_at
 
     def describe(self) -> str:
         if not self.tested:
             return f"{self.metric}: no shared per-unit outcomes, change not tested"
         within = f" in {self.n_clusters} images" if self.n_clusters is not None else ""
         return (f"{self.metric} {self.before:.4f} -> {self.after:.4f} ({self.delta:+.4f}) on {self.n_pairs} "
-                f"paired units{within}, {self.test} p = {self.p_value:.3g}")
+                f"paired units{within}, {self.test} p = {self.p_value:.3g}{self.p_note()}")
+
+    def p_note(self) -> str:
+        """How the p-value was resolved, for a Monte Carlo p (empty for an exact one)."""
+        if self.p_method != MONTE_CARLO or self.p_interval is None:
+            return ""
+        low, high = self.p_interval
+        if not self.resolved:
+            return (f" (upper bound: {self.draws:,} draws left it unresolved at {self.decided_at:.3g}; "
+                    f"Monte Carlo interval [{low:.3g}, {high:.3g}])")
+        return f" (Monte Carlo, {self.draws:,} draws, [{low:.3g}, {high:.3g}])"
 
 
 def mcnemar_exact(rose: int, fell: int) -> float:
@@ -114,52 +201,168 @@ def mcnemar_exact(rose: int, fell: int) -> float:
     return float(stats.binomtest(rose, rose + fell, 0.5, alternative="two-sided").pvalue)
 
 
-def paired_bootstrap_p(differences: np.ndarray, *, rng: np.random.Generator,
-                       n_resamples: int = BOOTSTRAP_RESAMPLES) -> float:
-    """Two-sided p-value of "mean difference = 0" by a centred paired bootstrap."""
+# -- Monte Carlo resolution ------------------------------------------------------------------
+def clopper_pearson(extreme: int, draws: int, error: float) -> tuple[float, float]:
+    """Exact binomial interval for the probability of an extreme draw, missing it with chance ``error``."""
+    low = 0.0 if extreme == 0 else float(stats.beta.ppf(error / 2, extreme, draws - extreme + 1))
+    high = 1.0 if extreme == draws else float(stats.beta.isf(error / 2, extreme + 1, draws - extreme))
+    return low, high
+
+
+def _schedule(first: int, cap: int) -> list[int]:
+    """Cumulative draws after each round: ``first``, then growing ``_GROWTH``-fold, ending at ``cap``."""
+    first = max(1, min(first, cap))
+    totals = [first]
+    while totals[-1] < cap:
+        totals.append(min(cap, totals[-1] * (_GROWTH + 1)))
+    return totals
+
+
+def resolve(count: Callable[[int], int], *, decide_at: float, first: int, cap: int = MAX_DRAWS) -> PValue:
+    """Draw in rounds until the Monte Carlo p's interval leaves ``decide_at`` (module docstring).
+
+    ``count(size)`` draws ``size`` more assignments and returns how many were at least as
+    extreme as the observation; it must draw from one generator in order, so the result
+    depends only on the inputs and that generator's state.
+    """
+    totals = _schedule(first, cap)
+    error = MC_ERROR / len(totals)
+    drawn = extreme = 0
+    for total in totals:
+        extreme += count(total - drawn)
+        drawn = total
+        low, high = clopper_pearson(extreme, drawn, error)
+        value = (1 + extreme) / (1 + drawn)
+        decided = high < decide_at or low >= decide_at
+        shown = high - low <= DISPLAY_PRECISION * value or drawn >= DISPLAY_DRAWS
+        if decided and shown:
+            return PValue(value, MONTE_CARLO, drawn, (low, high), decide_at, True)
+        if decided and total == totals[-1]:
+            break
+    resolved = high < decide_at or low >= decide_at
+    return PValue(value if resolved else high, MONTE_CARLO, drawn, (low, high), decide_at, resolved)
+
+
+# -- paired bootstrap (independent units) ---------------------------------------------------
+def paired_bootstrap_test(differences: np.ndarray, *, rng: np.random.Generator, decide_at: float = ALPHA,
+                          n_resamples: int = BOOTSTRAP_RESAMPLES) -> PValue:
+    """Two-sided test of "mean difference = 0" by a centred paired bootstrap, resolved at ``decide_at``."""
     differences = np.asarray(differences, dtype=np.float64)
     if differences.size == 0:
-        return math.nan
-    observed = abs(float(differences.mean()))
+        return PValue(math.nan, NO_P, decided_at=decide_at)
     if np.all(differences == 0):
-        return 1.0
+        return PValue.exact(1.0, decide_at)
+    observed = abs(float(differences.mean()))
     centred = differences - differences.mean()
     n = centred.size
-    extreme = 0
-    for start in range(0, n_resamples, _BOOTSTRAP_BATCH):
-        size = min(_BOOTSTRAP_BATCH, n_resamples - start)
-        means = centred[rng.integers(0, n, size=(size, n))].mean(axis=1)
-        # A tolerance so that float noise in a mean of identical differences never counts as extreme.
-        extreme += int(np.count_nonzero(np.abs(means) >= observed - 1e-12))
-    return (1 + extreme) / (1 + n_resamples)
+    batch = max(1, min(_BATCH, (1 << 22) // n))
+
+    def count(size: int) -> int:
+        extreme = 0
+        for start in range(0, size, batch):
+            rows = min(batch, size - start)
+            means = centred[rng.integers(0, n, size=(rows, n))].mean(axis=1)
+            # A tolerance so that float noise in a mean of identical differences never counts as extreme.
+            extreme += int(np.count_nonzero(np.abs(means) >= observed - 1e-12))
+        return extreme
+
+    cap = max(n_resamples, min(MAX_DRAWS, MAX_BOOTSTRAP_WORK // n))
+    return resolve(count, decide_at=decide_at, first=n_resamples, cap=cap)
 
 
-def sign_flip_p(differences: np.ndarray, *, rng: np.random.Generator,
-                n_resamples: int = SIGN_FLIP_RESAMPLES) -> float:
-    """Two-sided p-value of "no change" from per-cluster differences (module docstring)."""
+def paired_bootstrap_p(differences: np.ndarray, *, rng: np.random.Generator, decide_at: float = ALPHA,
+                       n_resamples: int = BOOTSTRAP_RESAMPLES) -> float:
+    """The p-value of ``paired_bootstrap_test``."""
+    return paired_bootstrap_test(differences, rng=rng, decide_at=decide_at, n_resamples=n_resamples).value
+
+
+# -- sign-flip test (clustered units) -------------------------------------------------------
+def sign_flip_distribution(magnitudes: np.ndarray) -> np.ndarray:
+    """``P(T = t)`` for ``t = 0 … Σ a_g``, where ``T = Σ a_g B_g`` over fair coins ``B_g`` and
+    integer ``a_g >= 0``: the law of the plus-signed part of ``Σ ±a_g`` (exact convolution)."""
+    magnitudes = np.asarray(magnitudes, dtype=np.int64)
+    if np.any(magnitudes < 0):
+        raise ValueError("magnitudes must be >= 0")
+    dist = np.zeros(int(magnitudes.sum()) + 1)
+    dist[0] = 1.0
+    top = 0
+    for a in magnitudes.tolist():
+        if a:
+            dist[a:top + a + 1] += dist[:top + 1]  # overlapping slices: numpy buffers the right-hand side
+        dist[:top + a + 1] *= 0.5
+        top += a
+    return dist
+
+
+def _exact_integer_sign_flip(moved: np.ndarray) -> float:
+    magnitudes = np.abs(np.rint(moved)).astype(np.int64)
+    total = int(magnitudes.sum())
+    observed = abs(int(np.rint(moved).sum()))
+    if observed == 0:
+        return 1.0
+    dist = sign_flip_distribution(magnitudes)
+    sums = 2 * np.arange(total + 1) - total
+    return min(1.0, float(np.sum(dist[np.abs(sums) >= observed])))
+
+
+def _chunk_tables(magnitudes: np.ndarray) -> np.ndarray:
+    """``tables[c, b]``: the sum of the magnitudes of chunk ``c`` (8 clusters) whose bit is set in byte ``b``."""
+    chunks = -(-magnitudes.size // 8)
+    padded = np.zeros(chunks * 8)
+    padded[:magnitudes.size] = magnitudes
+    bits = ((np.arange(256)[:, np.newaxis] >> np.arange(8)) & 1).astype(np.float64)
+    return (bits @ padded.reshape(chunks, 8).T).T.copy()
+
+
+def _enumerated_sign_flip(magnitudes: np.ndarray, observed: float) -> float:
+    """Every one of the ``2^G`` assignments, as outer sums of the 8-cluster chunk tables."""
+    tables = _chunk_tables(magnitudes)
+    sizes = [2 ** min(8, magnitudes.size - 8 * c) for c in range(tables.shape[0])]
+    plus = np.zeros(1)
+    for table, size in zip(tables, sizes):
+        plus = (plus[:, np.newaxis] + table[np.newaxis, :size]).ravel()
+    return float(np.mean(np.abs(2 * plus - magnitudes.sum()) >= observed))
+
+
+def sign_flip_test(differences: np.ndarray, *, rng: np.random.Generator, decide_at: float = ALPHA,
+                   n_resamples: int = SIGN_FLIP_RESAMPLES) -> PValue:
+    """Two-sided test of "no change" from per-cluster differences, resolved at ``decide_at`` (module docstring)."""
     differences = np.asarray(differences, dtype=np.float64)
     if differences.size == 0:
-        return math.nan
+        return PValue(math.nan, NO_P, decided_at=decide_at)
     moved = differences[differences != 0]
     if moved.size == 0:
-        return 1.0
+        return PValue.exact(1.0, decide_at)
+    magnitudes = np.abs(moved)
+    if (np.all(moved == np.rint(moved)) and magnitudes.max() < 2 ** 31
+            and moved.size * float(magnitudes.sum()) <= EXACT_INTEGER_WORK):
+        return PValue.exact(_exact_integer_sign_flip(moved), decide_at)
     # A tolerance so that float noise in an equal sum never counts as less extreme.
-    observed = abs(float(moved.sum())) - 1e-9 * (1 + float(np.abs(moved).sum()))
+    observed = abs(float(moved.sum())) - 1e-9 * (1 + float(magnitudes.sum()))
     if moved.size <= EXACT_SIGN_FLIPS:
-        signs = ((np.arange(2 ** moved.size)[:, np.newaxis] >> np.arange(moved.size)) & 1) * 2 - 1
-        return float(np.mean(np.abs(signs @ moved) >= observed))
-    extreme = 0
-    for start in range(0, n_resamples, _BOOTSTRAP_BATCH):
-        size = min(_BOOTSTRAP_BATCH, n_resamples - start)
-        signs = rng.integers(0, 2, size=(size, moved.size)) * 2 - 1
-        extreme += int(np.count_nonzero(np.abs(signs @ moved) >= observed))
-    # Resampling cannot show a p below 1 / (1 + resamples), and a report tests many metrics
-    # at once (Holm): a change that no random assignment reaches would stay "n.s." there.
-    # Hoeffding's inequality bounds the exact p from above for any Rademacher sum,
-    # P(|Σ ±D_g| >= t) <= 2 exp(-t² / (2 Σ D_g²)), so where that bound is the smaller
-    # it is a conservative value for the tail the resamples cannot resolve.
-    hoeffding = 2.0 * math.exp(-max(observed, 0.0) ** 2 / (2.0 * float(np.sum(moved ** 2))))
-    return min((1 + extreme) / (1 + n_resamples), hoeffding)
+        return PValue.exact(_enumerated_sign_flip(magnitudes, observed), decide_at)
+    tables = _chunk_tables(magnitudes)
+    flat = tables.ravel()
+    offsets = (256 * np.arange(tables.shape[0])).astype(np.intp)
+    total = float(magnitudes.sum())
+
+    def count(size: int) -> int:
+        extreme = 0
+        for start in range(0, size, _BATCH):
+            rows = min(_BATCH, size - start)
+            # One random byte per chunk of 8 clusters: bit j set = cluster 8c + j keeps its sign.
+            codes = rng.integers(0, 256, size=(rows, tables.shape[0]), dtype=np.uint8)
+            plus = flat[codes + offsets].sum(axis=1)
+            extreme += int(np.count_nonzero(np.abs(2 * plus - total) >= observed))
+        return extreme
+
+    return resolve(count, decide_at=decide_at, first=n_resamples)
+
+
+def sign_flip_p(differences: np.ndarray, *, rng: np.random.Generator, decide_at: float = ALPHA,
+                n_resamples: int = SIGN_FLIP_RESAMPLES) -> float:
+    """The p-value of ``sign_flip_test``."""
+    return sign_flip_test(differences, rng=rng, decide_at=decide_at, n_resamples=n_resamples).value
 
 
 def cluster_differences(keys: list[str], differences: np.ndarray, clusters: Mapping[str, str]) -> np.ndarray:
@@ -177,18 +380,24 @@ def paired_units(before: Mapping[str, float], after: Mapping[str, float]) -> tup
 
 def compare_units(metric: str, kind: str, before: Mapping[str, float], after: Mapping[str, float], *,
                   rng: np.random.Generator, clusters: Mapping[str, str] | None = None,
-                  before_value: float = math.nan, after_value: float = math.nan, where: str = "") -> PairedChange:
+                  before_value: float = math.nan, after_value: float = math.nan, where: str = "",
+                  decide_at: float = ALPHA) -> PairedChange:
     """Test the change of ``metric`` from ``before`` to ``after`` units (see module docstring).
 
     ``clusters`` maps a unit to the sample it nests in (both runs' maps merged): when some
     sample holds more than one shared unit, the change is tested over samples.
+    ``decide_at`` is the level the change is decided at (``alpha / m`` in a family of
+    ``m`` tests): a Monte Carlo p-value is resolved until it is clearly on one side of it.
     ``before_value``/``after_value`` are reported when no unit pairs (nothing tested);
     ``where`` (e.g. the case id) prefixes error messages.
     """
+    if not 0 < decide_at <= 1:
+        raise ValueError(f"decide_at must be a level in (0, 1], got {decide_at!r}")
     prefix = f"{where}: " if where else ""
     keys, x, y = paired_units(before, after)
     if not keys:
-        return PairedChange(metric, UNTESTED, 0, before_value, after_value, 0, 0, math.nan)
+        return PairedChange(metric, UNTESTED, 0, before_value, after_value, 0, 0, math.nan,
+                            decided_at=decide_at, p_method=NO_P)
     rose, fell = int(np.count_nonzero(y > x)), int(np.count_nonzero(y < x))
     if kind not in (PROPORTION, MEAN):
         raise RecordError(f"{prefix}metric {metric!r} has unknown kind {kind!r}; expected {PROPORTION} or {MEAN}")
@@ -198,9 +407,11 @@ def compare_units(metric: str, kind: str, before: Mapping[str, float], after: Ma
     per_cluster = cluster_differences(keys, y - x, clusters or {})
     n_clusters = None
     if per_cluster.size < len(keys):
-        p_value, test, n_clusters = sign_flip_p(per_cluster, rng=rng), SIGN_FLIP, int(per_cluster.size)
+        p, test, n_clusters = sign_flip_test(per_cluster, rng=rng, decide_at=decide_at), SIGN_FLIP, \
+            int(per_cluster.size)
     elif kind == PROPORTION:
-        p_value, test = mcnemar_exact(rose, fell), MCNEMAR
+        p, test = PValue.exact(mcnemar_exact(rose, fell), decide_at), MCNEMAR
     else:
-        p_value, test = paired_bootstrap_p(y - x, rng=rng), BOOTSTRAP
-    return PairedChange(metric, test, len(keys), float(x.mean()), float(y.mean()), rose, fell, p_value, n_clusters)
+        p, test = paired_bootstrap_test(y - x, rng=rng, decide_at=decide_at), BOOTSTRAP
+    return PairedChange(metric, test, len(keys), float(x.mean()), float(y.mean()), rose, fell, p.value, n_clusters,
+                        decide_at, p.method, p.draws, p.interval if p.method == MONTE_CARLO else None, p.resolved)

@@ -8,21 +8,30 @@ images where the units are instances nested in images (both runs' ``clusters``).
 ``Threshold.check_change`` then fails only a change that both exceeds the allowed delta
 and is significant, so an unchanged checkpoint (no discordant unit) never fails.
 
+Significant at the run's one multiplicity level (``report.multiplicity``): the run's gated
+changes are counted when it is collected (``count_family``: every selected case's metrics
+whose limit bounds a change and whose counterpart the baseline holds), and each change is
+decided at ``alpha / m``, the level ``vlmgate diff`` reads back from the record.
+
 A baseline marked incomplete (a run cut short) is refused: its missing cases would leave
 their change limits silently unjudged.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from vlmgate.cases import CaseKey
 from vlmgate.errors import RecordError
 from vlmgate.metrics.paired import PairedChange
 from vlmgate.records import MetricResult
 from vlmgate.report.diff import compare_metric
+from vlmgate.report.multiplicity import level
 from vlmgate.report.pairing import CaseIndex, CasePairing
 from vlmgate.report.record import RunRecord, load_record
+
+if TYPE_CHECKING:
+    from vlmgate.thresholds import ThresholdSet
 
 
 class Baseline:
@@ -35,6 +44,29 @@ class Baseline:
         self.seed = seed
         self.pairing = CasePairing.between(record.models, record.benchmarks, models, benchmarks)
         self._index = CaseIndex(record.cases)
+        self.digest = record.digest
+        #: How many gated changes the run tests against this baseline (``count_family``).
+        self.family_size = 1
+
+    @property
+    def decided_at(self) -> float:
+        """The level each gated change is decided at: alpha over the family's size (Bonferroni)."""
+        return level(self.family_size)
+
+    def count_family(self, cases: Iterable[tuple[CaseKey, str, Sequence[str]]], thresholds: "ThresholdSet") -> int:
+        """Count the run's gated changes: ``(key, test, declared metrics)`` of every selected case,
+        each metric whose composed limit bounds its change and whose counterpart the baseline holds."""
+        size = 0
+        for key, test, metrics in cases:
+            counterpart = self._index.find(self.pairing.counterpart_key(key), test)
+            if counterpart is None:
+                continue
+            size += sum(1 for metric in metrics
+                        if counterpart.metric(metric) is not None
+                        and (limit := thresholds.lookup(key.model, metric, key.family)) is not None
+                        and limit.gates_change)
+        self.family_size = max(1, size)
+        return size
 
     @classmethod
     def load(cls, path: str, *, models: Sequence[str], benchmarks: Sequence[str], seed: int) -> "Baseline":
@@ -52,4 +84,5 @@ class Baseline:
         before = case.metric(result.name)
         if before is None:
             return None
-        return compare_metric(before, result, seed=self.seed, key=key, where=f"{self.source}: case {case.id}")
+        return compare_metric(before, result, seed=self.seed, key=key, where=f"{self.source}: case {case.id}",
+                              decide_at=self.decided_at)

@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from vlmgate import __version__
 from vlmgate.cases import CaseKey, case_id, short_names
+from vlmgate.decision import case_standing
 from vlmgate.dispatch import DispatchCounts
 from vlmgate.models.base import ModelDescription
+from vlmgate.records import FAIL, INCONCLUSIVE
 from vlmgate.report.record import (
     SCHEMA_VERSION,
     CaseRecord,
@@ -72,7 +74,32 @@ def metric_record(judgement: "Judgement") -> MetricRecord:
         limit=threshold.describe() if threshold else None, passed=judgement.verdict.passed,
         message=judgement.verdict.message, units=dict(result.units), details=dict(result.details),
         clusters=dict(result.clusters), count=result.count, worst=tuple(result.worst),
+        outcome=judgement.verdict.outcome, tier=threshold.tier if threshold else None, effect=judgement.effect,
+        needed_n=judgement.verdict.needed_n,
+        change_limits={key: float(bound) for key in ("max_increase", "max_decrease")
+                       if threshold is not None and threshold.gates_change
+                       and (bound := getattr(threshold, key)) is not None},
+        change=_judged_change(judgement),
     )
+
+
+def _standing(outcome: str, judgements: Sequence["Judgement"] | None) -> str | None:
+    """The case's standing from its gates; a test that failed for another reason (its snapshot
+    differs) stands as failed whatever its gates said."""
+    if not judgements:
+        return None
+    standing = case_standing((j.verdict.outcome, j.effect) for j in judgements)
+    return FAIL if outcome == "failed" and standing not in (FAIL, INCONCLUSIVE) else standing
+
+
+def _judged_change(judgement: "Judgement") -> dict[str, Any] | None:
+    """The change the gate judged, with the level it was decided at (``report.multiplicity``)."""
+    change = judgement.change
+    if change is None or not change.tested:
+        return None
+    return {"delta": float(change.delta), "p_value": float(change.p_value), "decided_at": float(change.decided_at),
+            "significant": bool(change.significant), "test": change.test, "n_pairs": int(change.n_pairs),
+            "baseline": judgement.baseline_digest}
 
 
 def unparametrized_nodeid(nodeid: str, params_id: str | None) -> str:
@@ -95,6 +122,7 @@ def case_payload(*, settings: Settings, key: CaseKey, nodeid: str, params_id: st
         outcome=outcome,
         metrics=tuple(metric_record(j) for j in judgements or ()),
         error=None if judgements else error,
+        standing=_standing(outcome, judgements),
     )
     payload: dict[str, Any] = {"case": case_to_dict(record), "fingerprints": fingerprints}
     if dispatch:

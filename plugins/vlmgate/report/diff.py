@@ -16,10 +16,14 @@ for every metric of a paired case
   set (RAS over the samples each run answered right) the paired means differ from the
   whole-set values, and the change can even have the other sign than the difference of
   the values; ``MetricDiff.paired_units_differ`` says when, and the formats show both;
-* adjusts the p-values of all tests of the diff together (Holm, ``report.multiplicity``),
-  so that a change is *significant* when its adjusted p-value is below alpha: a record
-  compared with itself, or two equally good checkpoints, show no significant change
-  however many metrics they hold.
+* decides each change at its family's level (``report.multiplicity``): a metric whose limit
+  bounds its change belongs to the run's *gated changes*, decided at alpha over their
+  number (Bonferroni) or, where the later run was gated against this very record, at the
+  level its gate used (read back from the record), so the diff and the pytest gate reach
+  the same p-value and the same decision; the other metrics form the *recorded changes*,
+  adjusted the same way among themselves. A change is *significant* when its adjusted
+  p-value is below alpha: a record compared with itself, or two equally good checkpoints,
+  show no significant change however many metrics they hold.
 
 A significant change is a *regression* when it goes the metric's worse way (flip rates up,
 accuracy down; ``MetricSpec.better``) and an *improvement* otherwise. A metric with no
@@ -43,10 +47,10 @@ from typing import Iterator
 from vlmgate.cases import CaseKey
 from vlmgate.metrics.paired import ALPHA, PairedChange, compare_units
 from vlmgate.records import MetricResult, is_worse
-from vlmgate.report.multiplicity import holm_adjust
+from vlmgate.report.multiplicity import GATED_FAMILY, RECORDED_FAMILY, adjusted_p, level
 from vlmgate.report.pairing import CaseIndex, CasePairing
 from vlmgate.report.record import CaseRecord, MetricRecord, RunRecord
-from vlmgate.report.verdicts import FAILED, INERT, PASSED, standing
+from vlmgate.report.verdicts import FAILED, INERT, PASSED, UNDECIDED_GATE, record_decision, standing
 from vlmgate.seeding import rng_for
 
 REGRESSED = "regressed"
@@ -61,6 +65,8 @@ STATUSES = (REGRESSED, IMPROVED, NOT_SIGNIFICANT, UNTESTED, ADDED, REMOVED)
 PASS, FAIL, ABSENT = PASSED, FAILED, "-"
 #: How a gate's verdict moved between the runs.
 NEWLY_FAILING, FIXED, STILL_FAILING, UNCHANGED = "newly_failing", "fixed", "still_failing", "unchanged"
+#: A gate whose interval now straddles its limit (and did not before): neither fixed nor failing.
+NEWLY_INCONCLUSIVE = "newly_inconclusive"
 
 
 def verdict_of(metric: MetricRecord | None) -> str:
@@ -82,8 +88,10 @@ class MetricDiff:
     before: MetricRecord | None
     after: MetricRecord | None
     change: PairedChange | None
-    #: The change's p-value adjusted over every test of the diff (Holm); NaN when untested.
+    #: The change's p-value adjusted over its family (``report.multiplicity``); NaN when untested.
     p_adjusted: float = math.nan
+    #: ``gated changes`` or ``recorded changes``: the family the change was adjusted in.
+    family: str = RECORDED_FAMILY
 
     @property
     def better(self) -> str:
@@ -100,16 +108,19 @@ class MetricDiff:
 
     @property
     def transition(self) -> str:
-        """``newly_failing``, ``fixed``, ``still_failing`` or ``unchanged``, from the two verdicts."""
+        """``newly_failing``, ``newly_inconclusive``, ``fixed``, ``still_failing`` or ``unchanged``,
+        from the two verdicts."""
         before, after = self.verdicts
         if after == FAIL:
             return STILL_FAILING if before == FAIL else NEWLY_FAILING
+        if after == UNDECIDED_GATE and before != UNDECIDED_GATE:
+            return NEWLY_INCONCLUSIVE
         return FIXED if before == FAIL and after == PASS else UNCHANGED
 
     @property
     def significant(self) -> bool:
-        """The paired change is significant after the diff's multiplicity adjustment."""
-        return self.change is not None and self.change.tested and self.p_adjusted < ALPHA
+        """The paired change is significant at its family's level (its adjusted p-value is below alpha)."""
+        return self.change is not None and self.change.significant
 
     @property
     def paired_units_differ(self) -> bool:
@@ -153,6 +164,8 @@ class RunDiff:
     after_source: str
     pairing: CasePairing
     rows: tuple[MetricDiff, ...]
+    #: Each run's decision (``vlmgate.decision``: GO / NO-GO / INCONCLUSIVE), before and after.
+    decisions: tuple[str, str] = ("", "")
 
     def with_status(self, status: str) -> list[MetricDiff]:
         return [row for row in self.rows if row.status == status]
@@ -178,8 +191,12 @@ class RunDiff:
 
     @property
     def tests(self) -> int:
-        """Paired tests the diff ran: the ``m`` of the multiplicity adjustment."""
+        """Paired tests the diff ran, in both families."""
         return sum(not math.isnan(row.p_adjusted) for row in self.rows)
+
+    def family_tests(self, family: str) -> int:
+        """Paired tests of one family (``gated changes`` or ``recorded changes``)."""
+        return sum(not math.isnan(row.p_adjusted) and row.family == family for row in self.rows)
 
     @property
     def compared(self) -> int:
@@ -204,25 +221,31 @@ def change_rng(seed: int, key: CaseKey, metric: str):
 
 
 def compare_metric(before: MetricRecord, after: MetricRecord | MetricResult, *, seed: int, key: CaseKey,
-                   where: str = "") -> PairedChange:
+                   where: str = "", decide_at: float = ALPHA) -> PairedChange:
     """The paired change of one metric between two records of the same case (``after`` may be a
-    result just computed: the baseline gate and the diff test a change the same way)."""
+    result just computed: the baseline gate and the diff test a change the same way, at the
+    same level ``decide_at``, so they reach the same p-value and the same decision)."""
     return compare_units(after.name, after.kind, before.units, after.units, rng=change_rng(seed, key, after.name),
                          clusters={**before.clusters, **after.clusters}, before_value=before.value,
-                         after_value=after.value, where=where)
+                         after_value=after.value, where=where, decide_at=decide_at)
 
 
-def _case_rows(before: CaseRecord | None, after: CaseRecord, seed: int) -> list[MetricDiff]:
-    rows = []
+def _pending_rows(before: CaseRecord | None, after: CaseRecord) -> list[MetricDiff]:
+    """The case's metrics in both runs, their changes not yet tested (``diff_runs`` tests them)."""
     names = [m.name for m in after.metrics]
     if before is not None:
         names += [m.name for m in before.metrics if m.name not in names]
-    for name in names:
-        old = before.metric(name) if before is not None else None
-        new = after.metric(name)
-        change = compare_metric(old, new, seed=seed, key=after.key, where=f"case {after.id}") if old and new else None
-        rows.append(MetricDiff(after.id, after.test, after.key, name, old, new, change))
-    return rows
+    return [MetricDiff(after.id, after.test, after.key, name, before.metric(name) if before is not None else None,
+                       after.metric(name), None) for name in names]
+
+
+def _family(row: MetricDiff) -> str:
+    """A metric whose limit (in the later run) bounds its change is one of the run's gated changes."""
+    return GATED_FAMILY if row.after is not None and row.after.change_limits else RECORDED_FAMILY
+
+
+def _testable(row: MetricDiff) -> bool:
+    return row.before is not None and row.after is not None and bool(set(row.before.units) & set(row.after.units))
 
 
 def nothing_paired(before: RunRecord, after: RunRecord, pairing: CasePairing) -> str:
@@ -253,14 +276,34 @@ def diff_runs(before: RunRecord, after: RunRecord, *, before_source: str = "befo
         counterpart = index.find(pairing.counterpart_key(case.key), case.test)
         if counterpart is not None:
             matched.add((counterpart.id, counterpart.test))
-        rows.extend(_case_rows(counterpart, case, after.seed))
+        rows.extend(_pending_rows(counterpart, case))
     for case in before.cases:
         if (case.id, case.test) not in matched:
             rows.extend(MetricDiff(case.id, case.test, case.key, m.name, m, None, None) for m in case.metrics)
-    return RunDiff(before_source, after_source, pairing, adjusted(rows))
+    return RunDiff(before_source, after_source, pairing, tested(rows, seed=after.seed, baseline=before.digest),
+                   (record_decision(before).verdict, record_decision(after).verdict))
 
 
-def adjusted(rows: list[MetricDiff]) -> tuple[MetricDiff, ...]:
-    """``rows`` with their p-values adjusted together (Holm over the tested ones)."""
-    p_values = [row.change.p_value if row.change is not None and row.change.tested else math.nan for row in rows]
-    return tuple(replace(row, p_adjusted=float(p)) for row, p in zip(rows, holm_adjust(p_values)))
+def tested(rows: list[MetricDiff], *, seed: int, baseline: str) -> tuple[MetricDiff, ...]:
+    """``rows`` with their changes tested, each at its family's level (``report.multiplicity``).
+
+    A gated change that the later run's gate already judged against this very record
+    (``baseline``: its digest) is decided at the level that gate used, so both reach the
+    same p-value and the same decision; the others at alpha over their family's size.
+    """
+    sizes = {family: sum(_testable(row) and _family(row) == family for row in rows)
+             for family in (GATED_FAMILY, RECORDED_FAMILY)}
+    done = []
+    for row in rows:
+        family = _family(row)
+        if row.before is None or row.after is None:
+            done.append(replace(row, family=family))
+            continue
+        judged = row.after.change
+        decide_at = (float(judged["decided_at"]) if family == GATED_FAMILY and judged is not None
+                     and judged.get("baseline") == baseline else level(sizes[family]))
+        change = compare_metric(row.before, row.after, seed=seed, key=row.key, where=f"case {row.case}",
+                                decide_at=decide_at)
+        p_adjusted = adjusted_p(change.p_value, decide_at) if change.tested else math.nan
+        done.append(replace(row, change=change, p_adjusted=p_adjusted, family=family))
+    return tuple(done)

@@ -17,8 +17,9 @@ A row reads ``case | metric | before | verdict | after | verdict | change | pair
 status``. ``change`` is ``after − before`` on the units both runs scored; where those
 differ from the runs' whole sets (``MetricDiff.paired_units_differ``) the cell says so,
 ``-0.0117 (paired 0.0301→0.0184)``, with ``pairs`` ``35 of 40/45``, and a footnote says
-why the change can disagree with the whole-set values. ``p`` is Holm-adjusted over the
-diff's tests (``report.multiplicity``).
+why the change can disagree with the whole-set values. ``p`` is Bonferroni-adjusted over
+its family (``report.multiplicity``): the gated changes, at the level the gate used, or the
+recorded changes. The summary opens with both runs' decisions (GO / NO-GO / INCONCLUSIVE).
 """
 
 from __future__ import annotations
@@ -33,16 +34,17 @@ from vlmgate.report.diff import (
     FIXED,
     IMPROVED,
     NEWLY_FAILING,
+    NEWLY_INCONCLUSIVE,
     REGRESSED,
     STILL_FAILING,
     UNCHANGED,
     MetricDiff,
     RunDiff,
 )
-from vlmgate.report.multiplicity import METHOD
+from vlmgate.report.multiplicity import GATED_FAMILY, METHOD, RECORDED_FAMILY
 
 FORMATS = ("text", "json", "markdown")
-COLUMNS = ("case", "metric", "before", "verdict", "after", "verdict", "change", "pairs", "p (Holm)", "status")
+COLUMNS = ("case", "metric", "before", "verdict", "after", "verdict", "change", "pairs", "p (adj.)", "status")
 _STATUS_WORDS = {"not_significant": "n.s.", REGRESSED: "REGRESSED"}
 #: What the change column means, said in every format.
 CHANGE_MEANING = "change = after - before on the units both runs scored (paired)"
@@ -78,8 +80,12 @@ def summary(diff: RunDiff) -> str:
     """``1 gate newly failing: <gate>; 0 fixed; 2 significant changes without a limit``, with
     the gates still failing and the gated metrics significantly worse when there are any."""
     parts = []
+    if all(diff.decisions):
+        parts.append(f"decision {diff.decisions[0]} -> {diff.decisions[1]}")
     for rows, one, many, always in (
             (diff.with_transition(NEWLY_FAILING), "gate newly failing", "gates newly failing", True),
+            (diff.with_transition(NEWLY_INCONCLUSIVE), "gate newly inconclusive", "gates newly inconclusive",
+             False),
             (diff.with_transition(FIXED), "fixed", "fixed", True),
             (diff.with_transition(STILL_FAILING), "still failing", "still failing", False),
             (diff.gated_regressions, "gated metric significantly worse", "gated metrics significantly worse",
@@ -121,8 +127,9 @@ def row_cells(row: MetricDiff) -> tuple[str, ...]:
 
 
 def _method(diff: RunDiff) -> str:
-    return (f"{CHANGE_MEANING}; p adjusted over {_counted(diff.tests, 'test', 'tests')} ({METHOD}, family-wise "
-            f"alpha {ALPHA:g})")
+    return (f"{CHANGE_MEANING}; p adjusted ({METHOD}, family-wise alpha {ALPHA:g}) over its family: "
+            f"{_counted(diff.family_tests(GATED_FAMILY), 'gated change', 'gated changes')} (at the level the gate "
+            f"used), {_counted(diff.family_tests(RECORDED_FAMILY), 'recorded change', 'recorded changes')}")
 
 
 def _pairing_lines(diff: RunDiff) -> list[str]:
@@ -240,6 +247,7 @@ def _json_row(row: MetricDiff) -> dict[str, Any]:
             "fell": change.fell, "p_value": change.p_value,
             "p_adjusted": None if math.isnan(row.p_adjusted) else row.p_adjusted,
             "significant": row.significant, "paired_units_differ": row.paired_units_differ,
+            "family": row.family, "decided_at": getattr(change, "decided_at", None),
         },
     }
 
@@ -247,7 +255,9 @@ def _json_row(row: MetricDiff) -> dict[str, Any]:
 def format_json(diff: RunDiff) -> str:
     data = {
         "summary": summary(diff), "before": diff.before_source, "after": diff.after_source, "alpha": ALPHA,
-        "change": CHANGE_MEANING, "multiplicity": {"method": METHOD, "alpha": ALPHA, "tests": diff.tests},
+        "change": CHANGE_MEANING, "decisions": {"before": diff.decisions[0], "after": diff.decisions[1]},
+        "multiplicity": {"method": METHOD, "alpha": ALPHA, "tests": diff.tests,
+                         "families": {family: diff.family_tests(family) for family in (GATED_FAMILY, RECORDED_FAMILY)}},
         "pairing": {"models": dict(diff.pairing.models), "benchmarks": dict(diff.pairing.benchmarks)},
         "counts": diff.counts(), "newly_failing": _names_json(diff.with_transition(NEWLY_FAILING)),
         "fixed": _names_json(diff.with_transition(FIXED)),

@@ -8,7 +8,7 @@ model specs, messages) is HTML-escaped: benchmark data is not trusted markup.
 The reader's first question is "can this ship?", the second "what stops it?", so the
 document goes, top to bottom (``report.verdicts`` decides the words):
 
-1. **the verdict banner** (the first thing on screen): PASS / FAIL / INCOMPLETE, the
+1. **the decision banner** (the first thing on screen): GO / NO-GO / INCONCLUSIVE, the
    model(s) and benchmark(s) with the date as the title, the baseline, the case counts,
    and each failing gate with its one-line reason, linked to its failure below and to its
    minimal failing images where the search found some; a run cut short also gets its
@@ -45,13 +45,14 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from vlmgate.decision import GO
 from vlmgate.metrics.paired import ALPHA
 from vlmgate.report.charts import Bar, interval_bars, matplotlib_available
 from vlmgate.report.diff import REGRESSED, RunDiff, diff_runs
 from vlmgate.report.diff_format import CHANGE_MEANING, COLUMNS, label, row_cells, sections, summary
 from vlmgate.report.failure import control_line, evidence_lines, perturbed_text
 from vlmgate.report.local_files import LocalFiles
-from vlmgate.report.multiplicity import METHOD
+from vlmgate.report.multiplicity import GATED_FAMILY, METHOD, RECORDED_FAMILY
 from vlmgate.report.pairing import function_name
 from vlmgate.report.record import CaseRecord, MetricRecord, RunRecord
 from vlmgate.report.reproduce import Reproduction
@@ -60,6 +61,7 @@ from vlmgate.report.verdicts import (
     INERT,
     PASSED,
     RECORDED,
+    UNDECIDED_GATE,
     FailingGate,
     RunVerdict,
     limit_bounds,
@@ -97,11 +99,15 @@ img { max-width: 100%; height: auto; }
 header.verdict { margin: 0 -1.5em 1em; padding: 0.8em 1.5em; border-bottom: 4px solid; }
 header.verdict.fail { background: #ffebe9; border-color: #cf222e; }
 header.verdict.pass { background: #dafbe1; border-color: #1a7f37; }
-header.verdict.incomplete { background: #fff1e5; border-color: #bc4c00; }
+header.verdict.incomplete, header.verdict.inconclusive { background: #fff1e5; border-color: #bc4c00; }
+header.verdict.no-go { background: #ffebe9; border-color: #cf222e; }
+header.verdict.go { background: #dafbe1; border-color: #1a7f37; }
 .stamp { display: inline-block; margin: 0; padding: 0.1em 0.6em; font-size: 1.6em; font-weight: bold; color: #fff;
          border-radius: 4px; }
 .verdict.fail .stamp { background: #cf222e; } .verdict.pass .stamp { background: #1a7f37; }
-.verdict.incomplete .stamp { background: #bc4c00; }
+.verdict.incomplete .stamp, .verdict.inconclusive .stamp { background: #bc4c00; }
+.verdict.no-go .stamp { background: #cf222e; } .verdict.go .stamp { background: #1a7f37; }
+span.inconclusive { color: #bc4c00; font-weight: bold; }
 header.verdict ul { margin: 0.3em 0; padding-left: 1.3em; } header.verdict p { margin: 0.3em 0; }
 .incomplete { background: #fff1e5; border: 2px solid #cf222e; padding: 0.5em 1em; font-weight: bold; color: #cf222e; }
 details { margin: 0.4em 0; } summary { cursor: pointer; }
@@ -135,10 +141,13 @@ def _anchor(prefix: str, case: CaseRecord) -> str:
 
 
 def _standing_cell(metric: MetricRecord) -> str:
-    """The verdict cell: ``FAIL``, ``pass``, ``pass, inert`` or ``recorded``, each its own colour."""
+    """The verdict cell: ``FAIL``, ``INCONCLUSIVE``, ``pass``, ``pass, inert`` or ``recorded``, each its own colour."""
     kind = standing(metric)
     if kind == FAILED:
         return '<span class="fail">FAIL</span>'
+    if kind == UNDECIDED_GATE:
+        return ('<span class="inconclusive" title="the interval straddles the limit: neither within nor past it">'
+                "INCONCLUSIVE</span>")
     if kind == INERT:
         return ('<span class="inert" title="this limit could not have failed at this run\'s n">'
                 "pass, inert</span>")
@@ -211,17 +220,20 @@ def _banner(record: RunRecord, verdict: RunVerdict, baseline_source: str | None,
                  + (f", first {_e(limit)} samples" if limit is not None else ""))
     parts = [f'<header id="verdict" class="verdict {verdict.verdict.lower()}">',
              f'<p class="stamp">{verdict.verdict}</p>',
+             *(f"<p>{_e(reason)}</p>" for reason in (verdict.decision.reasons if verdict.decision else ())),
              f"<h1>{_e(_models_and_benchmarks(record))}{when}</h1>",
              f'<p>{" · ".join(facts)}</p>']
     if verdict.failing:
         minimal = _minimal_instances(record.cases)
         count = len(verdict.failing)
-        parts.append(f"<p><strong>{count} failing gate{'s' if count != 1 else ''}:</strong></p>")
+        undecided = sum(gate.metric is not None and gate.metric.verdict == UNDECIDED_GATE for gate in verdict.failing)
+        what = f"{count - undecided} failing" + (f" and {undecided} inconclusive" if undecided else "")
+        parts.append(f"<p><strong>{what} gate{'s' if count != 1 else ''}:</strong></p>")
         items = [_gate_item(gate, minimal) for gate in verdict.failing[:BANNER_GATES]]
         if count > BANNER_GATES:
             items.append(f'<li><a href="#failures">{count - BANNER_GATES} more under Failures</a></li>')
         parts.append(f"<ul>{''.join(items)}</ul>")
-    elif verdict.verdict == "PASS":
+    elif verdict.verdict == GO:
         gated = sum(standing(m) != RECORDED for case in record.cases for m in case.metrics)
         parts.append(f"<p>Every gate passes ({gated} gated metrics).</p>")
     if diff is not None:
@@ -285,7 +297,8 @@ def _failures_section(record: RunRecord, verdict: RunVerdict) -> str:
                 parts.append(f"<pre>{_e(case.error or case.outcome)}</pre>")
                 continue
             evidence = evidence_lines(metric, unit_of(case, metric.name))
-            parts.append(f'<p class="fail">{_e(metric.message)}</p>'
+            css = "inconclusive" if metric.verdict == UNDECIDED_GATE else "fail"
+            parts.append(f'<p class="{css}">{_e(metric.message)}</p>'
                          + (f"<ul>{''.join(f'<li>{_e(line)}</li>' for line in evidence)}</ul>" if evidence else "")
                          + _worst_table(metric))
         controls = [line for metric in case.metrics if (line := control_line(metric))]
@@ -309,7 +322,8 @@ def _change_text(row) -> str:
     paired = (f" (paired {change.before:.4f} → {change.after:.4f})" if row.paired_units_differ else "")
     images = f" in {change.n_clusters} images" if change.n_clusters is not None else ""
     return (f"{values}, change {change.delta:+.4f}{paired} on {change.n_pairs} paired units{images}, "
-            f"{change.test} p = {change.p_value:.3g}, {METHOD}-adjusted p = {_num(row.p_adjusted, '.3g')}")
+            f"{change.test} p = {change.p_value:.3g}, {METHOD}-adjusted p = {_num(row.p_adjusted, '.3g')} "
+            f"({row.family})")
 
 
 def _diff_section(diff: RunDiff) -> str:
@@ -317,9 +331,10 @@ def _diff_section(diff: RunDiff) -> str:
              f"<p>{_e(diff.before_source)} → {_e(diff.after_source)}</p>",
              f"<p><strong>{_e(summary(diff))}</strong></p>",
              f'<p class="note">{_e(CHANGE_MEANING)}; a change is significant when its p-value, adjusted with '
-             f"{METHOD} over the {diff.tests} tests of this comparison, is below {ALPHA:g}. A change limit "
-             "of the gate is judged on its own, unadjusted p: it can fail a case whose row here reads "
-             "n.s.</p>"]
+             f"{METHOD} over its family, is below {ALPHA:g}: the {diff.family_tests(GATED_FAMILY)} {GATED_FAMILY} "
+             f"(metrics whose limit bounds their change, decided at the level the gate used) and the "
+             f"{diff.family_tests(RECORDED_FAMILY)} {RECORDED_FAMILY}. A change limit fails a case exactly when "
+             "its row here is significant and beyond the limit.</p>"]
     for title, rows in sections(diff):
         if not rows:
             continue

@@ -26,7 +26,10 @@ report renders one, and ``--vlmgate-baseline`` gates a candidate against one. It
 
 Schema 2 added ``completeness``; the version was bumped so that a vlmgate that cannot see
 the mark refuses a record that may be partial. Schema 1 records are still read: they carry
-no mark, and read as complete (``Completeness()``), as their writers assumed.
+no mark, and read as complete (``Completeness()``), as their writers assumed. Schema 3
+made verdicts three-way (``outcome``: pass, fail, inconclusive, recorded; each case's
+``standing`` and tier ``effect``) and stores the change each gate judged with the level it
+was decided at; older records read with outcomes derived from ``passed``.
 
 The JSON is deterministic: sorted keys, cases sorted by id, floats written as produced
 (``repr``, so they read back bit-identical; a metric with nothing measured is ``NaN``).
@@ -42,15 +45,19 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vlmgate.cases import CaseKey
+from vlmgate.decision import CASE_STANDINGS, ERROR
 from vlmgate.dispatch import DispatchCounts
 from vlmgate.errors import RecordError
 from vlmgate.models.base import ModelDescription
-from vlmgate.records import DIRECTIONS, KINDS, LIMIT_KINDS, WorstSample
+from vlmgate.records import DIRECTIONS, FAIL, KINDS, LIMIT_KINDS, PASS, RECORDED, WorstSample
+from vlmgate.records import OUTCOMES as VERDICT_OUTCOMES
 
-#: Bumped when a field changes meaning, is removed, or must not be ignored (2: ``completeness``).
-SCHEMA_VERSION = 2
+#: Bumped when a field changes meaning, is removed, or must not be ignored (2: ``completeness``;
+#: 3: three-way verdicts, where ``passed`` is false for an inconclusive gate and ``outcome``
+#: and the case's ``standing`` must be read).
+SCHEMA_VERSION = 3
 #: Versions this vlmgate reads; older ones are upgraded on reading (see the module docstring).
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 RUN_FILE = "run.json"
 OUTCOMES = ("passed", "failed", "skipped", "error")
 
@@ -90,6 +97,30 @@ class MetricRecord:
     #: Which limits failed: ``value`` and / or ``change`` (``records.Verdict``); empty in a
     #: passing metric and in records written before it was stored.
     failed_limits: tuple[str, ...] = ()
+    #: ``pass``, ``fail``, ``inconclusive`` or ``recorded`` (``records.OUTCOMES``); ``None`` in
+    #: records written before verdicts were three-way (``verdict`` derives it from ``passed``).
+    outcome: str | None = None
+    #: The limit's tier and what the verdict did to the run under its policy (``vlmgate.decision``).
+    tier: str | None = None
+    effect: str | None = None
+    #: For an inconclusive verdict, about how many independent units would decide it.
+    needed_n: int | None = None
+    #: The change bounds of the limit (``max_increase`` / ``max_decrease``), for the diff's
+    #: family of gated changes; empty when the limit bounds no change.
+    change_limits: Mapping[str, float] = field(default_factory=dict)
+    #: The change since the baseline as the gate judged it (``delta``, ``p_value``,
+    #: ``decided_at``, ``significant``, ``test``, ``baseline``: the baseline record's digest);
+    #: ``None`` when no change was judged.
+    change: Mapping[str, Any] | None = None
+
+    @property
+    def verdict(self) -> str:
+        """The metric's outcome, derived for older records: ``recorded`` without a limit, else pass / fail."""
+        if self.outcome is not None:
+            return self.outcome
+        if self.limit is None:
+            return RECORDED
+        return PASS if self.passed else FAIL
 
 
 @dataclass(frozen=True)
@@ -107,9 +138,25 @@ class CaseRecord:
     outcome: str
     metrics: tuple[MetricRecord, ...] = ()
     error: str | None = None
+    #: How the case stands (``decision.case_standing``: fail, inconclusive, warned, pass,
+    #: recorded); ``None`` in older records, where ``standing_or_derived`` derives it.
+    standing: str | None = None
 
     def metric(self, name: str) -> MetricRecord | None:
         return next((m for m in self.metrics if m.name == name), None)
+
+    @property
+    def standing_or_derived(self) -> str:
+        """The case's standing, or for a case that ended outside its gate ``error`` / ``skipped``."""
+        if self.outcome == "error" or (self.outcome == "failed" and not self.metrics):
+            return ERROR
+        if self.outcome == "skipped":
+            return "skipped"
+        if self.standing is not None:
+            return self.standing
+        if self.outcome == "failed":
+            return FAIL
+        return PASS if any(m.verdict == PASS for m in self.metrics) else RECORDED
 
 
 @dataclass(frozen=True)
@@ -175,6 +222,13 @@ class RunRecord:
         data = self.to_dict()
         del data["environment"]
         return data
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the comparable part: names the release a later run's changes were judged against."""
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.comparable(), sort_keys=True).encode()).hexdigest()
 
     @classmethod
     def from_json(cls, text: str, source: str = "<run record>") -> "RunRecord":
@@ -326,9 +380,24 @@ def _read_metric(reader: _Reader, data: Any) -> MetricRecord:
         n_clusters=reader.field(data, "n_clusters", int, optional=True),
         inert=bool(reader.field(data, "inert", bool, optional=True)),
         failed_limits=_failed_limits(reader, data),
+        outcome=reader.choice(data, "outcome", VERDICT_OUTCOMES) if data.get("outcome") is not None else None,
+        tier=reader.field(data, "tier", str, optional=True),
+        effect=reader.field(data, "effect", str, optional=True),
+        needed_n=reader.field(data, "needed_n", int, optional=True),
+        change_limits=_change_limits(reader, data),
+        change=dict(reader.field(data, "change", Mapping, optional=True) or {}) or None,
         worst=tuple(_read_worst(reader.at("worst").at(i), w) for i, w in enumerate(reader.field(data, "worst", list)))
         if "worst" in data else (),
     )
+
+
+def _change_limits(reader: _Reader, data: Mapping[str, Any]) -> dict[str, float]:
+    limits = reader.table(reader.field(data, "change_limits", Mapping, optional=True) or {})
+    for key, bound in limits.items():
+        if key not in ("max_increase", "max_decrease") or isinstance(bound, bool) \
+                or not isinstance(bound, (int, float)):
+            raise reader.at("change_limits").at(key).fail(f"{key} = {bound!r} is not a change bound")
+    return {key: float(bound) for key, bound in limits.items()}
 
 
 def _clusters(reader: _Reader, data: Mapping[str, Any]) -> dict[str, str]:
@@ -364,6 +433,7 @@ def _read_case(reader: _Reader, data: Any) -> CaseRecord:
         outcome=reader.choice(data, "outcome", OUTCOMES),
         metrics=tuple(_read_metric(reader.at("metrics").at(i), m) for i, m in enumerate(metrics)),
         error=reader.field(data, "error", str, optional=True),
+        standing=reader.choice(data, "standing", CASE_STANDINGS) if data.get("standing") is not None else None,
     )
 
 

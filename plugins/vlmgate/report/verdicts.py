@@ -3,14 +3,16 @@
 A release manager opens a report to answer one question, "can this ship?", and then
 "what stops it?". The record holds every case and metric; this module reduces it to
 
-* the run's verdict: ``FAIL`` when any case failed or errored, else ``INCOMPLETE`` when
-  the run stopped early (a partial green run is not a pass), else ``PASS``;
+* the run's decision (``vlmgate.decision``): ``NO-GO`` when a gate whose tier stops the
+  release failed or a case errored, else ``INCONCLUSIVE`` when a gate whose tier holds the
+  release straddled its limit or the run stopped early (a partial green run is not a
+  pass), else ``GO``: the same decision the pytest run stated and exited with;
 * the failing gates (values past their own limit first, then those failed only by their change
   since the baseline), each with a one-line reason: the value, interval and limit, and how
   much it rests on (``3 of 130 instances flipped, on 1 of 50 images``);
-* each metric's standing: ``fail``, ``pass``, ``inert`` (passed, but its limit could not
-  have failed at this n) or ``recorded`` (no limit: a measurement, not a gate), which a
-  plain "pass" would blur;
+* each metric's standing: ``fail``, ``inconclusive`` (its interval straddles the limit),
+  ``pass``, ``inert`` (passed, but its limit could not have failed at this n) or
+  ``recorded`` (no limit: a measurement, not a gate), which a plain "pass" would blur;
 * each skipped case's reason, as text: older records stored pytest's
   ``(file, line, reason)`` tuple as its ``repr``, which is unwrapped here.
 
@@ -27,24 +29,22 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping
 
-from vlmgate.records import CHANGE_LIMIT
+from vlmgate.decision import CASE_STANDINGS, ERROR, Decision, decide
+from vlmgate.records import CHANGE_LIMIT, FAIL, INCONCLUSIVE, PASS
+from vlmgate.records import RECORDED as RECORDED_OUTCOME
 from vlmgate.report.failure import count_line
 from vlmgate.report.record import CaseRecord, MetricRecord, RunRecord
 
-PASS, FAIL, INCOMPLETE = "PASS", "FAIL", "INCOMPLETE"
 #: A metric's standing (``standing``).
-FAILED, PASSED, INERT, RECORDED = "fail", "pass", "inert", "recorded"
+FAILED, PASSED, INERT, RECORDED, UNDECIDED_GATE = FAIL, PASS, "inert", RECORDED_OUTCOME, INCONCLUSIVE
 _BOUND = re.compile(r"\b(?:max|min) (-?(?:inf|[0-9.]+(?:e[-+]?[0-9]+)?))(?= |$|;)")
 _SKIP_PREFIX = "Skipped: "
 
 
 def standing(metric: MetricRecord) -> str:
-    """``fail``, ``pass``, ``inert`` or ``recorded`` (see the module docstring)."""
-    if metric.limit is None:
-        return RECORDED
-    if not metric.passed:
-        return FAILED
-    return INERT if metric.inert else PASSED
+    """``fail``, ``inconclusive``, ``pass``, ``inert`` or ``recorded`` (see the module docstring)."""
+    outcome = metric.verdict
+    return INERT if outcome == PASS and metric.inert else outcome
 
 
 def limit_bounds(limit: str | None) -> tuple[float, ...]:
@@ -73,8 +73,17 @@ def reason(case: CaseRecord, metric: MetricRecord) -> str:
     """One line: ``follow_rate 0.0231 [0.0079, 0.0657], limit max 0 (strict) · 3 of 130 instances ...``."""
     line = (f"{metric.name} {_number(metric.value)} [{_number(metric.ci_low)}, {_number(metric.ci_high)}], "
             f"limit {metric.limit}")
+    if metric.verdict == INCONCLUSIVE:
+        needed = f", about {metric.needed_n} would decide it" if metric.needed_n else ""
+        line += f" · INCONCLUSIVE: the interval straddles the limit{needed}"
+    if metric.tier is not None and metric.verdict in (FAIL, INCONCLUSIVE):
+        line += f" · {metric.tier} tier: {metric.effect}"
     if CHANGE_LIMIT in metric.failed_limits:
         line += " · changed beyond its limit since the baseline"
+    if metric.change is not None:
+        significant = "significant" if metric.change.get("significant") else "not significant"
+        line += (f" · change {float(metric.change['delta']):+.4f}, p = {float(metric.change['p_value']):.3g} at "
+                 f"level {float(metric.change['decided_at']):.3g} ({significant})")
     if metric.inert:
         line += " · inert: could not fail at this n (an error under --vlmgate-strict)"
     counted = count_line(metric, unit_of(case, metric.name))
@@ -120,6 +129,14 @@ class FailingGate:
         return first[0] if first else self.case.outcome
 
 
+def record_decision(record: RunRecord) -> Decision:
+    """The run's decision from its cases' standings (``decision.decide``): the one the pytest run
+    stated, recomputed from the record so every reader of it states the same."""
+    standings = [case.standing_or_derived for case in record.cases]
+    return decide([s for s in standings if s in (*CASE_STANDINGS, ERROR)], complete=record.completeness.complete,
+                  incomplete_reason=record.completeness.reason or "")
+
+
 @dataclass(frozen=True)
 class RunVerdict:
     """The run at a glance (see the module docstring)."""
@@ -128,24 +145,26 @@ class RunVerdict:
     outcomes: Mapping[str, int]
     failing: tuple[FailingGate, ...]
     inert: int
+    decision: Decision | None = None
 
     @classmethod
     def of(cls, record: RunRecord) -> "RunVerdict":
-        outcomes = Counter(case.outcome for case in record.cases)
+        decision = record_decision(record)
+        outcomes = Counter(case.standing_or_derived for case in record.cases)
         failing = []
         for case in record.cases:
-            if case.outcome not in ("failed", "error"):
+            if case.standing_or_derived not in (FAIL, INCONCLUSIVE, "warned", ERROR):
                 continue
-            failed = [metric for metric in case.metrics if not metric.passed]
+            failed = [metric for metric in case.metrics if metric.verdict in (FAIL, INCONCLUSIVE)]
             failing += [FailingGate(case, metric) for metric in failed] or [FailingGate(case, None)]
         inert = sum(metric.inert for case in record.cases for metric in case.metrics)
-        verdict = FAIL if failing else PASS if record.completeness.complete else INCOMPLETE
-        # A value past its own limit reads first; gates failed only by their change since the
-        # baseline follow (the order within each group is the record's).
-        failing.sort(key=lambda gate: gate.only_changed)
-        return cls(verdict, dict(outcomes), tuple(failing), inert)
+        # Failures first, then inconclusive gates; a value past its own limit before a gate failed
+        # only by its change since the baseline (the order within each group is the record's).
+        failing.sort(key=lambda gate: (gate.metric is not None and gate.metric.verdict == INCONCLUSIVE,
+                                       gate.only_changed))
+        return cls(decision.verdict, dict(outcomes), tuple(failing), inert, decision)
 
     def describe_outcomes(self) -> str:
-        """``1 failed, 73 passed, 17 skipped``."""
-        order = ("failed", "error", "passed", "skipped")
+        """``1 fail, 2 inconclusive, 55 pass, 16 recorded``: the cases by standing."""
+        order = (*CASE_STANDINGS, ERROR, "skipped")
         return ", ".join(f"{self.outcomes[o]} {o}" for o in order if self.outcomes.get(o)) or "no cases"
