@@ -46,9 +46,13 @@ made at (``decide_at``), and the p-value is computed as far as that decision nee
   that interval lies wholly on one side of ``decide_at`` and is narrow enough to show
   (``DISPLAY_PRECISION``, up to ``DISPLAY_DRAWS``), or at the cap (``MAX_DRAWS``; for the
   bootstrap also ``MAX_BOOTSTRAP_WORK`` resampled units). The p shown is the Monte Carlo
-  p ``(1 + extreme) / (1 + draws)``; where the cap is reached with the interval still
-  straddling ``decide_at`` the decision is *unresolved* and the p is reported as the
-  interval's upper end (conservative), so it is never significant. Either way
+  p ``(1 + extreme) / (1 + draws)``. Where the cap is reached with the interval still
+  straddling ``decide_at``, the sign-flip test turns to **exact bounds**
+  (``sign_flip_bounds``: the differences rounded to a grid, whose exact law brackets the p),
+  refined until they leave ``decide_at`` (``p_method`` ``exact bounds``, the p shown their
+  upper end); where those too straddle it (or for the bootstrap, at its cap) the decision is
+  *unresolved* and the p is reported as its upper bound (conservative), so it is never
+  significant. In every case
   ``p_value < decided_at`` is exactly the decision, so it may be compared, or adjusted by
   ``min(1, p · alpha / decided_at)``, without reading the interval.
 
@@ -75,15 +79,17 @@ BOOTSTRAP_RESAMPLES = 2000
 SIGN_FLIP_RESAMPLES = 2000
 #: Draws after which a Monte Carlo p-value stops: its decision is then unresolved if still open.
 MAX_DRAWS = 10_000_000
-#: The paired bootstrap also stops at this many resampled units (draws × pairs).
-MAX_BOOTSTRAP_WORK = 400_000_000
+#: Draws after which the real-valued sign-flip test turns to exact bounds instead (cheaper there).
+SIGN_FLIP_MAX_DRAWS = 1_000_000
+#: The paired bootstrap also stops at this many table look-ups (draws × look-ups per draw).
+MAX_BOOTSTRAP_WORK = 50_000_000
 #: Chance that the Clopper–Pearson interval of a Monte Carlo p-value misses the exact p,
 #: over all rounds together (each round's interval is formed at its share).
 MC_ERROR = 1e-6
 #: Once decided, drawing goes on (up to ``DISPLAY_DRAWS``) until the interval's width is at
 #: most this share of the p shown.
 DISPLAY_PRECISION = 1.0
-DISPLAY_DRAWS = 200_000
+DISPLAY_DRAWS = 20_000
 #: Each round draws this many times what was drawn before it.
 _GROWTH = 4
 
@@ -91,6 +97,12 @@ _GROWTH = 4
 EXACT_SIGN_FLIPS = 16
 #: Largest ``G · Σ|D_g|`` for which integer differences get the exact distribution.
 EXACT_INTEGER_WORK = 50_000_000
+#: Where the draws leave a real-valued sign-flip decision open: the first grid of exact bounds
+#: (``sign_flip_bounds``), refined four-fold up to ``G · bins`` of this much work.
+BRACKET_BINS = 1 << 16
+MAX_BRACKET_WORK = 200_000_000
+#: Largest table of tuple sums the bootstrap resamples from (entries).
+_TUPLE_TABLE = 1 << 18
 #: Draws evaluated at once (memory: ``batch × bytes per draw``).
 _BATCH = 1 << 18
 
@@ -102,6 +114,7 @@ UNTESTED = "none"
 #: How a p-value was obtained (``PairedChange.p_method``).
 EXACT = "exact"
 MONTE_CARLO = "Monte Carlo"
+EXACT_BOUNDS = "exact bounds"
 NO_P = "none"
 
 
@@ -109,11 +122,11 @@ NO_P = "none"
 class PValue:
     """A p-value and how far it is resolved.
 
-    ``value`` is the exact p (``method`` ``exact``), or the Monte Carlo p
-    ``(1 + extreme) / (1 + draws)``; ``interval`` is the Clopper–Pearson interval of the
-    exact p at ``MC_ERROR`` (``(value, value)`` when exact). ``resolved`` is False when the
-    draws ran out with the interval still straddling ``decided_at``: ``value`` is then the
-    interval's upper end.
+    ``value`` is the exact p (``method`` ``exact``), the Monte Carlo p
+    ``(1 + extreme) / (1 + draws)``, or the upper of exact bounds; ``interval`` is the
+    Clopper–Pearson interval of the exact p at ``MC_ERROR``, or the exact bounds
+    (``(value, value)`` when exact). ``resolved`` is False when the interval still straddles
+    ``decided_at``: ``value`` is then its upper end.
     """
 
     value: float
@@ -140,10 +153,11 @@ class PairedChange:
 
     ``decided_at`` is the level the change was decided at (``ALPHA``, or ``alpha / m``
     after a multiplicity adjustment) and ``significant`` means ``p_value < decided_at``.
-    ``p_method`` says how the p-value was obtained (``exact``, ``Monte Carlo``, ``none``);
-    a Monte Carlo p comes with its ``draws`` and ``p_interval`` (Clopper–Pearson at
-    ``MC_ERROR``), and ``resolved`` is False when the draws ran out before the interval
-    left ``decided_at``: ``p_value`` is then the interval's upper end, never significant.
+    ``p_method`` says how the p-value was obtained (``exact``, ``Monte Carlo``,
+    ``exact bounds``, ``none``); a Monte Carlo p comes with its ``draws`` and ``p_interval``
+    (Clopper–Pearson at ``MC_ERROR``), exact bounds with ``p_interval`` = the bounds (and
+    ``p_value`` their upper end); ``resolved`` is False when neither left ``decided_at``:
+    ``p_value`` is then the upper bound, never significant.
     """
 
     metric: str
@@ -182,14 +196,16 @@ class PairedChange:
                 f"paired units{within}, {self.test} p = {self.p_value:.3g}{self.p_note()}")
 
     def p_note(self) -> str:
-        """How the p-value was resolved, for a Monte Carlo p (empty for an exact one)."""
-        if self.p_method != MONTE_CARLO or self.p_interval is None:
+        """How the p-value was resolved (empty for an exact one)."""
+        if self.p_method == EXACT or self.p_interval is None:
             return ""
         low, high = self.p_interval
+        bounds = f"[{low:.3g}, {high:.3g}]"
+        how = (f"Monte Carlo, {self.draws:,} draws, {bounds}" if self.p_method == MONTE_CARLO
+               else f"upper of exact bounds {bounds}")
         if not self.resolved:
-            return (f" (upper bound: {self.draws:,} draws left it unresolved at {self.decided_at:.3g}; "
-                    f"Monte Carlo interval [{low:.3g}, {high:.3g}])")
-        return f" (Monte Carlo, {self.draws:,} draws, [{low:.3g}, {high:.3g}])"
+            return f" (unresolved at {self.decided_at:.3g}: upper bound; {how})"
+        return f" ({how})"
 
 
 def mcnemar_exact(rose: int, fell: int) -> float:
@@ -244,6 +260,14 @@ def resolve(count: Callable[[int], int], *, decide_at: float, first: int, cap: i
 
 
 # -- paired bootstrap (independent units) ---------------------------------------------------
+def _tuple_sums(values: np.ndarray, size: int) -> np.ndarray:
+    """``Σ values[i_1..i_size]`` for every index tuple, flattened in row-major order (``n^size`` entries)."""
+    sums = np.zeros(1)
+    for _ in range(size):
+        sums = (sums[:, np.newaxis] + values[np.newaxis, :]).ravel()
+    return sums
+
+
 def paired_bootstrap_test(differences: np.ndarray, *, rng: np.random.Generator, decide_at: float = ALPHA,
                           n_resamples: int = BOOTSTRAP_RESAMPLES) -> PValue:
     """Two-sided test of "mean difference = 0" by a centred paired bootstrap, resolved at ``decide_at``."""
@@ -255,18 +279,25 @@ def paired_bootstrap_test(differences: np.ndarray, *, rng: np.random.Generator, 
     observed = abs(float(differences.mean()))
     centred = differences - differences.mean()
     n = centred.size
-    batch = max(1, min(_BATCH, (1 << 22) // n))
+    # Several resampled units per look-up: a table of the sums of every k-tuple of centred
+    # differences, indexed uniformly on ``n^k``, is k independent uniform draws at 1/k the cost.
+    k = max(1, min(n, int(math.log(_TUPLE_TABLE) / math.log(n)) if n > 1 else 1))
+    tables = {size: _tuple_sums(centred, size) for size in {k, n % k} if size}
+    looks = n // k
 
     def count(size: int) -> int:
         extreme = 0
+        batch = max(1, min(_BATCH, (1 << 22) // (looks + 1)))
         for start in range(0, size, batch):
             rows = min(batch, size - start)
-            means = centred[rng.integers(0, n, size=(rows, n))].mean(axis=1)
+            sums = tables[k][rng.integers(0, tables[k].size, size=(rows, looks))].sum(axis=1)
+            if n % k:
+                sums += tables[n % k][rng.integers(0, tables[n % k].size, size=rows)]
             # A tolerance so that float noise in a mean of identical differences never counts as extreme.
-            extreme += int(np.count_nonzero(np.abs(means) >= observed - 1e-12))
+            extreme += int(np.count_nonzero(np.abs(sums / n) >= observed - 1e-12 * (1 + observed)))
         return extreme
 
-    cap = max(n_resamples, min(MAX_DRAWS, MAX_BOOTSTRAP_WORK // n))
+    cap = max(n_resamples, min(MAX_DRAWS, MAX_BOOTSTRAP_WORK // (looks + 1)))
     return resolve(count, decide_at=decide_at, first=n_resamples, cap=cap)
 
 
@@ -287,8 +318,9 @@ def sign_flip_distribution(magnitudes: np.ndarray) -> np.ndarray:
     dist[0] = 1.0
     top = 0
     for a in magnitudes.tolist():
-        if a:
-            dist[a:top + a + 1] += dist[:top + 1]  # overlapping slices: numpy buffers the right-hand side
+        if a == 0:  # both signs give the same sum
+            continue
+        dist[a:top + a + 1] += dist[:top + 1]  # overlapping slices: numpy buffers the right-hand side
         dist[:top + a + 1] *= 0.5
         top += a
     return dist
@@ -303,6 +335,36 @@ def _exact_integer_sign_flip(moved: np.ndarray) -> float:
     dist = sign_flip_distribution(magnitudes)
     sums = 2 * np.arange(total + 1) - total
     return min(1.0, float(np.sum(dist[np.abs(sums) >= observed])))
+
+
+def sign_flip_bounds(magnitudes: np.ndarray, observed: float, bins: int) -> tuple[float, float]:
+    """Exact lower and upper bounds on ``P(|Σ ±a_g| >= observed)`` for real ``a_g >= 0``.
+
+    Each ``a_g`` is rounded to a multiple ``q·b_g`` of ``q = Σ a_g / bins``; every sign
+    assignment's sum then differs from ``q·Σ ±b_g`` by at most ``E = Σ |a_g − q·b_g|``, so the
+    exact law of ``Σ ±b_g`` (``sign_flip_distribution``) counted beyond ``observed ∓ E``
+    brackets the p-value. Work ``G · bins``; the bracket narrows as ``bins`` grows.
+    """
+    magnitudes = np.asarray(magnitudes, dtype=np.float64)
+    quantum = float(magnitudes.sum()) / bins
+    rounded = np.rint(magnitudes / quantum).astype(np.int64)
+    slack = float(np.abs(magnitudes - quantum * rounded).sum()) + 1e-12 * (1 + float(magnitudes.sum()))
+    dist = sign_flip_distribution(rounded)
+    sums = quantum * np.abs(2 * np.arange(dist.size) - int(rounded.sum()))
+    upper = float(np.sum(dist[sums >= observed - slack]))
+    lower = float(np.sum(dist[sums >= observed + slack]))
+    return min(1.0, lower), min(1.0, upper)
+
+
+def _bracketed(magnitudes: np.ndarray, observed: float, decide_at: float, drawn: PValue) -> PValue:
+    """Where resampling left the decision open: refine ``sign_flip_bounds`` until they leave ``decide_at``."""
+    bins = BRACKET_BINS
+    while True:
+        low, high = sign_flip_bounds(magnitudes, observed, bins)
+        resolved = high < decide_at or low >= decide_at
+        if resolved or magnitudes.size * bins * 4 > MAX_BRACKET_WORK:
+            return PValue(high, EXACT_BOUNDS, drawn.draws, (low, high), decide_at, resolved)
+        bins *= 4
 
 
 def _chunk_tables(magnitudes: np.ndarray) -> np.ndarray:
@@ -356,7 +418,8 @@ def sign_flip_test(differences: np.ndarray, *, rng: np.random.Generator, decide_
             extreme += int(np.count_nonzero(np.abs(2 * plus - total) >= observed))
         return extreme
 
-    return resolve(count, decide_at=decide_at, first=n_resamples)
+    drawn = resolve(count, decide_at=decide_at, first=n_resamples, cap=max(n_resamples, SIGN_FLIP_MAX_DRAWS))
+    return drawn if drawn.resolved else _bracketed(magnitudes, observed, decide_at, drawn)
 
 
 def sign_flip_p(differences: np.ndarray, *, rng: np.random.Generator, decide_at: float = ALPHA,
@@ -414,4 +477,4 @@ def compare_units(metric: str, kind: str, before: Mapping[str, float], after: Ma
     else:
         p, test = paired_bootstrap_test(y - x, rng=rng, decide_at=decide_at), BOOTSTRAP
     return PairedChange(metric, test, len(keys), float(x.mean()), float(y.mean()), rose, fell, p.value, n_clusters,
-                        decide_at, p.method, p.draws, p.interval if p.method == MONTE_CARLO else None, p.resolved)
+                        decide_at, p.method, p.draws, p.interval if p.method != EXACT else None, p.resolved)
