@@ -21,8 +21,8 @@ The run's decision: NO-GO when any gate's policy says so, or any case failed or 
 outside a gate (a broken model load judges nothing and must not ship); else
 INCONCLUSIVE when any gate's policy says so or the run did not finish (a partial green
 run is not a pass); else GO. Each has its own exit code (``EXIT_CODES``): 0 GO, 1 NO-GO (as
-pytest's "tests failed"), 6 INCONCLUSIVE, distinct from pytest's own 2-5 (interrupted,
-internal error, usage error, no tests), which vlmgate leaves as they are.
+pytest's "tests failed"), 10 INCONCLUSIVE, clear of pytest's own 2-6 (interrupted, internal
+error, usage error, no tests, too many warnings), which vlmgate leaves as they are.
 
 The pytest gate, the run record, the HTML report and ``vlmgate diff`` all read the decision
 from here, so no two of them can state a different one.
@@ -40,7 +40,7 @@ GO = "GO"
 NO_GO = "NO-GO"
 UNDECIDED = "INCONCLUSIVE"
 DECISIONS = (GO, NO_GO, UNDECIDED)
-EXIT_CODES: Mapping[str, int] = {GO: 0, NO_GO: 1, UNDECIDED: 6}
+EXIT_CODES: Mapping[str, int] = {GO: 0, NO_GO: 1, UNDECIDED: 10}
 
 #: What a failed or inconclusive verdict does to the run (a tier's policy).
 BLOCKS = "no-go"

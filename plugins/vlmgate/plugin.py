@@ -436,6 +436,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     gate.close()
     if hasattr(session.config, "workeroutput"):
         session.config.workeroutput["vlmgate_cache"] = list(gate.cache_counts())
+        baseline = session.config.stash.get(stash.BASELINE, None)
+        if baseline is not None:  # every worker collects the whole run, so any one's count is the run's
+            session.config.workeroutput["vlmgate_family"] = [baseline.family_size, list(baseline.unjudged)]
         session.config.workeroutput["vlmgate_left_out"] = [
             [*astuple(entry), count] for entry, count in session.config.stash.get(stash.LEFT_OUT, {}).items()]
     elif gate.settings.cache_dir is not None and gate.settings.cache_dir.is_dir():
@@ -453,6 +456,10 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     left_out = node.config.stash.setdefault(stash.LEFT_OUT, {})
     for *fields, count in getattr(node, "workeroutput", {}).get("vlmgate_left_out", []):
         left_out.setdefault(LeftOut(*fields), count)
+    family = getattr(node, "workeroutput", {}).get("vlmgate_family")
+    baseline = node.config.stash.get(stash.BASELINE, None)
+    if family and baseline is not None:
+        baseline.family_size, baseline.unjudged = family[0], tuple(family[1])
     counts = getattr(node, "workeroutput", {}).get("vlmgate_cache")
     if counts:
         totals = node.config.stash.setdefault(stash.CACHE_COUNTS, [0, 0])
@@ -531,6 +538,18 @@ def _gate_lines(terminalreporter: Any) -> list[str]:
     return lines
 
 
+def _inconclusive_cases(terminalreporter: Any) -> None:
+    """The full message of every inconclusive case: pytest lists only FAILED cases' messages,
+    and a case that could not decide needs its evidence shown as much as one that failed."""
+    reports = terminalreporter.stats.get("inconclusive", [])
+    if not reports:
+        return
+    terminalreporter.section("vlmgate: INCONCLUSIVE cases")
+    for report in reports:
+        terminalreporter.write_sep("_", report.nodeid)
+        terminalreporter.write_line(report.longreprtext)
+
+
 def _decision_summary(terminalreporter: Any, config: pytest.Config) -> None:
     decision = config.stash.get(stash.DECISION, None)
     if decision is None:
@@ -545,11 +564,22 @@ def _decision_summary(terminalreporter: Any, config: pytest.Config) -> None:
         terminalreporter.write_line(f"  {reason}")
 
 
+def _baseline_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    baseline = config.stash.get(stash.BASELINE, None)
+    if baseline is None:
+        return
+    terminalreporter.section("vlmgate: baseline")
+    for line in baseline.describe_family():
+        terminalreporter.write_line(line)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     _decision_summary(terminalreporter, config)
+    _baseline_summary(terminalreporter, config)
     _cache_summary(terminalreporter, config)
     _left_out_summary(terminalreporter, config)
+    _inconclusive_cases(terminalreporter)
     lines = _gate_lines(terminalreporter)
     if lines:
         terminalreporter.section("vlmgate: gates that failed, were inconclusive or warned")

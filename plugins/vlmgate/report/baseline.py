@@ -47,6 +47,7 @@ class Baseline:
         self.digest = record.digest
         #: How many gated changes the run tests against this baseline (``count_family``).
         self.family_size = 1
+        self.unjudged: tuple[str, ...] = ()
 
     @property
     def decided_at(self) -> float:
@@ -57,16 +58,30 @@ class Baseline:
         """Count the run's gated changes: ``(key, test, declared metrics)`` of every selected case,
         each metric whose composed limit bounds its change and whose counterpart the baseline holds."""
         size = 0
+        unjudged = []
         for key, test, metrics in cases:
             counterpart = self._index.find(self.pairing.counterpart_key(key), test)
-            if counterpart is None:
-                continue
-            size += sum(1 for metric in metrics
-                        if counterpart.metric(metric) is not None
-                        and (limit := thresholds.lookup(key.model, metric, key.family)) is not None
-                        and limit.gates_change)
+            for metric in metrics:
+                limit = thresholds.lookup(key.model, metric, key.family)
+                if limit is None or not limit.judges:
+                    continue
+                if limit.gates_change and counterpart is not None and counterpart.metric(metric) is not None:
+                    size += 1
+                else:
+                    why = "no change limit" if not limit.gates_change else "nothing to compare in the baseline"
+                    unjudged.append(f"{key.suite} {key.family} {metric} ({why})")
         self.family_size = max(1, size)
+        #: Gated metrics of the run whose change the baseline does not judge, and why.
+        self.unjudged = tuple(unjudged)
         return size
+
+    def describe_family(self) -> list[str]:
+        """What the terminal says of a baseline run: the family, its level, and what it leaves unjudged."""
+        lines = [f"{self.family_size} gated changes against {self.source}, each decided at alpha / "
+                 f"{self.family_size} = {self.decided_at:.3g} (Bonferroni; vlmgate diff uses the same level)"]
+        if self.unjudged:
+            lines.append(f"{len(self.unjudged)} gates judge no change since the baseline: {', '.join(self.unjudged)}")
+        return lines
 
     @classmethod
     def load(cls, path: str, *, models: Sequence[str], benchmarks: Sequence[str], seed: int) -> "Baseline":
