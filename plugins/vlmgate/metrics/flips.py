@@ -295,7 +295,7 @@ def excess_follow_rate(overlays: Sequence[FlipPair]) -> MetricResult:
                            "their flips are judged by excess_flip_rate), and any naming the clean answer",
                "control": (f"of {counts.flipped} flips under {counts.instances} overlays on items with 3+ options, "
                            f"{counts.followed} landed on the named option ({_rate(counts.given_flip)}); flips "
-                           f"landing at random would ({_rate(counts.chance)})")}
+                           f"landing at random would land there in {_rate(counts.chance)} of them")}
     result = clustered_mean("excess_follow_rate", units, {p.overlay_unit: p.sample_id for p in eligible},
                             better=LOWER, lowest=-0.5, highest=1.0, details=details)
     return replace(result, worst=_worst_samples(eligible, lambda p: p.followed, "followed the named option"))
