@@ -101,12 +101,15 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def suite_dir(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A pytester folder holding the flip-rate suite and ``limits.toml`` that fails nothing.
+    """A pytester folder holding the flip-rate suite and ``limits.toml`` that judges nothing.
 
-    Modules that gate other suites define their own ``suite_dir``, which takes precedence.
+    ``limits.toml`` records ifr and iv without gating them (``gated = false``), so every case
+    reads RECORDED: for tests of the gate's mechanics (collection, properties, records). A test
+    that needs a verdict writes its own limits. Modules that gate other suites define their
+    own ``suite_dir``, which takes precedence.
     """
-    from support import FLIP_TEST
+    from support import FLIP_TEST, RECORD_ONLY
 
     pytester.makepyfile(test_flip_rate=FLIP_TEST)
-    pytester.makefile(".toml", limits='mode = "interval"\n[ifr]\n"*" = { max = 1.0 }\n[iv]\n"*" = { max = 1.0 }\n')
+    pytester.makefile(".toml", limits=RECORD_ONLY)
     return pytester

@@ -10,9 +10,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from vlmgate.records import Sample
+
+if TYPE_CHECKING:
+    import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = REPO / "robustness_tests"
@@ -37,6 +40,18 @@ TINY_CORPUS = (
     "Answer with exactly one word: Yes or No.",
     "Yes", "No",
 )
+
+
+#: Flip-rate limits that judge nothing: ifr and iv are recorded (``gated = false``), so every
+#: flip-rate case reads RECORDED (``conftest.suite_dir``'s ``limits.toml``).
+RECORD_ONLY = 'mode = "interval"\n[ifr]\n"*" = { gated = false }\n[iv]\n"*" = { gated = false }\n'
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, int]:
+    """The counts of a run's summary line, vlmgate's own categories included: ``recorded``
+    (a case that judged nothing), ``inconclusive`` and ``warned``, which pytester's
+    ``assert_outcomes`` does not see. pytest's ``warnings`` count is left out."""
+    return {name: count for name, count in result.parseoutcomes().items() if name != "warnings"}
 
 
 def gate_args(checkpoint: Path, manifest: Path, *extra: str) -> list[str]:
