@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -16,22 +17,34 @@ from vlmgate.cases import CaseKey
 from vlmgate.cli import main
 from vlmgate.errors import ConfigError, RecordError
 from vlmgate.metrics.paired import (
+    ALPHA,
     BOOTSTRAP,
+    DISPLAY_DRAWS,
     MCNEMAR,
+    MONTE_CARLO,
     SIGN_FLIP,
     UNTESTED,
     PairedChange,
     compare_units,
     mcnemar_exact,
     paired_bootstrap_p,
+    paired_bootstrap_test,
     sign_flip_p,
 )
 from vlmgate.records import MetricResult
 from vlmgate.report.baseline import Baseline
 from vlmgate.report.diff import diff_runs
-from vlmgate.report.multiplicity import holm_adjust
+from vlmgate.report.multiplicity import GATED_FAMILY, METHOD, RECORDED_FAMILY, adjust, adjusted_p, level
 from vlmgate.report.pairing import pair_specs
-from vlmgate.report.record import CaseRecord, Completeness, Environment, MetricRecord, RunRecord, write_record
+from vlmgate.report.record import (
+    SCHEMA_VERSION,
+    CaseRecord,
+    Completeness,
+    Environment,
+    MetricRecord,
+    RunRecord,
+    write_record,
+)
 from vlmgate.thresholds import Vocabulary, parse_thresholds
 
 MODEL_A, MODEL_B = "hf:/runs/release-41/ckpt", "hf:/runs/release-42/candidate"
@@ -48,8 +61,10 @@ def binary_metric(name: str, units: dict[str, int], better: str, *, limit: str |
 
 
 def run(model: str, cases: list[tuple[str, list[MetricRecord]]]) -> RunRecord:
+    """A schema-1 record (no outcomes stored): a case whose gate failed failed its test."""
     records = tuple(
-        CaseRecord(f"m-b-{family}", TEST, CaseKey(model, BENCH, family, "flip_rate"), "passed", tuple(metrics))
+        CaseRecord(f"m-b-{family}", TEST, CaseKey(model, BENCH, family, "flip_rate"),
+                   "passed" if all(m.passed for m in metrics) else "failed", tuple(metrics))
         for family, metrics in sorted(cases)
     )
     return RunRecord(1, "0.1.0", 0, {}, {model: "fp-" + model[-4:]}, {BENCH: "fp-bench"}, records,
@@ -126,7 +141,11 @@ def test_paired_bootstrap_edge_cases_and_reproducibility():
     shifted = np.random.default_rng(3).normal(1.0, 0.1, size=40)
     p1 = paired_bootstrap_p(shifted, rng=np.random.default_rng(5))
     assert p1 == paired_bootstrap_p(shifted, rng=np.random.default_rng(5))
-    assert p1 == pytest.approx(1 / 2001)  # no resample of the centred data gets near a shift of 10 sd
+    # No resample of the centred data gets near a shift of 10 sd: drawing goes on past the first
+    # 2,000 (whose floor 1/2001 could not show a p below alpha / 150) until the p can be shown.
+    resolved = paired_bootstrap_test(shifted, rng=np.random.default_rng(5))
+    assert resolved.value == p1 == pytest.approx(1 / (1 + resolved.draws)) and resolved.draws >= DISPLAY_DRAWS
+    assert resolved.method == MONTE_CARLO and resolved.resolved and resolved.interval[1] < ALPHA
 
 
 def test_mean_metric_uses_the_bootstrap():
@@ -221,7 +240,7 @@ def test_cli_json_and_markdown_formats(records, capsys):
     assert row["change"]["p_value"] == pytest.approx(2 / 4096)
     main(["diff", v1, v2, "--format", "markdown"])
     markdown = capsys.readouterr().out
-    assert "| case | metric | before | verdict | after | verdict | change | pairs | p (Holm) | status |" in markdown
+    assert "| case | metric | before | verdict | after | verdict | change | pairs | p (adj.) | status |" in markdown
     assert "**REGRESSED**" in markdown and "m-b-translation" in markdown
 
 
@@ -232,7 +251,7 @@ def bad_inputs(folder) -> dict[str, tuple[str, str]]:
     (folder / "empty").mkdir()
     (folder / "latin1.json").write_bytes(b'{"vlmgate_version": "caf\xe9"}')
     (folder / "text.json").write_text("a table, not JSON")
-    (folder / "future.json").write_text(json.dumps({**good, "schema_version": 3}))
+    (folder / "future.json").write_text(json.dumps({**good, "schema_version": SCHEMA_VERSION + 1}))
     (folder / "keyless.json").write_text(json.dumps({k: v for k, v in good.items() if k != "cases"}))
     (folder / "odd" / "run.json").mkdir(parents=True)
     return {
@@ -240,7 +259,8 @@ def bad_inputs(folder) -> dict[str, tuple[str, str]]:
         "folder without run.json": (str(folder / "empty"), "holds no run.json"),
         "not UTF-8": (str(folder / "latin1.json"), "not UTF-8 text"),
         "not JSON": (str(folder / "text.json"), "not valid JSON"),
-        "future schema": (str(folder / "future.json"), "schema_version 3 is not one this vlmgate reads"),
+        "future schema": (str(folder / "future.json"),
+                          f"schema_version {SCHEMA_VERSION + 1} is not one this vlmgate reads"),
         "missing key": (str(folder / "keyless.json"), "cases: missing"),
         "a folder named run.json": (str(folder / "odd"), "cannot read it"),
     }
@@ -410,15 +430,15 @@ def test_sign_flip_p_is_the_exhaustive_share_of_sign_assignments():
     assert sign_flip_p(np.zeros(5), rng=np.random.default_rng(0)) == 1.0
 
 
-def test_a_change_beyond_what_resampling_resolves_gets_hoeffdings_bound_not_the_resampling_floor():
+def test_a_change_beyond_what_resampling_resolves_gets_its_exact_p_not_the_resampling_floor():
     # 36 images each newly follow an overlay (the bundled v1 -> v2 textoverlay change): the
     # exact p is 2 / 2^36, far below the 1 / 2000 that 1,999 random sign assignments can show,
-    # and a report testing 150 metrics (Holm) needs p < 0.05 / 150.
+    # and a report testing 150 metrics (Bonferroni) needs p < 0.05 / 150. Integer differences
+    # (flips summed per image) get the exact sign-flip law.
     differences = np.array([1.0] * 36 + [0.0] * 14)
-    p = sign_flip_p(differences, rng=np.random.default_rng(0))
-    exact = 2.0 / 2 ** 36
-    assert p == pytest.approx(2 * math.exp(-36 / 2))
-    assert exact <= p < 0.05 / 150
+    p = sign_flip_p(differences, rng=np.random.default_rng(0), decide_at=level(150))
+    assert p == pytest.approx(2.0 / 2 ** 36, rel=1e-9)
+    assert p < level(150) == 0.05 / 150
 
 
 @pytest.mark.parametrize("rose,fell", [(9, 1), (6, 0), (3, 3), (7, 4)])
@@ -485,20 +505,76 @@ def release_pair() -> tuple[RunRecord, RunRecord]:
     return before, after
 
 
-def test_holm_adjusts_the_p_values_of_one_diff_together():
-    adjusted = holm_adjust([0.01, 0.04, 0.03, 0.5, math.nan])
-    assert adjusted[:4] == pytest.approx([0.04, 0.09, 0.09, 0.5]) and math.isnan(adjusted[4])
+def test_bonferroni_decides_each_test_of_a_family_at_alpha_over_its_size():
+    assert METHOD == "Bonferroni"
+    assert level(4) == pytest.approx(0.0125) and level(0) == level(1) == 0.05 and level(10, alpha=0.01) == 0.001
+    adjusted = adjust([0.01, 0.04, 0.003, 0.5, math.nan])  # m = 4: the NaN is not counted
+    assert adjusted[:4] == pytest.approx([0.04, 0.16, 0.012, 1.0]) and math.isnan(adjusted[4])
+    assert adjust([0.01, 0.02], family_size=10) == pytest.approx([0.1, 0.2])
+    assert adjusted_p(0.001, level(20)) == pytest.approx(0.02) and adjusted_p(0.2, level(20)) == 1.0
+    assert math.isnan(adjusted_p(math.nan, 0.05))
     rng = np.random.default_rng(0)
-    for _ in range(300):  # adjusted p < alpha exactly where Holm's step-down procedure rejects
+    for _ in range(300):  # adjusted p < alpha exactly where p < alpha / m: each test decided on its own
         p = rng.uniform(0, 0.08, size=int(rng.integers(1, 12)))
-        adjusted = holm_adjust(p)
         for alpha in (0.01, 0.05):
-            rejected = set()
-            for rank, index in enumerate(np.argsort(p)):
-                if p[index] >= alpha / (len(p) - rank):
-                    break
-                rejected.add(int(index))
-            assert {i for i in range(len(p)) if adjusted[i] < alpha} == rejected
+            assert [bool(a < alpha) for a in adjust(p)] == [bool(x < level(len(p), alpha)) for x in p]
+            assert [bool(adjusted_p(x, level(len(p), alpha), alpha) < alpha) for x in p] == [
+                bool(x < level(len(p), alpha)) for x in p]
+
+
+def gated(metric: MetricRecord, change: dict | None = None, **fields) -> MetricRecord:
+    """``metric`` as a schema-3 record whose limit bounds its change (one of the run's gated changes)."""
+    return dataclasses.replace(metric, change_limits={"max_increase": 0.02}, change=change, **fields)
+
+
+def test_gated_changes_are_one_family_at_alpha_over_their_number_and_the_rest_another():
+    """A metric whose limit bounds its change is decided at 0.05 / (gated changes), every other
+    one at 0.05 / (recorded changes), and a gated change that the later run's gate judged against
+    this very record at the level that gate used (read back from the record)."""
+    before = run(MODEL_A, [("translation", [binary_metric("ifr", flips(80, set()), "lower")]),
+                           ("rotation", [binary_metric("ifr", flips(80, set()), "lower")]),
+                           ("clean", [binary_metric("accuracy", correct(20, set()), "higher", limit=None)])])
+
+    def after(stored: dict | None) -> RunRecord:
+        return run(MODEL_B, [("translation", [gated(binary_metric("ifr", flips(80, set(range(6))), "lower"), stored)]),
+                             ("rotation", [gated(binary_metric("ifr", flips(80, set()), "lower"))]),
+                             ("clean", [binary_metric("accuracy", correct(20, {0}), "higher", limit=None)])])
+
+    diff = diff_runs(before, after(None))
+    rows = {row.key.family: row for row in diff.rows}
+    assert (diff.family_tests(GATED_FAMILY), diff.family_tests(RECORDED_FAMILY)) == (2, 1)
+    assert {family: row.family for family, row in rows.items()} == {
+        "translation": GATED_FAMILY, "rotation": GATED_FAMILY, "clean": RECORDED_FAMILY}
+    translation = rows["translation"]
+    assert translation.change.decided_at == level(2) and rows["clean"].change.decided_at == level(1)
+    assert translation.change.p_value == pytest.approx(2 / 64)  # 6 of 6 one way: significant alone, not at 0.025
+    assert translation.p_adjusted == pytest.approx(min(1.0, 2 * 2 / 64)) and translation.status == "not_significant"
+    # The gate of the later run decided this change at 0.05 against this very record: the diff reads that back.
+    judged = {"delta": 6 / 80, "p_value": 2 / 64, "decided_at": 0.05, "significant": True, "test": MCNEMAR,
+              "n_pairs": 80, "baseline": before.digest}
+    rows = {row.key.family: row for row in diff_runs(before, after(judged)).rows}
+    assert rows["translation"].change.decided_at == 0.05 and rows["translation"].status == "regressed"
+    assert rows["rotation"].change.decided_at == level(2)
+    # ... but not when it was judged against another record.
+    elsewhere = {**judged, "baseline": "0" * 64}
+    rows = {row.key.family: row for row in diff_runs(before, after(elsewhere)).rows}
+    assert rows["translation"].change.decided_at == level(2) and rows["translation"].status == "not_significant"
+
+
+def test_a_gate_that_now_straddles_its_limit_is_newly_inconclusive_not_fixed_or_failing():
+    passing = binary_metric("ifr", flips(80, set()), "lower", limit="max 0.1 (interval)")
+    straddling = dataclasses.replace(binary_metric("ifr", flips(80, set(range(8))), "lower", limit="max 0.1 (interval)",
+                                                   passed=False), outcome="inconclusive")
+    failing = dataclasses.replace(passing, passed=False, outcome="fail")
+    for before, after, transition in ((passing, straddling, "newly_inconclusive"),
+                                      (failing, straddling, "newly_inconclusive"),
+                                      (straddling, straddling, "unchanged"),
+                                      (straddling, failing, "newly_failing"),
+                                      (straddling, dataclasses.replace(passing, outcome="pass"), "unchanged")):
+        (row,) = diff_runs(run(MODEL_A, [("translation", [before])]), run(MODEL_B, [("translation", [after])])).rows
+        assert row.transition == transition, (before.outcome, after.outcome)
+    (row,) = diff_runs(run(MODEL_A, [("translation", [passing])]), run(MODEL_B, [("translation", [straddling])])).rows
+    assert row.verdicts == ("pass", "inconclusive")
 
 
 def test_one_chance_change_among_eighty_one_tests_is_not_significant():
@@ -519,13 +595,18 @@ def test_the_first_line_names_the_newly_failing_gate_and_counts_the_rest(tmp_pat
     assert main(["diff", v1, v2]) == 0
     text = capsys.readouterr().out
     lines = text.splitlines()
-    assert lines[0] == ("1 gate newly failing: flip_rate textoverlay follow_rate; 1 fixed: flip_rate clean accuracy; "
-                        "1 significant change without a limit")
+    # Both runs are NO-GO: v1 on its clean accuracy, v2 on its textoverlay follow_rate.
+    assert lines[0] == ("decision NO-GO -> NO-GO; 1 gate newly failing: flip_rate textoverlay follow_rate; "
+                        "1 fixed: flip_rate clean accuracy; 1 significant change without a limit")
     # The newly failing gate shows its verdicts, whatever its paired test says (3 instances, 1 image: n.s.).
     row = next(line for line in lines if "follow_rate" in line and "pass" in line)
     assert re.search(r"follow_rate\s+0\.0000\s+pass\s+0\.0200\s+FAIL\s+\+0\.0200\s+150\s+1\s+n\.s\.", row), row
     assert "change = after - before on the units both runs scored (paired)" in text
-    assert "Holm" in text and "4 tests" in text
+    # No limit of these records bounds a change: all four tests are recorded changes, each at 0.05 / 4.
+    assert ("p adjusted (Bonferroni, family-wise alpha 0.05) over its family: 0 gated changes (at the level the "
+            "gate used), 4 recorded changes") in text
+    assert re.search(r"ras_corrective\s+1\.0000\s+recorded\s+0\.2500\s+recorded\s+-0\.7500\s+40\s+\S+\s+REGRESSED",
+                     text)
     assert main(["diff", v1, v2, "--fail-on", "regression"]) == 1  # the newly failing gate
     assert main(["diff", v1, v1, "--fail-on", "regression"]) == 0
     capsys.readouterr()
@@ -539,7 +620,7 @@ def test_fail_on_regression_counts_gated_metrics_and_any_regression_counts_all(t
                           ("translation", [binary_metric("ifr", flips(80, set()), "lower")])])
     v1, v2 = str(write_record(before, tmp_path / "v1")), str(write_record(after, tmp_path / "v2"))
     assert main(["diff", v1, v2, "--fail-on", "regression"]) == 0  # no limit: recorded, not gated
-    assert capsys.readouterr().out.splitlines()[0] == ("0 gates newly failing; 0 fixed; "
+    assert capsys.readouterr().out.splitlines()[0] == ("decision GO -> GO; 0 gates newly failing; 0 fixed; "
                                                        "1 significant change without a limit")
     assert main(["diff", v1, v2, "--fail-on", "any-regression"]) == 1
     capsys.readouterr()
@@ -548,8 +629,8 @@ def test_fail_on_regression_counts_gated_metrics_and_any_regression_counts_all(t
     v3 = str(write_record(gated, tmp_path / "v3"))
     assert main(["diff", v1, v3, "--fail-on", "regression"]) == 1  # gated, still passing, significantly worse
     assert capsys.readouterr().out.splitlines()[0] == (
-        "0 gates newly failing; 0 fixed; 1 gated metric significantly worse: flip_rate translation ifr; "
-        "0 significant changes without a limit")
+        "decision GO -> GO; 0 gates newly failing; 0 fixed; 1 gated metric significantly worse: "
+        "flip_rate translation ifr; 0 significant changes without a limit")
 
 
 def test_the_change_is_after_minus_before_on_the_paired_units_and_says_so_when_the_sets_differ(tmp_path, capsys):
@@ -591,9 +672,9 @@ def test_markdown_fits_a_pull_request_comment_and_json_keeps_everything(tmp_path
     main(["diff", v1, v2, "--format", "markdown"])
     markdown = capsys.readouterr().out
     lines = markdown.splitlines()
-    summary = lines[0].removeprefix("### ").replace("\\_", "_")  # Markdown-escaped
-    assert summary == "1 gate newly failing: flip_rate textoverlay follow_rate; 0 fixed; 0 significant changes " \
-                      "without a limit"
+    summary = lines[0].removeprefix("### ").replace("\\_", "_").replace("\\>", ">")  # Markdown-escaped
+    assert summary == "decision GO -> NO-GO; 1 gate newly failing: flip_rate textoverlay follow_rate; 0 fixed; " \
+                      "0 significant changes without a limit"
     open_lines, depth = [], 0
     for line in lines:
         depth += line.count("<details>")
@@ -608,7 +689,9 @@ def test_markdown_fits_a_pull_request_comment_and_json_keeps_everything(tmp_path
     main(["diff", v1, v2, "--format", "json"])
     data = json.loads(capsys.readouterr().out)
     assert data["summary"] == summary
-    assert data["multiplicity"] == {"method": "Holm", "alpha": 0.05, "tests": 181}
+    assert data["multiplicity"] == {"method": "Bonferroni", "alpha": 0.05, "tests": 181,
+                                    "families": {GATED_FAMILY: 0, RECORDED_FAMILY: 181}}
+    assert data["decisions"] == {"before": "GO", "after": "NO-GO"}
     assert len(data["rows"]) == 181 and data["newly_failing"] == [
         {"case": "m-b-textoverlay", "test": TEST, "metric": "follow_rate"}]
     row = next(row for row in data["rows"] if row["metric"] == "follow_rate")
