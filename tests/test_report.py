@@ -104,7 +104,7 @@ def test_write_and_load_by_file_or_folder(tmp_path):
     (lambda d: d["cases"][0].update(outcome="flaky"), "cases[0].outcome: 'flaky' is not one of"),
     (lambda d: d["cases"][1]["key"].pop("suite"), "cases[1].key.suite: missing"),
     (lambda d: d.update(seed="0"), "seed: '0' has the wrong type"),
-    (lambda d: d.update(schema_version=99), "schema_version 99 is not one this vlmgate reads (1, 2)"),
+    (lambda d: d.update(schema_version=99), "schema_version 99 is not one this vlmgate reads (1, 2, 3)"),
     (lambda d: d.pop("completeness"), "completeness: missing"),
     (lambda d: d["completeness"].update(not_run="t.py::x"), "completeness.not_run: 't.py::x' has the wrong type"),
     (lambda d: d["completeness"].update(complete=False, not_run=[]),
@@ -161,11 +161,17 @@ def test_metric_record_keeps_the_typed_fields():
     worst = (WorstSample("s1", 1, 1, 0, ("v",)),)
     result = MetricResult("ifr", 0.5, 0.1, 0.9, 2, {"transitions": {"R->W": 1}}, kind="proportion", better="lower",
                           units=units, clusters={"s1|v": "s1", "s2|v": "s2"}, count=1, worst=worst)
-    record = metric_record(Judgement(result, Threshold("ifr", "*", max=0.4), Verdict(True, "fine")))
+    limit = Threshold("ifr", "*", max=0.4, max_increase=0.02, tier="supporting")
+    verdict = Verdict("inconclusive", "straddles", needed_n=31)
+    record = metric_record(Judgement(result, limit, verdict, effect="warn"))
     assert (record.kind, record.better, record.units, record.count, record.worst) == (
         "proportion", "lower", units, 1, worst)
     assert record.clusters == {"s1|v": "s1", "s2|v": "s2"} and record.details == {"transitions": {"R->W": 1}}
-    assert record.limit == "max 0.4 (interval)"
+    assert record.limit == "max 0.4 (interval); max increase 0.02 vs baseline"
+    # The three-way verdict, its tier and effect, and the change bounds (for the diff's gated family).
+    assert (record.outcome, record.passed, record.tier, record.effect, record.needed_n) == (
+        "inconclusive", False, "supporting", "warn", 31)
+    assert record.change_limits == {"max_increase": 0.02} and record.change is None
     # The record reads back what it wrote, typed fields included.
     cases = RunRecord.from_json(make_record(metric=record).to_json()).cases
     back = next(case for case in cases if case.id == "m-b-translation").metrics[0]
@@ -184,7 +190,7 @@ def test_collector_builds_a_sorted_record_from_report_payloads():
     settings = Settings(models=(MODEL,), benchmarks=(BENCH,), seed=3)
     judged = Judgement(MetricResult("ifr", 0.25, 0.1, 0.5, 4, kind="proportion", count=1,
                                     units={"a": 1, "b": 0, "c": 0, "d": 0}),
-                       None, Verdict(True, "recorded; no limit set"))
+                       None, Verdict("recorded", "recorded; no limit set"))
     payloads = {}
     for family in ("rotation", "any", "clean"):
         key = CaseKey(MODEL, BENCH, family, "flip_rate")
@@ -206,6 +212,8 @@ def test_collector_builds_a_sorted_record_from_report_payloads():
     assert {case.test for case in record.cases} == {"t.py::test_flip_rate"}
     assert record.models == {MODEL: "fp-model"} and record.benchmarks == {BENCH: "fp-bench"} and record.seed == 3
     assert record.cases[0].metrics[0].units == {"a": 1, "b": 0, "c": 0, "d": 0}
+    assert {(case.standing, case.metrics[0].outcome, case.metrics[0].tier) for case in record.cases} == {
+        ("recorded", "recorded", None)}  # no limit: judged nothing, recorded
     assert record.environment.workers == "2"
     assert set(record.environment.timings["tests_s"].values()) == {2.75}
     assert record.settings["models"] == [MODEL] and record.settings["baseline"] is None
@@ -354,7 +362,7 @@ def clustered_ifr() -> MetricResult:
 
 
 def test_the_record_stores_n_clusters_next_to_n_and_old_records_still_read():
-    record = metric_record(Judgement(clustered_ifr(), Threshold("ifr", "*", max=0.4), Verdict(True, "fine")))
+    record = metric_record(Judgement(clustered_ifr(), Threshold("ifr", "*", max=0.4), Verdict("pass", "fine")))
     assert (record.n, record.n_clusters) == (80, 10)
     written = json.loads(make_record(metric=record).to_json())
     stored = next(case for case in written["cases"] if case["id"] == "m-b-translation")["metrics"][0]
@@ -367,7 +375,7 @@ def test_the_record_stores_n_clusters_next_to_n_and_old_records_still_read():
 
 
 def test_html_shows_the_images_a_clustered_value_rests_on():
-    record = metric_record(Judgement(clustered_ifr(), Threshold("ifr", "*", max=0.4), Verdict(True, "fine")))
+    record = metric_record(Judgement(clustered_ifr(), Threshold("ifr", "*", max=0.4), Verdict("pass", "fine")))
     html = render_html(make_record(metric=record))
     assert '<td class="num">80 (10 images)</td>' in html
     assert '<td class="num">0 </td>' not in html and '<td class="num">0</td>' in html  # unclustered: n alone
@@ -403,7 +411,8 @@ def release_record(*, failing: bool, started: str | None = "2025-11-29T03:12:44+
     key = lambda family, suite="flip_rate": CaseKey(MODEL, BENCH, family, suite)  # noqa: E731
     cases = [
         CaseRecord("m-b-textoverlay", "robustness_tests/test_flip_rate.py::test_flip_rate", key("textoverlay"),
-                   "failed" if failing else "passed", (gate_metric("ifr", 0.02, limit="max 1 (interval)"), follow)),
+                   "failed" if failing else "passed", (gate_metric("ifr", 0.02, limit="recorded (gated = false)"),
+                                                       follow)),
         CaseRecord("m-b-translation", "robustness_tests/test_flip_rate.py::test_flip_rate", key("translation"),
                    "passed", (gate_metric("ifr", 0.09, limit="max 0.15 (interval)"),
                               gate_metric("iv", 0.2, limit="max 0.95 (interval)", inert=True))),
@@ -428,21 +437,58 @@ def section(html: str, anchor: str) -> str:
 def test_the_report_opens_with_its_verdict_naming_each_failing_gate():
     html = render_html(release_record(failing=True), source="reports/v2/run.json")
     body = html.split("<body>", 1)[1].lstrip()
-    assert body.startswith('<header id="verdict" class="verdict fail">')
+    assert body.startswith('<header id="verdict" class="verdict no-go">')
     banner = body.split("</header>")[0]
-    assert '<p class="stamp">FAIL</p>' in banner
+    assert '<p class="stamp">NO-GO</p>' in banner
+    assert "<p>1 case(s) failed a gate whose tier stops the release</p>" in banner
     assert f"<h1>{MODEL} on {BENCH} · 2025-11-29 03:12 UTC</h1>" in banner
-    assert "<title>FAIL · hf:/runs/org:team/ckpt:v2 on jsonl:/data/manifest.jsonl · 2025-11-29 · vlmgate</title>" \
+    assert "<title>NO-GO · hf:/runs/org:team/ckpt:v2 on jsonl:/data/manifest.jsonl · 2025-11-29 · vlmgate</title>" \
         in html
+    assert "<p><strong>1 failing gate:</strong></p>" in banner
     failing = re.findall(r'<li><a href="#(case-[^"]+)">([^<]+)</a>: ([^<]+)', banner)
     assert [(name, reason.split(" · ")[1]) for _, name, reason in failing] == [
         ("flip_rate textoverlay follow_rate", "3 of 150 instances followed the named option, on 1 of 50 images")]
     anchor = failing[0][0]
     assert f'id="{anchor}"' in section(html, "failures")  # the link leads to the case's failure
-    assert "1 failed, 3 passed, 3 skipped" in banner and "1 inert gate" in banner
+    # The cases by standing: the drift case judges nothing (recorded), never counted as a pass.
+    assert "1 fail, 2 pass, 1 recorded, 3 skipped" in banner and "1 inert gate" in banner
     # Then the failures, the changes (none without a baseline), everything else, skipped cases, the run.
     order = [html.index(f'<section id="{name}"') for name in ("failures", "gates", "skipped", "run")]
     assert order == sorted(order)
+
+
+def test_a_straddling_gate_makes_the_report_inconclusive_never_a_pass():
+    """An inconclusive critical gate holds the release: the banner reads INCONCLUSIVE, names the gate
+    with how many samples would decide it, and its cell reads INCONCLUSIVE, not pass."""
+    raw = release_record(failing=False)
+    straddling = replace(raw.cases[3].metrics[0], value=0.52, ci_low=0.41, ci_high=0.63, passed=False,
+                         outcome="inconclusive", tier="critical", effect="inconclusive", needed_n=310,
+                         message="accuracy = 0.5200 ... straddles min 0.5: inconclusive")
+    cases = tuple(replace(case, outcome="failed", metrics=(straddling,), standing="inconclusive")
+                  if case.id == "m-b-clean" else case for case in raw.cases)
+    html = render_html(RunRecord(**{**raw.__dict__, "cases": cases}))
+    banner = html.split("<body>", 1)[1].split("</header>")[0]
+    assert '<header id="verdict" class="verdict inconclusive">' in banner
+    assert '<p class="stamp">INCONCLUSIVE</p>' in banner and "Every gate passes" not in banner
+    assert "<p>1 case(s) inconclusive in a tier that holds the release</p>" in banner
+    assert "<p><strong>0 failing and 1 inconclusive gate:</strong></p>" in banner
+    (reason,) = re.findall(r'<li><a href="#case-[^"]+">flip_rate clean accuracy</a>: ([^<]+)', banner)
+    assert "INCONCLUSIVE: the interval straddles the limit, about 310 would decide it" in reason
+    assert "critical tier: inconclusive" in reason
+    assert "1 inconclusive, 2 pass, 1 recorded, 3 skipped" in banner
+    row = next(r for r in section(html, "gates").split("<tr>") if "<td>accuracy</td>" in r)
+    assert '<span class="inconclusive"' in row and ">INCONCLUSIVE<" in row and ">pass<" not in row
+    assert '<p class="inconclusive">accuracy = 0.5200 ... straddles min 0.5: inconclusive</p>' in section(
+        html, "failures")
+
+
+def test_a_run_cut_short_is_inconclusive_with_its_reason():
+    stopped = Completeness(False, "interrupted (KeyboardInterrupt)", 9, ("t.py::test_flip_rate[x]",))
+    raw = release_record(failing=False)
+    html = render_html(RunRecord(**{**raw.__dict__, "completeness": stopped}))
+    banner = html.split("<body>", 1)[1].split("</header>")[0]
+    assert '<p class="stamp">INCONCLUSIVE</p>' in banner and "Every gate passes" not in banner
+    assert "<p>the run did not finish (interrupted (KeyboardInterrupt))</p>" in banner
 
 
 def test_a_failure_shows_counts_control_worst_samples_as_texts_and_the_commands():
@@ -458,7 +504,8 @@ def test_a_failure_shows_counts_control_worst_samples_as_texts_and_the_commands(
 
 def test_skipped_cases_are_listed_with_their_reason_never_as_failures():
     html = render_html(release_record(failing=False))
-    assert '<header id="verdict" class="verdict pass">' in html and '<p class="stamp">PASS</p>' in html
+    assert '<header id="verdict" class="verdict go">' in html and '<p class="stamp">GO</p>' in html
+    assert "Every gate passes" in html and "3 pass, 1 recorded, 3 skipped" in html
     assert '<section id="failures"' not in html and "Failures" not in html
     skipped = section(html, "skipped")
     assert "<h2>Skipped cases (3)</h2>" in skipped and skipped.count(SKIP_REASON) == 1  # grouped by reason
@@ -487,10 +534,11 @@ def test_the_changes_since_the_baseline_name_each_significant_regression():
     spread = {i * 3 for i in range(30)}  # 30 images follow once each: significant over images
     after = release_record(failing=True, followed=spread)
     changes = section(render_html(after, baseline=before, baseline_source="v1/run.json"), "changes")
-    assert "1 gate newly failing: flip_rate textoverlay follow_rate; 0 fixed" in changes
+    assert "decision GO -&gt; NO-GO; 1 gate newly failing: flip_rate textoverlay follow_rate; 0 fixed" in changes
     regressions = re.findall(r'<li class="regressed">(.*?)</li>', changes)
     assert len(regressions) == 1 and "flip_rate textoverlay follow_rate" in regressions[0]
-    assert "0.0000 → 0.2000" in regressions[0] and "Holm" in changes
+    assert "0.0000 → 0.2000" in regressions[0] and "Bonferroni-adjusted p" in regressions[0]
+    assert "(recorded changes)" in regressions[0]  # no change limit in these records: not a gated change
     assert re.search(r"on \d+ paired units in 50 images, sign-flip", regressions[0])  # what the test rests on
     assert "<details" in changes  # every compared metric, collapsed
 
