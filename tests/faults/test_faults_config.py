@@ -68,6 +68,11 @@ FAULTS = [
           ("limits.toml", "[accuracy]", "*.min", "1.5"), r"write a min in \[0, 1\]"),
     Fault("percentage-max", limits('[ifr]\n"*" = { max = 15 }\n'), (),
           ("limits.toml", "[ifr]", "*.max", "15"), r"write a max in \[0, 1\]"),
+    # A limit at the edge of the range can never fail: it would read as a pass without judging.
+    Fault("max-at-the-top-of-a-share", limits('[ifr]\n"*" = { max = 1.0 }\n'), (),
+          ("limits.toml", "[ifr]", "*.max", "highest possible ifr", "can never fail"), r"write gated = false"),
+    Fault("min-at-the-bottom-of-ras", limits('[ras]\ncontrast = { min = -2 }\n'), (),
+          ("limits.toml", "[ras]", "contrast.min", "lowest possible ras"), r"write gated = false"),
     Fault("string-limit", limits('[ifr]\n"*" = { max = "0.2" }\n'), (),
           ("limits.toml", "[ifr]", "*.max", "'0.2'"), r"must be a number; write max = 0\.2"),
     Fault("mode-typo", limits('mode = "strikt"\n[ifr]\n"*" = { max = 0.2 }\n'), (),
