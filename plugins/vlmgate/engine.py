@@ -257,8 +257,10 @@ class Engine:
         # revision) must not read or write the cache: another checkpoint served under the same
         # name would be handed this one's values.
         self.cache = cache if getattr(model, "cacheable", True) else None
-        #: Workers sharing the cache folder compute each canonical batch once (``vlmgate.claims``).
-        self.claims = (BatchClaims(self.cache.root / "claims", prepare=self.cache.ensure_root)
+        #: Workers sharing the cache folder compute each canonical batch once (``vlmgate.claims``);
+        #: a long wait for another's batch is said on the display's live lines where it has them.
+        self.claims = (BatchClaims(self.cache.root / "claims", prepare=self.cache.ensure_root,
+                                   say=getattr(progress, "write_line", None))
                        if self.cache is not None else None)
         self.dispatcher: Dispatcher = dispatcher if dispatcher is not None else LocalDispatcher(model)
         #: Where each pass reports its requests done / total (``vlmgate.progress``).
