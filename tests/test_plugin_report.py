@@ -128,7 +128,7 @@ def test_changes_since_a_release_snapshot_diff_and_baseline_gates(suite_dir, tin
                                            "--junitxml=out.xml")
     assert outcomes(again) == {"passed": 1, "failed": 1}  # padcrop outside the stored interval, clean within it
     text = again.stdout.str()
-    assert "snapshot of flip_rate case 'padcrop' differs from the stored one" in text
+    assert "snapshot of flip_rate case 'padcrop': a decision changed since the stored one" in text
     assert "ifr: value moved outside the stored 95% interval under an unchanged verdict pass (stored 0.05 " in text
     assert "snapshot of flip_rate case 'clean'" not in text
     assert re.search(r'-\s+"value": 0\.05,?\n', text) and re.search(r'\+\s+"value": 0(\.0)?,?\n', text)
@@ -288,7 +288,7 @@ def test_release_n_plus_one_is_compared_with_release_n_snapshots_and_leaves_them
     assert outcomes(gated) == {"failed": 1}  # compared, not "missing": the names match across releases
     text = gated.stdout.str()
     assert re.search(r"FAILED .*-padcrop\]", text) and not re.search(r"FAILED .*-clean\]", text)
-    assert "snapshot of flip_rate case 'padcrop' differs from the stored one (- stored, + received" in text
+    assert "snapshot of flip_rate case 'padcrop': a decision changed since the stored one (- stored, + received" in text
     assert "  ifr: verdict changed pass -> fail (stored 0 [0, " in text
     assert "accuracy: " not in text  # recorded only: it never fails a snapshot
     assert re.search(r'-\s+"value": [0-9.]+', text) and re.search(r'\+\s+"value": [0-9.]+', text)

@@ -155,7 +155,7 @@ class CaseGate:
         if snapshot_diff:
             if not lines:
                 self.item.user_properties[-1] = (STANDING_PROPERTY, FAIL)
-            lines.append(f"snapshot of {case.suite} case {case.family!r} differs from the stored one "
+            lines.append(f"snapshot of {case.suite} case {case.family!r}: a decision changed since the stored one "
                          "(- stored, + received; accept with --vlmgate-snapshot --snapshot-update):")
             lines.extend(f"  {line}" for line in snapshot_diff)
         if lines:

@@ -154,6 +154,10 @@ def _configure_reports(config: pytest.Config, settings: Any) -> None:
         config.pluginmanager.register(_RunReport(config, collector), "vlmgate-run-report")
 
 
+#: Why a run stopped on SIGTERM, in its record.
+TERMINATED = "terminated (SIGTERM)"
+
+
 class _RunReport:
     """Collects case records from test reports; writes run.json and report.html at session end.
 
@@ -166,6 +170,47 @@ class _RunReport:
         self.config = config
         self.collector = collector
         self.interruption: str | None = None
+        self._previous_sigterm: Any = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Before any work: the folder's record becomes this run's, marked unfinished, so a
+        previous run's complete record can never stand in for a run that dies (SIGKILL, OOM);
+        and SIGTERM (a CI timeout or cancel) stops the run like Ctrl-C, writing what it has."""
+        from vlmgate.report.record import write_record
+
+        if hasattr(self.config, "workerinput"):
+            return
+        from vlmgate.report.html import REPORT_FILE
+
+        (Path(self.config.option.vlmgate_report) / REPORT_FILE).unlink(missing_ok=True)
+        write_record(self.collector.record(stopped="the run had not finished (started, then stopped without "
+                                                    "writing its record: killed, or still running)", interrupted=True),
+                     Path(self.config.option.vlmgate_report))
+        self._install_sigterm()
+
+    def _install_sigterm(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def terminate(signum: int, frame: Any) -> None:
+            # Once: a second SIGTERM (a CI runner often signals the whole process tree) must not
+            # interrupt the writing of the record the first one asked for.
+            if self.interruption == TERMINATED:
+                return
+            self.interruption = TERMINATED
+            raise KeyboardInterrupt("SIGTERM")
+
+        self._previous_sigterm = signal.signal(signal.SIGTERM, terminate)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        import signal
+
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.collector.select(item.nodeid for item in session.items)
@@ -180,6 +225,8 @@ class _RunReport:
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         """Ctrl-C, ``pytest.exit``, or pytest's own stop (collection errors, xdist ``-x``): remember why."""
+        if self.interruption is not None:  # SIGTERM said why already
+            return
         if excinfo.type is KeyboardInterrupt:
             self.interruption = "interrupted (KeyboardInterrupt)"
         else:
@@ -232,13 +279,19 @@ class _RunDecision:
     def __init__(self, config: pytest.Config):
         self.config = config
         self.standings: dict[str, str] = {}
+        self.unmarked_failures: set[str] = set()
         self.decision: Any = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from vlmgate.decision import ERROR
 
         properties = dict(report.user_properties)
-        if CASE_PROPERTY not in properties:  # not a gating case: the project's own tests decide nothing
+        if CASE_PROPERTY not in properties:
+            # Not known as a gating case: a plain test, or a case whose worker crashed before its
+            # report could say so (xdist reports the crash without the item's properties). In a
+            # run that gates, a failure of either is a reason not to ship.
+            if report.failed:
+                self.unmarked_failures.add(report.nodeid)
             return
         standing = properties.get("vlmgate.standing")
         if report.when == "call" and standing is not None:
@@ -250,7 +303,7 @@ class _RunDecision:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        from vlmgate.decision import decide
+        from vlmgate.decision import ERROR, decide
 
         if not self.standings:
             return
@@ -258,6 +311,7 @@ class _RunDecision:
         stopped = session.shouldfail or session.shouldstop
         complete = not stopped and (completeness is None or completeness.complete)
         judged = [s for s in self.standings.values() if s != "skipped"]
+        judged += [ERROR for nodeid in self.unmarked_failures if nodeid not in self.standings]
         reason = str(stopped) if stopped else (completeness.reason if completeness is not None else None)
         self.decision = decide(judged, complete=complete, incomplete_reason=reason or "")
         self.config.stash[stash.DECISION] = self.decision

@@ -1,0 +1,88 @@
+"""Every way a run ends leaves a true record: SIGTERM (what a CI timeout or cancel sends) and a
+kill that leaves no chance to write anything, into a report folder that holds an older,
+complete record of another run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from support import gate_args
+
+SELECT = ("-m", "translation or rotation")
+
+
+def _older_record(suite_dir, args: list[str], folder: str) -> Path:
+    """A complete record of an earlier run in ``folder``: what a stale CI workspace holds."""
+    done = suite_dir.runpytest_subprocess(*args, f"--vlmgate-report={folder}")
+    assert done.ret == 0, done.stdout.str()
+    record = suite_dir.path / folder / "run.json"
+    assert json.loads(record.read_text())["completeness"]["complete"] is True
+    return record
+
+
+def _start(suite_dir, args: list[str], folder: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pytest", *args, f"--vlmgate-report={folder}",
+                             "--vlmgate-no-cache"], cwd=suite_dir.path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_work(process: subprocess.Popen, record: Path, older: str, then_s: float) -> None:
+    """Until the run has started (its folder's record is no longer the older run's), then ``then_s``."""
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if record.read_text() != older:
+            time.sleep(then_s)
+            return
+        time.sleep(0.05)
+    raise AssertionError("the run never replaced the older record")
+
+
+def test_sigterm_mid_run_marks_the_folders_record_incomplete_and_diff_refuses_it(suite_dir, tiny_llava_checkpoint,
+                                                                                  manifest):
+    args = gate_args(tiny_llava_checkpoint, manifest, *SELECT, "-p", "no:xdist")
+    record = _older_record(suite_dir, args, "reports")
+    shutil.copy(record, suite_dir.path / "earlier.json")
+    older = record.read_text()
+    process = _start(suite_dir, args, "reports")
+    _wait_for_work(process, record, older, then_s=1.0)  # into the cases
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 2, output  # pytest's "interrupted"
+    data = json.loads(record.read_text())
+    assert data["completeness"]["complete"] is False
+    assert data["completeness"]["reason"] == "terminated (SIGTERM)"
+    assert "terminated (SIGTERM)" in output and "refuse this record" in output
+    diff = subprocess.run([sys.executable, "-m", "vlmgate.cli", "diff", "earlier.json", "reports/run.json"],
+                          cwd=suite_dir.path, capture_output=True, text=True)
+    assert diff.returncode == 2
+    assert "incomplete" in diff.stderr and "terminated (SIGTERM)" in diff.stderr and "--allow-incomplete" in diff.stderr
+
+
+def test_a_killed_run_leaves_an_unfinished_record_not_the_previous_one(suite_dir, tiny_llava_checkpoint, manifest):
+    """SIGKILL writes nothing at the end, so the run marks its folder before it starts: the
+    previous run's complete record can never stand in for it."""
+    args = gate_args(tiny_llava_checkpoint, manifest, *SELECT, "-p", "no:xdist")
+    record = _older_record(suite_dir, args, "reports")
+    (suite_dir.path / "reports" / "report.html").write_text("<p>the previous run's report</p>")
+    older = record.read_text()
+    process = _start(suite_dir, args, "reports")
+    _wait_for_work(process, record, older, then_s=0.0)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    data = json.loads(record.read_text())
+    assert data["completeness"]["complete"] is False
+    assert "had not finished" in data["completeness"]["reason"]
+    assert not (suite_dir.path / "reports" / "report.html").exists()
+    suite_dir.makefile(".toml", change='[ifr]\n"*" = { max_increase = 0.02 }\n')
+    baseline = suite_dir.runpytest_subprocess(*args, "--vlmgate-thresholds=change.toml",
+                                              "--vlmgate-baseline=reports/run.json")
+    assert baseline.ret == 4  # a usage error: --vlmgate-baseline refuses an incomplete record
+    assert "had not finished" in baseline.stderr.str()
