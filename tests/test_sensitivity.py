@@ -7,12 +7,13 @@ import math
 import pytest
 from scipy import stats
 
+from vlmgate.decision import EXIT_CODES, UNDECIDED
 from vlmgate.metrics.flips import proportion
 from vlmgate.records import MEAN, MetricResult
 from vlmgate.sensitivity import sensitivity
 from vlmgate.thresholds import Threshold
 
-from support import gate_args, junit_cases
+from support import gate_args, junit_cases, outcomes
 
 
 def share(successes: int, n: int) -> MetricResult:
@@ -69,10 +70,14 @@ def test_inert_gates_are_reported_and_fail_under_strict(pytester, tiny_llava_che
     pytester.makefile(".toml", limits='[decay_c]\n"*" = { max = 0.95 }\n')
     args = gate_args(tiny_llava_checkpoint, manifest, "--junitxml=out.xml", "--vlmgate-no-cache")
     relaxed = pytester.runpytest_subprocess(*args)
-    relaxed.assert_outcomes(passed=1)
+    # Every answer kept at 7 images: [0.65, 1] straddles the limit, which no 7 images could fail.
+    # Never a pass: the case is inconclusive (a critical gate holds the release), and the gate is named inert.
+    assert outcomes(relaxed) == {"inconclusive": 1} and relaxed.ret == EXIT_CODES[UNDECIDED]
     relaxed.stdout.fnmatch_lines(["*vlmgate: inert gates*", "*test_visual_decay*: decay_c limit max 0.95 (interval)"])
+    assert "straddles max 0.95: inconclusive" in relaxed.stdout.str()
     props = next(iter(junit_cases(pytester.path / "out.xml").values()))
     assert props["vlmgate.decay_c.inert"] == "true" and props["vlmgate.inert"] == "true"
+    assert (props["vlmgate.decay_c.outcome"], props["vlmgate.standing"]) == ("inconclusive", "inconclusive")
 
     strict = pytester.runpytest_subprocess(*args, "--vlmgate-strict")
     strict.assert_outcomes(failed=1)
