@@ -11,14 +11,39 @@ perturbation) and the vlmgate version. The value is the raw float64 score vector
 
 Writes are atomic (a temporary file in the same folder, then ``os.replace``), so a run
 killed mid-write leaves either the whole entry or none, and concurrent xdist workers
-writing the same key write the same bytes. A file that does not decode (a damaged
-disk, a foreign file) is treated as a miss and removed, never as a result; so is one
-that decodes to a value that cannot belong to the request (``EntryError``): the reader
-says how many options the request has, and a score vector must be 1-D float64, finite,
-with exactly that many entries; a probe record's arrays must be finite with the shapes
-``ProbeRecord`` documents. A key collision is astronomically unlikely, but a file
-written by an older layout, a foreign tool or a flipped bit is not, and a wrong value
-read from the cache would be judged like any other.
+writing the same key write the same bytes.
+
+The cache trusts nothing it reads: a CI cache restored from another branch, a disk that
+flips a bit or a hand that edits a file is input like any other. Every entry ends in a
+``TRAILER_SIZE``-byte trailer: a magic, the cache format version (``FORMAT_VERSION``),
+the payload's length and the SHA-256 of the entry's file name (its key and value shape)
+and payload. The trailer is written in the same atomic write as the payload, and being
+at the end it leaves a score vector a plain ``.npy`` that ``numpy.load`` still reads. An
+entry is served only if its trailer is whole, its version this one, its length and
+checksum those of what precedes it, and its payload decodes to a value that can belong
+to the request (``EntryError``): the reader says how many options the request has, and a
+score vector must be 1-D float64, finite, with exactly that many entries; a probe
+record's arrays must be finite with the shapes ``ProbeRecord`` documents. Anything else
+(truncated, altered, another format version, an older vlmgate's entry without a trailer,
+an entry copied under another key) is a miss: a ``CacheWarning`` names the file and says
+that it will be recomputed, the file is removed and the recomputed value written in its
+place. It is never served. The check costs one SHA-256 pass over the bytes read, small
+next to decoding them.
+
+A checksum cannot catch a value that was written whole but is wrong for its key: a
+stale value from another checkpoint or build under a key that did not change when it
+should have. ``audit`` (``--vlmgate-cache-audit FRACTION``) recomputes a seeded fraction
+of the hits: whether a hit is audited is a function of its key and the run seed alone
+(``audits``), so the same entries are audited whatever the worker count or order. The
+engine recomputes an audited entry in its canonical batch, which is the batch that wrote
+it, so a deterministic adapter gives it back bit for bit: the comparison is exact
+(``same_value``), and any difference fails the case with a ``CacheAuditError`` naming
+the key, the file and both values (``describe_difference``). A tolerance would let a
+stale value within it pass, and there is no noise to allow for: entries written on
+other hardware or library builds that round differently are differences too, since a
+warm run must give what a cold run gives. The entry is left as it was, for inspection;
+the whole folder is suspect. A model that says it is not deterministic (a served one) is
+not audited: no comparison could tell a stale value from its own noise.
 
 Three value shapes are stored: a score vector (``.npy``, one float64 array), a probe
 record (``.npz``, named arrays: scores, one embedding per probe, the greedy answer's
@@ -36,19 +61,23 @@ used: ``noatime`` mounts never update them.)
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
+import struct
 import tempfile
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from vlmgate import __version__
+from vlmgate.errors import VlmgateError
 from vlmgate.models.base import PROBES, ProbeRecord
 from vlmgate.records import Sample, Variant
 
@@ -63,11 +92,65 @@ STALE_TEMPORARY_S = 3600.0
 _CACHEDIR_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# vlmgate observation cache\n"
 
 
+#: The request kinds of ``vlmgate.engine`` and the file suffix of each one's entries.
+KIND_SUFFIXES = {"score": SUFFIX, "probe": RECORD_SUFFIX, "generate": TEXT_SUFFIX}
+#: The layout of entries and their trailer. Format 1 (vlmgate 0.1.0 before checksums) had no
+#: trailer; its entries are misses. Bump this when the layout or a payload's encoding changes.
+FORMAT_VERSION = 2
+_MAGIC = b"VLMGATE\x00"
+#: magic, format version, payload length, SHA-256 of (entry file name, payload).
+_TRAILER = struct.Struct(">8sHQ32s")
+TRAILER_SIZE = _TRAILER.size
+
+
 class EntryError(ValueError):
     """A stored entry decodes, but not to a value the request could have produced."""
 
 
+class DamagedEntry(ValueError):
+    """A stored entry's trailer is missing, of another format, or does not match its payload."""
+
+
+class CacheWarning(UserWarning):
+    """A cache entry could not be served (damaged, altered, of another format) and is recomputed."""
+
+
+class CacheAuditError(VlmgateError):
+    """An audited cache hit differs from its recomputation: the cache is stale or altered."""
+
+
+def _checksum(name: str, payload: bytes) -> bytes:
+    digest = hashlib.sha256(name.encode("utf-8"))
+    digest.update(b"\x00")
+    digest.update(payload)
+    return digest.digest()
+
+
+def seal(name: str, payload: bytes) -> bytes:
+    """``payload`` with its trailer, as stored in the entry file called ``name`` (``<key><suffix>``)."""
+    return payload + _TRAILER.pack(_MAGIC, FORMAT_VERSION, len(payload), _checksum(name, payload))
+
+
+def unseal(name: str, data: bytes) -> bytes:
+    """The payload of the entry file ``name`` holding ``data``, or ``DamagedEntry`` saying why not."""
+    if len(data) < TRAILER_SIZE or data[-TRAILER_SIZE:-TRAILER_SIZE + len(_MAGIC)] != _MAGIC:
+        raise DamagedEntry(f"it has no checksum trailer ({len(data)} bytes: truncated, or written by an older "
+                           "vlmgate or another tool)")
+    magic, version, length, checksum = _TRAILER.unpack(data[-TRAILER_SIZE:])
+    if version != FORMAT_VERSION:
+        raise DamagedEntry(f"it is in cache format {version}; this vlmgate reads format {FORMAT_VERSION}")
+    payload = data[:-TRAILER_SIZE]
+    if len(payload) != length:
+        raise DamagedEntry(f"it holds {len(payload)} payload bytes where its trailer records {length} "
+                           "(truncated or spliced)")
+    if _checksum(name, payload) != checksum:
+        raise DamagedEntry("its SHA-256 checksum does not match its content (altered or damaged, or copied "
+                           "from another key)")
+    return payload
+
+
 _DECODE_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile)  # EntryError is a ValueError
+_AUDIT_SCALE = 2 ** 64
 
 
 def sample_digest(sample: Sample) -> str:
@@ -151,19 +234,42 @@ def probe_from_arrays(arrays: dict[str, np.ndarray]) -> ProbeRecord:
 
 
 class ObservationCache:
-    """``root/ab/abcdef….npy`` score vectors and ``….npz`` probe records.
+    """``root/ab/abcdef….npy`` score vectors, ``….npz`` probe records and ``….txt`` replies.
 
-    ``hits`` / ``misses`` count this process's lookups; under xdist each worker has its
-    own and the plugin adds them up on the controller.
+    ``hits`` / ``misses`` count this process's lookups (a damaged entry is a miss); under
+    xdist each worker has its own and the plugin adds them up on the controller.
+    ``audit`` is the fraction of hits the engine recomputes and compares (0: none);
+    ``audited`` counts the hits it compared.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, audit: float = 0.0):
+        if not 0.0 <= audit <= 1.0:
+            raise ValueError(f"audit must be a fraction in [0, 1], got {audit!r}")
         self.root = Path(root)
+        self.audit = audit
         self.hits = 0
         self.misses = 0
+        self.audited = 0
 
     def _path(self, key: str, suffix: str = SUFFIX) -> Path:
         return self.root / key[:2] / f"{key}{suffix}"
+
+    def entry_path(self, key: str, kind: str) -> Path:
+        """Where the entry of ``key`` for a request of ``kind`` (``KIND_SUFFIXES``) lives."""
+        return self._path(key, KIND_SUFFIXES[kind])
+
+    def audits(self, key: str, seed: int) -> bool:
+        """Whether a hit on ``key`` is recomputed and compared in a run seeded ``seed``.
+
+        A function of the key and the seed alone, so every worker and every order of cases
+        audits the same entries: each with probability ``audit``.
+        """
+        if self.audit <= 0.0:
+            return False
+        if self.audit >= 1.0:
+            return True
+        draw = hashlib.sha256(f"vlmgate-audit\x1f{seed}\x1f{key}".encode("utf-8")).digest()
+        return int.from_bytes(draw[:8], "big") < self.audit * _AUDIT_SCALE
 
     def _read(self, path: Path, decode: Callable[[bytes], Any]) -> Any:
         """``decode(bytes)`` of the entry at ``path``, or ``None`` (counted) when absent, damaged
@@ -174,9 +280,15 @@ class ObservationCache:
             self.misses += 1
             return None
         try:
-            value = decode(data)
-        except _DECODE_ERRORS:
-            path.unlink(missing_ok=True)
+            value = decode(unseal(path.name, data))
+        except _DECODE_ERRORS as exc:  # DamagedEntry and EntryError are ValueErrors
+            why = str(exc) if isinstance(exc, DamagedEntry) else f"it does not decode to a value of its request ({exc})"
+            warnings.warn(CacheWarning(f"vlmgate cache entry {path} is not served: {why}; it will be recomputed"),
+                          stacklevel=3)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # a read-only cache: the recomputed value is served all the same
+                pass
             self.misses += 1
             return None
         self.hits += 1
@@ -186,8 +298,10 @@ class ObservationCache:
             pass
         return value
 
-    def _write(self, path: Path, data: bytes) -> None:
-        """Write ``data`` to ``path`` atomically: a temporary file beside it, then ``os.replace``."""
+    def _write(self, path: Path, payload: bytes) -> None:
+        """Write ``payload`` and its trailer (``seal``) to ``path`` atomically: a temporary file
+        beside it, then ``os.replace``."""
+        data = seal(path.name, payload)
         if not path.parent.is_dir():
             self.ensure_root()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -327,3 +441,56 @@ def _decode_probe(data: bytes, n_options: int) -> ProbeRecord:
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise EntryError("not a probe record archive")
         return checked_probe(probe_from_arrays({name: archive[name] for name in archive.files}), n_options)
+
+
+def same_value(stored: Any, fresh: Any) -> bool:
+    """Whether two values of one request are the same, exactly (no tolerance).
+
+    Arrays must agree in shape and in every element's value (a float32 score read back as
+    the float64 it was stored as is the same value); dataclasses (``Observation``,
+    ``ProbeRecord``) field by field; mappings and sequences item by item; anything else by
+    ``==``. Exact, because the engine recomputes an entry in the canonical batch that wrote
+    it: a deterministic adapter then repeats the same floating-point operations in the same
+    order, and any difference, however small, is a value the cache should not hold.
+    """
+    if isinstance(stored, np.ndarray) or isinstance(fresh, np.ndarray):
+        a, b = np.asarray(stored), np.asarray(fresh)
+        return a.shape == b.shape and bool(np.array_equal(a, b))
+    if dataclasses.is_dataclass(stored) and type(stored) is type(fresh):
+        return all(same_value(getattr(stored, f.name), getattr(fresh, f.name)) for f in dataclasses.fields(stored))
+    if isinstance(stored, Mapping) and isinstance(fresh, Mapping):
+        return stored.keys() == fresh.keys() and all(same_value(stored[k], fresh[k]) for k in stored)
+    if isinstance(stored, (tuple, list)) and isinstance(fresh, (tuple, list)):
+        return len(stored) == len(fresh) and all(same_value(a, b) for a, b in zip(stored, fresh))
+    return bool(stored == fresh)
+
+
+def _shown(value: Any, limit: int = 200) -> str:
+    text = repr(value.tolist()) if isinstance(value, np.ndarray) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def describe_difference(stored: Any, fresh: Any, where: str = "value") -> str:
+    """Where two values of one request first differ, with both sides (``same_value`` says whether)."""
+    if isinstance(stored, np.ndarray) or isinstance(fresh, np.ndarray):
+        a, b = np.asarray(stored), np.asarray(fresh)
+        if a.shape != b.shape:
+            return f"{where}: stored {a.dtype} {a.shape}, recomputed {b.dtype} {b.shape}"
+        if a.size <= 16:  # a score vector: both whole, at full precision
+            return f"{where}: stored {_shown(a)}, recomputed {_shown(b)}"
+        differ = np.flatnonzero(a.ravel() != b.ravel())
+        first = int(differ[0]) if differ.size else 0
+        largest = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) \
+            if np.issubdtype(a.dtype, np.number) else float("nan")
+        return (f"{where}: {differ.size} of {a.size} elements differ, the first at flat index {first}: stored "
+                f"{a.ravel()[first].item()!r}, recomputed {b.ravel()[first].item()!r} "
+                f"(largest difference {largest:.3g})")
+    if dataclasses.is_dataclass(stored) and type(stored) is type(fresh):
+        for f in dataclasses.fields(stored):
+            if not same_value(getattr(stored, f.name), getattr(fresh, f.name)):
+                return describe_difference(getattr(stored, f.name), getattr(fresh, f.name), f"{where}.{f.name}")
+    if isinstance(stored, Mapping) and isinstance(fresh, Mapping) and stored.keys() == fresh.keys():
+        for k in stored:
+            if not same_value(stored[k], fresh[k]):
+                return describe_difference(stored[k], fresh[k], f"{where}[{k!r}]")
+    return f"{where}: stored {_shown(stored)}, recomputed {_shown(fresh)}"

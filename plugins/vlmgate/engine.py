@@ -19,6 +19,9 @@ so that the answer a probe teacher-forces is exactly the prediction the flip gat
 Across runs, observations live in an ``ObservationCache`` keyed by (model fingerprint,
 sample content, request kind, variant, the family's implementation ``version``, seed); a
 read names the request's option count, so an entry that cannot be its value is a miss.
+With the cache's ``audit`` fraction, the hits it picks (``ObservationCache.audits``) are not
+served but recomputed in their canonical batch, and compared exactly with what the cache
+holds before anything is written: a difference is a ``CacheAuditError`` (see ``vlmgate.cache``).
 Requests carry their sample's id, so an adapter that refuses one names it.
 
 Results must not depend on the cache, on the number of xdist workers or on the backend,
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections import deque
 from collections.abc import Sized
 from dataclasses import dataclass
@@ -54,7 +58,15 @@ import numpy as np
 from vlmgate import batches
 from vlmgate.batches import DEFAULT_BATCH_SIZE, KINDS, Batch, WorkItem
 from vlmgate.benchmarks.base import Benchmark
-from vlmgate.cache import ObservationCache, observation_key, sample_digest
+from vlmgate.cache import (
+    CacheAuditError,
+    CacheWarning,
+    ObservationCache,
+    describe_difference,
+    observation_key,
+    same_value,
+    sample_digest,
+)
 from vlmgate.claims import BatchClaims
 from vlmgate.dispatch import DispatchCounts, Dispatcher, LocalDispatcher
 from vlmgate.errors import ModelError
@@ -275,6 +287,15 @@ class Engine:
         self._probe_memo: dict[tuple[str, Variant], ProbeRecord] = {}
         self._family_probes: dict[tuple[str, int | None], FamilyProbes] = {}
         self._generation_memo: dict[tuple[str, Variant], str] = {}
+        #: Audited hits awaiting their recomputation: (kind, sample id, variant) -> (cache key, stored value).
+        self._audits: dict[tuple[str, str, Variant], tuple[str, Any]] = {}
+        self._audit = self.cache is not None and self.cache.audit > 0
+        if self._audit and not getattr(model, "deterministic", True):
+            # Its values differ between two passes by themselves: no comparison could tell a
+            # stale entry from the model's own noise.
+            self._audit = False
+            warnings.warn(CacheWarning(f"--vlmgate-cache-audit: model {model.spec} is not deterministic, so its "
+                                       "cache hits are not audited"), stacklevel=2)
         self._scores = _RequestKind(
             "score", self._memo, WorkItem, lambda s, v: "score",
             lambda s, v, row: observation_from_scores(s.id, v, np.asarray(row, dtype=np.float64), self.model.spec),
@@ -370,22 +391,43 @@ class Engine:
                 yield from flush()
         yield from flush()
 
-    def _needs_compute(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]]) -> bool:
-        """Fill what the cache knows of ``batch`` into the memo; whether anything is left."""
+    def _needs_compute(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]], audit: bool = True) -> bool:
+        """Fill what the cache knows of ``batch`` into the memo; whether anything is left.
+
+        With ``audit``, a hit the cache picks for its audit is held back for comparison
+        (``_audits``) and counts as left: its canonical batch is computed.
+        """
         missing = False
         for sample, variant in batch:
             if (sample.id, variant) in kind.memo:
                 continue
             value = None
             if self.cache is not None:
-                stored = kind.read(self.cache, self._cache_key(kind, sample, variant),
-                                   len(option_continuations(sample)))
+                key = self._cache_key(kind, sample, variant)
+                stored = kind.read(self.cache, key, len(option_continuations(sample)))
                 value = None if stored is None else kind.convert(sample, variant, stored)
+                if value is not None and audit and self._audit and self.cache.audits(key, self.seed):
+                    self._audits[(kind.name, sample.id, variant)] = (key, value)
+                    value = None
             if value is None:
                 missing = True
             else:
                 kind.memo[(sample.id, variant)] = value
         return missing
+
+    def _audited(self, kind: _RequestKind, sample: Sample, variant: Variant, fresh: Any) -> str | None:
+        """Compare a recomputed value with the audited hit it stands for, if it is one: ``None``
+        when they are the same (or it is none), else what differs. The entry is not written."""
+        held = self._audits.pop((kind.name, sample.id, variant), None)
+        if held is None or self.cache is None:
+            return None
+        key, stored = held
+        self.cache.audited += 1
+        if same_value(stored, fresh):
+            return None
+        return (f"cache entry {key} at {self.cache.entry_path(key, kind.name)} ({kind.name} of sample "
+                f"{sample.id!r} under {variant.label}, model {self.model.spec}) differs from its recomputation: "
+                f"{describe_difference(stored, fresh)}")
 
     def _keep(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]], results: Sequence[Any],
               private: dict | None = None) -> None:
@@ -393,6 +435,7 @@ class Engine:
 
         With ``private``, new values go there instead, and neither to the memo nor the cache.
         """
+        differences: list[str] = []
         for (sample, variant), result in zip(batch, results):
             if (sample.id, variant) in kind.memo:
                 continue
@@ -400,7 +443,15 @@ class Engine:
                 private[(sample.id, variant)] = kind.convert(sample, variant, result)
             elif self.cache is not None:
                 key = self._cache_key(kind, sample, variant)  # before the memo: probe keys read it
-                kind.memo[(sample.id, variant)] = value = kind.convert(sample, variant, result)
+                value = kind.convert(sample, variant, result)
+                if (kind.name, sample.id, variant) in self._audits:  # compared, never written over
+                    difference = self._audited(kind, sample, variant, value)
+                    if difference is not None:
+                        differences.append(difference)
+                        continue
+                    kind.memo[(sample.id, variant)] = value
+                    continue
+                kind.memo[(sample.id, variant)] = value
                 kind.write(self.cache, key, value)
             else:
                 kind.memo[(sample.id, variant)] = kind.convert(sample, variant, result)
@@ -410,6 +461,13 @@ class Engine:
             self.requests_probed += len(batch)
         else:
             self.requests_generated += len(batch)
+        if differences and self.cache is not None:
+            more = f" (and {len(differences) - 1} more in this batch)" if len(differences) > 1 else ""
+            raise CacheAuditError(
+                f"--vlmgate-cache-audit: {differences[0]}{more}. A cold recomputation in the same canonical batch "
+                f"gives a deterministic model's values back bit for bit, so the cache {self.cache.root} holds stale "
+                "or altered values (another checkpoint, branch or vlmgate build wrote them); delete that folder, "
+                "or run with --vlmgate-no-cache")
 
     def _tally(self, kind: _RequestKind, name: str, total: int | None = None) -> PassTally:
         """A new pass of ``kind`` reporting to the engine's progress sink."""
@@ -446,7 +504,7 @@ class Engine:
 
         try:
             for batch in self._canonical_batches(items):
-                if not self._needs_compute(kind, batch):
+                if not self._needs_compute(kind, batch, audit=private is None):
                     tally.add(len(batch))
                     continue
                 key = None

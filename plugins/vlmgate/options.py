@@ -130,6 +130,10 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("cache_dir", "cache", f"observation cache folder (default {DEFAULT_CACHE_DIR} under the rootdir)",
               "DIR"),
     RunOption("no_cache", "no-cache", "neither read nor write the observation cache", switch=True),
+    RunOption("cache_audit", "cache-audit", "recompute a seeded FRACTION of cache hits (0 < FRACTION <= 1; which "
+              "ones depends on the entry and --vlmgate-seed only) and fail the case, naming the entry and both "
+              "values, where the cache holds another value than a cold run computes: a stale or altered cache "
+              "(e.g. 0.05 in a nightly job)", "FRACTION", number=0.05),
     RunOption("cache_max_mb", "cache-max-mb", "at the end of a run, delete least recently used cache entries "
               f"beyond MB (default {DEFAULT_CACHE_MAX_MB}; 0 = no cap)", "MB", integer=DEFAULT_CACHE_MAX_MB),
     RunOption("devices", "devices", "xdist workers take these torch devices round-robin, e.g. cuda:0,cuda:1",

@@ -74,7 +74,7 @@ class GateSession:
         if self._cache is None and self.settings.cache_dir is not None:
             from vlmgate.cache import ObservationCache
 
-            self._cache = ObservationCache(self.settings.cache_dir)
+            self._cache = ObservationCache(self.settings.cache_dir, audit=self.settings.cache_audit)
         return self._cache
 
     def model_options(self):

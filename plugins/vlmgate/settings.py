@@ -199,6 +199,8 @@ class Settings:
     cache_dir: Path | None = None
     #: Cap of the cache folder in MB (``--vlmgate-cache-max-mb``); 0 = no cap.
     cache_max_mb: int = DEFAULT_CACHE_MAX_MB
+    #: Fraction of cache hits recomputed and compared (``--vlmgate-cache-audit``); 0 = none.
+    cache_audit: float = 0.0
     #: ``--vlmgate-devices``: xdist workers take these round-robin (``None`` = ``device`` everywhere).
     devices: tuple[str, ...] | None = None
     #: ``local`` or ``ray`` (see ``vlmgate.dispatch``).
@@ -356,6 +358,20 @@ def _big_checkpoint(layers: _Layers, devices: tuple[str, ...] | None
     return device_map, max_memory, quantize
 
 
+def _cache_audit(cli: Mapping[str, Any], cache_dir: Path | None) -> float:
+    """``--vlmgate-cache-audit``: a fraction in (0, 1] of a cache that is read (0.0 when not given)."""
+    value = cli.get("cache_audit")
+    if value is None:
+        return 0.0
+    if not (math.isfinite(value) and 0 < value <= 1):
+        raise ConfigError(f"--vlmgate-cache-audit must be a fraction of cache hits in (0, 1], got {value!r}; "
+                          "pass e.g. --vlmgate-cache-audit 0.05")
+    if cache_dir is None:
+        raise ConfigError("--vlmgate-cache-audit audits the observation cache, which --vlmgate-no-cache turns off; "
+                          "drop one of them")
+    return float(value)
+
+
 def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Accelerators | None = None) -> Settings:
     """Merge CLI values (``None`` = not given) over pyproject over defaults, validated.
 
@@ -386,6 +402,7 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Acceler
         _check_devices(layers, device, devices, accelerators)
     ray_replicas, gpus_per_replica = _ray_placement(layers, backend, device)
     device_map, max_memory, quantize = _big_checkpoint(layers, devices)
+    cache_dir = None if cli.get("no_cache") else rootpath / DEFAULT_CACHE_DIR if cache is None else Path(cache)
     return Settings(
         models=models,
         benchmarks=benchmarks,
@@ -406,8 +423,9 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Acceler
         search_budget=pick("search_budget", DEFAULT_SEARCH_BUDGET),
         counterexamples=rootpath / pick("counterexamples", DEFAULT_COUNTEREXAMPLES),
         search_images=rootpath / (cli.get("search_images") or DEFAULT_SEARCH_IMAGES),
-        cache_dir=None if cli.get("no_cache") else rootpath / DEFAULT_CACHE_DIR if cache is None else Path(cache),
+        cache_dir=cache_dir,
         cache_max_mb=pick("cache_max_mb", DEFAULT_CACHE_MAX_MB),
+        cache_audit=_cache_audit(cli, cache_dir),
         devices=devices,
         backend=backend,
         torch_threads=parse_torch_threads(cli.get("torch_threads") or AUTO),
