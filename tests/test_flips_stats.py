@@ -1,11 +1,11 @@
 """IFR, IV, transitions and intervals against hand-computed cases and scipy."""
 
 import math
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from scipy import stats
 
 from vlmgate.metrics.clustered import KORN_GRAUBARD, WILSON, Clustered, mean_interval, proportion_interval
