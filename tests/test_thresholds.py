@@ -309,3 +309,9 @@ def test_the_shipped_file_change_gates_translation_and_rotation():
     limits = load_thresholds(packaged_thresholds(), Vocabulary.of_catalogues())
     for family in ("translation", "rotation", "scale", "any"):
         assert limits.lookup("bundled:shapes-v1", "ifr", family).max_increase == 0.02, family
+
+
+def test_a_typo_in_a_top_level_setting_is_named_as_one():
+    with pytest.raises(ConfigError, match=r"t.toml: mdoe = 'strict': unknown top-level key 'mdoe' \(did you mean "
+                                          r"'mode'\?\)"):
+        parse_thresholds("t.toml", {"mdoe": "strict", "ifr": {"*": {"max": 0.2}}}, Vocabulary.uniform([]))

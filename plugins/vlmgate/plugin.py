@@ -492,7 +492,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.config.workeroutput["vlmgate_cache"] = list(gate.cache_counts())
         baseline = session.config.stash.get(stash.BASELINE, None)
         if baseline is not None:  # every worker collects the whole run, so any one's count is the run's
-            session.config.workeroutput["vlmgate_family"] = [baseline.family_size, list(baseline.unjudged)]
+            session.config.workeroutput["vlmgate_family"] = [baseline.counted, list(baseline.unjudged)]
         session.config.workeroutput["vlmgate_left_out"] = [
             [*astuple(entry), count] for entry, count in session.config.stash.get(stash.LEFT_OUT, {}).items()]
     elif gate.settings.cache_dir is not None and gate.settings.cache_dir.is_dir():
@@ -513,7 +513,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     family = getattr(node, "workeroutput", {}).get("vlmgate_family")
     baseline = node.config.stash.get(stash.BASELINE, None)
     if family and baseline is not None:
-        baseline.family_size, baseline.unjudged = family[0], tuple(family[1])
+        baseline.counted, baseline.family_size, baseline.unjudged = family[0], max(1, family[0]), tuple(family[1])
     counts = getattr(node, "workeroutput", {}).get("vlmgate_cache")
     if counts:
         totals = node.config.stash.setdefault(stash.CACHE_COUNTS, [0, 0])
@@ -624,7 +624,7 @@ def _baseline_summary(terminalreporter: Any, config: pytest.Config) -> None:
         return
     terminalreporter.section("vlmgate: baseline")
     for line in baseline.describe_family():
-        terminalreporter.write_line(line)
+        terminalreporter.write_line(line, **({"red": True, "bold": True} if line.startswith("WARNING") else {}))
 
 
 @pytest.hookimpl(tryfirst=True)

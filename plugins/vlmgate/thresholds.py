@@ -99,6 +99,8 @@ ANY_FAMILY = "*"
 QUALIFIER_SEPARATOR = "."
 #: The top-level table that declares tiers (``vlmgate.decision``).
 TIERS_TABLE = "tiers"
+#: What the top level of a threshold file may hold besides metric tables.
+TOP_LEVEL_KEYS = ("mode", "strict", TIERS_TABLE, "models")
 
 
 @dataclass(frozen=True)
@@ -589,6 +591,10 @@ def parse_thresholds(path: str, data: Mapping[str, Any], vocabulary: Vocabulary)
     if not isinstance(strict, bool):
         raise ConfigError(f"{path}: strict = {strict!r} must be true or false; write strict = true to make a gate "
                           "that cannot fail at the run's n an error")
+    for key, value in data.items():  # a setting's typo (mdoe = "strict") is not a metric to look up
+        if not isinstance(value, Mapping) and key not in vocabulary.metrics:
+            known = unknown_name_message("top-level key", key, list(TOP_LEVEL_KEYS))
+            raise ConfigError(f"{path}: {key} = {value!r}: {known}; a metric's limits are a table ([{key}] ...)")
     tiers = _parse_tiers(path, data.pop(TIERS_TABLE, {}))
     overrides = _model_overrides(path, data.pop("models", {}), vocabulary, tiers)
     return ThresholdSet(path, _parse_tables(path, "", data, vocabulary, tiers), overrides, strict=strict,

@@ -47,6 +47,7 @@ class Baseline:
         self.digest = record.digest
         #: How many gated changes the run tests against this baseline (``count_family``).
         self.family_size = 1
+        self.counted = 0
         self.unjudged: tuple[str, ...] = ()
 
     @property
@@ -71,14 +72,23 @@ class Baseline:
                     why = "no change limit" if not limit.gates_change else "nothing to compare in the baseline"
                     unjudged.append(f"{key.suite} {key.family} {metric} ({why})")
         self.family_size = max(1, size)
+        self.counted = size
         #: Gated metrics of the run whose change the baseline does not judge, and why.
         self.unjudged = tuple(unjudged)
         return size
 
     def describe_family(self) -> list[str]:
         """What the terminal says of a baseline run: the family, its level, and what it leaves unjudged."""
-        lines = [f"{self.family_size} gated changes against {self.source}, each decided at alpha / "
+        lines = [f"{self.counted} gated changes against {self.source}, each decided at alpha / "
                  f"{self.family_size} = {self.decided_at:.3g} (Bonferroni; vlmgate diff uses the same level)"]
+        if self.counted == 0:
+            lines.append(f"WARNING: {self.source} pairs no gated metric of this run (its models "
+                         f"{', '.join(self.record.models)} x benchmarks {', '.join(self.record.benchmarks)}), so no "
+                         "change was judged: pass the record of the same benchmark's previous release")
+        if self.record.seed != self.seed:
+            lines.append(f"WARNING: {self.source} was recorded with seed {self.record.seed}, this run uses seed "
+                         f"{self.seed}: units drawn from the seed (overlay labels, noise) differ, so fewer pair and "
+                         f"the changes rest on less; rerun with --vlmgate-seed {self.record.seed}")
         if self.unjudged:
             lines.append(f"{len(self.unjudged)} gates judge no change since the baseline: {', '.join(self.unjudged)}")
         return lines
