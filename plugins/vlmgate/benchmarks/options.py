@@ -3,6 +3,8 @@
 Loaders of every format share these checks because each one closes a way for a
 benchmark row to be judged wrongly without an error:
 
+* an item with more than 26 options is refused, naming it and its count: prompts label
+  options by letter (``A``..``Z``), and a 27th option would be labelled ``[``;
 * two options that read the same (``"red"`` / ``"Red "``) make a text answer mean either
   and ask the model to choose between equal options: the row is refused, naming both;
 * an answer may be an option letter, an option text or a 0-based index; a one-letter
@@ -22,9 +24,21 @@ from typing import Any
 from vlmgate.benchmarks.base import YES_NO
 from vlmgate.errors import DataError
 
+#: Prompts label options by letter, A to Z: an item may hold at most this many.
+MAX_OPTIONS = 26
+
 
 def letter(index: int) -> str:
     return chr(ord("A") + index)
+
+
+def check_count(options: Sequence[str], where: Callable[[int], str]) -> None:
+    """Refuse more options than there are letters; ``where(i)`` names option ``i``'s place."""
+    if len(options) > MAX_OPTIONS:
+        raise DataError(
+            f"{where(MAX_OPTIONS)}: the item has {len(options)} options, but prompts label options by letter "
+            f"(A to Z), so an item holds at most {MAX_OPTIONS}; split the item or drop options beyond Z"
+        )
 
 
 def _same_text(text: str) -> str:
@@ -33,7 +47,9 @@ def _same_text(text: str) -> str:
 
 
 def check_distinct(options: Sequence[str], where: Callable[[int], str]) -> None:
-    """Refuse options that read the same; ``where(i)`` names option ``i``'s place (line, cell)."""
+    """Refuse options that read the same, or more than ``MAX_OPTIONS`` of them; ``where(i)`` names
+    option ``i``'s place (line, cell)."""
+    check_count(options, where)
     seen: dict[str, int] = {}
     for index, text in enumerate(options):
         first = seen.setdefault(_same_text(text), index)

@@ -116,6 +116,12 @@ class Checkpoint:
 def open_checkpoint(path: str, spec: str) -> Checkpoint:
     """The folder ``path`` checked as module docstring says, or a ``ModelError`` naming what is wrong."""
     folder = Path(path).expanduser().resolve()
+    if folder.is_file():
+        scheme = spec[: -len(path)] if path and spec.endswith(path) else spec.partition(":")[0] + ":"
+        raise ModelError(
+            f"model spec {spec!r}: {folder} is a file, not a checkpoint folder; the spec takes the folder "
+            f"that holds config.json and the *.safetensors files: pass {scheme}{folder.parent}"
+        )
     if not folder.is_dir():
         raise ModelError(
             f"model spec {spec!r}: checkpoint folder {folder} does not exist; pass PATH a local folder "

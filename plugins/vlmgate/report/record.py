@@ -34,12 +34,14 @@ was decided at; older records read with outcomes derived from ``passed``.
 The JSON is deterministic: sorted keys, cases sorted by id, floats written as produced
 (``repr``, so they read back bit-identical; a metric with nothing measured is ``NaN``).
 Records are frozen dataclasses; reading validates every field and names the file and
-key of anything wrong.
+key of anything wrong. It also refuses JSON nested deeper than any record (``MAX_DEPTH``),
+and a proportion whose ``count`` or ``value`` contradicts the units it was computed from.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -49,7 +51,7 @@ from vlmgate.decision import CASE_STANDINGS, ERROR
 from vlmgate.dispatch import DispatchCounts
 from vlmgate.errors import RecordError
 from vlmgate.models.base import ModelDescription
-from vlmgate.records import DIRECTIONS, FAIL, KINDS, LIMIT_KINDS, PASS, RECORDED, WorstSample
+from vlmgate.records import DIRECTIONS, FAIL, KINDS, LIMIT_KINDS, PASS, PROPORTION, RECORDED, WorstSample
 from vlmgate.records import OUTCOMES as VERDICT_OUTCOMES
 
 #: Bumped when a field changes meaning, is removed, or must not be ignored (2: ``completeness``;
@@ -236,7 +238,13 @@ class RunRecord:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise RecordError(f"{source}: not valid JSON ({exc}); is it a vlmgate run.json?") from None
-        return _read_run(_Reader(source, ""), data)
+        except RecursionError:  # JSON nested deeper than the parser's recursion limit
+            raise _too_deep(source) from None
+        if _depth(data) > MAX_DEPTH:
+            raise _too_deep(source)
+        record = _read_run(_Reader(source, ""), data)
+        _check_proportions(record, source)
+        return record
 
 
 def case_to_dict(case: CaseRecord) -> dict[str, Any]:
@@ -299,6 +307,60 @@ def write_record(record: RunRecord, directory: str | Path) -> Path:
 
 
 # -- reading, with errors that name the file and the key --------------------------------
+#: The deepest nesting a record may hold. A record's own nesting is about ten levels (cases,
+#: metrics, details and their curves); deeper data would be copied and hashed by recursion
+#: later (``asdict``, the digest) and end in a RecursionError, so it is refused on reading.
+MAX_DEPTH = 100
+
+
+def _too_deep(source: str) -> RecordError:
+    return RecordError(f"{source}: not a vlmgate run record: nesting too deep (more than {MAX_DEPTH} levels of "
+                       f"objects and lists); pass the {RUN_FILE} pytest --vlmgate-report DIR wrote")
+
+
+def _depth(data: Any) -> int:
+    """How deeply ``data``'s objects and lists nest (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            return depth
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _check_proportions(record: "RunRecord", source: str) -> None:
+    """Refuse a proportion whose stored figures contradict its own units.
+
+    The writer builds every proportion from its units (``metrics.flips.proportion``,
+    ``metrics.clustered.clustered_proportion``, ...): where ``n`` counts the units, ``count``
+    is their sum and ``value`` is ``count / n``. A record saying otherwise was edited or
+    damaged, and ``vlmgate diff`` would pair one set of figures while printing another.
+    """
+    for case_index, case in enumerate(record.cases):
+        for metric_index, metric in enumerate(case.metrics):
+            if metric.kind != PROPORTION or metric.count is None or not metric.units or metric.n != len(metric.units) \
+                    or metric.n == 0:
+                continue
+            total = sum(metric.units.values())
+            if metric.count != total:
+                problem = f"count {metric.count} is not the sum of its {metric.n} units ({total:g})"
+            elif not math.isclose(metric.value, metric.count / metric.n, rel_tol=1e-9, abs_tol=1e-12):
+                problem = f"value {metric.value!r} is not count / n = {metric.count} / {metric.n}"
+            else:
+                continue
+            raise RecordError(
+                f"{source}: case {case.id!r} (cases[{case_index}]), metric {metric.name!r} "
+                f"(metrics[{metric_index}]): {problem}; vlmgate writes a proportion's count and value from its "
+                "units, so the file was edited or damaged: restore it, or re-run the suite with pytest "
+                "--vlmgate-report"
+            )
+
+
 class _Reader:
     """Where in which file a value was read from, for error messages."""
 

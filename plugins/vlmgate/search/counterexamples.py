@@ -22,7 +22,9 @@ Replay: every entry for the case's benchmark and family is tried first, on *ever
 (a counterexample is an input, and release N+1 is usually a different spec than the
 release N it was found on), so a fixed failure stays fixed and an unfixed one fails fast
 without a new search. ``clean`` / ``perturbed`` (the answers on the model it was found on)
-are informational. Delete an entry, or the file, to search again.
+are informational. Delete an entry, or the file, to search again. An entry naming a sample the
+benchmark does not hold fails its case, naming the store, the entry and the sample: replaying
+it would measure nothing, never a gate that passed.
 
 The store is read once per process at start-up (a malformed file is a usage error before
 any test runs, and a failure found during a run is not replayed by later cases of the same
@@ -135,6 +137,19 @@ class CounterexampleStore:
                 return False
             _write_atomic(self.path, render([*current, entry]))
             return True
+
+
+def missing_sample(path: Path, entry: Counterexample, benchmark: str) -> ConfigError:
+    """The error of a stored entry whose sample ``benchmark`` does not hold.
+
+    Replaying it would measure nothing, and a case that replays nothing must not read as a
+    gate that was judged, so the entry is refused by name with the ways to fix it.
+    """
+    return ConfigError(
+        f"{path}: stored counterexample {entry.describe()}: benchmark {benchmark} holds no sample "
+        f"{entry.instance.sample_id!r}, so replaying it would measure nothing; remove the entry from {path}, "
+        "or run on the benchmark it was found on"
+    )
 
 
 def _fail(path: Path, where: str, problem: str, fix: str) -> ConfigError:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from vlmgate.errors import ConfigError, DataError, NotApplicable
 from vlmgate.records import CLEAN, MetricResult, Observation, Sample
-from vlmgate.search.counterexamples import Counterexample, CounterexampleStore
+from vlmgate.search.counterexamples import Counterexample, CounterexampleStore, missing_sample
 from vlmgate.search.failure import MinimalFailure, save_images
 from vlmgate.search.instance import SearchInstance
 from vlmgate.seeding import key_entropy
@@ -235,11 +235,11 @@ def _all_samples(engine: "Engine", wanted: set[str]) -> dict[str, Sample]:
 def _replay(oracle: _Oracle, stored: tuple[Counterexample, ...], store: CounterexampleStore
             ) -> tuple[SearchInstance | None, tuple[Counterexample, ...], tuple[Counterexample, ...], list[str]]:
     """Score every stored counterexample in one batch: (first still failing, replayed, fixed, notes)."""
-    notes, playable = [], []
+    notes: list[str] = []
+    playable = []
     for entry in stored:
         if entry.instance.sample_id not in oracle.samples:
-            notes.append(f"stored counterexample {entry.describe()} skipped: the benchmark has no such sample")
-            continue
+            raise missing_sample(store.path, entry, oracle.engine.benchmark.spec)
         try:
             entry.instance.variant(oracle.family)
         except (ConfigError, ValueError) as exc:  # a bad choice, or a level beyond max_level
