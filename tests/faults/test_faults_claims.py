@@ -10,6 +10,7 @@ claim's file and its holder and says that the batch is computed here, and nothin
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -106,7 +107,8 @@ def test_an_xdist_worker_killed_while_it_holds_a_claim_does_not_stall_the_run(su
     suite_dir.makeconftest(HANGING_CONFTEST)
     hang = suite_dir.path / "hanging.pid"
     args = gate_args(tiny_llava_checkpoint, manifest, "-k", "clean or (padcrop and not ctx_open and not ans_mcq)",
-                     "--vlmgate-limit", "4", "-n", "2", "--vlmgate-torch-threads=1", "--vlmgate-cache=cache")
+                     "--vlmgate-limit", "4", "-n", "2", "--vlmgate-torch-threads=1", "--vlmgate-cache=cache",
+                     "--vlmgate-report=reports")
     run = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=suite_dir.path, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "HANG_FILE": str(hang)})
     try:
@@ -134,4 +136,6 @@ def test_an_xdist_worker_killed_while_it_holds_a_claim_does_not_stall_the_run(su
     Said(run.returncode, output).refused(1, "broke batch claim", "held by pid", "no heartbeat for", "crashed",
                                          "1 failed", "NO-GO", fix=r"computing the batch here")
     assert broke < WITHIN_S and took < 60, output
+    completeness = json.loads((suite_dir.path / "reports" / "run.json").read_text())["completeness"]
+    assert completeness["complete"] is False and "crashed" in completeness["reason"], completeness
     assert not list((suite_dir.path / "cache" / "claims").glob("*.claim"))

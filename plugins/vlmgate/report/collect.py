@@ -198,6 +198,8 @@ class RunCollector:
         self._durations: dict[str, float] = {}
         self._selected: dict[str, None] = {}  # insertion-ordered set: collection order
         self._finished: set[str] = set()
+        #: Cases whose xdist worker died while running them: node id -> what xdist said.
+        self._crashed: dict[str, str] = {}
         self._collection_errors: list[str] = []
         self._dispatch: dict[tuple[str, str], DispatchCounts] = {}  # (process, model) -> latest counts
 
@@ -214,6 +216,12 @@ class RunCollector:
         self._durations[report.nodeid] = self._durations.get(report.nodeid, 0.0) + report.duration
         if report.when == "call" or (report.when == "setup" and not report.passed):
             self._finished.add(report.nodeid)
+        elif report.failed and report.when not in ("setup", "teardown"):
+            # xdist's report of a worker that died mid-case (phase "???"): the case never ended.
+            lines = report.longreprtext.strip().splitlines()
+            said = next((line.strip() for line in lines if "crashed" in line), f"worker crashed while running "
+                                                                                f"{report.nodeid}")
+            self._crashed[report.nodeid] = said
         payload = getattr(report, REPORT_ATTRIBUTE, None)
         if payload is None:
             return
@@ -253,8 +261,9 @@ class RunCollector:
         if not not_run and not self._collection_errors and not interrupted:
             return Completeness(True, None, len(self._selected), ())
         errors = self._collection_errors
+        crashed = "; ".join(self._crashed[nodeid] for nodeid in sorted(self._crashed))
         reason = stopped or (f"{len(errors)} error(s) during collection: {', '.join(errors)}" if errors
-                             else "pytest ended before running them")
+                             else crashed or "pytest ended before running them")
         return Completeness(False, reason, len(self._selected), not_run)
 
     def record(self, *, stopped: str | None = None, interrupted: bool = False) -> RunRecord:
