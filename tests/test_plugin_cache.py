@@ -21,16 +21,15 @@ import pytest
 
 from vlmgate.report.record import load_record
 
-from support import DRIFT_TEST, FLIP_TEST, gate_args
+from support import DRIFT_TEST, FLIP_TEST, RECORD_ONLY, gate_args
 
 SELECT = ("-k", "clean or (padcrop and not ctx_open and not ans_mcq)", "--vlmgate-limit", "4")
-LIMITS = 'mode = "interval"\n[ifr]\n"*" = { max = 1.0 }\n[iv]\n"*" = { max = 1.0 }\n'
 
 
 @pytest.fixture
 def suite_dir(pytester: pytest.Pytester):
     pytester.makepyfile(test_flip_rate=FLIP_TEST, test_drift=DRIFT_TEST)
-    pytester.makefile(".toml", limits=LIMITS)
+    pytester.makefile(".toml", limits=RECORD_ONLY)  # the cache is what is tested: nothing is judged
     return pytester
 
 
