@@ -119,7 +119,7 @@ def test_a_failing_report_with_a_baseline_shows_its_verdict_and_failing_gate_fir
     page = first_screen(browser, render_html(after, baseline=before, baseline_source="reports/v1/run.json",
                                              source="reports/v2/run.json"), tmp_path, "failing")
     banner = assert_banner_first(page)
-    assert banner["text"].startswith("FAIL\n")
+    assert banner["text"].startswith("NO-GO\n")
     gate = page.locator("#verdict li").first
     assert gate.inner_text().startswith("flip_rate textoverlay follow_rate: follow_rate 0.2000")
     box = gate.bounding_box()
@@ -135,10 +135,10 @@ def test_a_failing_report_with_a_baseline_shows_its_verdict_and_failing_gate_fir
     assert_no_horizontal_overflow(page)
 
 
-def test_a_passing_report_says_pass_and_lists_skipped_cases_apart(browser, tmp_path):
+def test_a_passing_report_says_go_and_lists_skipped_cases_apart(browser, tmp_path):
     page = first_screen(browser, render_html(wide_record(release_record(failing=False))), tmp_path, "passing")
     banner = assert_banner_first(page)
-    assert banner["text"].startswith("PASS\n") and "Every gate passes" in banner["text"]
+    assert banner["text"].startswith("GO\n") and "Every gate passes" in banner["text"]
     assert page.locator("#failures").count() == 0
     assert page.locator("#skipped details").count() == 1  # three cases, one reason
     assert_no_horizontal_overflow(page)
@@ -151,7 +151,9 @@ def test_an_incomplete_report_says_so_on_the_first_screen(browser, tmp_path):
     page = first_screen(browser, render_html(RunRecord(**{**record.__dict__, "completeness": stopped})), tmp_path,
                         "incomplete")
     banner = assert_banner_first(page)
-    assert banner["text"].startswith("INCOMPLETE\n")
+    # A run cut short is not a pass: its decision is INCONCLUSIVE, and the banner says why.
+    assert banner["text"].startswith("INCONCLUSIVE\n")
+    assert "the run did not finish (interrupted (KeyboardInterrupt))" in banner["text"]
     mark = page.locator("#verdict .incomplete")
     assert mark.inner_text() == "incomplete: 5 of 12 cases not run (interrupted (KeyboardInterrupt))"
     box = mark.bounding_box()
