@@ -592,7 +592,8 @@ def parse_thresholds(path: str, data: Mapping[str, Any], vocabulary: Vocabulary)
         raise ConfigError(f"{path}: strict = {strict!r} must be true or false; write strict = true to make a gate "
                           "that cannot fail at the run's n an error")
     for key, value in data.items():  # a setting's typo (mdoe = "strict") is not a metric to look up
-        if not isinstance(value, Mapping) and key not in vocabulary.metrics:
+        # (tiers and models are checked below, each with its own message when it is not a table)
+        if not isinstance(value, Mapping) and key not in vocabulary.metrics and key not in TOP_LEVEL_KEYS:
             known = unknown_name_message("top-level key", key, list(TOP_LEVEL_KEYS))
             raise ConfigError(f"{path}: {key} = {value!r}: {known}; a metric's limits are a table ([{key}] ...)")
     tiers = _parse_tiers(path, data.pop(TIERS_TABLE, {}))
