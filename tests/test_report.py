@@ -180,7 +180,7 @@ def test_metric_record_keeps_the_typed_fields():
 
 def report_with(nodeid: str, payload: str | None, duration: float, when: str = "call",
                 passed: bool = True) -> SimpleNamespace:
-    report = SimpleNamespace(nodeid=nodeid, duration=duration, when=when, passed=passed)
+    report = SimpleNamespace(nodeid=nodeid, duration=duration, when=when, passed=passed, failed=not passed)
     if payload is not None:
         setattr(report, REPORT_ATTRIBUTE, payload)
     return report
