@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from support import REPO, SEARCH_TEST
+from support import REPO, SEARCH_TEST, outcomes
 
 MODEL = "bundled:shapes-v2"
 FAMILIES = ("rotation", "textoverlay")
@@ -27,11 +27,19 @@ LEFT_OUT = ("test_minimal_failures.py::test_minimal_failures: {cases} cases of b
 INSTANCE = re.compile(r"sample (\S+), (\w+) level (\d+) of tolerance \d+ .*\n  params .*, choices (\{.*\})")
 
 
-def run(pytester: pytest.Pytester, *extra: str):
+#: A minimal failure stops the release here: the shipped tier of the search's limit is advisory (a
+#: found instance only warns, and a WARNED case prints no failure message), while these tests read
+#: the instance the search reports.
+BLOCKING = '[minimal_failure]\n"*" = { max = 0, mode = "strict", tier = "critical" }\n'
+
+
+def run(pytester: pytest.Pytester, *extra: str, thresholds: str | None = "blocking.toml"):
+    """The search cases of ``FAMILIES``; ``thresholds=None``: under the shipped limits."""
+    limits = [f"--vlmgate-thresholds={thresholds}"] if thresholds else []
     return pytester.runpytest_subprocess(
         *extra, "-p", "no:cacheprovider", "--hypothesis-profile=ci", f"--vlmgate-model={MODEL}",
         f"--vlmgate-limit={LIMIT}", "--vlmgate-counterexamples=store.toml", "--vlmgate-search-images=images",
-        "-m", "search and (rotation or textoverlay)")
+        *limits, "-m", "search and (rotation or textoverlay)")
 
 
 def failures(result: pytest.RunResult) -> str:
@@ -47,6 +55,7 @@ def instances(text: str) -> dict[str, tuple[str, int, dict]]:
 def test_search_finds_minimal_failures_replays_them_and_searches_again(pytester):
     pytester.makeconftest((REPO / "conftest.py").read_text())
     pytester.makepyfile(test_minimal_failures=SEARCH_TEST)
+    pytester.makefile(".toml", blocking=BLOCKING)
 
     first = run(pytester, "--vlmgate-search")
     first.assert_outcomes(failed=2, deselected=4)
@@ -94,6 +103,14 @@ def test_search_finds_minimal_failures_replays_them_and_searches_again(pytester)
     rotation_only.assert_outcomes(failed=1)
     assert instances(failures(rotation_only)) == {"rotation": found["rotation"]}
     assert LEFT_OUT.format(cases=5) in rotation_only.stdout.str()
+    # Under the shipped limits a minimal failure is advisory: the case reads WARNED and the run is GO.
+    shipped = run(pytester, thresholds=None)
+    counts = outcomes(shipped)
+    counts.pop("deselected", None)
+    assert counts == {"warned": 1} and shipped.ret == pytest.ExitCode.OK, shipped.stdout.str()
+    shipped.stdout.fnmatch_lines(["*vlmgate: decision*", "GO: 1 cases: 1 warned (exit code 0)",
+                                  "*vlmgate: gates that failed, were inconclusive or warned*",
+                                  "*-rotation]: minimal_failure = * limit max 0 (strict): FAIL (advisory tier: warn)"])
 
     (pytester.path / "store.toml").unlink()
     opted_out = run(pytester)  # nothing stored, and a new search is opt-in: no case, no skip
@@ -126,10 +143,11 @@ def pytest_sessionstart(session):
 def test_a_failure_is_stored_before_its_images_and_survives_their_loss(pytester):
     pytester.makeconftest((REPO / "conftest.py").read_text() + BLOCK_IMAGES)
     pytester.makepyfile(test_minimal_failures=SEARCH_TEST)
+    pytester.makefile(".toml", blocking=BLOCKING)
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--hypothesis-profile=ci", f"--vlmgate-model={MODEL}", "--vlmgate-limit=6",
         "--vlmgate-search-budget=30", "--vlmgate-counterexamples=store.toml", "--vlmgate-search-images=images",
-        "--vlmgate-search", "-m", "search and textoverlay")
+        "--vlmgate-thresholds=blocking.toml", "--vlmgate-search", "-m", "search and textoverlay")
     result.assert_outcomes(failed=1, deselected=5)  # the minimal failure, not an error
     text = failures(result)
     ((sample, family, level, choices),) = INSTANCE.findall(text)
