@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from support import gate_args, junit_cases
 from vlmgate.decision import (
     BLOCKS,
     DEFAULT_TIERS,
@@ -27,6 +26,8 @@ from vlmgate.decision import (
     case_standing,
     decide,
 )
+
+from support import gate_args, junit_cases
 
 RELEASES = Path(__file__).parent / "data" / "releases"
 
