@@ -84,10 +84,11 @@ def test_textoverlay_marker_selects_overlay_cases_with_junit_properties(suite_di
         assert 0.0 <= low <= value <= high <= 1.0
         assert props["vlmgate.threshold"] == "recorded (gated = false)"
         assert int(props["vlmgate.n"]) > 0
-        assert {"vlmgate.iv.value", "vlmgate.iv.n", "vlmgate.ifr.passed"} <= set(props)
+        assert {"vlmgate.iv.value", "vlmgate.iv.n", "vlmgate.ifr.outcome"} <= set(props)
         assert (props["vlmgate.outcome"], props["vlmgate.effect"], props["vlmgate.tier"]) == ("recorded", "none",
                                                                                               "critical")
-        assert props["vlmgate.ifr.passed"] == "true" and props["vlmgate.iv.outcome"] == "recorded"
+        # A recorded metric has passed nothing: no "passed" property, its outcome says what it is.
+        assert "vlmgate.ifr.passed" not in props and props["vlmgate.iv.outcome"] == "recorded"
         assert props["vlmgate.standing"] == "recorded" and props["vlmgate.case"] == "true"
 
 

@@ -48,15 +48,17 @@ def properties(judgements: list[Judgement]) -> list[tuple[str, str]]:
 
     ``n`` counts the units a value pools (instances), ``n_clusters`` the independent
     samples they nest in, which is what its interval rests on (equal when units are samples).
+    ``passed`` is written only for a metric a limit judged; ``outcome`` says ``recorded`` otherwise.
     """
     props: list[tuple[str, str]] = []
     for index, j in enumerate(judgements):
         limit = j.threshold.describe() if j.threshold else "none"
         fields = [("metric", j.result.name), ("value", _fmt(j.result.value)), ("ci_low", _fmt(j.result.ci_low)),
                   ("ci_high", _fmt(j.result.ci_high)), ("threshold", limit), ("n", str(j.result.n)),
-                  ("n_clusters", str(j.result.n_clusters)), ("passed", str(j.verdict.passed).lower()),
-                  ("outcome", j.verdict.outcome), ("effect", j.effect),
+                  ("n_clusters", str(j.result.n_clusters)), ("outcome", j.verdict.outcome), ("effect", j.effect),
                   ("tier", j.threshold.tier if j.threshold else "none"), ("inert", str(j.verdict.inert).lower())]
+        if j.verdict.outcome != RECORDED:  # a metric no limit judged has not "passed" anything
+            fields.insert(7, ("passed", str(j.verdict.passed).lower()))
         if index == 0:
             props.extend((f"vlmgate.{k}", v) for k, v in fields)
         props.extend((f"vlmgate.{j.result.name}.{k}", v) for k, v in fields if k != "metric")
