@@ -90,20 +90,18 @@ def test_a_straddling_interval_is_inconclusive_never_passed(suite_dir, tiny_llav
     assert '<p class="stamp">INCONCLUSIVE</p>' in (suite_dir.path / "rep" / "report.html").read_text()
 
 
-def test_a_case_without_a_limit_reads_recorded_and_the_run_is_go(suite_dir, tiny_llava_checkpoint, manifest):
-    suite_dir.makefile(".toml", limits='[ifr]\n"*" = { gated = false }\n')
+@pytest.mark.parametrize("limit,standing,line", [
+    ('"*" = { gated = false }', "recorded", "GO: 1 cases: 1 recorded (exit code 0)"),  # judged nothing
+    ('"*" = { min = 0.9, mode = "strict", tier = "advisory" }', "warned",               # an advisory failure
+     "*translation]: ifr = * limit min 0.9 (strict): FAIL (advisory tier: warn)"),
+])
+def test_a_case_that_judges_nothing_or_only_warns_keeps_the_run_go(suite_dir, tiny_llava_checkpoint, manifest, limit,
+                                                                   standing, line):
+    suite_dir.makefile(".toml", limits=f"[ifr]\n{limit}\n")
     result = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "-m", "translation"))
     assert result.ret == 0
-    assert result.parseoutcomes() == {"recorded": 1, "deselected": 10}
-    result.stdout.fnmatch_lines(["GO: 1 cases: 1 recorded (exit code 0)"])
-
-
-def test_an_advisory_failure_warns_and_the_run_stays_go(suite_dir, tiny_llava_checkpoint, manifest):
-    suite_dir.makefile(".toml", limits='[ifr]\n"*" = { min = 0.9, mode = "strict", tier = "advisory" }\n')
-    result = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "-m", "translation"))
-    assert result.ret == 0
-    assert result.parseoutcomes() == {"warned": 1, "deselected": 10}
-    result.stdout.fnmatch_lines(["*translation]: ifr = * limit min 0.9 (strict): FAIL (advisory tier: warn)"])
+    assert result.parseoutcomes() == {standing: 1, "deselected": 10}
+    result.stdout.fnmatch_lines([line])
 
 
 # -- the baseline gate and the diff: one test, one family, one level ----------------------------------
@@ -118,6 +116,7 @@ def _gated_by_the_shipped_file(candidate, baseline):
     """The candidate's record as a run under the shipped thresholds against ``baseline`` writes it:
     each metric's change judged by the gate (``CaseGate.judge``'s steps) and stored with its level."""
     from vlmgate.report.baseline import Baseline
+    from vlmgate.report.collect import judged_change
     from vlmgate.settings import packaged_thresholds
     from vlmgate.suites import get_suite
     from vlmgate.thresholds import Vocabulary, load_thresholds
@@ -139,11 +138,7 @@ def _gated_by_the_shipped_file(candidate, baseline):
             verdict = limit.check_change(change)
             if verdict.outcome == "fail":
                 failed_by_change.add((case.id, metric.name))
-            stored = None if change is None or not change.tested else {
-                "delta": change.delta, "p_value": change.p_value, "decided_at": change.decided_at,
-                "significant": change.significant, "test": change.test, "n_pairs": change.n_pairs,
-                "baseline": gate.digest}
-            metrics.append(dataclasses.replace(metric, change=stored, change_limits={
+            metrics.append(dataclasses.replace(metric, change=judged_change(change, gate.digest), change_limits={
                 key: bound for key in ("max_increase", "max_decrease") if (bound := getattr(limit, key)) is not None}))
         cases.append(dataclasses.replace(case, metrics=tuple(metrics)))
     return dataclasses.replace(candidate, cases=tuple(cases)), failed_by_change, size, limits

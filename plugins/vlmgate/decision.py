@@ -52,6 +52,12 @@ ON_INCONCLUSIVE = (BLOCKS, HOLDS, WARNS)
 
 DEFAULT_TIER = "critical"
 
+#: A case whose only failed or inconclusive gates warn.
+WARNED = "warned"
+CASE_STANDINGS = (FAIL, INCONCLUSIVE, WARNED, PASS, RECORDED)
+#: A case that ended outside its gate (an error at set-up, a crash).
+ERROR = "error"
+
 
 @dataclass(frozen=True)
 class TierPolicy:
@@ -105,11 +111,6 @@ def case_standing(outcomes: Iterable[tuple[str, str]]) -> str:
     return PASS if any(outcome == PASS for outcome, _ in pairs) else RECORDED
 
 
-#: A case whose only failed or inconclusive gates warn.
-WARNED = "warned"
-CASE_STANDINGS = (FAIL, INCONCLUSIVE, WARNED, PASS, RECORDED)
-
-
 @dataclass(frozen=True)
 class Decision:
     """The run's decision and what it rests on: case standings counted, and why it is not GO."""
@@ -128,10 +129,6 @@ class Decision:
                             if self.counts.get(name))
         total = sum(self.counts.values())
         return f"{self.verdict}: {total} cases" + (f": {counted}" if counted else "")
-
-
-#: A case that ended outside its gate (an error at set-up, a crash).
-ERROR = "error"
 
 
 def decide(standings: Iterable[str], *, complete: bool = True, incomplete_reason: str = "") -> Decision:

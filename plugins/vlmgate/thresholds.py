@@ -182,21 +182,21 @@ class Threshold:
             return Verdict(FAIL, f"{value}: nothing was measured, so the limit {self.describe()} cannot be judged",
                            failed_limits=(VALUE_LIMIT,))
         strict = self.mode == "strict"
-        straddled: list[tuple[str, float, float]] = []  # (bound, limit, distance from the value)
-        for key, limit, past, beyond, inner in (
-                ("max", self.max, result.value if strict else result.ci_low, "above", result.ci_high),
-                ("min", self.min, result.value if strict else result.ci_high, "below", result.ci_low)):
+        straddled: tuple[str, float] | None = None  # the first bound the interval straddles
+        # (bound, limit, sign): a bound is past when sign * (x - limit) > 0 (above a max, below a min).
+        for key, limit, sign in (("max", self.max, 1), ("min", self.min, -1)):
             if limit is None:
                 continue
-            if (past > limit) if key == "max" else (past < limit):
+            near, far = (result.ci_low, result.ci_high) if sign > 0 else (result.ci_high, result.ci_low)
+            if sign * ((result.value if strict else near) - limit) > 0:
                 why = "value" if strict else "whole interval"
-                verb = "exceeds" if key == "max" else "is below"
-                return Verdict(FAIL, f"{value} {verb} {key} {limit:g} ({why} {beyond} the limit, {self.mode} mode; "
+                verb, side = ("exceeds", "above") if sign > 0 else ("is below", "below")
+                return Verdict(FAIL, f"{value} {verb} {key} {limit:g} ({why} {side} the limit, {self.mode} mode; "
                                      f"from {self.source}){clustered}", failed_limits=(VALUE_LIMIT,))
-            if not strict and ((inner > limit) if key == "max" else (inner < limit)):
-                straddled.append((key, limit, abs(result.value - limit)))
-        if straddled:
-            key, limit, _ = straddled[0]
+            if not strict and straddled is None and sign * (far - limit) > 0:
+                straddled = (key, limit)
+        if straddled is not None:
+            key, limit = straddled
             needed = needed_units(result, limit)
             more = (f"; about {needed} {'images' if result.n_clusters < result.n else 'samples'} would decide it "
                     f"at the observed value" if needed is not None else "; the value sits on the limit")

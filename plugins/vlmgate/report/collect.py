@@ -54,6 +54,7 @@ from vlmgate.report.record import (
 from vlmgate.settings import Settings
 
 if TYPE_CHECKING:
+    from vlmgate.metrics.paired import PairedChange
     from vlmgate.thresholds import Judgement
 
 #: Name of the test-report attribute that carries a case's record to the controller.
@@ -79,7 +80,7 @@ def metric_record(judgement: "Judgement") -> MetricRecord:
         change_limits={key: float(bound) for key in ("max_increase", "max_decrease")
                        if threshold is not None and threshold.gates_change
                        and (bound := getattr(threshold, key)) is not None},
-        change=_judged_change(judgement),
+        change=judged_change(judgement.change, judgement.baseline_digest),
     )
 
 
@@ -92,14 +93,14 @@ def _standing(outcome: str, judgements: Sequence["Judgement"] | None) -> str | N
     return FAIL if outcome == "failed" and standing not in (FAIL, INCONCLUSIVE) else standing
 
 
-def _judged_change(judgement: "Judgement") -> dict[str, Any] | None:
-    """The change the gate judged, with the level it was decided at (``report.multiplicity``)."""
-    change = judgement.change
+def judged_change(change: "PairedChange | None", baseline: str | None) -> dict[str, Any] | None:
+    """The change a gate judged, as the record stores it: with the level it was decided at
+    (``report.multiplicity``) and the digest of the ``baseline`` record it was measured against."""
     if change is None or not change.tested:
         return None
     return {"delta": float(change.delta), "p_value": float(change.p_value), "decided_at": float(change.decided_at),
             "significant": bool(change.significant), "test": change.test, "n_pairs": int(change.n_pairs),
-            "baseline": judgement.baseline_digest}
+            "baseline": baseline}
 
 
 def unparametrized_nodeid(nodeid: str, params_id: str | None) -> str:
