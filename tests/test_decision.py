@@ -90,18 +90,20 @@ def test_a_straddling_interval_is_inconclusive_never_passed(suite_dir, tiny_llav
     assert '<p class="stamp">INCONCLUSIVE</p>' in (suite_dir.path / "rep" / "report.html").read_text()
 
 
-@pytest.mark.parametrize("limit,standing,line", [
-    ('"*" = { gated = false }', "recorded", "GO: 1 cases: 1 recorded (exit code 0)"),  # judged nothing
-    ('"*" = { min = 0.9, mode = "strict", tier = "advisory" }', "warned",               # an advisory failure
-     "*translation]: ifr = * limit min 0.9 (strict): FAIL (advisory tier: warn)"),
+@pytest.mark.parametrize("limit,standing,lines", [
+    ('"*" = { gated = false }', "recorded", ["GO: 1 cases: 1 recorded (exit code 0)"]),  # judged nothing
+    ('"*" = { min = 0.9, mode = "strict", tier = "advisory" }', "warned", [                # an advisory failure
+        "*vlmgate: WARNED cases*", "flip_rate gate WARNED for family 'translation'*",
+        "  FAIL ?advisory: warn?: ifr = * is below min 0.9*",                               # its evidence, shown
+        "*translation]: ifr = * limit min 0.9 (strict): FAIL (advisory tier: warn)"]),
 ])
 def test_a_case_that_judges_nothing_or_only_warns_keeps_the_run_go(suite_dir, tiny_llava_checkpoint, manifest, limit,
-                                                                   standing, line):
+                                                                   standing, lines):
     suite_dir.makefile(".toml", limits=f"[ifr]\n{limit}\n")
     result = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "-m", "translation"))
     assert result.ret == 0
     assert result.parseoutcomes() == {standing: 1, "deselected": 10}
-    result.stdout.fnmatch_lines([line])
+    result.stdout.fnmatch_lines(lines)
 
 
 # -- the baseline gate and the diff: one test, one family, one level ----------------------------------

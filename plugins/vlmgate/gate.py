@@ -24,7 +24,7 @@ import pytest
 
 from vlmgate import stash
 from vlmgate.cases import CaseKey
-from vlmgate.decision import BLOCKS, case_standing
+from vlmgate.decision import WARNED, case_standing
 from vlmgate.errors import NotApplicable, VlmgateError
 from vlmgate.records import FAIL, INCONCLUSIVE, RECORDED, VALUE_LIMIT, MetricResult, Verdict, worst_outcome
 from vlmgate.session import GateSession
@@ -41,6 +41,8 @@ def _fmt(value: float) -> str:
 
 #: The JUnit property that says how the whole case stands (``decision.case_standing``).
 STANDING_PROPERTY = "vlmgate.standing"
+#: The JUnit property holding a WARNED case's message (the test passes, so pytest shows none).
+WARNING_PROPERTY = "vlmgate.warning"
 
 
 def properties(judgements: list[Judgement]) -> list[tuple[str, str]]:
@@ -153,7 +155,9 @@ class CaseGate:
         self.item.stash[stash.RESULTS] = judgements
         snapshot_diff = self.snapshot.mismatch(self.case, judgements) if self.snapshot is not None else []
         case = self.case
-        lines = self.failure_lines(judgements) if standing in (FAIL, INCONCLUSIVE) else []
+        lines = self.failure_lines(judgements, standing) if standing in (FAIL, INCONCLUSIVE) else []
+        if standing == WARNED:  # the test passes, so its evidence travels as a property to the summary
+            self.item.user_properties.append((WARNING_PROPERTY, "\n".join(self.failure_lines(judgements, standing))))
         if snapshot_diff:
             if not lines:
                 self.item.user_properties[-1] = (STANDING_PROPERTY, FAIL)
@@ -163,7 +167,7 @@ class CaseGate:
         if lines:
             pytest.fail("\n".join(lines), pytrace=False)
 
-    def failure_lines(self, judgements: list[Judgement]) -> list[str]:
+    def failure_lines(self, judgements: list[Judgement], standing: str = FAIL) -> list[str]:
         """What a failed gate says (``report.failure``): each failed verdict with its counts and
         transitions, the case's control comparisons, the worst samples as texts, then the commands
         that rerun this case alone and search its family; nothing when every verdict passed."""
@@ -176,9 +180,8 @@ class CaseGate:
         if not failed:
             return []
         case, suite = self.case, get_suite(self.case.suite)
-        decided = any(j.verdict.outcome == FAIL and j.effect == BLOCKS for j in failed)
-        lines = [f"{case.suite} gate {'failed' if decided else 'INCONCLUSIVE'} for family {case.family!r} on "
-                 f"{case.model} x {case.benchmark}:"]
+        word = {FAIL: "failed", INCONCLUSIVE: "INCONCLUSIVE", WARNED: "WARNED"}[standing]
+        lines = [f"{case.suite} gate {word} for family {case.family!r} on {case.model} x {case.benchmark}:"]
         for j in failed:
             tier = f" [{j.threshold.tier}: {j.effect}]" if j.threshold is not None else ""
             lines.append(f"  {j.verdict.outcome.upper()}{tier}: {j.verdict.message}")

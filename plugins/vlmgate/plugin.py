@@ -592,16 +592,19 @@ def _gate_lines(terminalreporter: Any) -> list[str]:
     return lines
 
 
-def _inconclusive_cases(terminalreporter: Any) -> None:
-    """The full message of every inconclusive case: pytest lists only FAILED cases' messages,
-    and a case that could not decide needs its evidence shown as much as one that failed."""
-    reports = terminalreporter.stats.get("inconclusive", [])
-    if not reports:
-        return
-    terminalreporter.section("vlmgate: INCONCLUSIVE cases")
-    for report in reports:
-        terminalreporter.write_sep("_", report.nodeid)
-        terminalreporter.write_line(report.longreprtext)
+def _unlisted_cases(terminalreporter: Any) -> None:
+    """The full message of every inconclusive and warned case: pytest lists only FAILED cases'
+    messages, and a case that could not decide, or whose advisory gate failed, needs its
+    evidence shown as much as one that failed."""
+    for category, title in (("inconclusive", "INCONCLUSIVE"), ("warned", "WARNED")):
+        reports = terminalreporter.stats.get(category, [])
+        if not reports:
+            continue
+        terminalreporter.section(f"vlmgate: {title} cases")
+        for report in reports:
+            terminalreporter.write_sep("_", report.nodeid)
+            text = report.longreprtext or dict(report.user_properties).get("vlmgate.warning", "")
+            terminalreporter.write_line(str(text))
 
 
 def _decision_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -633,7 +636,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     _baseline_summary(terminalreporter, config)
     _cache_summary(terminalreporter, config)
     _left_out_summary(terminalreporter, config)
-    _inconclusive_cases(terminalreporter)
+    _unlisted_cases(terminalreporter)
     lines = _gate_lines(terminalreporter)
     if lines:
         terminalreporter.section("vlmgate: gates that failed, were inconclusive or warned")
