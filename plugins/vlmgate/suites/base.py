@@ -196,6 +196,10 @@ class Suite(ABC):
     def evaluate(self, case: CaseContext) -> list[MetricResult]:
         """Metric results of one case; the first is the case's primary metric."""
 
+    def run(self, case: CaseContext) -> list[MetricResult]:
+        """The case's results as the framework hands them on: ``evaluate``'s, checked (``conform``)."""
+        return self.conform(self.evaluate(case))
+
     def conform(self, results: Sequence[MetricResult]) -> list[MetricResult]:
         """``results`` checked against the declaration and stamped with its direction.
 
