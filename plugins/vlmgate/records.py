@@ -87,12 +87,19 @@ CLEAN_FAMILY = "clean"
 CLEAN = Variant(CLEAN_FAMILY)
 
 
+#: The prediction of an input the model gave no readable answer to (a served reply that
+#: names no option, a first token outside the options, an empty response): never an option.
+NO_ANSWER = -1
+
+
 @dataclass(frozen=True)
 class Observation:
     """What a model did on one (sample, variant) input.
 
     ``scores`` are the summed option log-likelihoods in option order; ``prediction`` is
-    their argmax (the first on ties, so a tie never depends on float noise ordering).
+    their argmax (the first on ties, so a tie never depends on float noise ordering), or
+    ``NO_ANSWER`` when the adapter could not read an answer (its scores are then all NaN).
+    Metrics say how they count an unanswered input; none reads it as an option.
     """
 
     sample_id: str
@@ -101,8 +108,14 @@ class Observation:
     prediction: int
 
     @property
+    def answered(self) -> bool:
+        return self.prediction != NO_ANSWER
+
+    @property
     def margin(self) -> float:
-        """Best minus runner-up score: how close the prediction was to flipping."""
+        """Best minus runner-up score: how close the prediction was to flipping (NaN unanswered)."""
+        if not self.answered:
+            return float("nan")
         ordered = sorted(self.scores, reverse=True)
         return ordered[0] - ordered[1] if len(ordered) > 1 else float("inf")
 
