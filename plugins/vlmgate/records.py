@@ -29,6 +29,9 @@ class Sample:
     index of the correct option, or ``None`` when the benchmark has no ground truth.
     A ``prompt`` sample is an input prepared elsewhere (a cross-modal form): ``question``
     is the whole prompt and ``options`` the scored continuations, used verbatim.
+    ``cluster`` is a key the benchmark declares for items that are not independent (a
+    video or document id): samples sharing it are one cluster in every clustered statistic,
+    as samples sharing an image are without it (``benchmarks.image_groups``).
     """
 
     id: str
@@ -39,6 +42,7 @@ class Sample:
     kind: str = "mcq"  # "mcq" | "yesno" | "prompt"
     hint: str | None = None
     meta: tuple[tuple[str, Any], ...] = ()
+    cluster: str | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -52,7 +56,7 @@ class Sample:
 
     def with_image(self, image: "Image") -> "Sample":
         return Sample(self.id, image, self.question, self.options, self.answer,
-                      self.kind, self.hint, self.meta)
+                      self.kind, self.hint, self.meta, self.cluster)
 
 
 @dataclass(frozen=True)
