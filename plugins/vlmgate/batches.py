@@ -109,7 +109,8 @@ def request(kind: str, item: WorkItem, seed: int) -> Any:
     sample, variant = item.sample, item.variant
     view = shown(sample, variant, seed)
     if kind == "score":
-        return ScoreRequest(view.image, prompt_for(view), option_continuations(view), sample_id=sample.id)
+        return ScoreRequest(view.image, prompt_for(view), option_continuations(view), sample_id=sample.id,
+                            variant=variant.label)
     if kind == "probe":
         return ProbeRequest(view.image, prompt_for(view), option_continuations(view), open_prompt(view),
                             item.option, sample_id=sample.id)

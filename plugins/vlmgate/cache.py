@@ -396,10 +396,11 @@ class ObservationCache:
 
 
 def checked_scores(value: np.ndarray, n_options: int) -> np.ndarray:
-    """``value`` if it is a finite 1-D float64 vector of ``n_options`` scores, else ``EntryError``."""
+    """``value`` if it is a 1-D float64 vector of ``n_options`` scores, finite or all NaN (an
+    input the model gave no readable answer to: ``models.base.no_answer_scores``), else ``EntryError``."""
     if not isinstance(value, np.ndarray) or value.dtype != np.float64 or value.shape != (n_options,):
         raise EntryError(f"not a float64 vector of {n_options} scores")
-    if not np.isfinite(value).all():
+    if not (np.isfinite(value).all() or np.isnan(value).all()):
         raise EntryError("non-finite scores")
     return value
 
@@ -455,7 +456,8 @@ def same_value(stored: Any, fresh: Any) -> bool:
     """
     if isinstance(stored, np.ndarray) or isinstance(fresh, np.ndarray):
         a, b = np.asarray(stored), np.asarray(fresh)
-        return a.shape == b.shape and bool(np.array_equal(a, b))
+        nan = np.issubdtype(a.dtype, np.floating) and np.issubdtype(b.dtype, np.floating)
+        return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=nan))  # NaN: an unanswered input
     if dataclasses.is_dataclass(stored) and type(stored) is type(fresh):
         return all(same_value(getattr(stored, f.name), getattr(fresh, f.name)) for f in dataclasses.fields(stored))
     if isinstance(stored, Mapping) and isinstance(fresh, Mapping):

@@ -49,6 +49,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Sized
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, overload
@@ -74,7 +75,7 @@ from vlmgate.models.base import ModelAdapter, ProbeRecord, ScoreRequest, require
 from vlmgate.perturbations.base import PerturbationFamily, VariantContext, get_family
 from vlmgate.progress import NO_PROGRESS, PassTally, ProgressSink
 from vlmgate.prompts import option_continuations, prompt_for
-from vlmgate.records import CLEAN, CLEAN_FAMILY, Observation, Sample, Variant
+from vlmgate.records import CLEAN, CLEAN_FAMILY, NO_ANSWER, Observation, Sample, Variant
 from vlmgate.seeding import rng_for
 
 #: Batches whose items are ordered together by image size and prompt length.
@@ -212,6 +213,21 @@ class FamilyProbes:
         return flags
 
 
+class ObservationsRead:
+    """The distinct score observations the engine handed out inside ``Engine.reading()``.
+
+    What a case read, whichever case scored it first: the clean pass is computed once per
+    engine, so counting what a case's own passes computed would miss every input it shares.
+    """
+
+    def __init__(self) -> None:
+        self.observations: dict[tuple[str, Variant], Observation] = {}
+
+    def add(self, observations: Iterable[Observation]) -> None:
+        for observation in observations:
+            self.observations.setdefault((observation.sample_id, observation.variant), observation)
+
+
 def _recording(items: Iterable[tuple[Sample, Variant]], keys: list[tuple[str, Variant]]
                ) -> Iterator[tuple[Sample, Variant]]:
     """``items`` passed through, each one's memo key appended to ``keys`` as it goes by."""
@@ -242,8 +258,16 @@ def _naming(items: Iterable[tuple[Sample, Variant]], tally: PassTally) -> Iterat
         yield sample, variant
 
 
-def observation_from_scores(sample_id: str, variant: Variant, scores: np.ndarray, spec: str) -> Observation:
-    """Wrap adapter scores; a non-finite score is refused rather than judged."""
+def observation_from_scores(sample_id: str, variant: Variant, scores: np.ndarray, spec: str,
+                            may_not_answer: bool = False) -> Observation:
+    """Wrap adapter scores; a non-finite score is refused rather than judged.
+
+    ``may_not_answer``: the adapter reads answers from replies (``scoring`` other than
+    ``exact``), so all-NaN scores (``no_answer_scores``) mean it got no readable answer:
+    the observation's prediction is ``NO_ANSWER``. Anywhere else a NaN is an error.
+    """
+    if may_not_answer and scores.size and np.all(np.isnan(scores)):
+        return Observation(sample_id, variant, tuple(float(s) for s in scores), NO_ANSWER)
     if not np.all(np.isfinite(scores)):
         raise ModelError(
             f"model {spec} returned non-finite option scores {scores.tolist()} for sample {sample_id!r} "
@@ -296,9 +320,11 @@ class Engine:
             self._audit = False
             warnings.warn(CacheWarning(f"--vlmgate-cache-audit: model {model.spec} is not deterministic, so its "
                                        "cache hits are not audited"), stacklevel=2)
+        may_not_answer = getattr(model, "scoring", "exact") != "exact"
         self._scores = _RequestKind(
             "score", self._memo, WorkItem, lambda s, v: "score",
-            lambda s, v, row: observation_from_scores(s.id, v, np.asarray(row, dtype=np.float64), self.model.spec),
+            lambda s, v, row: observation_from_scores(s.id, v, np.asarray(row, dtype=np.float64), self.model.spec,
+                                                      may_not_answer),
             ObservationCache.get, lambda cache, key, obs: cache.put(key, np.asarray(obs.scores)))
         self._probes = _RequestKind(
             "probe", self._probe_memo, self._probe_item, self._probe_cache_kind,
@@ -306,6 +332,8 @@ class Engine:
         self._generations = _RequestKind(
             "generate", self._generation_memo, WorkItem, lambda s, v: "generate",
             lambda s, v, text: str(text), ObservationCache.get_text, ObservationCache.put_text)
+        #: Open ``reading()`` records (a case's evaluation), each told of every observation handed out.
+        self._readers: list[ObservationsRead] = []
         #: Forward-pass requests actually sent to the model (not served from memory or cache).
         self.requests_scored = 0
         #: Probe requests actually sent to the model (each costs several passes).
@@ -563,6 +591,22 @@ class Engine:
         """What this engine's dispatcher did so far (shared by the engines of one model in a session)."""
         return self.dispatcher.counts()
 
+    @contextmanager
+    def reading(self) -> Iterator[ObservationsRead]:
+        """Record the score observations handed out (``observe``, ``clean``, ``family``) until the block ends."""
+        read = ObservationsRead()
+        self._readers.append(read)
+        try:
+            yield read
+        finally:
+            self._readers.remove(read)
+
+    def _handed(self, observations: Iterable[Observation]) -> None:
+        if self._readers:
+            held = list(observations)
+            for read in self._readers:
+                read.add(held)
+
     def observe(self, items: Iterable[tuple[Sample, Variant]], *, private: bool = False) -> list[Observation]:
         """Observations of ``items`` in order, scoring only what is not yet known.
 
@@ -579,7 +623,9 @@ class Engine:
         computed: dict[tuple[str, Variant], Observation] | None = {} if private else None
         keys: list[tuple[str, Variant]] = []
         self._run(self._scores, _recording(items, keys), computed, total=_length(items))
-        return [self._memo[key] if key in self._memo else computed[key] for key in keys]  # type: ignore[index]
+        observed = [self._memo[key] if key in self._memo else computed[key] for key in keys]  # type: ignore[index]
+        self._handed(observed)
+        return observed
 
     def probe(self, items: Iterable[tuple[Sample, Variant]]) -> list[ProbeRecord]:
         """Probe records of ``items`` in order, probing only what is not yet known.
@@ -608,6 +654,7 @@ class Engine:
         if self._clean is None:
             self._run(self._scores, ((s, CLEAN) for s in self.samples()), total=len(self.samples()))
             self._clean = {sample_id: self._memo[(sample_id, CLEAN)] for sample_id in self.samples().ids}
+        self._handed(self._clean.values())
         return self._clean
 
     def repeat_clean(self) -> dict[str, Observation]:
@@ -688,7 +735,10 @@ class Engine:
             perturbed = {sample_id: tuple(self._memo[(sample_id, v)] for v in variants)
                          for sample_id, variants in grid.items()}
             self._families[name] = FamilyObservations(name, self.samples(), clean, perturbed)
-        return self._families[name]
+        observed = self._families[name]
+        self._handed(observed.clean.values())
+        self._handed(o for row in observed.perturbed.values() for o in row)
+        return observed
 
     def family_probes(self, name: str, first: int | None = None) -> FamilyProbes:
         """Probe records of the family's default grid and of the clean images, once per session.

@@ -215,6 +215,8 @@ class WorstSample:
         """The option text at ``index`` (``"B. green"``), the bare index where no text is known."""
         if index is None:
             return "?"
+        if index == NO_ANSWER:
+            return "no answer"
         return self.options[index] if 0 <= index < len(self.options) else f"option {index}"
 
 

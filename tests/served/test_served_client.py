@@ -20,9 +20,17 @@ from vlmgate.models.served import adapter as served_adapter
 from vlmgate.models.served.adapter import load_served_model
 from vlmgate.models.served.client import RetryPolicy, ServerClient
 from vlmgate.models.served.config import parse_spec
-from vlmgate.models.served.tiers import choice_scores, image_url, parse_choice
+from vlmgate.models.served.tiers import (
+    NAMES_NO_OPTION,
+    NO_CHOICES,
+    NO_OPTION_IN_TOP_K,
+    Unread,
+    choice_scores,
+    image_url,
+    parse_choice,
+)
 
-from fake_openai import FakeServer
+from fake_openai import FakeServer, logprob
 
 BASE = "http://fake.test/v1"
 MCQ = ("A. red", "B. green", "C. blue", "D. yellow")
@@ -283,14 +291,38 @@ def test_first_token_tier_scores_each_options_first_token():
         assert model.tier_log.below_top_k == 0
 
 
+def _first_token_ranking(server: FakeServer, request: ScoreRequest) -> tuple[list[float], list[float]]:
+    """Every token's log-prob at the request's first generated position, best first, and each option's."""
+    user = {"role": "user", "content": [{"type": "image_url"}, {"type": "text", "text": request.prompt}]}
+    position = len(server.render([user], add_generation_prompt=True, continue_final_message=False))
+    ranked = sorted((logprob(t, position) for t in range(10, 266)), reverse=True)
+    return ranked, [server.first_token_score(request.prompt, o) for o in request.continuations]
+
+
 def test_first_token_tier_bounds_options_below_the_top_k_and_counts_them():
+    server = FakeServer()
+    request = requests(1)[0]
+    ranked, exact = _first_token_ranking(server, request)
+    model = connect(server, f"tier=first_token&top_logprobs={ranked.index(max(exact)) + 1}")  # the best option only
+    scores = model.score([request])[0]
+    best = int(np.argmax(exact))
+    assert scores[best] == exact[best] and int(np.argmax(scores)) == best  # the one option in the top-k
+    assert np.all(scores >= np.array(exact) - 1e-12)  # an upper bound where below the top-k
+    assert model.tier_log.below_top_k == 3 and model.tier_log.first_tokens_scored == 4
+    assert model.tier_log.unanswered_count == 0
+
+
+def test_first_token_tier_with_no_option_in_the_top_k_gives_no_answer_not_option_a():
     server = FakeServer()
     model = connect(server, "tier=first_token&top_logprobs=2")
     request = requests(1)[0]
+    ranked, exact = _first_token_ranking(server, request)
+    assert max(exact) < ranked[1]  # no option's first token is in the top 2
     scores = model.score([request])[0]
-    exact = [server.first_token_score(request.prompt, o) for o in request.continuations]
-    assert np.all(scores >= np.array(exact) - 1e-12)  # an upper bound where below the top 2
-    assert model.tier_log.below_top_k >= 2 and model.tier_log.first_tokens_scored == 4
+    assert scores.shape == (4,) and np.isnan(scores).all()  # no_answer_scores: the engine's NO_ANSWER
+    [(sample, variant, unread)] = model.tier_log.unanswered
+    assert (sample, variant, unread.why) == ("s0", "", NO_OPTION_IN_TOP_K) and unread.said.count("'") == 4
+    assert model.scoring_report()["unanswered_count"] == 1
 
 
 def test_first_token_tier_refuses_options_that_share_their_first_token():
@@ -317,11 +349,27 @@ def test_answer_tier_encodes_only_the_choice_and_lists_unparsable_replies():
     batch = requests(3)  # two MCQs, one yes/no
     scores = model.score(batch)
     assert np.array_equal(scores[0], [0.0, 0.0, 1.0, 0.0]) and np.array_equal(scores[1], [0.0, 0.0, 1.0, 0.0])
-    assert np.array_equal(scores[2], [0.0, 0.0])  # "(C)" names no yes/no option
-    assert all(np.all(s >= 0) for s in scores)  # never a log-likelihood (those are <= 0 and one is < 0)
-    assert model.tier_log.parsed == 2 and model.tier_log.unparsed == [("s2", "(C)")]
+    assert np.isnan(scores[2]).all() and scores[2].shape == (2,)  # "(C)" names no yes/no option: no answer
+    assert all(np.all(s >= 0) for s in scores[:2])  # never a log-likelihood (those are <= 0 and one is < 0)
+    assert model.tier_log.parsed == 2
+    assert model.tier_log.unanswered == [("s2", "", Unread(NAMES_NO_OPTION, "(C)"))]
+    assert model.unread("s2", "") == Unread(NAMES_NO_OPTION, "(C)") and model.unread("s1", "") is None
     report = model.scoring_report()
-    assert report["scoring"] == "answer" and report["approximate"] and report["unparsed_count"] == 1
+    assert report["scoring"] == "answer" and report["approximate"] and report["unanswered_count"] == 1
+    assert report["unanswered"] == [{"sample_id": "s2", "variant": "", "why": NAMES_NO_OPTION, "said": "(C)"}]
+
+
+@pytest.mark.parametrize("query", ["tier=answer", "tier=first_token&top_logprobs=256"])
+def test_a_response_without_choices_is_no_answer_on_either_tier(query):
+    server = FakeServer()
+    model = connect(server, query)
+    server.empty_choices = True
+    batch = [ScoreRequest(r.image, r.prompt, r.continuations, sample_id=r.sample_id, variant="rotation(x)")
+             for r in requests(2)]
+    scores = model.score(batch)
+    assert all(np.isnan(row).all() for row in scores)
+    assert [(s, v, u.why) for s, v, u in model.tier_log.unanswered] == [
+        ("s0", "rotation(x)", NO_CHOICES), ("s1", "rotation(x)", NO_CHOICES)]
 
 
 def test_generate_returns_the_greedy_reply_in_order():

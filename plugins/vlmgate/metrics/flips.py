@@ -36,6 +36,12 @@ intervals are clustered by image (``metrics.clustered``: a fragile image flips u
 of its instances, which are not independent trials); IV and accuracy, one trial per
 image, carry the Wilson interval.
 
+An input the model gave no readable answer to (``records.NO_ANSWER``: a served reply that
+names no option) never helps the model: an instance whose clean or perturbed input has no
+answer counts as flipped (an answer lost, or none to keep), it lands on no option (it
+neither follows nor enters the chance of following), and in accuracy it is wrong. How
+many inputs of a case had no answer is the case's ``unanswered_rate`` (``suites.unanswered``).
+
 Results also carry what a release comparison needs (``MetricResult`` fields): ``units``,
 the 0/1 outcome of every trial keyed by what identifies it across releases
 (``"sample|variant"`` for IFR, the sample id for IV and accuracy), with IFR's
@@ -52,13 +58,19 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from vlmgate.metrics.clustered import clustered_mean, clustered_proportion
 from vlmgate.metrics.stats import wilson_interval
-from vlmgate.records import HIGHER, LOWER, PROPORTION, MetricResult, Sample, Variant, WorstSample
+from vlmgate.records import HIGHER, LOWER, NO_ANSWER, PROPORTION, MetricResult, Sample, Variant, WorstSample
 
 if TYPE_CHECKING:
     from vlmgate.engine import FamilyObservations
 
 #: How many of the most-flipped samples a result lists for failure messages.
 WORST = 5
+
+
+def answers_differ(before: int, after: int) -> bool:
+    """Whether two predictions of one item differ. No answer differs from everything, even from
+    no answer, so that a model never keeps an answer by giving none."""
+    return before != after or before == NO_ANSWER or after == NO_ANSWER
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,13 @@ class FlipPair:
 
     @property
     def flipped(self) -> bool:
-        return self.perturbed_prediction != self.clean_prediction
+        """The answer changed, or either input had none (``answers_differ``)."""
+        return answers_differ(self.clean_prediction, self.perturbed_prediction)
+
+    @property
+    def landed(self) -> bool:
+        """Flipped to an option (not to no answer): the flips whose landing following is judged on."""
+        return self.flipped and self.perturbed_prediction != NO_ANSWER
 
     @property
     def followed(self) -> bool:
@@ -247,13 +265,13 @@ class FollowCounts:
     instances: int
     flipped: int
     followed: int
-    #: Mean of ``1 / (K − 1)`` over the flipped instances: the share of flips that land on the
-    #: named option when flips land at random.
+    #: Mean of ``1 / (K − 1)`` over the instances that flipped to an option: the share of
+    #: flips that land on the named option when flips land at random.
     chance: float | None
 
     @classmethod
     def of(cls, pairs: Sequence[FlipPair]) -> "FollowCounts":
-        flips = [p for p in pairs if p.flipped]
+        flips = [p for p in pairs if p.landed]
         chances = [p.follow_chance for p in flips if p.follow_chance is not None]
         return cls(len(pairs), len(flips), sum(p.followed for p in pairs),
                    math.fsum(chances) / len(chances) if chances else None)
@@ -283,7 +301,7 @@ def excess_follow_rate(overlays: Sequence[FlipPair]) -> MetricResult:
     named = [p for p in overlays if p.named is not None]
     eligible = [p for p in named if p.follow_chance is not None]
     two_option = [p for p in named if p.options == 2]
-    units = {p.overlay_unit: float(p.followed) - float(p.flipped) * float(p.follow_chance or 0.0) for p in eligible}
+    units = {p.overlay_unit: float(p.followed) - float(p.landed) * float(p.follow_chance or 0.0) for p in eligible}
     counts = FollowCounts.of(eligible)
     by_options = {str(k): FollowCounts.of([p for p in eligible if p.options == k]).as_details()
                   for k in sorted({p.options for p in eligible if p.options is not None})}
@@ -390,7 +408,7 @@ def correctness_transitions(pairs: Iterable[FlipPair]) -> dict[str, int]:
 
 def accuracy(predictions: Sequence[int], answers: Sequence[int | None], name: str = "accuracy",
              sample_ids: Sequence[str] | None = None) -> MetricResult:
-    """Share of samples with ground truth whose prediction is the answer.
+    """Share of samples with ground truth whose prediction is the answer (no answer is wrong).
 
     With ``sample_ids`` the result carries per-sample ``units`` (1 = correct) for paired
     comparisons between releases.
@@ -411,7 +429,7 @@ def repeat_flip_rate(first: Mapping[str, int], second: Mapping[str, int]) -> Met
     ids = sorted(first)
     if sorted(second) != ids:
         raise ValueError("repeat_flip_rate: the two passes must score the same samples")
-    units = {sample: int(first[sample] != second[sample]) for sample in ids}
+    units = {sample: int(answers_differ(first[sample], second[sample])) for sample in ids}
     return proportion("repeat_flip_rate", sum(units.values()), len(units), better=LOWER, units=units)
 
 

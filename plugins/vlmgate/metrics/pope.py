@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from vlmgate.metrics.stats import bootstrap_interval, wilson_interval
-from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult
+from vlmgate.records import HIGHER, LOWER, MEAN, NO_ANSWER, PROPORTION, MetricResult
 
 #: Class codes of a yes/no answer (not option indices: see ``yes_no_codes``); "yes" is positive.
 YES, NO = 0, 1
@@ -139,7 +139,13 @@ def pope_metrics(predictions: Sequence[int], answers: Sequence[int | None], *, o
     """
     if len(predictions) != len(answers):
         raise ValueError(f"{len(predictions)} predictions but {len(answers)} answers")
-    cells = confusion_cells(yes_no_codes(predictions, options), yes_no_codes(answers, options))
+    gold = yes_no_codes(answers, options)
+    # No answer (``NO_ANSWER``) is scored as the wrong one: a false negative where the truth
+    # is yes, a false positive where it is no, so accuracy, precision, recall and F1 never
+    # gain from a reply that cannot be read.
+    unanswered = np.array([p == NO_ANSWER for p in predictions], dtype=bool)
+    chosen = yes_no_codes([0 if missing else p for p, missing in zip(predictions, unanswered)], options)
+    cells = confusion_cells(np.where(unanswered, NO + YES - gold, chosen), gold)
     c = Confusion.of_cells(cells)
     precision = _ratio(f"{prefix}precision", c.tp, c.tp + c.fp, c)
     recall = _ratio(f"{prefix}recall", c.tp, c.tp + c.fn, c)

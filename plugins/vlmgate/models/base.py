@@ -174,6 +174,15 @@ class ScoreRequest:
     continuations: tuple[str, ...]
     #: The sample the request was made for, named in errors (a label, not content).
     sample_id: str = field(default="", compare=False)
+    #: The variant's label (``Variant.label``), beside ``sample_id`` in what an adapter lists.
+    variant: str = field(default="", compare=False)
+
+
+def no_answer_scores(n_options: int) -> "np.ndarray":
+    """The scores of an input an adapter got no readable answer to: all NaN (see ``ModelAdapter``)."""
+    import numpy as np
+
+    return np.full(n_options, np.nan, dtype=np.float64)
 
 
 @runtime_checkable
@@ -187,8 +196,11 @@ class ModelAdapter(Protocol):
     * ``scoring``: how ``score()``'s values are made. ``"exact"`` (default): the summed
       option log-likelihood defined here. ``"first_token"``: the log-prob of each option's
       first token only (approximate). ``"answer"``: a parsed greedy reply, 1.0 for the
-      chosen option and 0.0 elsewhere (all 0.0 when unparsable): a choice, never a
-      likelihood.
+      chosen option and 0.0 elsewhere: a choice, never a likelihood. Either tier returns
+      ``no_answer_scores`` for an input it got no readable answer to (a reply naming no
+      option, no option among the top log-probs, an empty response): all NaN, which the
+      engine records as ``records.NO_ANSWER``, never as an option. An ``exact`` adapter
+      never does; a NaN among its scores is an error.
     * ``capabilities``: a frozenset of names from ``CAPABILITIES`` (read it through
       ``capabilities(model)``, which derives it from the methods when absent). A served
       model's ``first_token`` and ``answer`` tiers leave out ``"scores"``: their arg-max is

@@ -60,7 +60,7 @@ from PIL import Image, ImageDraw
 from vlmgate.errors import ConfigError, DataError
 from vlmgate.fonts import load_font
 from vlmgate.perturbations.base import CONTROL, TEXTOVERLAY, PerturbationFamily, VariantContext
-from vlmgate.records import Sample, Variant
+from vlmgate.records import NO_ANSWER, Sample, Variant
 from vlmgate.seeding import rng_for
 
 if TYPE_CHECKING:
@@ -128,7 +128,8 @@ def overlay_box(font, text: str, image_size: tuple[int, int], steps: tuple[int, 
 
 
 def overlay_labels(sample: Sample, base_prediction: int | None, family: str) -> list[str]:
-    """The first ``MAX_OVERLAYS`` option labels, in option order, other than the prediction."""
+    """The first ``MAX_OVERLAYS`` option labels, in option order, other than the prediction
+    (every label when the clean input got no answer, ``records.NO_ANSWER``)."""
     labels = sample.labels
     if base_prediction is None:
         raise ConfigError(
@@ -136,6 +137,8 @@ def overlay_labels(sample: Sample, base_prediction: int | None, family: str) -> 
             "(VariantContext.base_prediction is None); run the clean pass first and pass "
             "its predicted option index"
         )
+    if base_prediction == NO_ANSWER:
+        return list(labels[:MAX_OVERLAYS])
     if not 0 <= base_prediction < len(labels):
         raise DataError(
             f"{family}: clean prediction {base_prediction} of sample {sample.id!r} is not an "

@@ -18,6 +18,9 @@ from vlmgate.records import Observation, Sample, Variant
 from vlmgate.search.counterexamples import Counterexample
 from vlmgate.search.instance import SearchInstance
 
+#: What a failure shows for an input the model gave no readable answer to.
+NO_ANSWER_LABEL = "(no answer)"
+
 if TYPE_CHECKING:
     from vlmgate.engine import Engine
 
@@ -45,13 +48,17 @@ class MinimalFailure:
     source: str
     images: tuple[str, str] | None = None
 
+    def label(self, observation: Observation) -> str:
+        """The option label the observation predicts (``NO_ANSWER_LABEL`` when it has no answer)."""
+        return self.labels[observation.prediction] if observation.answered else NO_ANSWER_LABEL
+
     @property
     def clean_label(self) -> str:
-        return self.labels[self.clean.prediction]
+        return self.label(self.clean)
 
     @property
     def perturbed_label(self) -> str:
-        return self.labels[self.perturbed.prediction]
+        return self.label(self.perturbed)
 
     def counterexample(self) -> Counterexample:
         """The store entry that replays this failure."""
@@ -66,7 +73,7 @@ class MinimalFailure:
             "intensity": self.variant.intensity, "tolerance": self.tolerance, "source": self.source,
             "clean_prediction": self.clean_label, "perturbed_prediction": self.perturbed_label,
             "clean_scores": list(self.clean.scores), "perturbed_scores": list(self.perturbed.scores),
-            "milder_prediction": None if self.milder is None else self.labels[self.milder.prediction],
+            "milder_prediction": None if self.milder is None else self.label(self.milder),
             "images": None if self.images is None else {"clean": self.images[0], "perturbed": self.images[1]},
         }
 
@@ -76,7 +83,7 @@ class MinimalFailure:
             return ", ".join(f"{label} {score:.3f}" for label, score in zip(self.labels, observation.scores))
 
         milder = ("level 0 is the identity" if self.milder is None else
-                  f"level {self.instance.level - 1} keeps {self.labels[self.milder.prediction]}")
+                  f"level {self.instance.level - 1} keeps {self.label(self.milder)}")
         lines = [
             "minimal failing instance "
             f"({'stored counterexample, replayed' if self.source == 'replay' else 'searched'}):",

@@ -197,8 +197,18 @@ class Suite(ABC):
         """Metric results of one case; the first is the case's primary metric."""
 
     def run(self, case: CaseContext) -> list[MetricResult]:
-        """The case's results as the framework hands them on: ``evaluate``'s, checked (``conform``)."""
-        return self.conform(self.evaluate(case))
+        """The case's results as the framework hands them on: ``evaluate``'s, checked (``conform``),
+        and, for a suite that declares ``unanswered_rate``, how many inputs the case read got
+        no answer (``suites.unanswered``)."""
+        from vlmgate.suites.unanswered import UNANSWERED_RATE, may_go_unanswered, unanswered_rate
+
+        with case.engine.reading() as read:
+            results = self.evaluate(case)
+        if UNANSWERED_RATE in self.metrics and read.observations \
+                and may_go_unanswered(case.engine.model, read.observations) \
+                and not any(r.name == UNANSWERED_RATE.name for r in results):
+            results = [*results, unanswered_rate(read.observations, case.engine.model)]
+        return self.conform(results)
 
     def conform(self, results: Sequence[MetricResult]) -> list[MetricResult]:
         """``results`` checked against the declaration and stamped with its direction.

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, MetricSpec, Sample, TextItem, Variant
 from vlmgate.render import RENDER_STYLES
 from vlmgate.suites.base import CaseContext, Suite
+from vlmgate.suites.unanswered import UNANSWERED_RATE
 
 if TYPE_CHECKING:
     from vlmgate.engine import Engine
@@ -96,6 +97,7 @@ class CrossModalSuite(Suite):
         MetricSpec("ocr_exact", "share of items whose rendering the model transcribes exactly (CER = 0)",
                    PROPORTION, HIGHER, unit="item"),
         *_consistency_specs("_ocr", " (OCR-correct subset, CER = 0)"),
+        UNANSWERED_RATE,
     )
     leading = tuple(RENDER_STYLES)
     pseudo_markers = {name: f"cross-modal render style: {style.description}" for name, style in RENDER_STYLES.items()}
@@ -115,11 +117,25 @@ class CrossModalSuite(Suite):
         style = get_style(case.family)
         outcomes = item_outcomes(case.engine, items, style)
         results = crossmodal_results(outcomes, rng=case.rng("bootstrap", "cer", case.family))
+        if any(answer is None for outcome in outcomes for answer in outcome.answers):
+            results.append(unanswered_forms(outcomes))
         shared = {"style": style.name, "style_description": style.description,
                   "kinds": dict(Counter(item.kind for item in items)),
                   "dropped_by_loader": dict(benchmark.dropped),
                   "scoring": "mcq: option log-likelihood; numeric: greedy generation, first integer parsed"}
         return [replace(result, details={**result.details, **shared}) for result in results]
+
+
+def unanswered_forms(outcomes: Sequence["ItemOutcome"]) -> MetricResult:
+    """``unanswered_rate`` over every item's three forms: a reply without an integer, or an MCQ form
+    with no answer, is unanswered (it is already wrong and agrees with nothing)."""
+    from vlmgate.modalities import MODALITIES
+    from vlmgate.suites.unanswered import Input, unanswered_result
+
+    return unanswered_result([
+        Input(f"{o.item_id}|{modality}", o.item_id, modality, o.answers[m] is not None,
+              None if o.answers[m] is not None else "the reply holds no answer", o.replies[m])
+        for o in outcomes for m, modality in enumerate(MODALITIES)])
 
 
 def _first(items: Iterator[TextItem], limit: int | None) -> tuple[TextItem, ...]:
@@ -162,7 +178,8 @@ def _answers(engine: "Engine", items: Sequence[TextItem], modality: str, style: 
 
     found: dict[str, tuple[int | None, str]] = {}
     scored = engine.observe(forms(mcq, form_variant(modality, style_key), True))
-    found.update((item.id, (obs.prediction, "")) for item, obs in zip(mcq, scored))
+    # An MCQ form the model gave no answer to is unparsable like a reply without a number.
+    found.update((item.id, (obs.prediction if obs.answered else None, "")) for item, obs in zip(mcq, scored))
     replies = engine.generate(forms(numeric, form_variant(modality, style_key, NUMERIC_TOKENS), False))
     found.update((item.id, (parse_integer(text), text)) for item, text in zip(numeric, replies))
     return found

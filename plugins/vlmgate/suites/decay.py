@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from vlmgate.errors import ConfigError, DataError
 from vlmgate.records import LOWER, PROPORTION, MetricResult, MetricSpec
 from vlmgate.suites.base import CaseContext, Suite
+from vlmgate.suites.unanswered import UNANSWERED_RATE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -109,6 +110,7 @@ class DecaySuite(Suite):
                    PROPORTION, LOWER),
         MetricSpec("decay_agreement", "share of answers equal to the clean one over the blur levels (E-bar)",
                    PROPORTION, LOWER, unit="instance", cluster="sample"),
+        UNANSWERED_RATE,
     )
     takes = frozenset({"decay"})
 

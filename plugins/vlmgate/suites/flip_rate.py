@@ -33,6 +33,7 @@ from vlmgate.cases import CLEAN_FAMILY
 from vlmgate.perturbations.base import CONTROL, GEOMETRIC, TEXTOVERLAY
 from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, MetricSpec
 from vlmgate.suites.base import CaseContext, Suite
+from vlmgate.suites.unanswered import UNANSWERED_RATE
 
 ANY_FAMILY = "any"
 
@@ -70,6 +71,7 @@ class FlipRateSuite(Suite):
         MetricSpec("excess_flip_rate", "overlay flips minus the flips of the same empty box on the same images "
                    "(the random text in the same boxes recorded in its details)",
                    MEAN, LOWER, lowest=-1.0, highest=1.0, unit="instance", cluster="sample"),
+        UNANSWERED_RATE,
     )
     takes = frozenset({GEOMETRIC, TEXTOVERLAY, CONTROL})
     # ``any`` computes every pooled family's grid, in name order like the family cases after

@@ -24,6 +24,7 @@ from vlmgate.cases import safe_name, short_name
 from vlmgate.perturbations.base import CONTROL, GEOMETRIC, TEXTOVERLAY
 from vlmgate.records import LOWER, MEAN, MetricResult, MetricSpec
 from vlmgate.suites.base import CaseContext, RunOptions, Suite
+from vlmgate.suites.unanswered import UNANSWERED_RATE
 
 
 class MinimalFailureSuite(Suite):
@@ -33,6 +34,7 @@ class MinimalFailureSuite(Suite):
     metrics = (
         MetricSpec("minimal_failure", "1 when the search (or a stored counterexample) finds an answer that changes "
                    "at or below the family's tolerance, else 0", MEAN, LOWER, unit="case"),
+        UNANSWERED_RATE,
     )
     takes = frozenset({GEOMETRIC, TEXTOVERLAY})
     skips = frozenset({CONTROL})

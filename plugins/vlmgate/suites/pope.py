@@ -23,6 +23,7 @@ from vlmgate.cases import CLEAN_FAMILY
 from vlmgate.errors import DataError, NotApplicable
 from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, MetricSpec, Sample
 from vlmgate.suites.base import CaseContext, Suite
+from vlmgate.suites.unanswered import UNANSWERED_RATE
 
 if TYPE_CHECKING:
     from vlmgate.engine import Engine
@@ -58,6 +59,7 @@ class PopeSuite(Suite):
                    PROPORTION, LOWER),
         MetricSpec("pope_margin_shift", "mean change of s(Yes) - s(No) under a family (drift to the prior)", MEAN,
                    LOWER, lowest=float("-inf"), highest=float("inf")),
+        UNANSWERED_RATE,
     )
     leading: ClassVar[tuple[str, ...]] = (CLEAN_FAMILY,)
     takes = frozenset({"blank"})

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Sequence
 from vlmgate.errors import DataError
 from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, MetricSpec
 from vlmgate.suites.base import CaseContext, Suite
+from vlmgate.suites.unanswered import UNANSWERED_RATE
 
 if TYPE_CHECKING:
     from vlmgate.engine import FamilyObservations
@@ -58,6 +59,7 @@ class VisualDependenceSuite(Suite):
                    "blank-image answer (answered without looking)", PROPORTION, LOWER),
         MetricSpec("blank_accuracy_gain", "clean minus blank-image accuracy, paired per image (what the image "
                    "adds)", MEAN, HIGHER, lowest=-1.0, highest=1.0),
+        UNANSWERED_RATE,
     )
     takes = frozenset({"blank"})
 

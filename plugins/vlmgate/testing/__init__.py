@@ -32,4 +32,4 @@ def evaluate_case(suite: str, engine: "Engine", family: str, options: "RunOption
     key = CaseKey(engine.model.spec, engine.benchmark.spec, family, suite)
     context = CaseContext(key, engine, options or RunOptions(seed=engine.seed, limit=engine.limit))
     declared.check_adapter(family, engine.model)
-    return declared.conform(declared.evaluate(context))
+    return declared.run(context)

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vlmgate.errors import ModelError
-from vlmgate.models.base import GenerateRequest, ModelIdentity, ModelOptions, ScoreRequest
+from vlmgate.models.base import GenerateRequest, ModelIdentity, ModelOptions, ScoreRequest, no_answer_scores
 from vlmgate.models.served.client import RetryPolicy, ServerClient, ServerRequestError
 from vlmgate.models.served.config import ServedSpec, api_key, parse_spec
 from vlmgate.models.served.tiers import (
@@ -50,7 +50,7 @@ from vlmgate.models.served.tiers import (
     ExactScorer,
     FirstTokenScorer,
     TierLog,
-    choice_scores,
+    Unread,
     generate_reply,
     image_url,
     probe_image_url,
@@ -116,8 +116,8 @@ class OpenAIServedAdapter:
         self.model_entry = model_entry
         self.server_version = server_version
         self.has_tokenize = has_tokenize
-        #: What the tier approximated or could not parse (``first_token``: options below the
-        #: top-k; ``answer``: parsed and unparsable replies, listed).
+        #: What the tier approximated or could not read (``first_token``: options below the
+        #: top-k; both approximate tiers: responses that are no answer, listed).
         self.tier_log = TierLog()
         #: The tier's scorer (``tiers.ExactScorer`` / ``FirstTokenScorer`` / ``AnswerScorer``).
         self.scorer: Any
@@ -194,14 +194,20 @@ class OpenAIServedAdapter:
                     jobs.append(self.scorer.score(url, request.prompt, request.continuations, label))
             return await self.client.gather_ordered(jobs)
 
-        results = self.client.run(batch())
-        if self.scoring != "answer":
-            return results
         scores = []
-        for index, (request, (choice, reply)) in enumerate(zip(requests, results)):
-            self.scorer.record(choice, reply, request.sample_id or who("", index, request.prompt))
-            scores.append(choice_scores(choice, len(request.continuations)))
+        for index, (request, result) in enumerate(zip(requests, self.client.run(batch()))):
+            if isinstance(result, Unread):  # listed in request order, whatever order the answers came in
+                self.tier_log.add_unread(request.sample_id or who("", index, request.prompt), request.variant, result)
+                scores.append(no_answer_scores(len(request.continuations)))
+            else:
+                if self.scoring == "answer":
+                    self.tier_log.parsed += 1
+                scores.append(result)
         return scores
+
+    def unread(self, sample_id: str, variant: str) -> Unread | None:
+        """Why the input ``(sample_id, variant)`` got no answer and what the server said, when listed."""
+        return self.tier_log.unread(sample_id, variant)
 
     def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         """Greedy replies (temperature 0, at most ``max_new_tokens`` each), in request order."""

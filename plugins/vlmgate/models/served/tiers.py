@@ -16,17 +16,24 @@ text with the server's own ``decoded_token``s, else ``POST /detokenize``).
 ``first_token`` (only generated-token ``logprobs`` / ``top_logprobs``): one generation step
 after the context; each option scores the log-prob of its first token. Options whose first
 tokens coincide cannot be told apart and are refused. A first token outside the
-``top_logprobs`` returned gets the lowest log-prob returned (an upper bound), counted in
-``TierLog.below_top_k``. With ``/tokenize`` the first tokens are token ids (the option
-rendered after a text-only user turn; ``return_tokens_as_token_ids``), otherwise the
-longest returned token whose text starts the option. The scores are approximate.
+``top_logprobs`` returned gets just under the lowest log-prob returned (an upper bound that
+loses a tie to a returned option), counted in ``TierLog.below_top_k``. With ``/tokenize``
+the first tokens are token ids (the option rendered after a text-only user turn;
+``return_tokens_as_token_ids``), otherwise the longest returned token whose text starts the
+option. The scores are approximate.
 
 ``answer`` (no log-probs): a greedy reply of at most ``answer_tokens`` tokens, parsed to an
 option (``parse_choice``). The scores encode only the choice: 1.0 for the chosen option,
-0.0 for the others, all 0.0 when the reply names none. No log-likelihood is positive, so
-a 1.0 can never pass for one; still, suites must read ``adapter.scoring`` /
-``adapter.capabilities`` rather than the values. Unparsable replies are counted and listed
-in ``TierLog.unparsed``.
+0.0 for the others. No log-likelihood is positive, so a 1.0 can never pass for one; still,
+suites must read ``adapter.scoring`` / ``adapter.capabilities`` rather than the values.
+
+A reply that cannot be read is no answer, never an option: a reply that names no option
+(``answer``), a first token whose top log-probs hold none of the options' first tokens
+(``first_token``), and a response whose ``choices`` list is empty (both) each score all NaN
+(``vlmgate.models.base.no_answer_scores``), which the engine turns into
+``records.NO_ANSWER``. Before, they scored all 0.0 (or all the floor), whose arg-max is
+option A: a server that said nothing readable passed the flip gates. Each is counted and
+listed, with its reason and what the server said, in ``TierLog``.
 """
 
 from __future__ import annotations
@@ -55,19 +62,46 @@ MAX_LISTED = 200
 MAX_CONTEXTS = 4096
 
 
+#: Why a response is no answer (``Unread.why``).
+NAMES_NO_OPTION = "the reply names no option"
+NO_OPTION_IN_TOP_K = "no option's first token is among the first token's top_logprobs"
+NO_CHOICES = "the response's choices list is empty"
+
+
+@dataclass(frozen=True)
+class Unread:
+    """A response that is no answer: why, and what the server said (the reply, or its top tokens)."""
+
+    why: str
+    said: str
+
+
 @dataclass
 class TierLog:
-    """What a tier had to approximate or could not read, for the run record."""
+    """What a tier had to approximate or could not read, for the run record.
+
+    ``unanswered`` lists the first ``MAX_LISTED`` unread responses as (sample id, variant
+    label, ``Unread``); ``unread(sample, variant)`` finds one for a case's report.
+    """
 
     parsed: int = 0
-    unparsed: list[tuple[str, str]] = field(default_factory=list)
-    unparsed_count: int = 0
+    unanswered: list[tuple[str, str, Unread]] = field(default_factory=list)
+    unanswered_count: int = 0
     below_top_k: int = 0
     first_tokens_scored: int = 0
 
+    def add_unread(self, sample_id: str, variant: str, unread: Unread) -> None:
+        self.unanswered_count += 1
+        if len(self.unanswered) < MAX_LISTED:
+            self.unanswered.append((sample_id, variant, unread))
+
+    def unread(self, sample_id: str, variant: str) -> Unread | None:
+        return next((u for s, v, u in self.unanswered if s == sample_id and v == variant), None)
+
     def to_json(self) -> dict[str, Any]:
-        return {"parsed": self.parsed, "unparsed_count": self.unparsed_count,
-                "unparsed": [{"sample_id": s, "reply": r} for s, r in self.unparsed],
+        return {"parsed": self.parsed, "unanswered_count": self.unanswered_count,
+                "unanswered": [{"sample_id": s, "variant": v, "why": u.why, "said": u.said}
+                               for s, v, u in self.unanswered],
                 "below_top_k": self.below_top_k, "first_tokens_scored": self.first_tokens_scored}
 
 
@@ -281,7 +315,8 @@ class FirstTokenScorer:
             self._first[key] = ids[len(ctx)]
         return self._first[key]
 
-    async def score(self, image: str, prompt: str, options: Sequence[str], label: str) -> np.ndarray:
+    async def score(self, image: str, prompt: str, options: Sequence[str], label: str) -> np.ndarray | Unread:
+        """Each option's first-token log-prob, or ``Unread`` when the response answers none of them."""
         step = self.client.request_json("POST", self.client.v1("chat/completions"), {
             "model": self.model, "messages": [user_turn(image, prompt)], "add_generation_prompt": True,
             "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": self.top_logprobs,
@@ -293,17 +328,28 @@ class FirstTokenScorer:
             parts = await self.client.gather_ordered(
                 [step] + [self.first_token_id(prompt, option, f"{label}, option {k} {option!r}")
                           for k, option in enumerate(options)])
+            if has_no_choices(parts[0]):
+                return Unread(NO_CHOICES, "")
             top = top_logprobs_of(parts[0], self.client.spec, label)
             shown = {_token_id(t["token"]): t["logprob"] for t in top}
             keys = list(parts[1:])
         else:
-            top = top_logprobs_of(await step, self.client.spec, label)
+            answer = await step
+            if has_no_choices(answer):
+                return Unread(NO_CHOICES, "")
+            top = top_logprobs_of(answer, self.client.spec, label)
             texts = {t["token"]: t["logprob"] for t in top}
             shown = dict(texts)
             keys = [max((t for t in texts if t and option.startswith(t)), key=len, default=None)
                     for option in options]
         _refuse_shared_first_tokens(options, keys, self.client.spec, label)
-        floor = min(shown.values())
+        if not any(key is not None and key in shown for key in keys):
+            # Every option would score the floor, and the arg-max of a tie is option A.
+            return Unread(NO_OPTION_IN_TOP_K, " ".join(repr(t["token"]) for t in top[:5]))
+        # Below the top-k an option's log-prob is at most the lowest returned; one step under it,
+        # so that a tie with an option that was returned (the lowest of them) goes to that one,
+        # not to the first option.
+        floor = float(np.nextafter(min(shown.values()), -np.inf))
         scores = np.empty(len(options), dtype=np.float64)
         for k, key in enumerate(keys):
             self.log.first_tokens_scored += 1
@@ -313,6 +359,11 @@ class FirstTokenScorer:
             else:
                 scores[k] = shown[key]
         return scores
+
+
+def has_no_choices(answer: Any) -> bool:
+    """Whether a chat response's ``choices`` is an empty list (an answer of nothing, not a malformed one)."""
+    return isinstance(answer, dict) and answer.get("choices") == []
 
 
 def top_logprobs_of(answer: Any, spec: str, label: str) -> list[dict[str, Any]]:
@@ -390,11 +441,10 @@ def parse_choice(reply: str, options: Sequence[str]) -> int | None:
     return None
 
 
-def choice_scores(choice: int | None, n_options: int) -> np.ndarray:
-    """1.0 for the chosen option, 0.0 elsewhere; all 0.0 for no choice (never a log-likelihood)."""
+def choice_scores(choice: int, n_options: int) -> np.ndarray:
+    """1.0 for the chosen option, 0.0 elsewhere (never a log-likelihood)."""
     scores = np.zeros(n_options, dtype=np.float64)
-    if choice is not None:
-        scores[choice] = 1.0
+    scores[choice] = 1.0
     return scores
 
 
@@ -409,27 +459,24 @@ class AnswerScorer:
         self.answer_tokens = answer_tokens
         self.log = log
 
-    async def choose(self, image: str, prompt: str, options: Sequence[str], label: str) -> tuple[int | None, str]:
-        """The option the greedy reply names (``None`` when it names none), and the reply."""
-        reply = await generate_reply(self.client, self.model, image, prompt, self.answer_tokens, label)
-        return parse_choice(reply, options), reply
-
-    def record(self, choice: int | None, reply: str, sample_id: str) -> None:
-        """Count a parsed reply, or count and list an unparsable one (callers go in request order)."""
-        if choice is None:
-            self.log.unparsed_count += 1
-            if len(self.log.unparsed) < MAX_LISTED:
-                self.log.unparsed.append((sample_id, reply))
-        else:
-            self.log.parsed += 1
+    async def choose(self, image: str, prompt: str, options: Sequence[str], label: str) -> np.ndarray | Unread:
+        """The choice the greedy reply names, as ``choice_scores``, or ``Unread``."""
+        answer = await chat_reply(self.client, self.model, image, prompt, self.answer_tokens, label)
+        if answer is None:
+            return Unread(NO_CHOICES, "")
+        choice = parse_choice(answer, options)
+        return Unread(NAMES_NO_OPTION, answer) if choice is None else choice_scores(choice, len(options))
 
 
-async def generate_reply(client: ServerClient, model: str, image: str, prompt: str, max_tokens: int,
-                         label: str) -> str:
-    """The greedy reply (temperature 0) of at most ``max_tokens`` tokens, as the server decoded it."""
+async def chat_reply(client: ServerClient, model: str, image: str, prompt: str, max_tokens: int,
+                     label: str) -> str | None:
+    """The greedy reply (temperature 0) of at most ``max_tokens`` tokens, as the server decoded it;
+    ``None`` when the response holds no choice at all."""
     answer = await client.request_json("POST", client.v1("chat/completions"), {
         "model": model, "messages": [user_turn(image, prompt)], "max_tokens": max_tokens, "temperature": 0,
     }, what=label)
+    if has_no_choices(answer):
+        return None
     try:
         content = answer["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
@@ -440,6 +487,12 @@ async def generate_reply(client: ServerClient, model: str, image: str, prompt: s
         raise ModelError(f"model spec {client.spec!r}: the chat response for {label} has no text content "
                          f"({str(answer)[:200]})")
     return content
+
+
+async def generate_reply(client: ServerClient, model: str, image: str, prompt: str, max_tokens: int,
+                         label: str) -> str:
+    """``chat_reply``, with no choice read as an empty reply (which no parser reads as an answer)."""
+    return await chat_reply(client, model, image, prompt, max_tokens, label) or ""
 
 
 def probe_image_url() -> str:
@@ -453,5 +506,6 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-__all__ = ["AnswerScorer", "ExactScorer", "FirstTokenScorer", "ServerRequestError", "TierLog", "choice_scores",
-           "generate_reply", "image_url", "parse_choice", "probe_image_url", "user_turn", "who"]
+__all__ = ["AnswerScorer", "ExactScorer", "FirstTokenScorer", "ServerRequestError", "TierLog", "Unread",
+           "chat_reply", "choice_scores", "generate_reply", "has_no_choices", "image_url", "parse_choice",
+           "probe_image_url", "user_turn", "who"]

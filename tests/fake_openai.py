@@ -11,7 +11,12 @@ expected value can be computed here. Switches make it a vLLM-like server (``vllm
 ``/tokenize``, ``prompt_logprobs``, ``return_token_ids``), an OpenAI-like one (only
 ``logprobs``/``top_logprobs``) or an answer-only one (neither); ``cut_reply=False`` makes
 its template keep the end-of-turn token after a continued reply; ``failures`` is a list of
-HTTP statuses (or ``"connect"``) the next chat requests get instead of an answer.
+HTTP statuses (or ``"connect"``) the next chat requests get instead of an answer;
+``top_tokens`` replaces the generated token's ``top_logprobs`` by those texts (none of them an
+option's first token, say); ``empty_choices`` answers with an empty ``choices`` list.
+
+``on_loopback(server)`` serves it over real HTTP on 127.0.0.1 (a thread), for runs that
+connect as a user's would: ``openai:http://127.0.0.1:PORT/v1?model=...``.
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
 
 import httpx
 
@@ -47,6 +55,10 @@ class FakeServer:
     logprobs: bool = True
     cut_reply: bool = True
     reply: str = "B"
+    #: Answer chat requests with an empty ``choices`` list.
+    empty_choices: bool = False
+    #: The generated token's ``top_logprobs`` texts, best first (``None``: the vocabulary's best).
+    top_tokens: tuple[str, ...] | None = None
     failures: list[Any] = field(default_factory=list)
     delay_seed: int | None = None
     #: Expand an image to 4-6 tokens by its content (no real processor does: the exact
@@ -147,10 +159,12 @@ class FakeServer:
             candidates = sorted(((logprob(t, len(ids)), t) for t in range(10, 266)), reverse=True)[:max(k, 1)]
             as_ids = body.get("return_tokens_as_token_ids")
             name = (lambda t: f"token_id:{t}") if as_ids else decoded
-            choice["logprobs"] = {"content": [{"token": name(candidates[0][1]), "logprob": candidates[0][0],
-                                               "top_logprobs": [{"token": name(t), "logprob": lp}
-                                                                for lp, t in candidates[:k]]}]}
-        answer: dict[str, Any] = {"id": "x", "object": "chat.completion", "choices": [choice]}
+            top = [{"token": name(t), "logprob": lp} for lp, t in candidates[:k]]
+            if self.top_tokens is not None:
+                top = [{"token": text, "logprob": -0.5 * (n + 1)} for n, text in enumerate(self.top_tokens[:k])]
+            choice["logprobs"] = {"content": [{**top[0], "top_logprobs": top}]}
+        answer: dict[str, Any] = {"id": "x", "object": "chat.completion",
+                                  "choices": [] if self.empty_choices else [choice]}
         if body.get("prompt_logprobs") is not None:
             answer["prompt_logprobs"] = [None] + [
                 {str(t): {"logprob": logprob(t, i), "rank": 1, "decoded_token": decoded(t)}}
@@ -172,3 +186,37 @@ class FakeServer:
         user = {"role": "user", "content": [{"type": "image_url"}, {"type": "text", "text": prompt}]}
         n = len(self.render([user], add_generation_prompt=True, continue_final_message=False))
         return logprob(byte_tokens(option)[0], n)
+
+
+@contextmanager
+def on_loopback(server: FakeServer) -> Iterator[str]:
+    """``server`` over real HTTP on 127.0.0.1 at a free port, in a thread; yields its base URL (``.../v1``)."""
+    server.transport()  # seeds its delays
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            request = httpx.Request(self.command, f"http://fake.test{self.path}",
+                                    headers=dict(self.headers), content=self.rfile.read(length))
+            response = asyncio.run(server.handle(request))
+            body = response.read()
+            self.send_response(response.status_code)
+            self.send_header("content-type", response.headers.get("content-type", "application/json"))
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: Any) -> None:  # quiet: pytest shows the test's own output
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
