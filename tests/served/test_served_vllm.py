@@ -218,15 +218,18 @@ def test_first_token_and_answer_tiers_on_the_real_server(vllm_server, exact_mode
         assert np.allclose(scores, [row[0] for row in tokens], rtol=0, atol=1e-4), request.sample_id
         # answer: the greedy token parsed to an option; it is the first-token arg-max whenever it names one.
         choice = parse_choice(reply, request.continuations)
-        assert np.array_equal(chosen, choice_scores(choice, len(request.continuations)))
+        if choice is None:  # no answer, never option A
+            assert np.isnan(chosen).all()
+        else:
+            assert np.array_equal(chosen, choice_scores(choice, len(request.continuations)))
         if choice is not None:
             parsed += 1
             assert choice == int(np.argmax(scores)), (request.sample_id, reply)
     assert first.tier_log.below_top_k == 0
     # Both outcomes occur: letters for MCQs, and replies ("No" to an MCQ) that name no option.
     assert parsed >= 3 and len(batch) - parsed >= 3 and answer.tier_log.parsed == parsed
-    assert answer.tier_log.unparsed_count == len(batch) - parsed
-    assert [reply for _, reply in answer.tier_log.unparsed] == [
+    assert answer.tier_log.unanswered_count == len(batch) - parsed
+    assert [unread.said for _, _, unread in answer.tier_log.unanswered] == [
         r for r, q in zip(replies, batch) if parse_choice(r, q.continuations) is None]
     first.close()
     answer.close()
