@@ -554,6 +554,28 @@ def _inert_gates(terminalreporter: Any) -> list[str]:
     return sorted(lines)
 
 
+def _unanswered_summary(terminalreporter: Any) -> None:
+    """Every case some of whose inputs got no readable answer (``suites.unanswered``), passed or not:
+    below its limit a case passes, and the count must still be seen."""
+    lines = []
+    for outcome in ("passed", "failed", "inconclusive", "warned", "recorded"):
+        for report in terminalreporter.stats.get(outcome, []):
+            props = dict(getattr(report, "user_properties", []))
+            if "vlmgate.unanswered_rate.value" not in props:
+                continue
+            inputs = int(props["vlmgate.unanswered_rate.n"])
+            missing = round(float(props["vlmgate.unanswered_rate.value"]) * inputs)
+            if missing:
+                outcome, limit = props["vlmgate.unanswered_rate.outcome"], props["vlmgate.unanswered_rate.threshold"]
+                lines.append(f"{report.nodeid}: {missing} of {inputs} inputs ({outcome}, limit {limit})")
+    if lines:
+        terminalreporter.section("vlmgate: inputs without a readable answer")
+        terminalreporter.write_line("each counts against the model (a wrong answer, a flip); run.json lists the first "
+                                    "of each case with what the model said (details.examples of unanswered_rate):")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)
+
+
 def _left_out_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """The combinations no case was generated for, per test function, with the reason."""
     left_out = config.stash.get(stash.LEFT_OUT, {})
@@ -636,6 +658,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     _baseline_summary(terminalreporter, config)
     _cache_summary(terminalreporter, config)
     _left_out_summary(terminalreporter, config)
+    _unanswered_summary(terminalreporter)
     _unlisted_cases(terminalreporter)
     lines = _gate_lines(terminalreporter)
     if lines:

@@ -58,12 +58,14 @@ def test_unreadable_served_replies_are_no_answer_and_fail_the_unanswered_gate(py
     ifr = next(m for c in cases for m in c["metrics"] if m["name"] == "ifr")
     assert ifr["value"] == 1.0  # an instance without an answer is a flip
     assert "got no readable answer" in output and why in output  # the terminal says how many and why
+    assert "vlmgate: inputs without a readable answer" in output and "63 of 63 inputs (fail" in output
 
 
 def test_only_the_replies_that_cannot_be_read_are_counted(pytester, manifest):
     """"B" answers every 4-option item and names no option of the yes/no item ``p0``."""
     code, output, record = _run(pytester, FakeServer(vllm=False, logprobs=False, reply="B"), "tier=answer", manifest)
     assert code == 1, output  # 1 input in 7 unanswered is past the limit of 1 in 20
+    assert "1 of 7 inputs (fail, limit max 0.05 (strict))" in output  # the clean case, in the terminal section
     for case in record["cases"]:
         metrics = {m["name"]: m for m in case["metrics"]}
         unanswered = metrics["unanswered_rate"]
