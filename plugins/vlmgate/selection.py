@@ -299,6 +299,8 @@ def manifest_rows(selection: Selection, benchmark: Benchmark, out: Path) -> list
                "options": list(sample.options), "answer": sample.answer, "kind": sample.kind, "meta": meta}
         if sample.hint is not None:
             row["hint"] = sample.hint
+        if sample.cluster is not None:  # a declared cluster key, kept so the subset clusters as the source did
+            row["cluster"] = sample.cluster
         rows.append(row)
     return rows
 

@@ -10,6 +10,12 @@ names; the user renames any of them in the spec, after the path, as a query stri
     mmmu:/data/mmmu_val_saved?split=validation
 
 ``split`` is not a column: it picks the split of a ``datasets`` folder that holds several.
+``cluster`` names a column that no loader reads by default: the key (a video or document
+id) of rows that are not independent though their images differ, so that rows with the
+same key are one cluster in every clustered statistic (``benchmarks.image_groups``)::
+
+    seedbench:/data/SEEDBench_video.tsv?cluster=video_id
+
 An unknown field is an error that lists the fields the loader knows, so a typo never
 silently falls back to the default column.
 """
@@ -25,6 +31,8 @@ from vlmgate.registry import unknown_name_message
 
 #: Query key that selects a split instead of renaming a column.
 SPLIT_KEY = "split"
+#: Field of every table loader that is read only when the spec maps it to a column.
+CLUSTER_FIELD = "cluster"
 
 
 @dataclass(frozen=True)
@@ -66,12 +74,12 @@ def parse_source_spec(rest: str, *, spec: str, defaults: Mapping[str, str]) -> S
             )
         if field == SPLIT_KEY:
             split = column
-        elif field in defaults:
+        elif field in defaults or field == CLUSTER_FIELD:
             columns[field] = column
         else:
             raise DataError(
                 f"benchmark spec {spec!r}: "
-                + unknown_name_message("column field", field, sorted([*defaults, SPLIT_KEY]))
+                + unknown_name_message("column field", field, sorted({*defaults, SPLIT_KEY, CLUSTER_FIELD}))
             )
     return SourceSpec(spec, Path(path_text).expanduser(), tuple(sorted(columns.items())), split)
 

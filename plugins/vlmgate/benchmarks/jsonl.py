@@ -4,7 +4,7 @@ One object per line::
 
     {"id": "q1", "image": "images/q1.png", "question": "What colour is the shape?",
      "options": ["red", "green", "blue", "yellow"], "answer": "C",
-     "kind": "mcq", "hint": null, "meta": {"type": "colour"}}
+     "kind": "mcq", "hint": null, "meta": {"type": "colour"}, "cluster": "video-7"}
 
 ``image`` is relative to the manifest's folder (or absolute). ``answer`` is the correct
 option's letter (``"C"``), its text, or its 0-based index; it may be ``null`` when
@@ -16,6 +16,11 @@ string or integer, ``question`` a non-empty string (a ``null`` question would ot
 be asked as the text "None"), options distinct non-empty strings, ``hint`` a string or
 ``null``. The file must be UTF-8 (``benchmarks.text_files``); images are decoded by
 ``benchmarks.image_decoding`` under the run's pixel budget.
+
+``cluster`` (optional: a string, an integer or ``null``) declares rows that are not
+independent though their images differ (the frames of one video, the pages of one
+document): rows with the same ``cluster`` are one cluster in every clustered statistic,
+as rows whose images decode to the same pixels are without it (``benchmarks.image_groups``).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class ManifestRow:
     hint: str | None
     meta: tuple[tuple[str, Any], ...]
     line: int
+    cluster: str | None = None
 
 
 def require_keys(obj: Any, where: str, required: tuple[str, ...], what: str) -> dict:
@@ -117,7 +123,18 @@ def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
         hint=hint,
         meta=tuple(sorted(meta.items())),
         line=line,
+        cluster=cluster_key(obj.get("cluster"), where),
     )
+
+
+def cluster_key(value: Any, where: str) -> str | None:
+    """A row's declared ``cluster`` as text (``None`` when not declared); a string or an integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise DataError(f"{where}: cluster must be a non-empty string or an integer (a video or document id), "
+                        f"got {value!r}; fix it or leave the key out")
+    return str(value)
 
 
 def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
@@ -186,7 +203,8 @@ class JsonlBenchmark:
         return self._images.decode(row.image_path, lambda: row.image_path, where)
 
     def sample(self, row: ManifestRow) -> Sample:
-        return Sample(row.id, self.image(row), row.question, row.options, row.answer, row.kind, row.hint, row.meta)
+        return Sample(row.id, self.image(row), row.question, row.options, row.answer, row.kind, row.hint, row.meta,
+                      row.cluster)
 
     def samples(self) -> Iterator[Sample]:
         for row in self.rows:

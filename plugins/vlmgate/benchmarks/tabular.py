@@ -5,7 +5,9 @@ The SEED-Bench, POPE and MMMU loaders each turn their table's text columns into
 them to ``TableBenchmark``, which decodes a row's image cells only when its sample is
 used, so memory stays flat in the number of items (``benchmarks.image_decoding``: the
 pixel budget, every PIL mode, large images decoded once). Rows a loader leaves out on purpose
-(MMMU's open questions) are counted in ``skipped`` by reason, never dropped silently.
+(MMMU's open questions) are counted in ``skipped`` by reason, never dropped silently. A
+spec that maps ``?cluster=COLUMN`` (``benchmarks.columns``) gives each row with a non-empty
+cell there that key as its declared cluster (``Sample.cluster``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal, Mapping, Sequence, overload
 
 from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions
+from vlmgate.benchmarks.columns import CLUSTER_FIELD
 from vlmgate.benchmarks.image_cells import image_bytes
 from vlmgate.benchmarks.image_decoding import ImageDecoder
 from vlmgate.benchmarks.tables import Table
@@ -76,6 +79,18 @@ def check_unique_ids(rows: Sequence[TableRow], table: Table, column: str) -> Non
         seen[row.id] = row.row
 
 
+def declared_clusters(table: Table, rows: Sequence[TableRow], column: str | None) -> dict[int, str]:
+    """Table row -> the cluster key its ``column`` declares, for each row whose cell is not empty."""
+    if column is None:
+        return {}
+    if column not in table.columns:
+        raise DataError(f"{table.source}: ?{CLUSTER_FIELD}={column} names no column of the table, which has "
+                        f"{', '.join(table.columns)}; map {CLUSTER_FIELD} to one of them or drop it from the spec")
+    cells = table.column(column)
+    keys = {row.row: text_cell(cells[row.row], table.where(row.row, column), required=False) for row in rows}
+    return {row: key for row, key in keys.items() if key is not None}
+
+
 class TableBenchmark:
     """``Benchmark`` over validated rows of a ``Table``; images decoded one sample at a time."""
 
@@ -91,6 +106,7 @@ class TableBenchmark:
         self.skipped: dict[str, int] = dict(skipped or {})
         self._combine = combine
         self._images = ImageDecoder(options.max_pixels)
+        self._clusters = declared_clusters(table, self.rows, (mapping or {}).get(CLUSTER_FIELD))
         # The mapping decides what the rows mean, so it is part of the content.
         self.fingerprint = hashlib.sha256(
             f"{table.fingerprint}\0{sorted((mapping or {}).items())}".encode("utf-8")).hexdigest()
@@ -115,7 +131,8 @@ class TableBenchmark:
         return self._combine(images)
 
     def sample(self, row: TableRow) -> Sample:
-        return Sample(row.id, self.image(row), row.question, row.options, row.answer, row.kind, row.hint, row.meta)
+        return Sample(row.id, self.image(row), row.question, row.options, row.answer, row.kind, row.hint, row.meta,
+                      self._clusters.get(row.row))
 
     def samples(self) -> Iterator[Sample]:
         for row in self.rows:
