@@ -78,7 +78,10 @@ def ray_cluster() -> dict[str, str]:
 
 @pytest.fixture
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six 64-px images of random pixels with 4-option questions and one yes/no item, as JSONL."""
+    """Seven 64-px images of random pixels: six with 4-option questions, one with a yes/no item, as JSONL.
+
+    Every item has an image of its own, so the 7 items are 7 independent images (items that
+    share an image are one cluster: ``vlmgate.benchmarks.image_groups``)."""
     import numpy as np
     from PIL import Image
 
@@ -92,7 +95,8 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Image.fromarray(pixels).save(root / "images" / f"s{i}.png")
         rows.append({"id": f"s{i}", "image": f"images/s{i}.png", "question": "What colour is the shape?",
                      "options": colours, "answer": colours[i % 4], "meta": {"type": "colour"}})
-    rows.append({"id": "p0", "image": "images/s0.png", "question": "Is there a red circle in the image?",
+    Image.fromarray(rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)).save(root / "images" / "p0.png")
+    rows.append({"id": "p0", "image": "images/p0.png", "question": "Is there a red circle in the image?",
                  "options": ["Yes", "No"], "answer": "Yes", "kind": "yesno"})
     path = root / "manifest.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

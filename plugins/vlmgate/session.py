@@ -189,15 +189,17 @@ class GateSession:
         return RunOptions(settings.seed, settings.limit, search, settings.repeat_clean)
 
     def evaluate(self, case: CaseKey) -> list[MetricResult]:
-        """The case's results, after checking the adapter offers what the suite needs.
+        """The case's results, after checking the adapter offers what the suite needs, with
+        rows that share an image clustered as one image (``metrics.shared_images``).
 
         An adapter without a capability the suite requires (probes of hidden states,
         generation, pixel gradients, exact option scores) skips the case with the reason.
         """
+        from vlmgate.metrics.shared_images import cluster_by_image
         from vlmgate.suites import get_suite
         from vlmgate.suites.base import CaseContext
 
         suite = get_suite(case.suite)
         engine = self.engine(case.model, case.benchmark)
         suite.check_adapter(case.family, engine.model)
-        return suite.run(CaseContext(case, engine, self.run_options()))
+        return cluster_by_image(suite.run(CaseContext(case, engine, self.run_options())), engine.samples, suite.metric)
