@@ -24,8 +24,12 @@ def pytest_configure(config: pytest.Config) -> None:
 #: module first imported during the test; the next import loads its extension a second time
 #: in the same process, and the interpreter later crashes in garbage collection. Whether a
 #: module was already imported depends on which tests ran before in that process (an xdist
-#: worker's share), so they are imported before every snapshot instead.
-LOAD_ONCE = ("numpy", "scipy.stats", "PIL.Image", "torch", "safetensors.torch", "tokenizers")
+#: worker's share), so they are imported before every snapshot instead. httpx and httpcore
+#: are pure Python but hold the same hazard in another form: a second copy of httpcore raises
+#: exception classes that the first copy of httpx no longer recognises (and so no longer maps
+#: to ``httpx.TransportError``), which turned "server down" into a traceback.
+LOAD_ONCE = ("numpy", "scipy.stats", "PIL.Image", "torch", "safetensors.torch", "tokenizers",
+             "httpcore", "httpx")
 
 
 @pytest.fixture
