@@ -215,3 +215,16 @@ def test_single_character_option_texts_are_answers(tmp_path):
     path = make_manifest(tmp_path, [row(options=["1", "2", "3"], answer="2"),
                                     row(id="q2", options=["A", "B"], answer="B")])
     assert [s.answer for s in load_benchmark(f"jsonl:{path}").samples()] == [1, 1]
+
+
+def test_keys_outside_the_format_are_kept_as_metadata(tmp_path):
+    path = make_manifest(tmp_path, [row(category="colour", meta={"type": "c"}), row(id="q2", category="count")])
+    samples = list(load_benchmark(f"jsonl:{path}").samples())
+    assert samples[0].meta_dict == {"category": "colour", "type": "c"}
+    assert samples[1].meta_dict == {"category": "count"}
+
+
+def test_a_key_given_twice_with_different_values_names_it_and_the_line(tmp_path):
+    path = make_manifest(tmp_path, [row(category="colour", meta={"category": "count"})])
+    with pytest.raises(DataError, match=r"manifest.jsonl:1 .*'category' given both"):
+        list(load_benchmark(f"jsonl:{path}").samples())

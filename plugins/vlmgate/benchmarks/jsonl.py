@@ -17,6 +17,9 @@ be asked as the text "None"), options distinct non-empty strings, ``hint`` a str
 ``null``. The file must be UTF-8 (``benchmarks.text_files``); images are decoded by
 ``benchmarks.image_decoding`` under the run's pixel budget.
 
+Any other key of a row (``category``, ``l2-category``, ``source``) is kept as metadata, as if
+it were in ``meta``: ``vlmgate accuracy --by category`` groups by it.
+
 ``cluster`` (optional: a string, an integer or ``null``) declares rows that are not
 independent though their images differ (the frames of one video, the pages of one
 document): rows with the same ``cluster`` are one cluster in every clustered statistic,
@@ -39,6 +42,8 @@ from vlmgate.errors import DataError
 from vlmgate.records import Sample
 
 REQUIRED = ("id", "image", "question", "options")
+#: Every key a row's fields are read from; any other key is kept as metadata (``extra_meta``).
+KNOWN = REQUIRED + ("answer", "kind", "hint", "meta", "cluster")
 KINDS = ("mcq", "yesno")
 
 
@@ -112,6 +117,7 @@ def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
     meta = obj.get("meta") or {}
     if not isinstance(meta, dict):
         raise DataError(f"{where}: meta must be a JSON object")
+    meta = {**meta, **extra_meta(obj, meta, where)}
     image = Path(str(obj["image"]))
     return ManifestRow(
         id=sample_id,
@@ -125,6 +131,21 @@ def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
         line=line,
         cluster=cluster_key(obj.get("cluster"), where),
     )
+
+
+def extra_meta(obj: dict, meta: dict, where: str) -> dict:
+    """A row's keys outside ``KNOWN`` (``category``, ``source``, ...), kept as metadata.
+
+    Manifests converted from other formats carry such keys at the top level; dropping them
+    lost per-category results without a word. A key given both at the top level and in
+    ``meta`` with different values is ambiguous, so it is an error.
+    """
+    extra = {key: value for key, value in obj.items() if key not in KNOWN}
+    clash = sorted(key for key in extra if key in meta and meta[key] != extra[key])
+    if clash:
+        raise DataError(f"{where}: {', '.join(map(repr, clash))} given both as a key of the row and in meta, with "
+                        "different values; keep one")
+    return extra
 
 
 def cluster_key(value: Any, where: str) -> str | None:
