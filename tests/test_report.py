@@ -612,3 +612,23 @@ def test_the_verdict_lists_values_past_their_limit_before_gates_failed_only_by_t
     data["cases"][0]["metrics"][0]["failed_limits"] = ["drift"]
     with pytest.raises(RecordError, match=r"failed_limits.*'drift' is not one of value, change"):
         RunRecord.from_json(json.dumps(data), "run.json")
+
+
+def test_the_banner_names_three_regressions_and_counts_the_rest():
+    """The kept v1 and v2 main-job records differ in dozens of metrics; the first screen names a
+    few and counts the rest ("and N more"), which are all listed under the changes below."""
+    import gzip
+    from pathlib import Path
+
+    from vlmgate.report.record import RunRecord
+
+    releases = Path(__file__).parent / "data" / "releases"
+    v1, v2 = (RunRecord.from_json(gzip.decompress((releases / f"shapes-{name}.run.json.gz").read_bytes()).decode(),
+                                  name) for name in ("v1", "v2"))
+    html = render_html(v2, baseline=v1, baseline_source="v1/run.json")
+    banner = html.split('<header id="verdict"', 1)[1].split("</header>", 1)[0]
+    listed = re.search(r"; (\d+) significant regressions: (.*?)</p>", banner)
+    assert listed is not None
+    count, names = int(listed.group(1)), listed.group(2)
+    assert count > 3 and names.endswith(f" and {count - 3} more") and names.count(", ") == 2
+    assert len(re.findall(r'<li class="regressed">', section(html, "changes"))) == count

@@ -67,7 +67,8 @@ def label(row: MetricDiff) -> str:
     return f"{row.key.suite} {row.key.family} {row.metric}"
 
 
-def _names(rows: Sequence[MetricDiff]) -> str:
+def names(rows: Sequence[MetricDiff]) -> str:
+    """The first rows' labels "and N more": a summary line stays one line however much changed."""
     named = ", ".join(label(row) for row in rows[:_NAMED])
     return named + (f" and {len(rows) - _NAMED} more" if len(rows) > _NAMED else "")
 
@@ -91,7 +92,7 @@ def summary(diff: RunDiff) -> str:
             (diff.gated_regressions, "gated metric significantly worse", "gated metrics significantly worse",
              False)):
         if rows or always:
-            parts.append(_counted(len(rows), one, many) + (f": {_names(rows)}" if rows else ""))
+            parts.append(_counted(len(rows), one, many) + (f": {names(rows)}" if rows else ""))
     parts.append(_counted(len(diff.ungated_changes), "significant change without a limit",
                           "significant changes without a limit"))
     return "; ".join(parts)

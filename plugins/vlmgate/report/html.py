@@ -49,7 +49,7 @@ from vlmgate.decision import GO
 from vlmgate.metrics.paired import ALPHA
 from vlmgate.report.charts import Bar, interval_bars, matplotlib_available
 from vlmgate.report.diff import REGRESSED, RunDiff, diff_runs
-from vlmgate.report.diff_format import CHANGE_MEANING, COLUMNS, label, row_cells, sections, summary
+from vlmgate.report.diff_format import CHANGE_MEANING, COLUMNS, label, names, row_cells, sections, summary
 from vlmgate.report.failure import control_line, evidence_lines, perturbed_text
 from vlmgate.report.local_files import LocalFiles
 from vlmgate.report.multiplicity import GATED_FAMILY, METHOD, RECORDED_FAMILY
@@ -240,7 +240,7 @@ def _banner(record: RunRecord, verdict: RunVerdict, baseline_source: str | None,
         regressed = [row for row in diff.rows if row.status == REGRESSED]
         parts.append(f'<p>Since the baseline: <a href="#changes">{_e(summary(diff))}</a>'
                      + (f"; {len(regressed)} significant regression{'s' if len(regressed) != 1 else ''}: "
-                        + ", ".join(_e(label(row)) for row in regressed) if regressed else "")
+                        + _e(names(regressed)) if regressed else "")
                      + "</p>")
     parts.append(_incomplete_banner(record))
     parts.append("</header>")
