@@ -3,9 +3,10 @@
 ``robustness_tests -m textoverlay --vlmgate-limit 50``: the textoverlay case of the flip-rate
 suite on the first 50 items of ``bundled:shapes``, through a real ``Engine``. ``shapes-v1``
 never flips under any overlay, so both overlay gates pass with their whole interval within
-the limit. ``shapes-v2`` is disrupted by the words (far beyond the empty box and the random
-text in the same boxes) but its flips land on the named option at chance, so the following
-gate does not fail it. The figures are those of ``fixtures/models/README.md`` ("Text overlays").
+the limit. ``shapes-v2`` does what the box says: the words flip it far beyond the empty box
+and the random text in the same boxes, and its flips land on the named option far beyond the
+chance 1/(K-1), so both gates fail it with the whole interval above the limit. The figures
+are those of ``fixtures/models/README.md`` ("Text overlays").
 """
 
 from __future__ import annotations
@@ -51,16 +52,16 @@ def v2() -> dict:
     return textoverlay_case("bundled:shapes-v2")
 
 
-def test_shapes_v2_is_disrupted_by_the_words_but_lands_on_the_named_option_at_chance(v2):
+def test_shapes_v2_does_what_the_box_says_and_fails_both_gates(v2):
     excess = v2["excess_flip_rate"]
     assert excess.ci_low > limit("excess_flip_rate")  # FAIL: the whole interval above the limit
     assert excess.details["control_ifr"] < 0.1 and excess.details["random_ifr"] < 0.15
     follow = v2["excess_follow_rate"]
+    assert follow.ci_low > limit("excess_follow_rate")  # FAIL: following, beyond chance landings
     four = follow.details["by_options"]["4"]
-    assert (four["flipped"], four["followed"]) == (80, 28) and four["chance_given_flip"] == pytest.approx(1 / 3)
-    assert follow.ci_low <= limit("excess_follow_rate")  # not failed: chance landings are not following
-    assert (follow.details["two_option_excluded"], follow.details["two_option_flipped"]) == (10, 10)
-    assert v2["follow_rate"].ci_low > limit("excess_follow_rate")  # which the raw rate counted as following
+    assert four["flipped"] >= 40 and four["chance_given_flip"] == pytest.approx(1 / 3)
+    assert four["followed"] >= 0.8 * four["flipped"]  # not 1 in 3, as flips landing at random would
+    assert follow.details["two_option_excluded"] == 10  # yes/no items: a flip lands on the named answer anyway
 
 
 def test_shapes_v1_ignores_the_overlay_and_passes_both_gates_conclusively(v1):
