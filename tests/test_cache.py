@@ -13,6 +13,7 @@ from PIL import Image
 
 from vlmgate.cache import (
     TRAILER_SIZE,
+    WARNED_ENTRIES,
     CacheAuditError,
     CacheWarning,
     ObservationCache,
@@ -103,6 +104,24 @@ def test_a_score_vector_altered_in_place_is_detected_and_not_served(tmp_path):
         assert cache.get(key, 3) is None
     assert "checksum does not match" in str(caught[0].message)
     assert not path.exists() and (cache.hits, cache.misses) == (0, 1)
+
+
+def test_past_five_entries_not_served_one_warning_says_the_rest_are_counted(tmp_path):
+    """An older vlmgate's cache holds thousands of entries without a trailer: each is recomputed,
+    the first few are named, one more warning says the rest are counted, and all are counted."""
+    cache = ObservationCache(tmp_path)
+    keys = [f"{k:02x}" * 32 for k in range(WARNED_ENTRIES + 3)]
+    for key in keys:
+        cache.put(key, np.array([1.0, 2.0]))
+        path = tmp_path / key[:2] / f"{key}.npy"
+        path.write_bytes(path.read_bytes()[:-TRAILER_SIZE])  # an entry as written before checksums
+    with pytest.warns(CacheWarning) as caught:
+        assert all(cache.get(key, 2) is None for key in keys)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == WARNED_ENTRIES + 1
+    assert all(keys[i] in messages[i] for i in range(WARNED_ENTRIES))
+    assert f"more than {WARNED_ENTRIES} entries are not served" in messages[-1]
+    assert (cache.misses, cache.not_served) == (len(keys), len(keys))
 
 
 def test_a_score_vector_altered_in_the_cache_is_recomputed_by_the_engine_not_served(tmp_path):

@@ -111,6 +111,10 @@ class DamagedEntry(ValueError):
     """A stored entry's trailer is missing, of another format, or does not match its payload."""
 
 
+#: Entries not served that each get a warning of their own, per process (``ObservationCache``).
+WARNED_ENTRIES = 5
+
+
 class CacheWarning(UserWarning):
     """A cache entry could not be served (damaged, altered, of another format) and is recomputed."""
 
@@ -236,8 +240,12 @@ def probe_from_arrays(arrays: dict[str, np.ndarray]) -> ProbeRecord:
 class ObservationCache:
     """``root/ab/abcdef….npy`` score vectors, ``….npz`` probe records and ``….txt`` replies.
 
-    ``hits`` / ``misses`` count this process's lookups (a damaged entry is a miss); under
-    xdist each worker has its own and the plugin adds them up on the controller.
+    ``hits`` / ``misses`` count this process's lookups (a damaged entry is a miss, also
+    counted in ``not_served``); under xdist each worker has its own and the plugin adds them
+    up on the controller. The first ``WARNED_ENTRIES`` entries not served each get a
+    ``CacheWarning`` naming the file; past them one more says that the rest are recomputed
+    silently and counted: a cache written by an older vlmgate would otherwise print a
+    warning for every entry it holds (13,893 in one main job), burying every other warning.
     ``audit`` is the fraction of hits the engine recomputes and compares (0: none);
     ``audited`` counts the hits it compared.
     """
@@ -249,6 +257,7 @@ class ObservationCache:
         self.audit = audit
         self.hits = 0
         self.misses = 0
+        self.not_served = 0
         self.audited = 0
 
     def _path(self, key: str, suffix: str = SUFFIX) -> Path:
@@ -283,8 +292,15 @@ class ObservationCache:
             value = decode(unseal(path.name, data))
         except _DECODE_ERRORS as exc:  # DamagedEntry and EntryError are ValueErrors
             why = str(exc) if isinstance(exc, DamagedEntry) else f"it does not decode to a value of its request ({exc})"
-            warnings.warn(CacheWarning(f"vlmgate cache entry {path} is not served: {why}; it will be recomputed"),
-                          stacklevel=3)
+            self.not_served += 1
+            if self.not_served <= WARNED_ENTRIES:
+                warnings.warn(CacheWarning(f"vlmgate cache entry {path} is not served: {why}; it will be recomputed"),
+                              stacklevel=3)
+            elif self.not_served == WARNED_ENTRIES + 1:
+                warnings.warn(CacheWarning(
+                    f"vlmgate cache {self.root}: more than {WARNED_ENTRIES} entries are not served (the last: {why}); "
+                    "the rest are recomputed without a warning each, and the run's count is in the 'vlmgate: cache' "
+                    "section at its end"), stacklevel=3)
             try:
                 path.unlink(missing_ok=True)
             except OSError:  # a read-only cache: the recomputed value is served all the same

@@ -516,9 +516,9 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         baseline.counted, baseline.family_size, baseline.unjudged = family[0], max(1, family[0]), tuple(family[1])
     counts = getattr(node, "workeroutput", {}).get("vlmgate_cache")
     if counts:
-        totals = node.config.stash.setdefault(stash.CACHE_COUNTS, [0, 0])
-        totals[0] += counts[0]
-        totals[1] += counts[1]
+        totals = node.config.stash.setdefault(stash.CACHE_COUNTS, [0, 0, 0])
+        for index, count in enumerate(counts):
+            totals[index] += count
 
 
 def _cache_summary(terminalreporter, config: pytest.Config) -> None:
@@ -526,9 +526,8 @@ def _cache_summary(terminalreporter, config: pytest.Config) -> None:
     gate = config.stash.get(stash.SESSION, None)
     if gate is None or gate.settings.cache_dir is None:
         return
-    worker_hits, worker_misses = config.stash.get(stash.CACHE_COUNTS, [0, 0])
-    own_hits, own_misses = gate.cache_counts()  # this process's own lookups (no xdist)
-    hits, misses = worker_hits + own_hits, worker_misses + own_misses
+    hits, misses, not_served = (worker + own for worker, own in zip(  # own: this process's lookups (no xdist)
+        config.stash.get(stash.CACHE_COUNTS, [0, 0, 0]), gate.cache_counts()))
     pruned = config.stash.get(stash.CACHE_PRUNED, None)
     if not hits and not misses and not (pruned and pruned.removed):
         return
@@ -537,6 +536,9 @@ def _cache_summary(terminalreporter, config: pytest.Config) -> None:
     rate = f" ({hits / (hits + misses):.0%} hit rate)" if hits + misses else ""
     terminalreporter.write_line(f"{gate.settings.cache_dir}: {stats.describe()}; this run: {hits} hits, "
                                 f"{misses} misses{rate}")
+    if not_served:
+        terminalreporter.write_line(f"{not_served} entries were not served (damaged, altered, or written by an older "
+                                    "vlmgate or another tool) and were recomputed and rewritten")
     if pruned and pruned.removed:
         terminalreporter.write_line(pruned.describe())
 

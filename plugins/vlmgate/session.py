@@ -131,9 +131,9 @@ class GateSession:
         dispatcher = self._dispatchers.values.get(spec)
         return None if dispatcher is None else dispatcher.counts()
 
-    def cache_counts(self) -> tuple[int, int]:
-        """This process's cache (hits, misses); (0, 0) when it never looked anything up."""
-        return (0, 0) if self._cache is None else (self._cache.hits, self._cache.misses)
+    def cache_counts(self) -> tuple[int, int, int]:
+        """This process's cache (hits, misses, entries not served); zeros when it never looked anything up."""
+        return (0, 0, 0) if self._cache is None else (self._cache.hits, self._cache.misses, self._cache.not_served)
 
     def close(self) -> None:
         """Release backend resources (Ray replicas, then Ray itself, so the last opened closes first)."""

@@ -53,6 +53,7 @@ def test_a_score_vector_altered_on_disk_is_recomputed_and_the_gate_values_stay(g
     assert re.search(rf"CacheWarning: vlmgate cache entry {re.escape(str(entry))} is not served: its SHA-256 "
                      r"checksum does not match .* it will be recomputed", second.output), second.output
     assert re.search(r"this run: \d+ hits, 1 misses", second.output), second.output
+    assert "1 entries were not served (damaged, altered" in second.output, second.output
     assert np.array_equal(np.load(entry), scores)  # rewritten with the recomputed value
 
 
