@@ -526,8 +526,9 @@ def _cache_summary(terminalreporter, config: pytest.Config) -> None:
     gate = config.stash.get(stash.SESSION, None)
     if gate is None or gate.settings.cache_dir is None:
         return
-    hits, misses, not_served = (worker + own for worker, own in zip(  # own: this process's lookups (no xdist)
-        config.stash.get(stash.CACHE_COUNTS, [0, 0, 0]), gate.cache_counts()))
+    workers: list[int] = config.stash.get(stash.CACHE_COUNTS, [0, 0, 0])
+    own = gate.cache_counts()  # this process's own lookups (no xdist)
+    hits, misses, not_served = (worker + mine for worker, mine in zip(workers, own))
     pruned = config.stash.get(stash.CACHE_PRUNED, None)
     if not hits and not misses and not (pruned and pruned.removed):
         return
