@@ -51,6 +51,9 @@ def properties(judgements: list[Judgement]) -> list[tuple[str, str]]:
     ``n`` counts the units a value pools (instances), ``n_clusters`` the independent
     samples they nest in, which is what its interval rests on (equal when units are samples).
     ``passed`` is written only for a metric a limit judged; ``outcome`` says ``recorded`` otherwise.
+    ``count`` (a proportion's events: flips, unanswered inputs) and ``explanation`` (the lines a
+    metric adds to its evidence: which inputs got no answer and what the model said) are written
+    where the metric has them, so a CI dashboard reads them without parsing the value times n.
     """
     props: list[tuple[str, str]] = []
     for index, j in enumerate(judgements):
@@ -64,6 +67,11 @@ def properties(judgements: list[Judgement]) -> list[tuple[str, str]]:
         if index == 0:
             props.extend((f"vlmgate.{k}", v) for k, v in fields)
         props.extend((f"vlmgate.{j.result.name}.{k}", v) for k, v in fields if k != "metric")
+        if j.result.count is not None:
+            props.append((f"vlmgate.{j.result.name}.count", str(j.result.count)))
+        explanation = j.result.details.get("explanation")
+        if explanation:
+            props.append((f"vlmgate.{j.result.name}.explanation", "\n".join(map(str, explanation))))
         if j.change is not None and j.change.tested:
             props.extend([(f"vlmgate.{j.result.name}.baseline_delta", _fmt(j.change.delta)),
                           (f"vlmgate.{j.result.name}.baseline_p", _fmt(j.change.p_value)),

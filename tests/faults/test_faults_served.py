@@ -8,7 +8,9 @@ whose top log-probs hold none of the options' first tokens, and a response with 
 
 from __future__ import annotations
 
+import html
 import json
+from xml.etree import ElementTree
 
 import pytest
 
@@ -33,7 +35,7 @@ def _run(pytester: pytest.Pytester, server: FakeServer, query: str, manifest) ->
     with on_loopback(server) as url:
         result = pytester.runpytest_inprocess(
             "-p", "no:cacheprovider", f"--vlmgate-model=openai:{url}?model={server.name}&{query}",
-            f"--vlmgate-benchmark=jsonl:{manifest}", "--vlmgate-report=report", *SELECT)
+            f"--vlmgate-benchmark=jsonl:{manifest}", "--vlmgate-report=report", "--junitxml=junit.xml", *SELECT)
     output = "\n".join([*result.outlines, *result.errlines])
     return int(result.ret), output, json.loads((pytester.path / "report" / "run.json").read_text())
 
@@ -59,6 +61,13 @@ def test_unreadable_served_replies_are_no_answer_and_fail_the_unanswered_gate(py
     assert ifr["value"] == 1.0  # an instance without an answer is a flip
     assert "got no readable answer" in output and why in output  # the terminal says how many and why
     assert "vlmgate: inputs without a readable answer" in output and "63 of 63 inputs (fail" in output
+    junit = ElementTree.parse(pytester.path / "junit.xml").getroot()
+    for testcase in junit.iter("testcase"):  # the count and the examples, for a dashboard that reads JUnit
+        props = {p.get("name"): p.get("value") for p in testcase.iter("property")}
+        assert props["vlmgate.unanswered_rate.count"] == props["vlmgate.unanswered_rate.n"] != "0"
+        assert why in props["vlmgate.unanswered_rate.explanation"]
+    failures = html.unescape((pytester.path / "report" / "report.html").read_text().split('<section id="failures">')[1])
+    assert "inputs got no readable answer" in failures and why in failures  # the report lists them too
 
 
 def test_only_the_replies_that_cannot_be_read_are_counted(pytester, manifest):

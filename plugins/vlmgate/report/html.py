@@ -296,7 +296,10 @@ def _failures_section(record: RunRecord, verdict: RunVerdict) -> str:
             if metric is None:
                 parts.append(f"<pre>{_e(case.error or case.outcome)}</pre>")
                 continue
-            evidence = evidence_lines(metric, unit_of(case, metric.name))
+            # The metric's own explanation (which inputs got no answer and what the model said)
+            # follows its counts, as in the terminal's failure message.
+            evidence = evidence_lines(metric, unit_of(case, metric.name)) + [
+                str(line) for line in dict(metric.details).get("explanation", [])]
             css = "inconclusive" if metric.verdict == UNDECIDED_GATE else "fail"
             parts.append(f'<p class="{css}">{_e(metric.message)}</p>'
                          + (f"<ul>{''.join(f'<li>{_e(line)}</li>' for line in evidence)}</ul>" if evidence else "")
