@@ -5,7 +5,7 @@ The 8 shifts of one image, the 5 severities of one corruption, the 7 blur levels
 shifts, a robust one under none. Pooling them as independent trials (a Wilson interval
 over instances) counts one image's fragility up to 8 times, so the interval is too narrow
 by the square root of the *design effect* ``deff = 1 + (m − 1)·ICC`` (``m`` instances per
-image, ``ICC`` their correlation): 2.5x for the 8 shifts of ``shapes-v2`` (deff 6.3), whose
+image, ``ICC`` their correlation): 2.5x for the 8 shifts of an earlier ``shapes-v2`` (deff 6.3), whose
 translation IFR at 100 samples is [0.087, 0.130] over instances but [0.058, 0.174]
 clustered by image. Every interval here treats the sample (the cluster) as the
 independent unit.

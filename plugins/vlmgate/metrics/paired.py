@@ -20,7 +20,7 @@ key (``"sample|variant"`` or a sample id); units present in only one run are lef
   per-cluster differences ``D_g = Σ_{units of g} (after − before)``. Instances of one
   image change together (a retrained model that became fragile on an image flips most
   of its shifts), so their discordant pairs are not independent and McNemar over
-  instances calls noise significant: on ``shapes-v1`` -> ``shapes-v2`` translation it
+  instances calls noise significant: on ``shapes-v1`` -> an earlier ``shapes-v2``, translation, it
   says p = 1.5e-4 where the images say p ≈ 0.10, and in ``tests/test_cluster_statistics.py``
   it is significant in 19 % of runs of two equally good models (this test: 4 %, at most
   alpha). Under "no change" the two runs are exchangeable, so each ``D_g`` is as likely to
