@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from vlmgate.benchmarks.base import benchmark_kind, benchmark_questions_vary
+from vlmgate.benchmarks.base import benchmark_kind, benchmark_questions_vary, benchmark_yes_no_items
 from vlmgate.models.offers import model_offers
 from vlmgate.suites import get_suite
 from vlmgate.suites.applicability import why_not
@@ -35,6 +35,44 @@ def test_benchmark_kinds_are_read_from_the_loaders_declaration(spec, kind):
 ])
 def test_benchmarks_say_whether_their_questions_vary(spec, varied):
     assert benchmark_questions_vary(spec) is varied
+
+
+def _manifest(tmp_path, rows):
+    import json
+
+    path = tmp_path / "manifest.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return f"jsonl:{path}"
+
+
+MCQ_ROW = {"id": "q1", "image": "a.png", "question": "Colour?", "options": ["red", "green"], "answer": "A"}
+
+
+def test_pope_has_no_case_on_a_benchmark_without_yes_no_items(tmp_path):
+    pope, flips = get_suite("pope"), get_suite("flip_rate")
+    without = _manifest(tmp_path, [MCQ_ROW])
+    assert benchmark_yes_no_items(without) is False
+    reason = why_not(pope, "clean", "bundled:shapes-v1", without)
+    assert reason is not None and "judges answered yes/no items" in reason and without in reason
+    assert why_not(flips, "clean", "bundled:shapes-v1", without) is None  # the other suites keep their cases
+
+
+@pytest.mark.parametrize("rows", [
+    [MCQ_ROW, {**MCQ_ROW, "id": "p1", "kind": "yesno", "options": ["Yes", "No"], "answer": "yes"}],
+    [{**MCQ_ROW, "options": ["no", "Yes"], "answer": 1}],  # yes/no options without the kind
+])
+def test_pope_keeps_its_cases_where_a_manifest_holds_yes_no_items(tmp_path, rows):
+    spec = _manifest(tmp_path, rows)
+    assert benchmark_yes_no_items(spec) is True
+    assert why_not(get_suite("pope"), "clean", "bundled:shapes-v1", spec) is None
+
+
+@pytest.mark.parametrize("spec, holds", [
+    ("bundled:shapes", True), ("pope:/data/p.parquet", True), ("seedbench:/data/s.tsv", None),
+    ("jsonl:/no/such/manifest.jsonl", None),  # unreadable: the case stays, and its load says why
+])
+def test_loaders_declare_whether_they_hold_yes_no_items(spec, holds):
+    assert benchmark_yes_no_items(spec) is holds
 
 
 @pytest.mark.parametrize("spec, offers", [

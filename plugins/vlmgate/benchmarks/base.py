@@ -47,9 +47,10 @@ _Loader = TypeVar("_Loader", bound=Callable[..., object])
 QuestionsDeclaration = Union[bool, Callable[[str], "bool | None"]]
 
 
-def items_kind(kind: KindDeclaration, *, varied_questions: QuestionsDeclaration | None = None
-               ) -> Callable[[_Loader], _Loader]:
-    """Declare the kind of items a benchmark loader returns, and whether their questions vary (a decorator)."""
+def items_kind(kind: KindDeclaration, *, varied_questions: QuestionsDeclaration | None = None,
+               yes_no_items: QuestionsDeclaration | None = None) -> Callable[[_Loader], _Loader]:
+    """Declare the kind of items a benchmark loader returns, whether their questions vary, and
+    whether it holds answered yes/no items (a decorator; a declaration left out is not known)."""
     if isinstance(kind, str) and kind not in BENCHMARK_KINDS:
         raise ValueError(f"benchmark kind {kind!r} is not one of {', '.join(BENCHMARK_KINDS)}")
 
@@ -57,6 +58,8 @@ def items_kind(kind: KindDeclaration, *, varied_questions: QuestionsDeclaration 
         loader.kind = kind  # type: ignore[attr-defined]
         if varied_questions is not None:
             loader.varied_questions = varied_questions  # type: ignore[attr-defined]
+        if yes_no_items is not None:
+            loader.yes_no_items = yes_no_items  # type: ignore[attr-defined]
         return loader
 
     return declare
@@ -78,6 +81,12 @@ def benchmark_questions_vary(spec: str) -> bool | None:
     """Whether ``spec``'s questions vary from item to item, as its loader declares; ``None``: not said."""
     varied = _declared(spec, "varied_questions", None)
     return varied if isinstance(varied, bool) else None
+
+
+def benchmark_yes_no_items(spec: str) -> bool | None:
+    """Whether ``spec`` holds answered yes/no items, as its loader declares; ``None``: not said."""
+    holds = _declared(spec, "yes_no_items", None)
+    return holds if isinstance(holds, bool) else None
 
 
 def benchmark_kind(spec: str) -> str | None:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions, items_kind
-from vlmgate.benchmarks.jsonl import JsonlBenchmark
+from vlmgate.benchmarks.jsonl import JsonlBenchmark, manifest_has_yes_no_items
 from vlmgate.benchmarks.textqa import TextQABenchmark
 from vlmgate.errors import DataError, VlmgateError
 from vlmgate.fixture_paths import bundled_entry
@@ -46,7 +46,14 @@ def bundled_questions_vary(name: str) -> bool | None:
     return len(questions) > 1
 
 
-@items_kind(bundled_kind, varied_questions=bundled_questions_vary)
+def bundled_yes_no_items(name: str) -> bool | None:
+    """Whether an image split holds answered yes/no items (``jsonl.manifest_has_yes_no_items``)."""
+    if bundled_kind(name) != "image":
+        return None
+    return manifest_has_yes_no_items(bundled_entry("benchmarks", name, DataError) / IMAGE_MANIFEST)
+
+
+@items_kind(bundled_kind, varied_questions=bundled_questions_vary, yes_no_items=bundled_yes_no_items)
 def load_bundled_benchmark(name: str, *, spec: str,
                            options: BenchmarkOptions = DEFAULT_OPTIONS) -> JsonlBenchmark | TextQABenchmark:
     folder: Path = bundled_entry("benchmarks", name, DataError)

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from vlmgate.benchmarks.base import DEFAULT_OPTIONS, YES_NO, BenchmarkOptions
+from vlmgate.benchmarks.base import DEFAULT_OPTIONS, YES_NO, BenchmarkOptions, items_kind
 from vlmgate.benchmarks.image_decoding import ImageDecoder
 from vlmgate.benchmarks.options import answer_index, check_distinct, yes_no
 from vlmgate.benchmarks.text_files import require_file, utf8_lines
-from vlmgate.errors import DataError
+from vlmgate.errors import DataError, VlmgateError
 from vlmgate.records import Sample
 
 REQUIRED = ("id", "image", "question", "options")
@@ -232,5 +232,27 @@ class JsonlBenchmark:
             yield self.sample(row)
 
 
+def manifest_has_yes_no_items(path: str | Path) -> bool | None:
+    """Whether a manifest holds an answered yes/no item (``kind: yesno``, or options that are
+    yes and no), read from its text alone; ``None`` when it cannot be read, so that the
+    case is kept and the load reports what is wrong.
+
+    Declared so that the POPE suite, which judges only such items, has no case on a
+    benchmark without them, instead of one that skips in every run.
+    """
+    try:
+        for _, obj in json_lines(Path(path).expanduser()):
+            if not isinstance(obj, dict) or obj.get("answer") is None:
+                continue
+            options = obj.get("options")
+            texts = sorted(str(o).strip().lower() for o in options) if isinstance(options, list) else []
+            if obj.get("kind") == "yesno" or texts == ["no", "yes"]:
+                return True
+    except (VlmgateError, OSError, ValueError):
+        return None
+    return False
+
+
+@items_kind("image", yes_no_items=manifest_has_yes_no_items)
 def load_jsonl_benchmark(path: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> JsonlBenchmark:
     return JsonlBenchmark(Path(path).expanduser(), spec, options)

@@ -30,7 +30,7 @@ REQUIRED = ("id", "question", "answer", "image")
 CATEGORIES = ("adversarial", "popular", "random")
 
 
-@items_kind("image", varied_questions=True)
+@items_kind("image", varied_questions=True, yes_no_items=True)
 def load_pope_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> TableBenchmark:
     source = parse_source_spec(rest, spec=spec, defaults=DEFAULT_COLUMNS)
     table = read_table(source.path, split=source.split)

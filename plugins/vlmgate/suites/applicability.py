@@ -11,7 +11,9 @@ judges answers to the items' questions, whether a model that never reads the que
 CLIP dual encoder) faces a benchmark whose questions vary, where its "answer" is a guess
 among the image's contents whatever is asked. What cannot be known
 without loading (an undeclared or unknown scheme, a served model's tier) stays a case, and
-its adapter is checked when it runs. Last, a case that exists only when the run asks for it
+its adapter is checked when it runs. A suite that judges only yes/no items (POPE) has no case
+on a benchmark whose loader declares it holds none (a manifest is read for it, images not).
+Last, a case that exists only when the run asks for it
 (``Suite.left_out_in_run``: the minimal-failure search without ``--vlmgate-search`` and with
 nothing stored to replay) is left out by the run's options. The plugin counts what it
 leaves out and says why.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vlmgate.benchmarks.base import benchmark_kind, benchmark_questions_vary
+from vlmgate.benchmarks.base import benchmark_kind, benchmark_questions_vary, benchmark_yes_no_items
 from vlmgate.models.offers import READS_QUESTIONS, model_offers
 from vlmgate.suites.base import ADAPTERS_WITH, RunOptions, Suite
 
@@ -50,6 +52,9 @@ def why_not(suite: Suite, family: str, model: str, benchmark: str, options: RunO
     if kind is not None and kind not in suite.benchmark_kinds:
         return (f"the {suite.name} suite takes {' or '.join(sorted(suite.benchmark_kinds))} benchmarks; "
                 f"{benchmark} holds {kind} items")
+    if suite.judges_yes_no_items and benchmark_yes_no_items(benchmark) is False:
+        return (f"the {suite.name} suite judges answered yes/no items, and {benchmark} holds none "
+                "(give it a benchmark of yes/no probes, e.g. pope:PATH)")
     offers = model_offers(model)
     if offers is not None:
         missing = sorted(suite.requirements(family) - offers)

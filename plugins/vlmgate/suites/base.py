@@ -136,6 +136,9 @@ class Suite(ABC):
     #: such a suite has no case for a model that never reads the question on a benchmark
     #: whose questions vary.
     answers_questions: ClassVar[bool] = True
+    #: Whether it judges only answered yes/no items (POPE): it has no case on a benchmark whose
+    #: loader declares none (``benchmarks.base.benchmark_yes_no_items``).
+    judges_yes_no_items: ClassVar[bool] = False
 
     def taken(self, catalogue: Sequence["PerturbationFamily"]) -> list[str]:
         """The perturbation families of ``catalogue`` the suite takes by tag, in name order."""

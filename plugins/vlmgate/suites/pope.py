@@ -63,6 +63,7 @@ class PopeSuite(Suite):
     )
     leading: ClassVar[tuple[str, ...]] = (CLEAN_FAMILY,)
     takes = frozenset({"blank"})
+    judges_yes_no_items = True
 
     def requirements(self, family: str) -> frozenset[str]:
         """The margin shift reads option scores; the clean metrics only the answers."""
