@@ -1,8 +1,8 @@
 """Plain helpers shared by the project's tests (fixtures live in ``conftest.py``).
 
 The suite files of ``robustness_tests/`` as text, for pytester runs that gate a tiny
-checkpoint; the arguments such a run takes; a reader of JUnit properties; and an
-in-memory benchmark for engine-level tests.
+checkpoint; the arguments such a run takes; a reader of JUnit properties; the kept run
+records of the bundled releases; and an in-memory benchmark for engine-level tests.
 """
 
 from __future__ import annotations
@@ -45,6 +45,20 @@ TINY_CORPUS = (
 #: Flip-rate limits that judge nothing: ifr and iv are recorded (``gated = false``), so every
 #: flip-rate case reads RECORDED (``conftest.suite_dir``'s ``limits.toml``).
 RECORD_ONLY = 'mode = "interval"\n[ifr]\n"*" = { gated = false }\n[iv]\n"*" = { gated = false }\n'
+
+
+#: Run records of the main job on the bundled releases, kept as test data (see its README).
+RELEASES = Path(__file__).resolve().parent / "data" / "releases"
+
+
+def kept_release(name: str):
+    """The kept run record ``RELEASES/{name}.run.json.gz`` (``shapes-v1``, ``shapes-v2``), read."""
+    import gzip
+
+    from vlmgate.report.record import RunRecord
+
+    path = RELEASES / f"{name}.run.json.gz"
+    return RunRecord.from_json(gzip.decompress(path.read_bytes()).decode(), str(path))
 
 
 def outcomes(result: pytest.RunResult) -> dict[str, int]:

@@ -4,10 +4,8 @@ code, and the baseline gate and ``vlmgate diff`` agreeing on every gated change.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -27,9 +25,7 @@ from vlmgate.decision import (
     decide,
 )
 
-from support import gate_args, junit_cases
-
-RELEASES = Path(__file__).parent / "data" / "releases"
+from support import gate_args, junit_cases, kept_release
 
 
 def test_a_case_stands_as_its_worst_gate_under_its_tier():
@@ -107,13 +103,6 @@ def test_a_case_that_judges_nothing_or_only_warns_keeps_the_run_go(suite_dir, ti
 
 
 # -- the baseline gate and the diff: one test, one family, one level ----------------------------------
-def _record(name: str):
-    from vlmgate.report.record import RunRecord
-
-    path = RELEASES / f"{name}.run.json.gz"
-    return RunRecord.from_json(gzip.decompress(path.read_bytes()).decode(), str(path))
-
-
 def _gated_by_the_shipped_file(candidate, baseline):
     """The candidate's record as a run under the shipped thresholds against ``baseline`` writes it:
     each metric's change judged by the gate (``CaseGate.judge``'s steps) and stored with its level."""
@@ -154,8 +143,8 @@ def test_the_baseline_gate_and_the_diff_agree_on_every_gated_change():
     from vlmgate.report.diff import diff_runs
     from vlmgate.report.multiplicity import GATED_FAMILY
 
-    before = _record("shapes-v1")
-    after, failed_by_change, size, limits = _gated_by_the_shipped_file(_record("shapes-v2"), before)
+    before = kept_release("shapes-v1")
+    after, failed_by_change, size, limits = _gated_by_the_shipped_file(kept_release("shapes-v2"), before)
     diff = diff_runs(before, after)
     gated = {(row.case, row.metric): row for row in diff.rows if row.family == GATED_FAMILY}
     assert diff.family_tests(GATED_FAMILY) == size > 10

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import itertools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,7 +32,8 @@ from vlmgate.records import is_worse
 from vlmgate.report.diff import diff_runs
 from vlmgate.report.record import RunRecord, load_record
 
-RELEASES = Path(__file__).parent / "data" / "releases"
+from support import RELEASES
+
 #: The RAS regressions of shapes-v2 against shapes-v1 that a 1/2000 resampling floor hid.
 HIDDEN_RAS = ("impulse_noise", "speckle_noise", "jpeg_compression", "motion_blur", "pixelate", "zoom_blur",
               "gaussian_noise")

@@ -428,13 +428,9 @@ def test_the_simulated_models_have_their_stated_true_values():
 
 
 def test_the_well_behaved_shapes_v1_values_are_the_kept_run_records():
-    import gzip
-    from pathlib import Path
+    from support import kept_release
 
-    from vlmgate.report.record import RunRecord
-
-    path = Path(__file__).parent / "data" / "releases" / "shapes-v1.run.json.gz"
-    record = RunRecord.from_json(gzip.decompress(path.read_bytes()).decode())
+    record = kept_release("shapes-v1")
     measured = {(c.key.family, m.name): m.value for c in record.cases for m in c.metrics}
     for name, (metric, family, value) in SHAPES_V1.items():
         assert measured[(family, metric)] == pytest.approx(value, abs=5e-5), name

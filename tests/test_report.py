@@ -617,15 +617,9 @@ def test_the_verdict_lists_values_past_their_limit_before_gates_failed_only_by_t
 def test_the_banner_names_three_regressions_and_counts_the_rest():
     """The kept v1 and v2 main-job records differ in dozens of metrics; the first screen names a
     few and counts the rest ("and N more"), which are all listed under the changes below."""
-    import gzip
-    from pathlib import Path
+    from support import kept_release
 
-    from vlmgate.report.record import RunRecord
-
-    releases = Path(__file__).parent / "data" / "releases"
-    v1, v2 = (RunRecord.from_json(gzip.decompress((releases / f"shapes-{name}.run.json.gz").read_bytes()).decode(),
-                                  name) for name in ("v1", "v2"))
-    html = render_html(v2, baseline=v1, baseline_source="v1/run.json")
+    html = render_html(kept_release("shapes-v2"), baseline=kept_release("shapes-v1"), baseline_source="v1/run.json")
     banner = html.split('<header id="verdict"', 1)[1].split("</header>", 1)[0]
     listed = re.search(r"; (\d+) significant regressions: (.*?)</p>", banner)
     assert listed is not None

@@ -36,7 +36,7 @@ from typing import Any, Iterator
 
 from vlmgate.benchmarks.base import DEFAULT_OPTIONS, YES_NO, BenchmarkOptions, items_kind
 from vlmgate.benchmarks.image_decoding import ImageDecoder
-from vlmgate.benchmarks.options import answer_index, check_distinct, yes_no
+from vlmgate.benchmarks.options import answer_index, are_yes_no, check_distinct, yes_no
 from vlmgate.benchmarks.text_files import require_file, utf8_lines
 from vlmgate.errors import DataError, VlmgateError
 from vlmgate.records import Sample
@@ -245,8 +245,7 @@ def manifest_has_yes_no_items(path: str | Path) -> bool | None:
             if not isinstance(obj, dict) or obj.get("answer") is None:
                 continue
             options = obj.get("options")
-            texts = sorted(str(o).strip().lower() for o in options) if isinstance(options, list) else []
-            if obj.get("kind") == "yesno" or texts == ["no", "yes"]:
+            if obj.get("kind") == "yesno" or (isinstance(options, list) and are_yes_no(options)):
                 return True
     except (VlmgateError, OSError, ValueError):
         return None

@@ -87,9 +87,14 @@ def answer_index(value: Any, options: Sequence[str], kind: str, where: str) -> i
     raise DataError(f"{where}: answer {value!r} is neither an option letter nor one of the options {list(options)}")
 
 
+def are_yes_no(options: Sequence[str]) -> bool:
+    """Whether ``options`` are exactly Yes and No (any case, order or runs of white space)."""
+    return sorted(_same_text(str(o)) for o in options) == sorted(_same_text(o) for o in YES_NO)
+
+
 def yes_no(options: Sequence[str], answer: Any, where: str) -> int | None:
     """Check a yes/no item's options; its answer as an index into ``YES_NO``."""
-    if sorted(_same_text(o) for o in options) != sorted(_same_text(o) for o in YES_NO):
+    if not are_yes_no(options):
         raise DataError(f"{where}: a yes/no item (kind yesno) needs exactly the options Yes and No (any case or "
                         f"order), got {list(options)}; fix the options or make the item kind mcq")
     index = answer_index(answer, options, "yesno", where)
