@@ -223,8 +223,18 @@ class _RunReport:
         if report.failed:
             self.collector.collection_failed(report.nodeid)
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        """Ctrl-C, ``pytest.exit``, or pytest's own stop (collection errors, xdist ``-x``): remember why."""
+        """Ctrl-C, ``pytest.exit``, or pytest's own stop (collection errors, xdist ``-x``): remember why.
+
+        A signal is handled between two bytecode instructions, and CPython 3.11 gives a frame
+        stopped at an instruction without a source line (a comprehension's or generator's
+        entry, common during collection) ``tb_lineno = None``. pytest's terminal reporter, which
+        renders this traceback next, then fails with a TypeError and the run ends as an
+        internal error (exit 1, "tests failed") instead of interrupted (exit 2). Those frames
+        have nothing to show, so they are left out of the traceback before anyone renders it.
+        """
+        excinfo.traceback = excinfo.traceback.filter(lambda entry: entry._rawentry.tb_lineno is not None)
         if self.interruption is not None:  # SIGTERM said why already
             return
         if excinfo.type is KeyboardInterrupt:
