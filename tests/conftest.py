@@ -89,8 +89,8 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import numpy as np
     from PIL import Image
 
-    root = tmp_path_factory.mktemp("bench")
-    (root / "images").mkdir()
+    root = tmp_path_factory.mktemp("bench") / "bench7"  # the folder names the benchmark's cases: jsonl_bench7
+    (root / "images").mkdir(parents=True)
     rng = np.random.default_rng(0)
     colours = ["red", "green", "blue", "yellow"]
     rows = []

@@ -139,22 +139,22 @@ def test_collection_leaves_inapplicable_combinations_out_and_says_why(suite_dir,
     args = gate_args(tiny_llava_checkpoint, manifest, "--vlmgate-benchmark=soebench:n=4")
     collected = suite_dir.runpytest_subprocess(*args, "--collect-only", "-q")
     ids = [line for line in collected.stdout.lines if "::" in line and line.endswith("]")]
-    assert any("test_flip_rate[" in i and "jsonl_manifest.jsonl-rotation]" in i for i in ids)
+    assert any("test_flip_rate[" in i and "jsonl_bench7-rotation]" in i for i in ids)
     assert not any("test_flip_rate[" in i and "soebench" in i for i in ids)
     assert any("test_cross_modal[" in i and "soebench_n_4-sans_dpi200]" in i for i in ids)
-    assert not any("test_cross_modal[" in i and "jsonl_manifest" in i for i in ids)
+    assert not any("test_cross_modal[" in i and "jsonl_bench7" in i for i in ids)
     assert not any("test_systematic" in i for i in ids)
     collected.stdout.fnmatch_lines([
         "*vlmgate: combinations left out*",
-        "test_cross_modal.py::test_cross_modal: 10 cases of hf_checkpoint x jsonl_manifest.jsonl: "
+        "test_cross_modal.py::test_cross_modal: 10 cases of hf_checkpoint x jsonl_bench7: "
         "*takes text benchmarks*",
         "test_flip_rate.py::test_flip_rate: 11 cases of hf_checkpoint x soebench_n_4: *takes image benchmarks*",
-        "test_systematic.py::test_systematic: 1 case of hf_checkpoint x jsonl_manifest.jsonl: *needs pixels*",
+        "test_systematic.py::test_systematic: 1 case of hf_checkpoint x jsonl_bench7: *needs pixels*",
         "test_systematic.py::test_systematic: 1 case of hf_checkpoint x soebench_n_4: *",
     ])
     ran = suite_dir.runpytest_subprocess(*args, "-m", "systematic")
     ran.assert_outcomes()  # nothing skipped: the function has no case
-    ran.stdout.fnmatch_lines(["*test_systematic: 1 case of hf_checkpoint x jsonl_manifest.jsonl*"])
+    ran.stdout.fnmatch_lines(["*test_systematic: 1 case of hf_checkpoint x jsonl_bench7*"])
 
 
 def test_the_main_job_has_a_case_for_every_combination_its_default_can_judge(tmp_path):

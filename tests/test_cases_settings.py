@@ -17,6 +17,9 @@ SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
     ("hf:/runs/exp 3/ckpt-100/", "hf_ckpt-100"),
     ("jsonl:data/seed bench.jsonl", "jsonl_seed_bench.jsonl"),
     ("hf:C:\\models\\qwen", "hf_qwen"),
+    ("jsonl:/data/pets/manifest.jsonl", "jsonl_pets"),  # a folder's conventional file: named by the folder
+    ("jsonl:/data/pets/manifest.jsonl?name=Pets v2", "Pets_v2"),  # chosen
+    ("seedbench:/d/SEED.tsv?question=q&name=seed", "seed"),
 ])
 def test_short_names(spec, expected):
     assert short_names([spec])[spec] == expected
@@ -157,3 +160,11 @@ def test_a_cpu_run_does_not_import_torch(tmp_path):
             f"build_settings(Path({str(tmp_path)!r}), {{'devices': 'cpu,cpu'}}); print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_chosen_name_is_not_part_of_what_the_loader_reads():
+    from vlmgate.cases import without_chosen_name
+
+    assert without_chosen_name("jsonl:/d/manifest.jsonl?name=pets") == "jsonl:/d/manifest.jsonl"
+    assert without_chosen_name("pope:/d/p.parquet?name=p&question=q") == "pope:/d/p.parquet?question=q"
+    assert without_chosen_name("jsonl:/d/a?b/manifest.jsonl") == "jsonl:/d/a?b/manifest.jsonl"

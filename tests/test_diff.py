@@ -35,7 +35,7 @@ from vlmgate.records import MetricResult
 from vlmgate.report.baseline import Baseline
 from vlmgate.report.diff import diff_runs
 from vlmgate.report.multiplicity import GATED_FAMILY, METHOD, RECORDED_FAMILY, adjust, adjusted_p, level
-from vlmgate.report.pairing import pair_specs
+from vlmgate.report.pairing import CasePairing, pair_specs
 from vlmgate.report.record import (
     SCHEMA_VERSION,
     CaseRecord,
@@ -163,6 +163,19 @@ def test_pair_specs_exact_then_short_name_then_single_leftover():
         "hf:/new/ckpt": "hf:/old/ckpt", "hf:/new/third": "hf:/old/other"}
     assert pair_specs([MODEL_A], [MODEL_B]) == {MODEL_B: MODEL_A}
     assert pair_specs(["hf:/a/p", "hf:/a/q"], ["hf:/b/r", "hf:/b/s"]) == {}  # ambiguous: left unpaired
+
+
+def test_benchmarks_pair_by_name_never_by_elimination():
+    """Two folders' ``manifest.jsonl`` are different benchmarks: their changes would be changes of data."""
+    pairing = CasePairing.between([MODEL_A], ["jsonl:/data/pets/manifest.jsonl"],
+                                  [MODEL_B], ["jsonl:/data/cars/manifest.jsonl"])
+    assert pairing.models == {MODEL_B: MODEL_A} and pairing.benchmarks == {}
+    moved = CasePairing.between([MODEL_A], ["jsonl:/ci/1/pets/manifest.jsonl"],
+                                [MODEL_B], ["jsonl:/ci/2/pets/manifest.jsonl"])
+    assert moved.benchmarks == {"jsonl:/ci/2/pets/manifest.jsonl": "jsonl:/ci/1/pets/manifest.jsonl"}
+    renamed = CasePairing.between([MODEL_A], ["jsonl:/v1/manifest.jsonl?name=pets"],
+                                  [MODEL_B], ["jsonl:/v2/manifest.jsonl?name=pets"])
+    assert renamed.benchmarks == {"jsonl:/v2/manifest.jsonl?name=pets": "jsonl:/v1/manifest.jsonl?name=pets"}
 
 
 # -- diff_runs --------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def test_a_separate_distribution_adds_a_suite_and_a_family(colourcast_site, tiny
                  f"--vlmgate-model=hf:{tiny_llava_checkpoint}", f"--vlmgate-benchmark=jsonl:{manifest}",
                  "--vlmgate-thresholds=limits.toml", "--junitxml=out.xml", "--vlmgate-report=report", "-v")
     assert result.returncode == 0, result.stdout + result.stderr
-    case = "hf_checkpoint-jsonl_manifest.jsonl-colourcast"
+    case = "hf_checkpoint-jsonl_bench7-colourcast"
     assert f"test_colour.py::test_colour_shift[{case}] PASSED" in result.stdout
     props = junit_cases(tmp_path / "out.xml")[f"test_colour_shift[{case}]"]
     assert props["vlmgate.metric"] == "score_drop" and props["vlmgate.threshold"] == "max 1000 (interval)"

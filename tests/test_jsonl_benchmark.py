@@ -228,3 +228,35 @@ def test_a_key_given_twice_with_different_values_names_it_and_the_line(tmp_path)
     path = make_manifest(tmp_path, [row(category="colour", meta={"category": "count"})])
     with pytest.raises(DataError, match=r"manifest.jsonl:1 .*'category' given both"):
         list(load_benchmark(f"jsonl:{path}").samples())
+
+
+def test_a_chosen_name_is_read_past_by_the_loader(tmp_path):
+    path = make_manifest(tmp_path, [row()])
+    named = load_benchmark(f"jsonl:{path}?name=pets")
+    plain = load_benchmark(f"jsonl:{path}")
+    assert [s.id for s in named.samples()] == ["q1"] and named.fingerprint == plain.fingerprint
+
+
+def test_two_folders_manifests_get_different_case_ids_and_a_chosen_name_is_used(suite_dir, tiny_llava_checkpoint,
+                                                                                 manifest):
+    """Every folder benchmark's file is ``manifest.jsonl``: its folder names its cases, so two such
+    benchmarks never share case ids (nor pair in ``vlmgate diff``)."""
+    import shutil
+
+    from support import gate_args
+
+    for name in ("pets", "cars"):
+        shutil.copytree(manifest.parent, suite_dir.path / name)
+    args = gate_args(tiny_llava_checkpoint, suite_dir.path / "pets" / "manifest.jsonl",
+                     f"--vlmgate-benchmark=jsonl:{suite_dir.path / 'cars' / 'manifest.jsonl'}", "--collect-only", "-q")
+    collected = suite_dir.runpytest_subprocess(*args)
+    ids = [line for line in collected.stdout.lines if "test_flip_rate[" in line]
+    assert any("-jsonl_pets-rotation]" in i for i in ids) and any("-jsonl_cars-rotation]" in i for i in ids)
+    chosen = gate_args(tiny_llava_checkpoint, suite_dir.path / "pets" / "manifest.jsonl", "-k", "clean",
+                       "-p", "no:xdist", "--vlmgate-report=reports")
+    chosen = [arg.replace("manifest.jsonl", "manifest.jsonl?name=pets-v3") if arg.startswith("--vlmgate-benchmark")
+              else arg for arg in chosen]
+    ran = suite_dir.runpytest_subprocess(*chosen)
+    assert ran.ret == 0, ran.stdout.str()
+    record = json.loads((suite_dir.path / "reports" / "run.json").read_text())
+    assert [case["id"] for case in record["cases"]] == ["hf_checkpoint-pets-v3-clean"]

@@ -77,7 +77,7 @@ def test_textoverlay_marker_selects_overlay_cases_with_junit_properties(suite_di
     assert " PASSED" not in result.stdout.str()
     assert_xunit2(suite_dir.path / "out.xml")
     cases = junit_cases(suite_dir.path / "out.xml")
-    assert sorted(cases) == sorted(f"test_flip_rate[hf_checkpoint-jsonl_manifest.jsonl-{f}]" for f in OVERLAY_FAMILIES)
+    assert sorted(cases) == sorted(f"test_flip_rate[hf_checkpoint-jsonl_bench7-{f}]" for f in OVERLAY_FAMILIES)
     for props in cases.values():
         assert props["vlmgate.metric"] == "ifr"
         value, low, high = (float(props[f"vlmgate.{k}"]) for k in ("value", "ci_low", "ci_high"))
@@ -121,7 +121,7 @@ def test_failing_gate_names_metric_value_interval_and_limit(suite_dir, tiny_llav
     result.stdout.fnmatch_lines(["*vlmgate: decision*", "NO-GO: 1 cases: 1 fail (exit code 1)",
                                  "*vlmgate: gates that failed, were inconclusive or warned*",
                                  "*translation]: ifr = * limit min 0.9 (strict): FAIL (critical tier: no-go)"])
-    props = junit_cases(suite_dir.path / "fail.xml")["test_flip_rate[hf_checkpoint-jsonl_manifest.jsonl-translation]"]
+    props = junit_cases(suite_dir.path / "fail.xml")["test_flip_rate[hf_checkpoint-jsonl_bench7-translation]"]
     assert (props["vlmgate.ifr.outcome"], props["vlmgate.ifr.passed"], props["vlmgate.standing"]) == (
         "fail", "false", "fail")
 

@@ -12,7 +12,7 @@ from support import DRIFT_TEST, STRUCTURE_TEST, gate_args, junit_cases, outcomes
 PROBES = ("ctx_mcq", "ans_mcq", "ans_mcq_free", "ctx_open")
 DRIFT_FAMILIES = ("translation", "padcrop", "scale", "scale_pad", "rotation",
                   "textoverlay", "textoverlay_random", "textoverlay_empty")
-CASE = "hf_checkpoint-jsonl_manifest.jsonl"
+CASE = "hf_checkpoint-jsonl_bench7"
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def test_record_is_identical_with_one_and_two_workers_and_snapshots_are_opt_in(s
     single, double = load_record(suite_dir.path / "one"), load_record(suite_dir.path / "two")
     assert single.comparable() == double.comparable()
     assert (single.environment.workers, double.environment.workers) == (None, "2")
-    ids = ["hf_ckpt_v2-jsonl_manifest.jsonl-clean", "hf_ckpt_v2-jsonl_manifest.jsonl-padcrop"]
+    ids = ["hf_ckpt_v2-jsonl_bench7-clean", "hf_ckpt_v2-jsonl_bench7-padcrop"]
     assert [case.id for case in single.cases] == ids
     assert list(single.models) == [f"hf:{checkpoint}"]
     assert re.fullmatch(r"[0-9a-f]{16,}", single.models[f"hf:{checkpoint}"])
@@ -119,7 +119,7 @@ def test_changes_since_a_release_snapshot_diff_and_baseline_gates(suite_dir, tin
     folder = suite_dir.path / "__vlmgate_snapshots__" / "test_flip_rate"
     for family, metric, nudge, interval in (("padcrop", "ifr", 0.05, [0.04, 0.06]),
                                             ("clean", "accuracy", 0.0008, None)):
-        path = folder / f"test_flip_rate[jsonl_manifest.jsonl-{family}].json"
+        path = folder / f"test_flip_rate[jsonl_bench7-{family}].json"
         stored = json.loads(path.read_text())
         stored["metrics"][metric]["value"] = round(stored["metrics"][metric]["value"] + nudge, 4)
         stored["metrics"][metric]["ci"] = interval or stored["metrics"][metric]["ci"]
@@ -133,8 +133,8 @@ def test_changes_since_a_release_snapshot_diff_and_baseline_gates(suite_dir, tin
     assert "snapshot of flip_rate case 'clean'" not in text
     assert re.search(r'-\s+"value": 0\.05,?\n', text) and re.search(r'\+\s+"value": 0(\.0)?,?\n', text)
     cases = junit_cases(suite_dir.path / "out.xml")
-    padcrop = cases["test_flip_rate[hf_checkpoint-jsonl_manifest.jsonl-padcrop]"]
-    clean = cases["test_flip_rate[hf_checkpoint-jsonl_manifest.jsonl-clean]"]
+    padcrop = cases["test_flip_rate[hf_checkpoint-jsonl_bench7-padcrop]"]
+    clean = cases["test_flip_rate[hf_checkpoint-jsonl_bench7-clean]"]
     # The gates themselves pass: an unchanged checkpoint has no discordant unit, so p = 1.
     assert (padcrop["vlmgate.ifr.passed"], padcrop["vlmgate.ifr.baseline_delta"], padcrop["vlmgate.ifr.baseline_p"]) \
         == ("true", "0", "1")
@@ -301,7 +301,7 @@ def test_release_n_plus_one_is_compared_with_release_n_snapshots_and_leaves_them
     after = {path: path.read_bytes() for path in folder.rglob("*.json")}
     assert after.keys() == v1_files.keys()
     changed = [path.name for path in after if after[path] != v1_files[path]]
-    assert changed == ["test_flip_rate[jsonl_manifest.jsonl-padcrop].json"]
+    assert changed == ["test_flip_rate[jsonl_bench7-padcrop].json"]
 
     # The two releases' folders diff as they are, whatever they are called.
     shutil.copytree(folder, tmp_path / "snapshots-v41")
@@ -344,7 +344,7 @@ def test_a_failure_says_how_many_where_what_was_asked_and_how_to_rerun_it(suite_
     assert correct in answers and clean in answers
     assert re.fullmatch(r"(.+) under padcrop\(\{.*\}\)(; .+ under padcrop\(\{.*\}\))*(; \.\.\.)?", perturbed), perturbed
     assert perturbed.split(" under ")[0] in answers - {clean}
-    nodeid = "test_flip_rate.py::test_flip_rate[hf_candidate-jsonl_manifest.jsonl-padcrop]"
+    nodeid = "test_flip_rate.py::test_flip_rate[hf_candidate-jsonl_bench7-padcrop]"
     options = (f"--vlmgate-model hf:{candidate} --vlmgate-benchmark jsonl:{manifest} --vlmgate-thresholds fail.toml "
                "--vlmgate-limit 7")
     rerun = re.search(r"\nrerun this case alone:\n  (pytest .*)\n", text).group(1)

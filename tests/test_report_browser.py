@@ -69,7 +69,7 @@ def wide_record(record: RunRecord) -> RunRecord:
     long_model = "hf:/checkpoints/organisation-with-a-long-name/candidate-release-2025-11-29-step-000123456"
     families = [f"textoverlay_random.ans_mcq_free_{i:02d}" for i in range(40)]
     extra = tuple(
-        CaseRecord(f"{long_model.split('/')[-1]}-jsonl_manifest.jsonl-{family}", "robustness_tests/test_drift.py::"
+        CaseRecord(f"{long_model.split('/')[-1]}-jsonl_bench7-{family}", "robustness_tests/test_drift.py::"
                    "test_drift", CaseKey(MODEL, BENCH, family, "drift"), "passed",
                    (gate_metric("drift_ratio", 0.01, limit="max 1 (interval)"),
                     gate_metric("drift_ratio_l2", 0.07, limit=None)))

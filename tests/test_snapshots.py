@@ -193,7 +193,7 @@ def test_a_release_fails_its_snapshot_only_on_a_changed_verdict_or_a_gated_value
     recorded = suite_dir.runpytest_subprocess(*args, "--snapshot-update")
     assert recorded.ret == pytest.ExitCode.OK, recorded.stdout.str()
     folder = suite_dir.path / "__vlmgate_snapshots__" / "test_flip_rate"
-    padcrop, scale, clean = (folder / f"test_flip_rate[jsonl_manifest.jsonl-{family}].json"
+    padcrop, scale, clean = (folder / f"test_flip_rate[jsonl_bench7-{family}].json"
                              for family in ("padcrop", "scale", "clean"))
     stored = json.loads(padcrop.read_text())
     assert stored["format"] == 2 and stored["metrics"]["ifr"]["verdict"] == PASS

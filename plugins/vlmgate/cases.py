@@ -34,10 +34,48 @@ def safe_name(text: str) -> str:
     return _UNSAFE.sub("_", text).strip("_") or "_"
 
 
+#: The query key that names a spec's cases: ``jsonl:/data/pets/manifest.jsonl?name=pets``.
+NAME_KEY = "name"
+#: A file with this stem is the conventional file of a benchmark folder (``pets/manifest.jsonl``):
+#: named by its folder, or every such benchmark would get one name and two releases gated on
+#: different benchmarks would pair in ``vlmgate diff``.
+FOLDER_FILE_STEM = "manifest"
+
+
+def _query(spec: str) -> tuple[str, list[str]]:
+    """``spec`` before its last ``?`` and the ``key=value`` items after it (none without ``?``)."""
+    head, sep, query = spec.rpartition("?")
+    return (head, query.split("&")) if sep else (spec, [])
+
+
+def chosen_name(spec: str) -> str | None:
+    """The name a spec sets with ``?name=NAME``, if any."""
+    _, items = _query(spec)
+    names = [item.partition("=")[2].strip() for item in items if item.partition("=")[0] == NAME_KEY]
+    return (names[-1] or None) if names else None
+
+
+def without_chosen_name(spec: str) -> str:
+    """``spec`` without its ``name=`` query item: what a loader reads (the name is not content)."""
+    head, items = _query(spec)
+    if not items:
+        return spec
+    kept = [item for item in items if item.partition("=")[0] != NAME_KEY]
+    return f"{head}?{'&'.join(kept)}" if kept else head
+
+
 def short_name(spec: str) -> str:
-    """``scheme_basename`` of a spec: ``hf:/a/b/ckpt`` -> ``hf_ckpt``."""
+    """The name a spec's cases carry: ``?name=NAME`` when set, else ``scheme_basename``
+    (``hf:/a/b/ckpt`` -> ``hf_ckpt``), a folder's ``manifest.*`` named by its folder
+    (``jsonl:/data/pets/manifest.jsonl`` -> ``jsonl_pets``)."""
+    named = chosen_name(spec)
+    if named is not None:
+        return safe_name(named)
     scheme, _, rest = spec.partition(":")
-    tail = PurePosixPath(rest.replace("\\", "/").rstrip("/")).name or rest
+    path = PurePosixPath(rest.replace("\\", "/").rstrip("/"))
+    tail = path.name or rest
+    if PurePosixPath(tail).stem == FOLDER_FILE_STEM and path.parent.name:
+        tail = path.parent.name
     return safe_name(f"{scheme}_{tail}" if rest else scheme)
 
 

@@ -67,10 +67,11 @@ def items_kind(kind: KindDeclaration, *, varied_questions: QuestionsDeclaration 
 
 def _declared(spec: str, attribute: str, default: object) -> object:
     """A benchmark loader's declaration ``attribute`` for ``spec`` (``None`` when unknowable)."""
+    from vlmgate.cases import without_chosen_name
     from vlmgate.errors import VlmgateError
 
     try:
-        scheme, rest = registry.split_spec(spec, "benchmark", DataError)
+        scheme, rest = registry.split_spec(without_chosen_name(spec), "benchmark", DataError)
         declared = getattr(registry.load(registry.BENCHMARKS, scheme), attribute, default)
     except VlmgateError:
         return None
@@ -197,8 +198,14 @@ def cap_size(image):
 
 
 def load_benchmark(spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> Benchmark:
-    """The benchmark ``spec`` names, loaded under ``options`` (the defaults when not given)."""
-    scheme, rest = registry.split_spec(spec, "benchmark", DataError)
+    """The benchmark ``spec`` names, loaded under ``options`` (the defaults when not given).
+
+    A ``?name=NAME`` query item names the benchmark's cases (``cases.short_name``); it is not
+    content, so the loader reads the spec without it.
+    """
+    from vlmgate.cases import without_chosen_name
+
+    scheme, rest = registry.split_spec(without_chosen_name(spec), "benchmark", DataError)
     try:
         loader = registry.load(registry.BENCHMARKS, scheme)
     except registry.RegistryError as exc:

@@ -256,7 +256,9 @@ def nothing_paired(before: RunRecord, after: RunRecord, pairing: CasePairing) ->
     for axis, pairs, old, new in (("model", pairing.models, before.models, after.models),
                                   ("benchmark", pairing.benchmarks, before.benchmarks, after.benchmarks)):
         if not pairs:
-            return f"no {axis} of {', '.join(sorted(new))} pairs with one of {', '.join(sorted(old))}"
+            hint = ("; benchmarks pair by spec or name: give the same benchmark the same name with ?name=NAME "
+                    "after its spec" if axis == "benchmark" else "")
+            return f"no {axis} of {', '.join(sorted(new))} pairs with one of {', '.join(sorted(old))}{hint}"
 
     def families(record: RunRecord) -> str:
         return ", ".join(sorted({case.key.family for case in record.cases}))

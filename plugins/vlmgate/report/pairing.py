@@ -5,9 +5,13 @@ Two releases are rarely gated under the same model spec: release N is
 specs across the two runs, per axis (models, benchmarks), in this order:
 
 1. the same spec;
-2. the same short name (``hf:/a/ckpt`` and ``hf:/b/ckpt``: the same folder name);
-3. if exactly one spec is left on each side, those two (the usual "one candidate
-   against one baseline" case).
+2. the same short name (``hf:/a/ckpt`` and ``hf:/b/ckpt``: the same folder name; a
+   benchmark's ``?name=NAME``, ``cases.short_name``);
+3. models only: if exactly one model is left on each side, those two (the usual "one
+   candidate against one baseline" case). Benchmarks never pair by elimination: two
+   benchmarks of different names hold different items, and a change between them would
+   be a change of data read as a change of model. A benchmark that moved keeps its pairing
+   by keeping its name (``?name=``).
 
 A case then pairs with the case of the other run that has the paired model and
 benchmark, the same family and suite, and the same test function (compared by name,
@@ -23,8 +27,9 @@ from vlmgate.cases import CaseKey, short_name
 from vlmgate.report.record import CaseRecord
 
 
-def pair_specs(before: Sequence[str], after: Sequence[str]) -> dict[str, str]:
-    """``after spec -> before spec`` for every spec that has a counterpart."""
+def pair_specs(before: Sequence[str], after: Sequence[str], *, by_elimination: bool = True) -> dict[str, str]:
+    """``after spec -> before spec`` for every spec that has a counterpart (``by_elimination``:
+    the one spec left on each side pairs too)."""
     pairs: dict[str, str] = {}
     left_before = list(dict.fromkeys(before))
     left_after = list(dict.fromkeys(after))
@@ -35,7 +40,7 @@ def pair_specs(before: Sequence[str], after: Sequence[str]) -> dict[str, str]:
                 pairs[spec] = match
                 left_after.remove(spec)
                 left_before.remove(match)
-    if len(left_before) == 1 and len(left_after) == 1:
+    if by_elimination and len(left_before) == 1 and len(left_after) == 1:
         pairs[left_after[0]] = left_before[0]
     return pairs
 
@@ -56,7 +61,7 @@ class CasePairing:
     def between(cls, before_models: Iterable[str], before_benchmarks: Iterable[str],
                 after_models: Iterable[str], after_benchmarks: Iterable[str]) -> "CasePairing":
         return cls(pair_specs(list(before_models), list(after_models)),
-                   pair_specs(list(before_benchmarks), list(after_benchmarks)))
+                   pair_specs(list(before_benchmarks), list(after_benchmarks), by_elimination=False))
 
     def counterpart_key(self, key: CaseKey) -> CaseKey | None:
         """The ``before`` run's key for an ``after`` key (``None`` if a spec is unpaired)."""
