@@ -58,7 +58,7 @@ import numpy as np
 
 from vlmgate import batches
 from vlmgate.batches import DEFAULT_BATCH_SIZE, KINDS, Batch, WorkItem
-from vlmgate.benchmarks.base import Benchmark
+from vlmgate.benchmarks.base import CATEGORY_KEY, Benchmark
 from vlmgate.cache import (
     CacheAuditError,
     CacheWarning,
@@ -94,6 +94,7 @@ class SampleSet(Sequence[Sample]):
         self.benchmark = benchmark
         self.limit = limit
         self._answers: dict[str, int | None] | None = None
+        self._categories: dict[str, str | None] = {}
 
     def __len__(self) -> int:
         total = len(self.benchmark)
@@ -101,10 +102,14 @@ class SampleSet(Sequence[Sample]):
 
     def __iter__(self) -> Iterator[Sample]:
         answers: dict[str, int | None] = {}
+        categories: dict[str, str | None] = {}
         for sample in islice(self.benchmark.samples(), self.limit):
             answers[sample.id] = sample.answer
+            category = sample.meta_dict.get(CATEGORY_KEY)
+            categories[sample.id] = None if category is None else str(category)
             yield sample
         self._answers = answers
+        self._categories = categories
 
     @overload
     def __getitem__(self, index: int) -> Sample: ...
@@ -136,6 +141,12 @@ class SampleSet(Sequence[Sample]):
     @property
     def ids(self) -> tuple[str, ...]:
         return tuple(self.answers)
+
+    @property
+    def categories_seen(self) -> Mapping[str, str | None]:
+        """Sample id -> its ``category`` metadata, from the last whole pass (empty before one):
+        what ``metrics.categories`` splits results by, without decoding the images again."""
+        return self._categories
 
 
 def sample_answers(samples: Sequence[Sample]) -> Mapping[str, int | None]:

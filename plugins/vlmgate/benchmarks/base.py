@@ -100,6 +100,12 @@ def benchmark_kind(spec: str) -> str | None:
     return kind if kind in BENCHMARK_KINDS else None
 
 
+#: The metadata key (``Sample.meta``) of an item's category: VLMEvalKit's and POPE's column
+#: name, and what a ``jsonl`` row carries as a ``category`` key. Results are split by it
+#: (``metrics.categories``).
+CATEGORY_KEY = "category"
+
+
 #: The options of every yes/no sample, in this order: the words the yes/no prompt asks for.
 #: The POPE metrics find yes and no by these texts, not by their position.
 YES_NO = ("Yes", "No")

@@ -436,9 +436,27 @@ def _gates_section(record: RunRecord) -> str:
         plots = _flip_rate_plots(record) if suite == "flip_rate" else ""
         flag = ' <span class="fail">(failing)</span>' if failed else ""
         parts.append(f'<details id="suite-{_e(suite)}"><summary>{_e(_suite_summary(suite, metrics))}{flag}</summary>'
-                     f"\n{table}\n{plots}</details>")
+                     f"\n{table}\n{_by_category_table(cases, several)}{plots}</details>")
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _by_category_table(cases: Sequence[CaseRecord], several: bool) -> str:
+    """Each metric split by its samples' category (``metrics.categories``), where the run recorded one."""
+    from vlmgate.metrics.categories import DETAILS_KEY
+
+    rows = []
+    for case in cases:
+        where = f"{case.key.model} × {case.key.benchmark}: " if several else ""
+        for metric in case.metrics:
+            for category, part in dict(metric.details).get(DETAILS_KEY, {}).items():
+                rows.append((_e(where + case.key.family), _e(metric.name), _e(category), _num(part.get("value")),
+                             f"[{_num(part.get('ci_low'))}, {_num(part.get('ci_high'))}]", _e(part.get("n"))))
+    if not rows:
+        return ""
+    return ("<details><summary>By category (described, not gated)</summary>"
+            + _table(("family", "metric", "category", "value", "95% CI", "n"), rows, numeric=(3, 4, 5))
+            + "</details>\n")
 
 
 # -- 5. minimal failing instances -------------------------------------------------------

@@ -211,7 +211,15 @@ class Suite(ABC):
                 and may_go_unanswered(case.engine.model, read.observations) \
                 and not any(r.name == UNANSWERED_RATE.name for r in results):
             results = [*results, unanswered_rate(read.observations, case.engine.model)]
-        return self.conform(results)
+        return self.by_category(self.conform(results), case)
+
+    def by_category(self, results: Sequence[MetricResult], case: CaseContext) -> list[MetricResult]:
+        """``results`` split by the samples' ``category`` where they have one (``metrics.categories``);
+        the categories come from the pass ``evaluate`` already made over the samples."""
+        from vlmgate.metrics.categories import split_by_category
+
+        categories = case.engine.samples().categories_seen
+        return [split_by_category(result, self.metric(result.name), categories) for result in results]
 
     def conform(self, results: Sequence[MetricResult]) -> list[MetricResult]:
         """``results`` checked against the declaration and stamped with its direction.
