@@ -120,7 +120,7 @@ class TableBenchmark:
         """The picture of one image cell (several rows may refer to it, as in SEED-Bench)."""
         where = self.table.where(r, column)
         return self._images.decode(
-            (r, column), lambda: image_bytes(self.table.cell(r, column), where, self.table.source.parent), where)
+            (r, column), lambda: image_bytes(self.table.cell(r, column), where, self.table.folder), where)
 
     def image(self, row: TableRow):
         images = [self.cell_image(r, column) for r, column in row.images]
