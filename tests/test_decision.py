@@ -70,7 +70,7 @@ def test_a_straddling_interval_is_inconclusive_never_passed(suite_dir, tiny_llav
         *gate_args(tiny_llava_checkpoint, manifest, "-k", "clean", "--junitxml=out.xml", "--vlmgate-report=rep",
                    "-rA"))
     assert result.ret == EXIT_CODES[UNDECIDED]
-    assert result.parseoutcomes() == {"inconclusive": 1, "deselected": 10}
+    assert result.parseoutcomes() == {"inconclusive": 1, "deselected": 13}
     text = result.stdout.str()
     assert "PASSED" not in text and "FAILED" not in text
     assert "flip_rate gate INCONCLUSIVE for family 'clean'" in text
@@ -98,7 +98,7 @@ def test_a_case_that_judges_nothing_or_only_warns_keeps_the_run_go(suite_dir, ti
     suite_dir.makefile(".toml", limits=f"[ifr]\n{limit}\n")
     result = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "-m", "translation"))
     assert result.ret == 0
-    assert result.parseoutcomes() == {standing: 1, "deselected": 10}
+    assert result.parseoutcomes() == {standing: 1, "deselected": 13}
     result.stdout.fnmatch_lines(lines)
 
 

@@ -71,7 +71,7 @@ def test_textoverlay_marker_selects_overlay_cases_with_junit_properties(suite_di
         *gate_args(tiny_llava_checkpoint, manifest, "-m", "textoverlay", "--junitxml=out.xml", "-v"))
     # limits.toml records ifr and iv without gating them: every case reads RECORDED, never PASSED,
     # and a run that judged nothing but failed nothing is GO.
-    assert outcomes(result) == {"recorded": 3, "deselected": 8} and result.ret == pytest.ExitCode.OK
+    assert outcomes(result) == {"recorded": 3, "deselected": 11} and result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*-textoverlay] RECORDED*", "*vlmgate: decision*",
                                  "GO: 3 cases: 3 recorded (exit code 0)"])
     assert " PASSED" not in result.stdout.str()
@@ -111,7 +111,7 @@ def test_failing_gate_names_metric_value_interval_and_limit(suite_dir, tiny_llav
     result = suite_dir.runpytest_subprocess(
         *gate_args(tiny_llava_checkpoint, manifest, "-m", "translation", "--vlmgate-thresholds=strict.toml",
                    "--junitxml=fail.xml"))
-    result.assert_outcomes(failed=1, deselected=10)
+    result.assert_outcomes(failed=1, deselected=13)
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # NO-GO: exit code 1
     assert_xunit2(suite_dir.path / "fail.xml")
     text = result.stdout.str()

@@ -214,7 +214,7 @@ def test_an_interrupted_run_writes_a_record_marked_incomplete(suite_dir, tiny_ll
     suite_dir.makeconftest(INTERRUPT_THIRD)
     collected = suite_dir.runpytest_inprocess(*gate_args(tiny_llava_checkpoint, manifest, "--collect-only", "-q"))
     selected = [line for line in collected.outlines if "::" in line]
-    assert len(selected) == 11
+    assert len(selected) == 14
     result = suite_dir.runpytest_inprocess(*gate_args(tiny_llava_checkpoint, manifest, "--vlmgate-report=out"),
                                            no_reraise_ctrlc=True)
     assert result.ret == pytest.ExitCode.INTERRUPTED
@@ -222,13 +222,13 @@ def test_an_interrupted_run_writes_a_record_marked_incomplete(suite_dir, tiny_ll
     assert [f"test_flip_rate.py::test_flip_rate[{case.id}]" for case in record.cases] == sorted(selected[:2])
     completeness = record.completeness
     assert (completeness.complete, completeness.reason, completeness.selected) == (
-        False, "interrupted (KeyboardInterrupt)", 11)
+        False, "interrupted (KeyboardInterrupt)", 14)
     assert list(completeness.not_run) == selected[2:]
-    result.stdout.fnmatch_lines(["*vlmgate: report*", "incomplete: 9 of 11 cases not run (interrupted "
+    result.stdout.fnmatch_lines(["*vlmgate: report*", "incomplete: 12 of 14 cases not run (interrupted "
                                  "(KeyboardInterrupt)); vlmgate diff and --vlmgate-baseline refuse this record",
                                  "written: out/run.json"])
     html = (suite_dir.path / "out" / "report.html").read_text()
-    assert '<p class="incomplete">incomplete: 9 of 11 cases not run (interrupted (KeyboardInterrupt))</p>' in html
+    assert '<p class="incomplete">incomplete: 12 of 14 cases not run (interrupted (KeyboardInterrupt))</p>' in html
     assert all(f"<li><code>{nodeid}</code></li>" in html for nodeid in selected[2:])
 
 

@@ -245,12 +245,12 @@ def test_a_run_prints_progress_lines_past_the_capture_and_no_loading_bars(suite_
     suite_dir.makeconftest(NO_INTERVAL)
     shown = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "-m", "rotation", "-s",
                                                       "--vlmgate-progress", "lines", "--vlmgate-no-cache"))
-    assert outcomes(shown) == {"recorded": 1, "deselected": 10}  # limits.toml judges nothing
+    assert outcomes(shown) == {"recorded": 1, "deselected": 13}  # limits.toml judges nothing
     shown.stdout.fnmatch_lines(["vlmgate [[]test_flip_rate[[]*-rotation]] rotation: */* requests (*%), */s, ETA *"])
     assert "Loading weights" not in shown.stdout.str() + shown.stderr.str()
     quiet = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "-m", "rotation",
                                                       "--vlmgate-progress", "off", "--vlmgate-no-cache"))
-    assert outcomes(quiet) == {"recorded": 1, "deselected": 10}
+    assert outcomes(quiet) == {"recorded": 1, "deselected": 13}
     assert "vlmgate [" not in quiet.stdout.str() + quiet.stderr.str()
 
 

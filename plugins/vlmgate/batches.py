@@ -12,6 +12,12 @@ with the replicas instead of running single-threaded beside the driver.
 Everything here is a pure function of the batch: the perturbation draws from a
 generator seeded by (run seed, sample id, variant), so a batch prepared on any host
 gives the same requests, and results stay bit-identical across backends.
+
+A prompt-side family may show the options in another order (``PerturbationFamily.shown_order``).
+Requests index the *shown* options (a probe's teacher-forced option is mapped forward
+here), and what comes back is put into the sample's own option order by
+``in_sample_order``, the one place the engine reads computed results through, so memo,
+cache, metrics and records never see a shown position.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from vlmgate.errors import ModelError
+from vlmgate.errors import ConfigError, ModelError
 from vlmgate.records import CLEAN_FAMILY, Sample, Variant
 
 #: Request kind -> the adapter method that computes it: option scores, scores with probes, greedy replies.
@@ -94,11 +100,68 @@ def shown(sample: Sample, variant: Variant, seed: int) -> Sample:
 
 
 def perturbed(sample: Sample, variant: Variant, family: Any, seed: int) -> Sample:
-    """``sample`` with ``family`` applied under ``variant`` (the draw seeded as in ``shown``)."""
+    """``sample`` as ``family`` presents it under ``variant`` (the draw seeded as in ``shown``)."""
     from vlmgate.seeding import rng_for
 
     rng = rng_for(seed, "apply", sample.id, variant.label)
-    return sample.with_image(family.apply(sample.image, variant, rng))
+    return family.present(sample, variant, rng)
+
+
+def shown_order(sample: Sample, variant: Variant) -> tuple[int, ...] | None:
+    """The option order ``variant`` shows ``sample``'s options in (``order[j]``: the sample's index
+    of the option at shown position ``j``); ``None`` when they stay in place."""
+    if variant.family == CLEAN_FAMILY:
+        return None
+    from vlmgate.perturbations.base import get_family
+
+    order = get_family(variant.family).shown_order(sample, variant)
+    if order is not None and sorted(order) != list(range(len(sample.options))):
+        raise ConfigError(f"family {variant.family!r}: shown_order {order} for sample {sample.id!r} under "
+                         f"{variant.label} is not a permutation of its {len(sample.options)} options; "
+                         "fix the family's shown_order")
+    return order
+
+
+def _checked_view(sample: Sample, variant: Variant, view: Sample, order: tuple[int, ...] | None) -> Sample:
+    """``view``, once it shows the sample's options in the order the family declares: scores are
+    mapped back by that order, so a family that moved them otherwise would be judged on wrong indices."""
+    expected = sample.options if order is None else tuple(sample.options[i] for i in order)
+    if len(view.options) != len(expected) or (order is not None and view.options != expected):
+        raise ConfigError(f"family {variant.family!r} shows sample {sample.id!r} under {variant.label} with options "
+                         f"{view.options}, not {expected} as its shown_order declares; make present() and "
+                         "shown_order() agree")
+    return view
+
+
+def in_sample_order(kind: str, sample: Sample, variant: Variant, result: Any) -> Any:
+    """An adapter's ``result`` for ``(sample, variant)`` with its option scores in the sample's order.
+
+    Scores come back in the order the options were shown; under a reordering variant
+    (``shown_order``) they are put back here, so everything downstream indexes the
+    sample's own options. A probe record's scores likewise; a reply is text, and a
+    request whose options were moved or relabelled is never generated (``request``).
+    """
+    order = shown_order(sample, variant)
+    if order is None or kind == "generate":
+        return result
+    if kind == "probe":
+        from dataclasses import replace
+
+        return replace(result, scores=_unshuffled(result.scores, order, sample, variant))
+    return _unshuffled(result, order, sample, variant)
+
+
+def _unshuffled(scores: Any, order: tuple[int, ...], sample: Sample, variant: Variant) -> Any:
+    import numpy as np
+
+    shown = np.asarray(scores, dtype=np.float64)
+    if shown.shape != (len(order),):
+        raise ModelError(f"the adapter returned {shown.size} option scores for sample {sample.id!r} under "
+                         f"{variant.label}, which shows {len(order)} options; an adapter returns one score per "
+                         "continuation")
+    original = np.empty_like(shown)
+    original[list(order)] = shown
+    return original
 
 
 def request(kind: str, item: WorkItem, seed: int) -> Any:
@@ -107,13 +170,21 @@ def request(kind: str, item: WorkItem, seed: int) -> Any:
     from vlmgate.prompts import open_prompt, option_continuations, prompt_for
 
     sample, variant = item.sample, item.variant
-    view = shown(sample, variant, seed)
+    order = shown_order(sample, variant)
+    view = _checked_view(sample, variant, shown(sample, variant, seed), order)
     if kind == "score":
         return ScoreRequest(view.image, prompt_for(view), option_continuations(view), sample_id=sample.id,
                             variant=variant.label)
     if kind == "probe":
+        option = item.option
+        if order is not None and option is not None and option in order:  # teacher-force the shown position
+            option = order.index(option)
         return ProbeRequest(view.image, prompt_for(view), option_continuations(view), open_prompt(view),
-                            item.option, sample_id=sample.id)
+                            option, sample_id=sample.id)
+    if order is not None or view.labels != sample.labels:
+        raise ModelError(f"generation request for sample {sample.id!r} under {variant.label}: the family moves or "
+                         "relabels the options, and a free-text reply names them as shown, which cannot be mapped "
+                         "back; generate under variants that keep the options as they are")
     limit = variant.param_dict.get("max_new_tokens")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ModelError(f"generation request for sample {sample.id!r} under {variant.label} names no "

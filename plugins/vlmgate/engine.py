@@ -586,12 +586,18 @@ class Engine:
         return self.dispatcher.submit(Batch(kind.name, self.seed, tuple(kind.item(s, v) for s, v in batch)))
 
     def _results(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]], pending) -> Sequence[Any]:
-        """A computed batch's results, one per request, or ``ModelError`` naming the adapter."""
+        """A computed batch's results, one per request, or ``ModelError`` naming the adapter.
+
+        Every computed result passes here, and leaves with its option scores in the sample's
+        own order (``batches.in_sample_order``: a prompt-side family may have shown them in
+        another), before memo, cache, audit or any metric sees it.
+        """
         results = pending.result()
         if len(results) != len(batch):
             raise ModelError(f"model {self.model.spec}: {KINDS[kind.name]}() returned {len(results)} results "
                              f"for a batch of {len(batch)} requests; an adapter must return one per request")
-        return results
+        return [batches.in_sample_order(kind.name, sample, variant, result)
+                for (sample, variant), result in zip(batch, results)]
 
     def _batch_key(self, kind: _RequestKind, batch: Sequence[tuple[Sample, Variant]]) -> str:
         """A name every worker gives this canonical batch: the hash of its items' cache keys."""

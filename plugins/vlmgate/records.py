@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 if TYPE_CHECKING:  # PIL is light, but the plugin module must not need it at import
@@ -32,6 +32,9 @@ class Sample:
     ``cluster`` is a key the benchmark declares for items that are not independent (a
     video or document id): samples sharing it are one cluster in every clustered statistic,
     as samples sharing an image are without it (``benchmarks.image_groups``).
+    ``shown_labels`` replaces the letters of a multiple-choice item where a prompt-side
+    perturbation shows other labels (``1``, ``2``, ...; ``perturbations.option_labels``); a
+    benchmark leaves it empty, and the prompt and the scored continuations read ``labels``.
     """
 
     id: str
@@ -43,9 +46,17 @@ class Sample:
     hint: str | None = None
     meta: tuple[tuple[str, Any], ...] = ()
     cluster: str | None = None
+    shown_labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.shown_labels and len(self.shown_labels) != len(self.options):
+            raise ValueError(f"sample {self.id!r}: {len(self.shown_labels)} shown labels for "
+                             f"{len(self.options)} options; give one label per option")
 
     @property
     def labels(self) -> tuple[str, ...]:
+        if self.shown_labels:
+            return self.shown_labels
         if self.kind == "yesno":
             return self.options
         return tuple(chr(ord("A") + i) for i in range(len(self.options)))
@@ -55,8 +66,7 @@ class Sample:
         return dict(self.meta)
 
     def with_image(self, image: "Image") -> "Sample":
-        return Sample(self.id, image, self.question, self.options, self.answer,
-                      self.kind, self.hint, self.meta, self.cluster)
+        return replace(self, image=image)
 
 
 @dataclass(frozen=True)

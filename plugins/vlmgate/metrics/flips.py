@@ -3,7 +3,7 @@
 * IFR (instance flip rate): flipped (image, instance) pairs / all pairs, pooled.
 * IV (image vulnerability): images with at least one flipped instance / images.
 * Correctness transitions R→W, W→R, R→R, W→W over instances with ground truth.
-* Clean accuracy.
+* Clean accuracy, and circular accuracy (MMBench's CircularEval) under the option rotations.
 * For a text overlay ("Answer is B" for an option the model did not pick), two separate,
   chance-corrected statements (spec §1; design: "an effect is judged against its control
   and against chance"):
@@ -418,6 +418,35 @@ def accuracy(predictions: Sequence[int], answers: Sequence[int | None], name: st
     if sample_ids is not None:
         units = {s: int(p == a) for s, p, a in zip(sample_ids, predictions, answers) if a is not None}
     return proportion(name, sum(p == a for p, a in judged), len(judged), better=HIGHER, units=units)
+
+
+def circular_accuracy(pairs: Sequence[FlipPair]) -> MetricResult:
+    """Share of items answered right clean *and* under every rotation of their options (MMBench CircularEval).
+
+    ``pairs`` are an item's rotations next to its clean prediction (``perturbations.option_order``,
+    predictions in the item's own option order, so "right" means the right *text* wherever it
+    was shown). Over the items with ground truth and at least one rotation: a yes/no item
+    has none (its prompt lists no options) and is left out, as is an item without an answer;
+    the details say how many items count and the clean accuracy on the same items, so the
+    gap between the two is what the rotations cost. No answer is never right. One unit
+    per item (its sample id), so items that share an image are clustered by image with the
+    other per-sample rates (``metrics.shared_images``). The worst samples are the items
+    the rotations cost: right clean, wrong under some rotation.
+    """
+    by_sample: dict[str, list[FlipPair]] = defaultdict(list)
+    for pair in pairs:
+        if pair.answer is not None:
+            by_sample[pair.sample_id].append(pair)
+    units = {sample_id: int(group[0].clean_prediction == group[0].answer
+                            and all(p.perturbed_prediction == p.answer for p in group))
+             for sample_id, group in by_sample.items()}
+    clean_right = sum(group[0].clean_prediction == group[0].answer for group in by_sample.values())
+    lost = [p for group in by_sample.values() if group[0].clean_prediction == group[0].answer for p in group]
+    details = {"items": len(units), "clean_accuracy": clean_right / len(units) if units else None,
+               "lost_to_rotation": clean_right - sum(units.values())}
+    return proportion("circular_accuracy", sum(units.values()), len(units), better=HIGHER, units=units,
+                      details=details,
+                      worst=_worst_samples(lost, lambda p: p.perturbed_prediction != p.answer, "answered wrong"))
 
 
 def repeat_flip_rate(first: Mapping[str, int], second: Mapping[str, int]) -> MetricResult:

@@ -13,6 +13,14 @@ A family knows two parameterisations of itself:
 variant needs at creation (e.g. random overlay text) is drawn in ``variants`` from the
 context's generator and stored in the JSON-safe params, so a variant alone replays it.
 
+What the model is shown is ``present(sample, variant, rng)``: by default the sample with
+its image through ``apply``. A prompt-side family (tag ``prompt``: ``perturbations.prompt``)
+changes the question or the options instead; one that shows the options in another order
+says which (``shown_order``), and the engine puts the model's option scores back into
+the sample's own order before anything reads them (``batches.in_sample_order``), so a
+prediction, a flip, a cache entry or a record always indexes the sample's options: a
+flip under a reordering means the model chose other *content*, never another position.
+
 A variant's label names what it does, not how: a family declares a ``version`` that the
 observation cache keys on, so changing an implementation is never answered from entries
 the previous one computed.
@@ -40,8 +48,10 @@ if TYPE_CHECKING:
 GEOMETRIC = "geometric"
 TEXTOVERLAY = "textoverlay"
 CONTROL = "control"
+PROMPT = "prompt"
 TAGS: Mapping[str, str] = {
     GEOMETRIC: "semantics-preserving geometric changes (shift, border, scale, rotation)",
+    PROMPT: "prompt-side changes that keep the content (option order and labels, typos in the question)",
     TEXTOVERLAY: "text-overlay families (semantic, random and empty-box control)",
     CONTROL: "controls and diagnostics: gated on their own, left out of pooled rows and the search",
     "blank": "the blank-image control (the answer without the image)",
@@ -87,6 +97,12 @@ class PerturbationFamily(ABC):
         gated on their own but left out of pooled rows such as flip rate "any" and the search."""
         return CONTROL in self.tags
 
+    @property
+    def prompt_side(self) -> bool:
+        """The family changes the prompt, not the image (tag ``prompt``): it is judged in its own
+        rows, never pooled with the image families (flip rate "any" is about the image)."""
+        return PROMPT in self.tags
+
     def search_choices(self, labels: Sequence[str]) -> "SearchStrategy[dict[str, object]]":
         """A Hypothesis strategy over this family's ``at_level`` choices (``labels``: the option
         labels a choice may name); by default one value of each of ``choices``."""
@@ -109,6 +125,22 @@ class PerturbationFamily(ABC):
     @abstractmethod
     def apply(self, image: Image.Image, variant: Variant, rng: np.random.Generator) -> Image.Image:
         """Return the perturbed copy of ``image`` (never modify the input)."""
+
+    def present(self, sample: Sample, variant: Variant, rng: np.random.Generator) -> Sample:
+        """``sample`` as the model is shown it under ``variant``: by default its image through
+        ``apply``. A prompt-side family returns another question, option order or labels
+        (never modifying ``sample``); one that reorders the options declares it in ``shown_order``."""
+        return sample.with_image(self.apply(sample.image, variant, rng))
+
+    def shown_order(self, sample: Sample, variant: Variant) -> tuple[int, ...] | None:
+        """Where ``present`` moves the options: ``order[j]`` is the index, in ``sample.options``,
+        of the option shown at position ``j``; ``None`` (the default) when they stay in place.
+
+        A pure function of the sample and the variant (no generator): the engine maps the
+        model's scores back into the sample's order with it, and a probe's teacher-forced
+        option forward into the shown one.
+        """
+        return None
 
     def check_level(self, level: int) -> None:
         if not 0 <= level <= self.max_level:

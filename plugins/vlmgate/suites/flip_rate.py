@@ -1,10 +1,23 @@
 """The flip-rate suite: clean accuracy, IFR/IV per family, and the pooled "any" row.
 
 Cases: ``clean`` (accuracy of unperturbed predictions), one per perturbation family
-tagged ``geometric``, ``textoverlay`` or ``control``, and ``any`` (IFR pooled over every
-instance of every family whose raw flips are its gate, IV over the union), after spec §1's
-summary table; unlike that table it leaves out semantic overlays (``textoverlay``), whose
-raw flips include their box's and are judged against the control instead.
+tagged ``geometric``, ``textoverlay``, ``control`` or ``prompt``, and ``any`` (IFR pooled
+over every instance of every image family whose raw flips are its gate, IV over the union),
+after spec §1's summary table; unlike that table it leaves out semantic overlays
+(``textoverlay``), whose raw flips include their box's and are judged against the control
+instead.
+
+The prompt-side families (``option_order``, ``option_labels``, ``typos``: tag ``prompt``)
+are the suite's: a flip under a reordering or a relabelling is the same statement as
+under a shift, "the answer changed although the content did not", and the engine keeps
+predictions in the item's own option order, so their IFR and IV count changed *content*.
+They are left out of ``any``: that row is spec §1's image-vulnerability criterion (is the
+answer stable under semantics-preserving changes of the *image*), a published figure
+the default limits are set from; pooling prompt instances into it would change what it
+measures, let a model's prompt robustness offset its image fragility, and weigh the two
+by how many instances each family happens to draw. They are judged in their own rows. The
+``option_order`` case also records ``circular_accuracy`` (MMBench's CircularEval: right
+clean and under every rotation, ``CIRCULAR_FAMILIES``).
 
 A semantic overlay is judged against its controls (``OVERLAY_CONTROLS``) and against
 chance: a red "Answer is B" flips a model that reads it, but a white box also hides part
@@ -30,7 +43,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from vlmgate.cases import CLEAN_FAMILY
-from vlmgate.perturbations.base import CONTROL, GEOMETRIC, TEXTOVERLAY
+from vlmgate.perturbations.base import CONTROL, GEOMETRIC, PROMPT, TEXTOVERLAY
 from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, MetricSpec
 from vlmgate.suites.base import CaseContext, Suite
 from vlmgate.suites.unanswered import UNANSWERED_RATE
@@ -49,6 +62,9 @@ class OverlayControls:
 
 #: Overlay family -> its controls.
 OVERLAY_CONTROLS = {"textoverlay": OverlayControls("textoverlay_empty", "textoverlay_random")}
+#: Families whose grid is every non-identity rotation of the options: their case records
+#: ``circular_accuracy`` beside IFR and IV.
+CIRCULAR_FAMILIES = frozenset({"option_order"})
 
 
 class FlipRateSuite(Suite):
@@ -71,9 +87,11 @@ class FlipRateSuite(Suite):
         MetricSpec("excess_flip_rate", "overlay flips minus the flips of the same empty box on the same images "
                    "(the random text in the same boxes recorded in its details)",
                    MEAN, LOWER, lowest=-1.0, highest=1.0, unit="instance", cluster="sample"),
+        MetricSpec("circular_accuracy", "share of items answered right clean and under every rotation of their "
+                   "options (MMBench CircularEval)", PROPORTION, HIGHER),
         UNANSWERED_RATE,
     )
-    takes = frozenset({GEOMETRIC, TEXTOVERLAY, CONTROL})
+    takes = frozenset({GEOMETRIC, TEXTOVERLAY, CONTROL, PROMPT})
     # ``any`` computes every pooled family's grid, in name order like the family cases after
     # it. Collected early, under xdist it runs beside those cases, and the workers split each
     # grid's batches through their claims (``vlmgate.claims``) instead of one worker finishing
@@ -83,6 +101,7 @@ class FlipRateSuite(Suite):
     def evaluate(self, case: CaseContext) -> list[MetricResult]:
         from vlmgate.metrics.flips import (
             accuracy,
+            circular_accuracy,
             excess_flip_rate,
             excess_follow_rate,
             flip_pairs,
@@ -120,13 +139,18 @@ class FlipRateSuite(Suite):
         else:
             if case.family == ANY_FAMILY:
                 # A semantic overlay's raw flips include its box's (judged above against the
-                # control), so pooling them would let occlusion fail ``any`` by the back door.
+                # control), so pooling them would let occlusion fail ``any`` by the back door;
+                # prompt-side families are not about the image (module docstring).
                 names = [name for name in self.perturbation_families()
-                         if not get_family(name).diagnostic and name not in OVERLAY_CONTROLS]
+                         if not get_family(name).diagnostic and not get_family(name).prompt_side
+                         and name not in OVERLAY_CONTROLS]
             else:
                 names = [case.family]
             observed = [engine.family(name) for name in names]
-            results = flip_rate_results([pair for family in observed for pair in flip_pairs(family)])
+            pairs = [pair for family in observed for pair in flip_pairs(family)]
+            results = flip_rate_results(pairs)
+            if case.family in CIRCULAR_FAMILIES:
+                results.append(circular_accuracy(pairs))
         # The worst samples a failure lists carry their question and options as texts (every
         # family of a case observes the same samples).
         return [*with_sample_texts(results, observed[0].samples if observed else ()), *noise]
