@@ -13,7 +13,8 @@ expected value can be computed here. Switches make it a vLLM-like server (``vllm
 its template keep the end-of-turn token after a continued reply; ``failures`` is a list of
 HTTP statuses (or ``"connect"``) the next chat requests get instead of an answer;
 ``top_tokens`` replaces the generated token's ``top_logprobs`` by those texts (none of them an
-option's first token, say); ``empty_choices`` answers with an empty ``choices`` list.
+option's first token, say); ``empty_choices`` answers with an empty ``choices`` list;
+``reasoning_field`` returns reasoning beside the reply, as vLLM's reasoning parser does.
 
 ``on_loopback(server)`` serves it over real HTTP on 127.0.0.1 (a thread), for runs that
 connect as a user's would: ``openai:http://127.0.0.1:PORT/v1?model=...``.
@@ -57,6 +58,9 @@ class FakeServer:
     reply: str = "B"
     #: Answer chat requests with an empty ``choices`` list.
     empty_choices: bool = False
+    #: Reasoning returned in the message's ``reasoning_content`` field, as vLLM's
+    #: ``--reasoning-parser`` does (``None``: no such field).
+    reasoning_field: str | None = None
     #: The generated token's ``top_logprobs`` texts, best first (``None``: the vocabulary's best).
     top_tokens: tuple[str, ...] | None = None
     failures: list[Any] = field(default_factory=list)
@@ -152,8 +156,10 @@ class FakeServer:
         continue_final = body.get("continue_final_message", False)
         ids = self.render(body["messages"], add_generation_prompt=body.get("add_generation_prompt", True)
                           and not continue_final, continue_final_message=continue_final)
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": self.reply},
-                                  "finish_reason": "length", "logprobs": None}
+        message: dict[str, Any] = {"role": "assistant", "content": self.reply}
+        if self.reasoning_field is not None:
+            message["reasoning_content"] = self.reasoning_field
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": "length", "logprobs": None}
         if body.get("logprobs"):
             k = body.get("top_logprobs", 0)
             candidates = sorted(((logprob(t, len(ids)), t) for t in range(10, 266)), reverse=True)[:max(k, 1)]

@@ -87,3 +87,18 @@ def test_only_the_replies_that_cannot_be_read_are_counted(pytester, manifest):
             assert flipped and {unit.split("|")[0] for unit in flipped} == {"p0"}
         if "accuracy" in metrics:  # s1 and s5 are green (B); p0 has no answer, so it is wrong
             assert metrics["accuracy"]["value"] == 2 / 7
+
+
+def test_the_record_says_how_many_replies_reasoned_and_for_how_long(pytester, manifest):
+    """A reasoning model's span is cut off before its reply is read, and each case's record says so."""
+    thinking = "<think>Red or green? The shape looks green.</think>"
+    code, output, record = _run(pytester, FakeServer(vllm=False, logprobs=False, reply=f"{thinking} B"),
+                                "tier=answer&answer_tokens=256", manifest)
+    for case in record["cases"]:
+        details = {m["name"]: m for m in case["metrics"]}["unanswered_rate"]["details"]
+        reasoning = details["reasoning"]
+        assert reasoning["delimiters"] == "<think>…</think>" and reasoning["stripped"] == details["inputs"] > 0
+        assert reasoning["mean_chars"] == reasoning["max_chars"] == len(thinking)
+        assert any("replies reasoned before answering" in line for line in details["explanation"])
+        if case["key"]["family"] == "clean":  # "B" read after the span: s1 and s5 are green
+            assert {m["name"]: m for m in case["metrics"]}["accuracy"]["value"] == 2 / 7

@@ -372,6 +372,64 @@ def test_a_response_without_choices_is_no_answer_on_either_tier(query):
         ("s0", "rotation(x)", NO_CHOICES), ("s1", "rotation(x)", NO_CHOICES)]
 
 
+@pytest.mark.parametrize(("content", "field", "answer", "chars"), [
+    ("B", None, "B", 0),  # no reasoning
+    ("<think>red or blue? red.</think> A", None, "A", len("<think>red or blue? red.</think>")),
+    ("red or blue? red.</think>\nA", None, "A", len("red or blue? red.</think>")),  # the template opened it
+    ("<think>x</think> B <think>y</think> C", None, "C", len("<think>x</think> B <think>y</think>")),  # the last
+    ("<think>red or blue? I think", None, None, len("<think>red or blue? I think")),  # never ended
+    ("C", "red or blue? blue.", "C", len("red or blue? blue.")),  # the server parsed it out
+    ("", "red or blue? I think", None, len("red or blue? I think")),  # parsed, but no answer followed
+])
+def test_a_reasoning_span_is_cut_off_before_the_reply_is_read(content, field, answer, chars):
+    from vlmgate.models.served.reasoning import ReasoningDelimiters, split_reply
+
+    parts = split_reply(content, field, ReasoningDelimiters())
+    assert (parts.answer, parts.reasoning_chars) == (answer, chars)
+    assert split_reply(content, None, ReasoningDelimiters("", "")).answer == content  # switched off: as it stands
+
+
+def test_answer_tier_reads_the_answer_after_the_reasoning_and_records_its_length():
+    from vlmgate.models.served.reasoning import REASONING_UNFINISHED
+
+    server = FakeServer(reply="<think>It could be B, but the shape is blue.</think> C. blue")
+    model = connect(server, "tier=answer&answer_tokens=512")
+    batch = [ScoreRequest(r.image, r.prompt, r.continuations, sample_id=r.sample_id, variant="clean")
+             for r in requests(2)]
+    scores = model.score(batch)
+    assert all(np.array_equal(row, [0.0, 0.0, 1.0, 0.0]) for row in scores)  # "B" in the reasoning is not read
+    assert model.reasoning_chars("s0", "clean") == len("<think>It could be B, but the shape is blue.</think>")
+    server.reply = "<think>It could be B, or"  # cut short by answer_tokens
+    unfinished = model.score([ScoreRequest(batch[0].image, "again?", MCQ, sample_id="s9", variant="clean")])
+    assert np.isnan(unfinished[0]).all()
+    assert model.unread("s9", "clean") == Unread(REASONING_UNFINISHED, "<think>It could be B, or")
+    report = model.scoring_report()
+    assert report["reasoning_stripped"] == 3  # two read, one unfinished
+    assert report["reasoning_chars_max"] == len("<think>It could be B, but the shape is blue.</think>")
+    off = connect(FakeServer(reply="<think>B?</think> C"), "tier=answer&reasoning_end=")
+    assert np.isnan(off.score(batch[:1])[0]).all()  # left in, the reply names two options: no answer
+    assert off.fingerprint != model.fingerprint and "reasoning=off" in off.identity.prompt_format
+
+
+def test_reasoning_in_a_separate_field_and_in_generated_replies():
+    server = FakeServer(reply="C", reasoning_field="Blue, so C.")
+    model = connect(server, "tier=answer")
+    assert np.array_equal(model.score(requests(1))[0], [0.0, 0.0, 1.0, 0.0])
+    assert model.reasoning_chars("s0", "") == len("Blue, so C.")
+    server.reasoning_field, server.reply = None, "<think>count them: 1, 2, 3</think>3"
+    image = Image.new("RGB", (8, 8))
+    assert model.generate([GenerateRequest(image, "How many?", 64)]) == ["3"]
+    assert model.scoring_report()["generated_reasoning"] == 1
+
+
+@pytest.mark.parametrize(("query", "words"), [
+    ("reasoning_start=<think>&reasoning_end=", "without reasoning_end"),
+])
+def test_reasoning_delimiters_that_cannot_close_are_refused(query, words):
+    with pytest.raises(ModelError, match=words):
+        parse_spec(f"{BASE}?model=m&{query}", "openai:x")
+
+
 def test_generate_returns_the_greedy_reply_in_order():
     server = FakeServer(reply="blue", delay_seed=4)
     model = connect(server)
@@ -400,7 +458,8 @@ def test_fingerprint_covers_revision_tier_and_what_the_server_reports():
     assert connect(FakeServer(), "revision=r1").fingerprint == connect(FakeServer(), "revision=r1").fingerprint
     assert connect(FakeServer(name="b"), "revision=r1").fingerprint != connect(FakeServer(), "revision=r1").fingerprint
     identity = connect(FakeServer(), "revision=r1").identity.to_json()
-    assert identity["adapter"] == "openai" and identity["prompt_format"] == "server_chat_template:exact"
+    assert identity["adapter"] == "openai"
+    assert identity["prompt_format"] == "server_chat_template:exact:reasoning=<think>…</think>"
 
 
 def test_without_a_revision_it_warns_once_and_is_not_cacheable():
@@ -451,7 +510,7 @@ def test_a_run_against_a_server_that_is_down_fails_its_cases_with_one_message(su
                                             f"--vlmgate-benchmark=jsonl:{manifest}",
                                             "--vlmgate-thresholds=limits.toml",
                                             "-m", "translation or rotation or padcrop")
-    result.assert_outcomes(failed=3, deselected=8)
+    result.assert_outcomes(failed=3, deselected=11)
     errors = [line for line in result.outlines if line.startswith("ServerRequestError: ")]
     assert len(errors) == 3, result.outlines
     messages = {line.split(": ", 1)[1] for line in errors}  # the load error, remembered: one message

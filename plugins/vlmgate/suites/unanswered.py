@@ -21,7 +21,7 @@ returns its own ``unanswered_result`` over them, and ``Suite.run`` then adds non
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from vlmgate.records import LOWER, PROPORTION, MetricResult, MetricSpec
@@ -69,7 +69,22 @@ def unanswered_rate(observations: Mapping[tuple[str, "Variant"], "Observation"],
         said = unread(o.sample_id, o.variant.label) if callable(unread) and not o.answered else None
         inputs.append(Input(f"{o.sample_id}|{o.variant.label}", o.sample_id, o.variant.label, o.answered,
                             None if said is None else said.why, None if said is None else said.said))
-    return unanswered_result(inputs)
+    result = unanswered_result(inputs)
+    reasoned = getattr(model, "reasoning_chars", None)
+    if not callable(reasoned):
+        return result
+    chars = [c for o in observations.values() if (c := reasoned(o.sample_id, o.variant.label))]
+    # The served adapter cuts a reasoning span off each reply before reading it: how many of the
+    # case's replies reasoned, and for how long, is part of what the case measured.
+    reasoning = {"delimiters": getattr(model, "reasoning_delimiters", None), "stripped": len(chars),
+                 "inputs": len(inputs), "mean_chars": sum(chars) / len(chars) if chars else 0.0,
+                 "max_chars": max(chars, default=0)}
+    explanation = list(result.details.get("explanation", []))
+    if chars:
+        explanation.append(f"{len(chars)} of {len(inputs)} replies reasoned before answering "
+                           f"({reasoning['delimiters']}, mean {reasoning['mean_chars']:.0f} characters, at most "
+                           f"{reasoning['max_chars']}); the reasoning was cut off before the reply was read")
+    return replace(result, details={**result.details, "reasoning": reasoning, "explanation": explanation})
 
 
 def unanswered_result(inputs: Sequence[Input]) -> MetricResult:

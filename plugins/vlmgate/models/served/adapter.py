@@ -51,6 +51,7 @@ from vlmgate.models.served.tiers import (
     FirstTokenScorer,
     TierLog,
     Unread,
+    chat_reply,
     generate_reply,
     image_url,
     probe_image_url,
@@ -126,7 +127,7 @@ class OpenAIServedAdapter:
         elif tier == "first_token":
             self.scorer = FirstTokenScorer(client, served.model, served.top_logprobs, has_tokenize, self.tier_log)
         else:
-            self.scorer = AnswerScorer(client, served.model, served.answer_tokens, self.tier_log)
+            self.scorer = AnswerScorer(client, served.model, served.answer_tokens, self.tier_log, served.reasoning)
         if served.revision is None:
             key = (served.base_url, served.model)
             with _WARNED_LOCK:
@@ -159,10 +160,12 @@ class OpenAIServedAdapter:
             limits = (("top_logprobs", self.served.top_logprobs),)
         elif self.scoring == "answer":
             limits = (("answer_tokens", self.served.answer_tokens),)
+        # What is cut off a reply before it is read decides answers (and generated replies, every tier).
+        reading = f"server_chat_template:{self.scoring}:reasoning={self.served.reasoning.describe()}"
         return ModelIdentity(
             adapter="openai",
             files=hashlib.sha256(json.dumps(named, sort_keys=True).encode("utf-8")).hexdigest(),
-            dtype="server", device_type="server", prompt_format=f"server_chat_template:{self.scoring}",
+            dtype="server", device_type="server", prompt_format=reading,
             limits=limits,
         )
 
@@ -195,7 +198,12 @@ class OpenAIServedAdapter:
             return await self.client.gather_ordered(jobs)
 
         scores = []
-        for index, (request, result) in enumerate(zip(requests, self.client.run(batch()))):
+        for index, (request, outcome) in enumerate(zip(requests, self.client.run(batch()))):
+            result = outcome
+            if self.scoring == "answer":
+                result, reasoning_chars = outcome
+                if reasoning_chars:
+                    self.tier_log.reasoning[(request.sample_id, request.variant)] = reasoning_chars
             if isinstance(result, Unread):  # listed in request order, whatever order the answers came in
                 self.tier_log.add_unread(request.sample_id or who("", index, request.prompt), request.variant, result)
                 scores.append(no_answer_scores(len(request.continuations)))
@@ -209,6 +217,15 @@ class OpenAIServedAdapter:
         """Why the input ``(sample_id, variant)`` got no answer and what the server said, when listed."""
         return self.tier_log.unread(sample_id, variant)
 
+    @property
+    def reasoning_delimiters(self) -> str:
+        """The reasoning span cut off replies before they are read (``<think>…</think>``, or ``off``)."""
+        return self.served.reasoning.describe()
+
+    def reasoning_chars(self, sample_id: str, variant: str) -> int | None:
+        """Characters of reasoning cut off the reply to ``(sample_id, variant)`` (``None``: none)."""
+        return self.tier_log.reasoning_chars(sample_id, variant)
+
     def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         """Greedy replies (temperature 0, at most ``max_new_tokens`` each), in request order."""
         if not requests:
@@ -217,7 +234,7 @@ class OpenAIServedAdapter:
         async def batch() -> list[str]:
             return await self.client.gather_ordered([
                 generate_reply(self.client, self.served.model, image_url(r.image), r.prompt, r.max_new_tokens,
-                               who(r.sample_id, i, r.prompt))
+                               who(r.sample_id, i, r.prompt), self.served.reasoning, self.tier_log)
                 for i, r in enumerate(requests)])
 
         return self.client.run(batch())
@@ -304,7 +321,7 @@ def _probe(client: ServerClient, served: ServedSpec, tier: str, tokenize: bool, 
             }, what="the first-token probe"))
             top_logprobs_of(answer, served.spec, "the first-token probe")
         else:
-            client.run(generate_reply(client, served.model, image, "Probe.", 1, "the answer probe"))
+            client.run(chat_reply(client, served.model, image, "Probe.", 1, "the answer probe", served.reasoning))
     except ServerRequestError as exc:
         if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403, 429):
             return f"HTTP {exc.status} ({exc.detail})"

@@ -17,6 +17,10 @@ parameters, each at most once:
 ``answer_tokens``  longest greedy reply the ``answer`` tier reads (default 16)
 ``cache``          ``1`` lets the observation cache hold this model's values even
                    without a ``revision`` (you vouch the name always means one checkpoint)
+``reasoning_start`` / ``reasoning_end``
+                   the span a reasoning model thinks in before it answers, cut off before a
+                   reply is read (default ``<think>`` / ``</think>``; ``reasoning_end=``
+                   with no value switches it off; ``models.served.reasoning``)
 =================  ======================================================================
 
 The API key never appears in the spec (it would land in case ids, logs and the run
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from vlmgate.errors import ModelError
+from vlmgate.models.served.reasoning import DEFAULT_END, DEFAULT_START, ReasoningDelimiters
 
 TIERS = ("exact", "first_token", "answer")
 API_KEY_VARIABLES = ("VLMGATE_OPENAI_API_KEY", "OPENAI_API_KEY")
@@ -38,7 +43,9 @@ DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_RETRIES = 3
 DEFAULT_TOP_LOGPROBS = 20
 DEFAULT_ANSWER_TOKENS = 16
+DEFAULT_REASONING = ReasoningDelimiters()
 _PARAMS = ("model", "revision", "tier", "concurrency", "timeout", "retries", "top_logprobs", "answer_tokens",
+           "reasoning_start", "reasoning_end",
            "cache")
 _SECRET_PARAMS = ("api_key", "apikey", "key", "token", "authorization", "password")
 
@@ -58,6 +65,7 @@ class ServedSpec:
     top_logprobs: int = DEFAULT_TOP_LOGPROBS
     answer_tokens: int = DEFAULT_ANSWER_TOKENS
     cache: bool = False
+    reasoning: ReasoningDelimiters = DEFAULT_REASONING
 
     @property
     def root_url(self) -> str:
@@ -111,7 +119,18 @@ def parse_spec(rest: str, spec: str) -> ServedSpec:
         top_logprobs=_integer(values, "top_logprobs", DEFAULT_TOP_LOGPROBS, 1, 1 << 20, spec),
         answer_tokens=_integer(values, "answer_tokens", DEFAULT_ANSWER_TOKENS, 1, 4096, spec),
         cache=cache == "1",
+        reasoning=_reasoning(values, spec),
     )
+
+
+def _reasoning(values: dict[str, str], spec: str) -> ReasoningDelimiters:
+    """The reasoning span: both defaults, ``reasoning_end=`` empty for none, or what the spec sets."""
+    end = values.get("reasoning_end", DEFAULT_END)
+    start = values.get("reasoning_start", DEFAULT_START if end else "")
+    try:
+        return ReasoningDelimiters(start, end)
+    except ModelError as exc:
+        raise ModelError(f"model spec {spec!r}: {exc}") from None
 
 
 def api_key() -> str | None:

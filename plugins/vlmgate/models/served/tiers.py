@@ -50,6 +50,7 @@ import numpy as np
 
 from vlmgate.errors import ModelError
 from vlmgate.models.served.client import ServerClient, ServerRequestError
+from vlmgate.models.served.reasoning import REASONING_UNFINISHED, ReasoningDelimiters, ReplyParts, split_reply
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -89,6 +90,11 @@ class TierLog:
     unanswered_count: int = 0
     below_top_k: int = 0
     first_tokens_scored: int = 0
+    #: (sample id, variant label) -> characters of reasoning cut off its reply (``reasoning``).
+    reasoning: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Generated replies (no variant to key them by) whose reasoning was cut off, and its characters.
+    generated_reasoning: int = 0
+    generated_reasoning_chars: int = 0
 
     def add_unread(self, sample_id: str, variant: str, unread: Unread) -> None:
         self.unanswered_count += 1
@@ -98,11 +104,19 @@ class TierLog:
     def unread(self, sample_id: str, variant: str) -> Unread | None:
         return next((u for s, v, u in self.unanswered if s == sample_id and v == variant), None)
 
+    def reasoning_chars(self, sample_id: str, variant: str) -> int | None:
+        """Characters of reasoning cut off the reply to ``(sample_id, variant)``; ``None``: none was."""
+        return self.reasoning.get((sample_id, variant))
+
     def to_json(self) -> dict[str, Any]:
+        chars = list(self.reasoning.values())
         return {"parsed": self.parsed, "unanswered_count": self.unanswered_count,
                 "unanswered": [{"sample_id": s, "variant": v, "why": u.why, "said": u.said}
                                for s, v, u in self.unanswered],
-                "below_top_k": self.below_top_k, "first_tokens_scored": self.first_tokens_scored}
+                "below_top_k": self.below_top_k, "first_tokens_scored": self.first_tokens_scored,
+                "reasoning_stripped": len(chars), "reasoning_chars_max": max(chars, default=0),
+                "generated_reasoning": self.generated_reasoning,
+                "generated_reasoning_chars": self.generated_reasoning_chars}
 
 
 def image_url(image: "Image") -> str:
@@ -453,46 +467,66 @@ class AnswerScorer:
 
     name = "answer"
 
-    def __init__(self, client: ServerClient, model: str, answer_tokens: int, log: TierLog):
+    def __init__(self, client: ServerClient, model: str, answer_tokens: int, log: TierLog,
+                 reasoning: ReasoningDelimiters):
         self.client = client
         self.model = model
         self.answer_tokens = answer_tokens
         self.log = log
+        self.reasoning = reasoning
 
-    async def choose(self, image: str, prompt: str, options: Sequence[str], label: str) -> np.ndarray | Unread:
-        """The choice the greedy reply names, as ``choice_scores``, or ``Unread``."""
-        answer = await chat_reply(self.client, self.model, image, prompt, self.answer_tokens, label)
-        if answer is None:
-            return Unread(NO_CHOICES, "")
-        choice = parse_choice(answer, options)
-        return Unread(NAMES_NO_OPTION, answer) if choice is None else choice_scores(choice, len(options))
+    async def choose(self, image: str, prompt: str, options: Sequence[str], label: str
+                     ) -> tuple[np.ndarray | Unread, int]:
+        """The choice the greedy reply names, as ``choice_scores``, or ``Unread``; and the
+        characters of reasoning cut off the reply before it was read (``reasoning``)."""
+        reply = await chat_reply(self.client, self.model, image, prompt, self.answer_tokens, label, self.reasoning)
+        if reply is None:
+            return Unread(NO_CHOICES, ""), 0
+        if reply.answer is None:
+            return Unread(REASONING_UNFINISHED, reply.said), reply.reasoning_chars
+        choice = parse_choice(reply.answer, options)
+        return (Unread(NAMES_NO_OPTION, reply.answer) if choice is None else choice_scores(choice, len(options)),
+                reply.reasoning_chars)
+
+
+#: The message fields a server returns parsed reasoning in (vLLM ``--reasoning-parser``: the
+#: first in older releases, the second in newer ones).
+REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 async def chat_reply(client: ServerClient, model: str, image: str, prompt: str, max_tokens: int,
-                     label: str) -> str | None:
-    """The greedy reply (temperature 0) of at most ``max_tokens`` tokens, as the server decoded it;
-    ``None`` when the response holds no choice at all."""
+                     label: str, reasoning: ReasoningDelimiters) -> ReplyParts | None:
+    """The greedy reply (temperature 0) of at most ``max_tokens`` tokens, as the server decoded it,
+    its reasoning cut off (``models.served.reasoning``); ``None`` when the response holds no choice."""
     answer = await client.request_json("POST", client.v1("chat/completions"), {
         "model": model, "messages": [user_turn(image, prompt)], "max_tokens": max_tokens, "temperature": 0,
     }, what=label)
     if has_no_choices(answer):
         return None
     try:
-        content = answer["choices"][0]["message"]["content"]
+        message = answer["choices"][0]["message"]
     except (KeyError, IndexError, TypeError):
-        content = None
-    if content is None:
-        content = ""
-    if not isinstance(content, str):
+        message = {}
+    message = message if isinstance(message, dict) else {}
+    content = message.get("content")
+    thought = next((message[key] for key in REASONING_FIELDS if isinstance(message.get(key), str)), None)
+    if content is not None and not isinstance(content, str):
         raise ModelError(f"model spec {client.spec!r}: the chat response for {label} has no text content "
                          f"({str(answer)[:200]})")
-    return content
+    return split_reply(content, thought, reasoning)
 
 
 async def generate_reply(client: ServerClient, model: str, image: str, prompt: str, max_tokens: int,
-                         label: str) -> str:
-    """``chat_reply``, with no choice read as an empty reply (which no parser reads as an answer)."""
-    return await chat_reply(client, model, image, prompt, max_tokens, label) or ""
+                         label: str, reasoning: ReasoningDelimiters, log: TierLog) -> str:
+    """``chat_reply``'s answer; no choice, or reasoning that never ended, read as an empty reply
+    (which no parser reads as an answer). Cut-off reasoning is counted in ``log``."""
+    reply = await chat_reply(client, model, image, prompt, max_tokens, label, reasoning)
+    if reply is None:
+        return ""
+    if reply.reasoning_chars:
+        log.generated_reasoning += 1
+        log.generated_reasoning_chars += reply.reasoning_chars
+    return reply.answer or ""
 
 
 def probe_image_url() -> str:
