@@ -158,13 +158,17 @@ _AUDIT_SCALE = 2 ** 64
 
 
 def sample_digest(sample: Sample) -> str:
-    """sha256 of what a model sees of a clean sample: pixels, size, question, options, kind, hint."""
+    """sha256 of what a model sees of a clean sample: pixels, size, question, options, kind, hint,
+    and the pixels of its twins (``Sample.twins``)."""
     digest = hashlib.sha256()
     image = sample.image.convert("RGB")
     digest.update(f"{image.size}".encode())
     digest.update(image.tobytes())
     for text in (sample.question, sample.kind, sample.hint or "", *sample.options):
         digest.update(b"\x1f" + text.encode("utf-8"))
+    for form, twin in sample.twins:  # a twin is what a family shows instead: its pixels are content too
+        twin = twin.convert("RGB")
+        digest.update(b"\x1e" + form.encode("utf-8") + f"{twin.size}".encode() + twin.tobytes())
     return digest.hexdigest()
 
 

@@ -35,6 +35,9 @@ class Sample:
     ``shown_labels`` replaces the letters of a multiple-choice item where a prompt-side
     perturbation shows other labels (``1``, ``2``, ...; ``perturbations.option_labels``); a
     benchmark leaves it empty, and the prompt and the scored continuations read ``labels``.
+    ``twins`` are pictures of the same item in other forms, by name, from a paired set
+    (``scam:``: the photo with its attack word, ``attack``, beside the no-word photo that is
+    ``image``); a family that shows a twin declares it (``PerturbationFamily.needs_twins``).
     """
 
     id: str
@@ -47,6 +50,7 @@ class Sample:
     meta: tuple[tuple[str, Any], ...] = ()
     cluster: str | None = None
     shown_labels: tuple[str, ...] = ()
+    twins: tuple[tuple[str, "Image"], ...] = ()
 
     def __post_init__(self) -> None:
         if self.shown_labels and len(self.shown_labels) != len(self.options):
@@ -64,6 +68,14 @@ class Sample:
     @property
     def meta_dict(self) -> dict[str, Any]:
         return dict(self.meta)
+
+    def twin(self, name: str) -> "Image":
+        """The picture of the same item in form ``name`` (``twins``), or a ``KeyError`` naming the forms it has."""
+        for form, image in self.twins:
+            if form == name:
+                return image
+        held = ", ".join(form for form, _ in self.twins) or "none"
+        raise KeyError(f"sample {self.id!r} has no {name!r} twin (it has: {held})")
 
     def with_image(self, image: "Image") -> "Sample":
         return replace(self, image=image)

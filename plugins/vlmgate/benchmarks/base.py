@@ -48,9 +48,11 @@ QuestionsDeclaration = Union[bool, Callable[[str], "bool | None"]]
 
 
 def items_kind(kind: KindDeclaration, *, varied_questions: QuestionsDeclaration | None = None,
-               yes_no_items: QuestionsDeclaration | None = None) -> Callable[[_Loader], _Loader]:
-    """Declare the kind of items a benchmark loader returns, whether their questions vary, and
-    whether it holds answered yes/no items (a decorator; a declaration left out is not known)."""
+               yes_no_items: QuestionsDeclaration | None = None,
+               twins: tuple[str, ...] = ()) -> Callable[[_Loader], _Loader]:
+    """Declare the kind of items a benchmark loader returns, whether their questions vary,
+    whether it holds answered yes/no items (a declaration left out is not known), and the
+    twin pictures every item carries (``Sample.twins``; none unless declared). A decorator."""
     if isinstance(kind, str) and kind not in BENCHMARK_KINDS:
         raise ValueError(f"benchmark kind {kind!r} is not one of {', '.join(BENCHMARK_KINDS)}")
 
@@ -60,6 +62,7 @@ def items_kind(kind: KindDeclaration, *, varied_questions: QuestionsDeclaration 
             loader.varied_questions = varied_questions  # type: ignore[attr-defined]
         if yes_no_items is not None:
             loader.yes_no_items = yes_no_items  # type: ignore[attr-defined]
+        loader.twins = tuple(twins)  # type: ignore[attr-defined]
         return loader
 
     return declare
@@ -88,6 +91,13 @@ def benchmark_yes_no_items(spec: str) -> bool | None:
     """Whether ``spec`` holds answered yes/no items, as its loader declares; ``None``: not said."""
     holds = _declared(spec, "yes_no_items", None)
     return holds if isinstance(holds, bool) else None
+
+
+def benchmark_twins(spec: str) -> tuple[str, ...] | None:
+    """The twin pictures every item of ``spec`` carries, as its loader declares (none when it
+    declares none); ``None`` when the spec's scheme is unknown."""
+    twins = _declared(spec, "twins", ())
+    return tuple(twins) if isinstance(twins, (tuple, list)) else None
 
 
 def benchmark_kind(spec: str) -> str | None:

@@ -49,7 +49,10 @@ GEOMETRIC = "geometric"
 TEXTOVERLAY = "textoverlay"
 CONTROL = "control"
 PROMPT = "prompt"
+TYPOGRAPHIC = "typographic"
 TAGS: Mapping[str, str] = {
+    TYPOGRAPHIC: "typographic attacks photographed in the scene (a paired set's attack photos against their "
+                 "no-word twins)",
     GEOMETRIC: "semantics-preserving geometric changes (shift, border, scale, rotation)",
     PROMPT: "prompt-side changes that keep the content (option order and labels, typos in the question)",
     TEXTOVERLAY: "text-overlay families (semantic, random and empty-box control)",
@@ -85,6 +88,9 @@ class PerturbationFamily(ABC):
     description: ClassVar[str] = ""
     #: Largest integer level of ``at_level``.
     max_level: ClassVar[int] = 1
+    #: The twin pictures (``Sample.twins``) the family shows: its cases exist only on benchmarks
+    #: whose loader declares them (``benchmarks.base.benchmark_twins``).
+    needs_twins: ClassVar[tuple[str, ...]] = ()
     #: True when the family needs the clean prediction to build its variants.
     needs_base_prediction: ClassVar[bool] = False
     #: ``at_level`` choices besides the level, each with its values, the default first

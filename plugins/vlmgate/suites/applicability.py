@@ -23,7 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vlmgate.benchmarks.base import benchmark_kind, benchmark_questions_vary, benchmark_yes_no_items
+from vlmgate.benchmarks.base import (
+    benchmark_kind,
+    benchmark_questions_vary,
+    benchmark_twins,
+    benchmark_yes_no_items,
+)
 from vlmgate.models.offers import READS_QUESTIONS, model_offers
 from vlmgate.suites.base import ADAPTERS_WITH, RunOptions, Suite
 
@@ -42,6 +47,13 @@ class LeftOut:
         return f"{self.test}: {cases} {noun} of {self.model} x {self.benchmark}: {self.reason}"
 
 
+def _needed_twins(family: str) -> tuple[str, ...]:
+    """The twins a registered family shows (none for a pseudo-family such as ``clean``)."""
+    from vlmgate.perturbations.base import family_names, get_family
+
+    return get_family(family).needs_twins if family in family_names() else ()
+
+
 def why_not(suite: Suite, family: str, model: str, benchmark: str, options: RunOptions | None = None) -> str | None:
     """Why ``suite``'s case ``family`` cannot run on ``model`` × ``benchmark``; ``None`` when it may.
 
@@ -52,6 +64,11 @@ def why_not(suite: Suite, family: str, model: str, benchmark: str, options: RunO
     if kind is not None and kind not in suite.benchmark_kinds:
         return (f"the {suite.name} suite takes {' or '.join(sorted(suite.benchmark_kinds))} benchmarks; "
                 f"{benchmark} holds {kind} items")
+    twins = _needed_twins(family)
+    held = benchmark_twins(benchmark) if twins else None
+    if held is not None and not set(twins) <= set(held):
+        return (f"the {family} family shows each item's {' and '.join(twins)} photo, from a paired set, and "
+                f"{benchmark} holds none (give it such a set, e.g. scam:PATH)")
     if suite.judges_yes_no_items and benchmark_yes_no_items(benchmark) is False:
         return (f"the {suite.name} suite judges answered yes/no items, and {benchmark} holds none "
                 "(give it a benchmark of yes/no probes, e.g. pope:PATH)")

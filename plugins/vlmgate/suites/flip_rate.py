@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from vlmgate.cases import CLEAN_FAMILY
-from vlmgate.perturbations.base import CONTROL, GEOMETRIC, PROMPT, TEXTOVERLAY
+from vlmgate.perturbations.base import CONTROL, GEOMETRIC, PROMPT, TEXTOVERLAY, TYPOGRAPHIC
 from vlmgate.records import HIGHER, LOWER, MEAN, PROPORTION, MetricResult, MetricSpec
 from vlmgate.suites.base import CaseContext, Suite
 from vlmgate.suites.unanswered import UNANSWERED_RATE
@@ -91,7 +91,7 @@ class FlipRateSuite(Suite):
                    "options (MMBench CircularEval)", PROPORTION, HIGHER),
         UNANSWERED_RATE,
     )
-    takes = frozenset({GEOMETRIC, TEXTOVERLAY, CONTROL, PROMPT})
+    takes = frozenset({GEOMETRIC, TEXTOVERLAY, CONTROL, PROMPT, TYPOGRAPHIC})
     # ``any`` computes every pooled family's grid, in name order like the family cases after
     # it. Collected early, under xdist it runs beside those cases, and the workers split each
     # grid's batches through their claims (``vlmgate.claims``) instead of one worker finishing
@@ -143,7 +143,7 @@ class FlipRateSuite(Suite):
                 # prompt-side families are not about the image (module docstring).
                 names = [name for name in self.perturbation_families()
                          if not get_family(name).diagnostic and not get_family(name).prompt_side
-                         and name not in OVERLAY_CONTROLS]
+                         and TYPOGRAPHIC not in get_family(name).tags and name not in OVERLAY_CONTROLS]
             else:
                 names = [case.family]
             observed = [engine.family(name) for name in names]
@@ -151,6 +151,9 @@ class FlipRateSuite(Suite):
             results = flip_rate_results(pairs)
             if case.family in CIRCULAR_FAMILIES:
                 results.append(circular_accuracy(pairs))
+            if case.family != ANY_FAMILY and TYPOGRAPHIC in get_family(case.family).tags:
+                # A photographed word names an option: how many of its flips land there.
+                results.append(follow_rate(overlay_pairs(observed[0])))
         # The worst samples a failure lists carry their question and options as texts (every
         # family of a case observes the same samples).
         return [*with_sample_texts(results, observed[0].samples if observed else ()), *noise]
