@@ -13,7 +13,8 @@ layers, lowest first:
 3. ``metrics``: pure functions over observations
 4. ``suites``: cases → metric results (suites, the minimal-failure search, selection)
 5. ``judgement``: thresholds, verdicts and what a gate can detect at its n
-6. ``run``: settings, the option table, output locations, the session, the progress display
+6. ``run``: settings, the option table, output locations, the session, the progress display,
+   the split of a run into shards
 7. ``outputs``: run records, diffs, reports
 8. ``entry``: pytest hooks and their stash keys, the gate fixture, the command, test helpers
 
@@ -44,7 +45,7 @@ LAYERS: dict[str, int] = {
     "vlmgate.suites": 4, "vlmgate.search": 4, "vlmgate.selection": 4,
     "vlmgate.thresholds": 5, "vlmgate.sensitivity": 5, "vlmgate.decision": 5,
     "vlmgate.settings": 6, "vlmgate.options": 6, "vlmgate.outputs": 6, "vlmgate.session": 6,
-    "vlmgate.progress_display": 6,
+    "vlmgate.progress_display": 6, "vlmgate.shards": 6,
     "vlmgate.report": 7,
     "vlmgate.plugin": 8, "vlmgate.gate": 8, "vlmgate.stash": 8, "vlmgate.cli": 8, "vlmgate.testing": 8,
     "vlmgate.live_output": 8,

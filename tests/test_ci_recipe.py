@@ -236,8 +236,9 @@ def test_every_vlmgate_option_exists(workflow):
     assert found.pytest and all("robustness_tests" in command for command in found.pytest)
     assert any("--vlmgate-model" in command and "--vlmgate-devices" in command for command in found.pytest)
     if workflow.name == "gate-checkpoint.yml":
-        assert [command[:1] for command in found.vlmgate] == [["diff"]]
-        assert {"--format", "markdown", "--fail-on", "regression"} <= set(found.vlmgate[0])
+        assert [command[:1] for command in found.vlmgate] == [["merge"], ["diff"]]
+        assert {"--format", "markdown", "--fail-on", "regression"} <= set(found.vlmgate[1])
+        assert any("--vlmgate-shard" in command for command in found.pytest)
     assert option_problems(workflow) == []
 
 

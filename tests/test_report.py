@@ -104,7 +104,7 @@ def test_write_and_load_by_file_or_folder(tmp_path):
     (lambda d: d["cases"][0].update(outcome="flaky"), "cases[0].outcome: 'flaky' is not one of"),
     (lambda d: d["cases"][1]["key"].pop("suite"), "cases[1].key.suite: missing"),
     (lambda d: d.update(seed="0"), "seed: '0' has the wrong type"),
-    (lambda d: d.update(schema_version=99), "schema_version 99 is not one this vlmgate reads (1, 2, 3)"),
+    (lambda d: d.update(schema_version=99), "schema_version 99 is not one this vlmgate reads (1, 2, 3, 4)"),
     (lambda d: d.pop("completeness"), "completeness: missing"),
     (lambda d: d["completeness"].update(not_run="t.py::x"), "completeness.not_run: 't.py::x' has the wrong type"),
     (lambda d: d["completeness"].update(complete=False, not_run=[]),

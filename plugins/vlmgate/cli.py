@@ -1,15 +1,19 @@
 """The ``vlmgate`` command: ``list`` what is registered, ``accuracy`` of a model per question type,
 ``diff`` two run records, render a run record as an HTML ``report``, ``thresholds`` each case's composed
 limit (``--explain``: where each key came from), ``select`` a compact CI subset,
-``render`` a text item's cross-modal forms as PNG files.
+``render`` a text item's cross-modal forms as PNG files, ``merge`` the records of a run split
+with ``--vlmgate-shard`` into the run's record, JUnit file, HTML report and decision.
 
 Every subcommand is added to the one parser ``build_parser`` makes. Exit codes: 0 done,
 1 ``diff --fail-on regression`` found a significant regression, 2 bad input. Bad input is
 every input that would make the answer wrong or empty: an unreadable or foreign record, an
 output path that cannot be written, a record marked incomplete (unless the user accepts it
-with ``--allow-incomplete``), or, under ``--fail-on regression``, two records that share
-no case (a gate that compared nothing must not pass). Each is one line on stderr naming
-the file and the fix.
+with ``--allow-incomplete``), one shard's record where a whole run's is needed, shards
+that are not the whole of one run (``merge``), or, under ``--fail-on regression``, two
+records that share no case (a gate that compared nothing must not pass). Each is one line
+on stderr naming the file and the fix. ``merge`` exits 0 once it has written the merged
+run whatever its decision, as ``report`` does: the decision is the shards' to exit with
+(each job exits with its own), and the merged record's to state.
 """
 
 from __future__ import annotations
@@ -100,13 +104,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from vlmgate.errors import RecordError
     from vlmgate.report.diff import diff_runs, nothing_paired
     from vlmgate.report.diff_format import FORMATTERS, format_text
-    from vlmgate.report.record import load_record
+    from vlmgate.report.record import load_record, refuse_shard
     from vlmgate.report.snapshot_folder import is_snapshot_folder, load_snapshot_folder
 
     def load(path: str):
         if is_snapshot_folder(path):
             return load_snapshot_folder(path)
         record = load_record(path)
+        refuse_shard(record, path)  # a part of a run: merged first, whatever --allow-incomplete says
         if record.completeness.complete:
             return record
         if not args.allow_incomplete:
@@ -191,6 +196,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = write_html(record, args.output, files=LocalFiles((folder,)), baseline=baseline,
                       source=args.record, baseline_source=args.baseline or "baseline")
     print(f"written: {path}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Check the shards' records, write the run's record, JUnit file and HTML report, print its decision."""
+    from pathlib import Path
+
+    from vlmgate.outputs import Output, check
+    from vlmgate.report.merge import load_shard, merge_shards, write_merged
+    from vlmgate.report.verdicts import record_decision
+
+    out = Path(args.out)
+    check([Output("--out", out, folder=True)])
+    shards = [load_shard(path) for path in args.records]
+    record = merge_shards(shards)
+    folders = [Path(shard.source) if Path(shard.source).is_dir() else Path(shard.source).parent for shard in shards]
+    for path in write_merged(record, out, shard_folders=folders):
+        print(f"written: {path}")
+    decision = record_decision(record)
+    print(f"{decision.headline()} (exit code {decision.exit_code} for the run; merged from "
+          f"{len(shards)} shards)")
+    for reason in decision.reasons:
+        print(f"  {reason}")
     return 0
 
 
@@ -296,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--allow-incomplete", action="store_true", default=False,
                       help="compare a run record marked incomplete (a run cut short) instead of refusing it")
     diff.set_defaults(func=cmd_diff)
+    merge = sub.add_parser("merge", help="join the run records of the jobs of a run split with --vlmgate-shard I/N "
+                                         "into one run.json, junit.xml and report.html, and state its decision")
+    merge.add_argument("records", nargs="+", metavar="RECORD",
+                       help="each shard's run record (run.json or its folder), every I of 1..N once")
+    merge.add_argument("--out", required=True, metavar="DIR",
+                       help="folder for the merged run.json, junit.xml and report.html")
+    merge.set_defaults(func=cmd_merge)
     limits = sub.add_parser("thresholds", help="the limit every case is judged against, composed from the "
                                                 "threshold file's entries, per model")
     limits.add_argument("--model", action="append", metavar="SPEC",

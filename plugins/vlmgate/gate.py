@@ -27,6 +27,7 @@ from vlmgate.cases import CaseKey
 from vlmgate.decision import WARNED, case_standing
 from vlmgate.errors import NotApplicable, VlmgateError
 from vlmgate.records import FAIL, INCONCLUSIVE, RECORDED, VALUE_LIMIT, MetricResult, Verdict, worst_outcome
+from vlmgate.report.junit import STANDING_PROPERTY, WARNING_PROPERTY
 from vlmgate.session import GateSession
 from vlmgate.thresholds import Judgement, Threshold
 
@@ -35,49 +36,13 @@ if TYPE_CHECKING:
     from vlmgate.report.snapshot import CaseSnapshot
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.6g}"
-
-
-#: The JUnit property that says how the whole case stands (``decision.case_standing``).
-STANDING_PROPERTY = "vlmgate.standing"
-#: The JUnit property holding a WARNED case's message (the test passes, so pytest shows none).
-WARNING_PROPERTY = "vlmgate.warning"
-
-
 def properties(judgements: list[Judgement]) -> list[tuple[str, str]]:
-    """JUnit properties: the primary metric unprefixed, every metric by name.
+    """JUnit properties of a case's judged metrics: those of their records (``report.junit``),
+    so ``vlmgate merge`` writes the very properties a run writes here."""
+    from vlmgate.report.collect import metric_record
+    from vlmgate.report.junit import metric_properties
 
-    ``n`` counts the units a value pools (instances), ``n_clusters`` the independent
-    samples they nest in, which is what its interval rests on (equal when units are samples).
-    ``passed`` is written only for a metric a limit judged; ``outcome`` says ``recorded`` otherwise.
-    ``count`` (a proportion's events: flips, unanswered inputs) and ``explanation`` (the lines a
-    metric adds to its evidence: which inputs got no answer and what the model said) are written
-    where the metric has them, so a CI dashboard reads them without parsing the value times n.
-    """
-    props: list[tuple[str, str]] = []
-    for index, j in enumerate(judgements):
-        limit = j.threshold.describe() if j.threshold else "none"
-        fields = [("metric", j.result.name), ("value", _fmt(j.result.value)), ("ci_low", _fmt(j.result.ci_low)),
-                  ("ci_high", _fmt(j.result.ci_high)), ("threshold", limit), ("n", str(j.result.n)),
-                  ("n_clusters", str(j.result.n_clusters)), ("outcome", j.verdict.outcome), ("effect", j.effect),
-                  ("tier", j.threshold.tier if j.threshold else "none"), ("inert", str(j.verdict.inert).lower())]
-        if j.verdict.outcome != RECORDED:  # a metric no limit judged has not "passed" anything
-            fields.insert(7, ("passed", str(j.verdict.passed).lower()))
-        if index == 0:
-            props.extend((f"vlmgate.{k}", v) for k, v in fields)
-        props.extend((f"vlmgate.{j.result.name}.{k}", v) for k, v in fields if k != "metric")
-        if j.result.count is not None:
-            props.append((f"vlmgate.{j.result.name}.count", str(j.result.count)))
-        explanation = j.result.details.get("explanation")
-        if explanation:
-            props.append((f"vlmgate.{j.result.name}.explanation", "\n".join(map(str, explanation))))
-        if j.change is not None and j.change.tested:
-            props.extend([(f"vlmgate.{j.result.name}.baseline_delta", _fmt(j.change.delta)),
-                          (f"vlmgate.{j.result.name}.baseline_p", _fmt(j.change.p_value)),
-                          (f"vlmgate.{j.result.name}.baseline_alpha", _fmt(j.change.decided_at)),
-                          (f"vlmgate.{j.result.name}.baseline_significant", str(j.change.significant).lower())])
-    return props
+    return metric_properties([metric_record(j) for j in judgements])
 
 
 class CaseGate:

@@ -162,6 +162,9 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("progress", "progress", f"how a running case shows its progress: {'|'.join(PROGRESS_MODES)} "
               f"(default {DEFAULT_PROGRESS}: a refreshing bar on a terminal, a plain line every "
               f"{LINE_INTERVAL_S:g} s in CI or under xdist)", "MODE"),
+    RunOption("shard", "shard", "run shard I of N of the selection (vlmgate cases' node ids sorted and dealt "
+              "round-robin; other tests run in shard 1) and mark the run record as that shard; join the N records "
+              "with vlmgate merge", "I/N"),
     RunOption("search_images", "search-images", "folder for the clean and perturbed PNGs of minimal failures "
               "(default: REPORT_DIR/minimal_failures with --vlmgate-report, else .vlmgate_failures)", "DIR"),
 )

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from vlmgate import stash
+from vlmgate.report.junit import CASE_PROPERTY  # the mark of a gating case's reports (``vlmgate merge`` writes it too)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -149,8 +150,10 @@ def _configure_reports(config: pytest.Config, settings: Any) -> None:
         from vlmgate.report.collect import RunCollector
 
         workers = config.getoption("numprocesses", None)
+        baseline = config.stash.get(stash.BASELINE, None)
         collector = RunCollector(settings, baseline=opt.vlmgate_baseline,
-                                 workers=None if workers is None else str(workers))
+                                 workers=None if workers is None else str(workers),
+                                 baseline_digest=baseline.digest if baseline is not None else None)
         config.pluginmanager.register(_RunReport(config, collector), "vlmgate-run-report")
 
 
@@ -251,6 +254,9 @@ class _RunReport:
         from vlmgate.report.record import write_record
 
         directory = Path(self.config.option.vlmgate_report)
+        whole = self.config.stash.get(stash.RUN_SELECTION, None)
+        if whole is not None:  # a shard's record names the whole run it is part of
+            self.collector.run_selection(*whole)
         stopped = (self.interruption or session.shouldfail or session.shouldstop
                    or ("--collect-only: nothing was run" if self.config.option.collectonly else None))
         record = self.collector.record(
@@ -269,8 +275,6 @@ class _RunReport:
         self.config.stash[stash.REPORT_FILES] = [run, html]
 
 
-#: The JUnit property that marks a gating case's reports.
-CASE_PROPERTY = "vlmgate.case"
 #: How each case standing shows in pytest's progress line and summary: (category, letter, word).
 _SHOWN = {"inconclusive": ("inconclusive", "I", "INCONCLUSIVE"), "warned": ("warned", "W", "WARNED"),
           "recorded": ("recorded", "r", "RECORDED")}
@@ -410,6 +414,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=placeholders)
         items[:] = [item for item in items if item not in placeholders]
     _gated_change_family(config, items)
+    _split_for_shard(config, items)
+
+
+def _is_case(item: pytest.Item) -> bool:
+    """A vlmgate case: an item parametrized with a case of the ``vlmgate_case`` fixture."""
+    case = getattr(getattr(item, "callspec", None), "params", {}).get("vlmgate_case", None)
+    return case is not None and case is not NO_CASE
+
+
+def _split_for_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--vlmgate-shard I/N``: keep this shard's cases (``vlmgate.shards``), deselect the others.
+
+    It runs after everything computed over the whole run has seen the whole selection: the
+    baseline's family of gated changes (``_gated_change_family``), so a shard decides each
+    change at the level the unsplit run would; and the selection the shard's record names as
+    its run's (``stash.RUN_SELECTION``). Tests that are no vlmgate case run in shard 1 only.
+    """
+    shard = config.stash[stash.SETTINGS].shard
+    if shard is None:
+        return
+    cases = [item.nodeid for item in items if _is_case(item)]
+    config.stash[stash.RUN_SELECTION] = (tuple(sorted(cases)), len(items))
+    owned = shard.owns(cases)
+    kept = [item for item in items if (item.nodeid in owned if _is_case(item) else shard.index == 1)]
+    if len(kept) < len(items):
+        kept_ids = {id(item) for item in kept}
+        config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept_ids])
+        items[:] = kept
 
 
 def _case_marks(suite: Any, catalogue: dict[str, Any], family: str) -> list[pytest.MarkDecorator]:
@@ -503,6 +535,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         baseline = session.config.stash.get(stash.BASELINE, None)
         if baseline is not None:  # every worker collects the whole run, so any one's count is the run's
             session.config.workeroutput["vlmgate_family"] = [baseline.counted, list(baseline.unjudged)]
+        run = session.config.stash.get(stash.RUN_SELECTION, None)
+        if run is not None:  # likewise the whole run a shard is part of, for the controller's record
+            session.config.workeroutput["vlmgate_run_selection"] = [list(run[0]), run[1]]
         session.config.workeroutput["vlmgate_left_out"] = [
             [*astuple(entry), count] for entry, count in session.config.stash.get(stash.LEFT_OUT, {}).items()]
     elif gate.settings.cache_dir is not None and gate.settings.cache_dir.is_dir():
@@ -524,6 +559,9 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     baseline = node.config.stash.get(stash.BASELINE, None)
     if family and baseline is not None:
         baseline.counted, baseline.family_size, baseline.unjudged = family[0], max(1, family[0]), tuple(family[1])
+    run = getattr(node, "workeroutput", {}).get("vlmgate_run_selection")
+    if run:
+        node.config.stash.setdefault(stash.RUN_SELECTION, (tuple(run[0]), int(run[1])))
     counts = getattr(node, "workeroutput", {}).get("vlmgate_cache")
     if counts:
         totals = node.config.stash.setdefault(stash.CACHE_COUNTS, [0, 0, 0])
@@ -654,6 +692,10 @@ def _decision_summary(terminalreporter: Any, config: pytest.Config) -> None:
     terminalreporter.write_line(f"{decision.headline()} (exit code {decision.exit_code})", bold=True, **colour)
     for reason in decision.reasons:
         terminalreporter.write_line(f"  {reason}")
+    shard = config.stash[stash.SETTINGS].shard
+    if shard is not None:
+        terminalreporter.write_line(f"  shard {shard.describe()}: this decision covers this shard's cases only; "
+                                    "vlmgate merge joins the shards' records into the run's decision")
 
 
 def _baseline_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -28,6 +28,7 @@ from vlmgate.models.prompt_formats import FORMAT_NAMES
 from vlmgate.placement import AUTO, Accelerators, needs_accelerators, parse_devices, parse_torch_threads
 from vlmgate.progress_display import DEFAULT_MODE as DEFAULT_PROGRESS
 from vlmgate.progress_display import MODES as PROGRESS_MODES
+from vlmgate.shards import Shard
 from vlmgate.tomlfile import read_toml
 
 if TYPE_CHECKING:
@@ -217,6 +218,9 @@ class Settings:
     #: holds (1 on a CUDA device unless set; 0, i.e. one CPU each, on a CPU device).
     ray_replicas: int | None = None
     ray_gpus_per_replica: float = 0.0
+    #: ``--vlmgate-shard I/N``: the share of the selection this job runs (``None``: all of it).
+    #: Command line only: one pyproject is shared by every job of a split run.
+    shard: Shard | None = None
 
     def model_options(self, device: str | None = None) -> "ModelOptions":
         """How models load under these settings (on ``device`` when given: a worker's own)."""
@@ -434,4 +438,5 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Acceler
         prompt_format=pick("prompt_format", None),
         ray_replicas=ray_replicas,
         ray_gpus_per_replica=gpus_per_replica,
+        shard=None if cli.get("shard") is None else Shard.parse(cli["shard"]),
     )

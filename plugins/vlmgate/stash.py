@@ -45,6 +45,8 @@ PROGRESS: pytest.StashKey[ProgressDisplay] = pytest.StashKey()
 LEFT_OUT: pytest.StashKey[dict[LeftOut, int]] = pytest.StashKey()
 #: The run's decision (``vlmgate.decision.Decision``), on the process that saw every report.
 DECISION: pytest.StashKey[Decision] = pytest.StashKey()
+#: What the whole run selected before ``--vlmgate-shard`` split it: (vlmgate case node ids, tests).
+RUN_SELECTION: pytest.StashKey[tuple[tuple[str, ...], int]] = pytest.StashKey()
 #: Cache hits and misses added up over xdist workers (on the controller).
 CACHE_COUNTS: pytest.StashKey[list[int]] = pytest.StashKey()
 #: What pruning the cache removed at the end of the run.

@@ -14,7 +14,8 @@ whose limit bounds a change and whose counterpart the baseline holds), and each 
 decided at ``alpha / m``, the level ``vlmgate diff`` reads back from the record.
 
 A baseline marked incomplete (a run cut short) is refused: its missing cases would leave
-their change limits silently unjudged.
+their change limits silently unjudged; so is one shard's record of a split run, for the
+same reason (``vlmgate merge`` joins the shards into a whole record first).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from vlmgate.records import MetricResult
 from vlmgate.report.diff import compare_metric
 from vlmgate.report.multiplicity import level
 from vlmgate.report.pairing import CaseIndex, CasePairing
-from vlmgate.report.record import RunRecord, load_record
+from vlmgate.report.record import RunRecord, load_record, refuse_shard
 
 if TYPE_CHECKING:
     from vlmgate.thresholds import ThresholdSet
@@ -96,6 +97,7 @@ class Baseline:
     @classmethod
     def load(cls, path: str, *, models: Sequence[str], benchmarks: Sequence[str], seed: int) -> "Baseline":
         record = load_record(path)
+        refuse_shard(record, path)
         if not record.completeness.complete:
             raise RecordError(f"{path}: {record.completeness.describe()}; gate against a complete record "
                               "(re-run that release's suite to the end)")

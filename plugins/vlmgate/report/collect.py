@@ -18,6 +18,11 @@ count: the node ids pytest selected (``select``: the session's items, or each xd
 worker's collection), the tests that reported an outcome (a call report, or a setup
 that did not pass), collection errors, and how pytest ended (``record(stopped=...,
 interrupted=...)``). A selected test with no outcome was not run.
+
+A job of a split run (``--vlmgate-shard I/N``) selects its share only, so its completeness
+is its share's; what the whole run selected (``run_selection``, given by the plugin from
+the selection before the split) goes into the record's ``ShardMark`` with the run's
+identity (``shard_mark``), for ``vlmgate merge`` to check the shards against.
 """
 
 from __future__ import annotations
@@ -46,12 +51,15 @@ from vlmgate.report.record import (
     Environment,
     MetricRecord,
     RunRecord,
+    ShardMark,
     case_from_dict,
     case_to_dict,
+    identity_digest,
     model_description_from_dict,
     sorted_cases,
 )
 from vlmgate.settings import Settings
+from vlmgate.shards import Shard
 
 if TYPE_CHECKING:
     from vlmgate.metrics.paired import PairedChange
@@ -158,19 +166,73 @@ def item_payload(item: Any, report: Any, key: CaseKey, *, settings: Settings,
     )
 
 
+def file_sha256(path: Path) -> str | None:
+    """SHA-256 of a file's bytes; ``None`` when it cannot be read (absent: e.g. no counterexample store)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def settings_block(settings: Settings, baseline: str | None) -> dict[str, Any]:
     """What the run was asked to do, apart from the seed (kept at the top level)."""
-    thresholds = Path(settings.thresholds)
-    try:
-        thresholds_sha256 = hashlib.sha256(thresholds.read_bytes()).hexdigest()
-    except OSError:
-        thresholds_sha256 = None
     return {
         "models": list(settings.models), "benchmarks": list(settings.benchmarks),
-        "thresholds": str(settings.thresholds), "thresholds_sha256": thresholds_sha256,
+        "thresholds": str(settings.thresholds), "thresholds_sha256": file_sha256(settings.thresholds),
         "limit": settings.limit, "batch_size": settings.batch_size, "device": settings.device,
         "dtype": settings.dtype, "trust_remote_code": settings.trust_remote_code, "baseline": baseline,
     }
+
+
+#: The settings that decide what a case measures or how it is judged: equal across the shards
+#: of one run. Left out: where and how the work ran (cache folder and cap, xdist devices, torch
+#: threads, backend and replicas, progress display, PNG folder), which may differ from job to
+#: job of a matrix without changing a value; and paths, whose files are compared by content.
+IDENTITY_SETTINGS = ("models", "benchmarks", "limit", "batch_size", "device", "dtype", "device_map", "max_memory",
+                     "quantize", "trust_remote_code", "allow_weight_keys", "strict", "repeat_clean", "search",
+                     "search_budget", "cache_audit", "max_pixels", "prompt_format")
+
+
+def run_identity(settings: Settings, *, baseline_digest: str | None, run_cases: Sequence[str],
+                 run_selected: int) -> dict[str, Any]:
+    """What must be equal across the shards of one run, by field (``ShardMark.identity``).
+
+    The selection is in it (``selection``: a digest of the whole run's case ids and its test
+    count): shards started with another ``-k`` or ``-m`` are of another run even when every
+    setting agrees. The baseline is named by its record's digest, not its path.
+    """
+    selection = hashlib.sha256(json.dumps([list(run_cases), run_selected]).encode()).hexdigest()
+    identity: dict[str, Any] = {"vlmgate_version": __version__, "seed": settings.seed,
+                                "thresholds_sha256": file_sha256(settings.thresholds),
+                                "counterexamples_sha256": file_sha256(settings.counterexamples),
+                                "baseline": baseline_digest, "selection": selection}
+    for name in IDENTITY_SETTINGS:
+        value = getattr(settings, name)
+        identity[name] = list(value) if isinstance(value, tuple) else value
+    return identity
+
+
+def shard_mark(settings: Settings, shard: Shard, *, baseline_digest: str | None, run_cases: Sequence[str],
+               run_selected: int) -> ShardMark:
+    """The mark of shard ``shard`` of the run whose whole selection is ``run_cases`` (see ``run_identity``)."""
+    identity = run_identity(settings, baseline_digest=baseline_digest, run_cases=run_cases,
+                            run_selected=run_selected)
+    # JSON-shaped (lists, not tuples), as it reads back, so a record's digest checks on reading.
+    identity = json.loads(json.dumps(identity, default=str))
+    return ShardMark(shard.index, shard.count, tuple(sorted(run_cases)), run_selected, identity,
+                     identity_digest(identity))
+
+
+def first_descriptions(described: Mapping[tuple[str, str], ModelDescription],
+                       benchmarks: Sequence[str]) -> dict[str, ModelDescription]:
+    """Per model, the description rendered on the first benchmark (in ``benchmarks`` order) among
+    ``described`` ((model, its example's benchmark) -> description): the same whichever process
+    (or shard) reported first."""
+    order = {spec: n for n, spec in enumerate(benchmarks)}
+    chosen: dict[str, ModelDescription] = {}
+    for (model, benchmark) in sorted(described, key=lambda k: (k[0], order.get(k[1], len(order)), k[1])):
+        chosen.setdefault(model, described[(model, benchmark)])
+    return chosen
 
 
 def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
@@ -187,10 +249,14 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
 class RunCollector:
     """Case payloads and timings seen on the controller, turned into a ``RunRecord``."""
 
-    def __init__(self, settings: Settings, *, baseline: str | None = None, workers: str | None = None):
+    def __init__(self, settings: Settings, *, baseline: str | None = None, workers: str | None = None,
+                 baseline_digest: str | None = None):
         self.settings = settings
         self.baseline = baseline
+        self.baseline_digest = baseline_digest
         self.workers = workers
+        #: The whole run's selection (vlmgate case node ids, tests selected) of a shard's run.
+        self._run: tuple[tuple[str, ...], int] = ((), 0)
         self.started = time.perf_counter()
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._cases: dict[str, CaseRecord] = {}
@@ -207,6 +273,10 @@ class RunCollector:
     def select(self, nodeids: Iterable[str]) -> None:
         """The tests pytest selected to run (called once, or once per xdist worker)."""
         self._selected.update(dict.fromkeys(nodeids))
+
+    def run_selection(self, case_nodeids: Iterable[str], selected: int) -> None:
+        """What the whole run selected before ``--vlmgate-shard`` split it (its ``ShardMark``)."""
+        self._run = (tuple(sorted(case_nodeids)), selected)
 
     def collection_failed(self, nodeid: str) -> None:
         """A file or class failed to collect: the tests it holds are unknown, so the run is not whole."""
@@ -247,11 +317,7 @@ class RunCollector:
     def model_descriptions(self) -> dict[str, ModelDescription]:
         """Per model, the description rendered on the first benchmark (in settings order) of a judged
         case: the same whichever worker reported first."""
-        order = {spec: n for n, spec in enumerate(self.settings.benchmarks)}
-        chosen: dict[str, ModelDescription] = {}
-        for (model, benchmark) in sorted(self._descriptions, key=lambda k: (k[0], order.get(k[1], len(order)), k[1])):
-            chosen.setdefault(model, self._descriptions[(model, benchmark)])
-        return chosen
+        return first_descriptions(self._descriptions, self.settings.benchmarks)
 
     def __len__(self) -> int:
         return len(self._cases)
@@ -296,4 +362,7 @@ class RunCollector:
             cases=sorted_cases(list(self._cases.values())),
             environment=environment,
             completeness=self.completeness(stopped=stopped, interrupted=interrupted),
+            shard=None if self.settings.shard is None else shard_mark(
+                self.settings, self.settings.shard, baseline_digest=self.baseline_digest, run_cases=self._run[0],
+                run_selected=self._run[1]),
         )

@@ -29,7 +29,14 @@ the mark refuses a record that may be partial. Schema 1 records are still read: 
 no mark, and read as complete (``Completeness()``), as their writers assumed. Schema 3
 made verdicts three-way (``outcome``: pass, fail, inconclusive, recorded; each case's
 ``standing`` and tier ``effect``) and stores the change each gate judged with the level it
-was decided at; older records read with outcomes derived from ``passed``.
+was decided at; older records read with outcomes derived from ``passed``. Schema 4 added
+``shard``: the record of one job of a run split with ``--vlmgate-shard I/N`` says which
+shard it is and carries the identity of the whole run (``ShardMark``); such a record holds
+a part of the run, so ``vlmgate diff`` and ``--vlmgate-baseline`` refuse it (``refuse_shard``)
+until ``vlmgate merge`` has joined the shards. The version was bumped so that a vlmgate that
+cannot see the mark refuses a partial record rather than diffing it. A record that is no
+shard writes no ``shard`` key, so its JSON and digest are those schema 3 wrote; older records
+read as whole runs.
 
 The JSON is deterministic: sorted keys, cases sorted by id, floats written as produced
 (``repr``, so they read back bit-identical; a metric with nothing measured is ``NaN``).
@@ -57,9 +64,9 @@ from vlmgate.records import OUTCOMES as VERDICT_OUTCOMES
 #: Bumped when a field changes meaning, is removed, or must not be ignored (2: ``completeness``;
 #: 3: three-way verdicts, where ``passed`` is false for an inconclusive gate and ``outcome``
 #: and the case's ``standing`` must be read).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Versions this vlmgate reads; older ones are upgraded on reading (see the module docstring).
-READABLE_VERSIONS = (1, 2, 3)
+READABLE_VERSIONS = (1, 2, 3, 4)
 RUN_FILE = "run.json"
 OUTCOMES = ("passed", "failed", "skipped", "error")
 
@@ -200,6 +207,39 @@ class Completeness:
 
 
 @dataclass(frozen=True)
+class ShardMark:
+    """What makes a record one shard of a split run (``--vlmgate-shard I/N``), and of which run.
+
+    ``run_cases`` are the node ids of every vlmgate case of the *whole* run's selection
+    (sorted), ``run_selected`` counts every test it selected (cases and other tests), so the
+    merge can tell that the shards cover the run exactly once and write the completeness an
+    unsplit run would have. ``identity`` is what must be equal across the shards of one run,
+    by field (vlmgate version, seed, models, benchmarks, thresholds, the options that decide
+    a result, the baseline, the selection: ``report.collect.shard_mark``), and ``digest`` its
+    SHA-256: shards are of one run exactly when their digests agree, and where they do not, the
+    fields say which setting differs.
+    """
+
+    index: int
+    count: int
+    run_cases: tuple[str, ...]
+    run_selected: int
+    identity: Mapping[str, Any]
+    digest: str
+
+    def describe(self) -> str:
+        """``shard 2/3``."""
+        return f"shard {self.index}/{self.count}"
+
+
+def identity_digest(identity: Mapping[str, Any]) -> str:
+    """SHA-256 of a shard's identity fields (canonical JSON: sorted keys)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
 class RunRecord:
     schema_version: int
     vlmgate_version: str
@@ -212,9 +252,14 @@ class RunRecord:
     completeness: Completeness = Completeness()
     #: Model spec -> how it read its inputs (prompt format, an example context).
     model_descriptions: Mapping[str, ModelDescription] = field(default_factory=dict)
+    #: Set in the record of one job of a split run (``--vlmgate-shard``); ``None`` for a whole run.
+    shard: ShardMark | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["shard"] is None:  # a whole run's JSON (and digest) as before shards existed
+            del data["shard"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=1) + "\n"
@@ -245,6 +290,18 @@ class RunRecord:
         record = _read_run(_Reader(source, ""), data)
         _check_proportions(record, source)
         return record
+
+
+def refuse_shard(record: RunRecord, source: str) -> None:
+    """Refuse a shard's record where a whole run is needed (``vlmgate diff``, ``--vlmgate-baseline``):
+    it holds only its share of the cases, so everything else would read as removed, or go unjudged."""
+    if record.shard is None:
+        return
+    from vlmgate.errors import RecordError
+
+    raise RecordError(f"{source}: {record.shard.describe()} of a run split with --vlmgate-shard holds only its share "
+                      f"of the cases; merge the {record.shard.count} shards' records first (vlmgate merge "
+                      "SHARD_RUN_JSON... --out DIR) and pass DIR/run.json")
 
 
 def case_to_dict(case: CaseRecord) -> dict[str, Any]:
@@ -542,6 +599,23 @@ def _read_completeness(reader: _Reader, data: Any) -> Completeness:
     return completeness
 
 
+def _read_shard(reader: _Reader, data: Any) -> ShardMark:
+    data = reader.table(data)
+    cases = reader.field(data, "run_cases", list)
+    for index, nodeid in enumerate(cases):
+        if not isinstance(nodeid, str):
+            raise reader.at("run_cases").at(index).fail(f"{nodeid!r} is not a node id")
+    identity = dict(reader.table(reader.field(data, "identity", Mapping)))
+    mark = ShardMark(index=reader.field(data, "index", int), count=reader.field(data, "count", int),
+                     run_cases=tuple(cases), run_selected=reader.field(data, "run_selected", int),
+                     identity=identity, digest=reader.field(data, "digest", str))
+    if not 1 <= mark.index <= mark.count:
+        raise reader.at("index").fail(f"shard {mark.index} of {mark.count} is not one of 1..{mark.count}")
+    if mark.digest != identity_digest(identity):
+        raise reader.at("digest").fail("it is not the digest of the shard's identity (the file was edited)")
+    return mark
+
+
 def _read_run(reader: _Reader, data: Any) -> RunRecord:
     data = reader.table(data)
     version = reader.field(data, "schema_version", int)
@@ -575,6 +649,7 @@ def _read_run(reader: _Reader, data: Any) -> RunRecord:
         model_descriptions={spec: _read_model_description(reader.at("model_descriptions").at(spec), entry)
                             for spec, entry in reader.at("model_descriptions").table(
                                 data.get("model_descriptions", {})).items()},
+        shard=None if data.get("shard") is None else _read_shard(reader.at("shard"), data["shard"]),
     )
 
 
