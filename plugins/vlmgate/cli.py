@@ -272,6 +272,39 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Send a run record to a tracker (MLflow, W&B), or write its gates as a model card's ``model-index``."""
+    from pathlib import Path
+
+    from vlmgate.report.export import RecordFiles
+
+    if args.target == "model-card" and args.out is not None:
+        from vlmgate.outputs import Output, check
+
+        check([Output("--out", Path(args.out), folder=False)])
+    files = RecordFiles.load(args.record)
+    if args.target == "mlflow":
+        from vlmgate.report.export_mlflow import export_mlflow
+
+        run = export_mlflow(files, tracking_uri=args.tracking_uri, experiment=args.experiment, name=args.run_name)
+        print(f"logged: MLflow run {run.info.run_id} ({run.info.run_name}), artifacts at {run.info.artifact_uri}")
+    elif args.target == "wandb":
+        from vlmgate.report.export_wandb import export_wandb
+
+        run = export_wandb(files, project=args.project, directory=args.dir, mode=args.mode, name=args.run_name)
+        offline = f"; offline: upload it with wandb sync {run.sync_dir}" if run.offline else ""
+        print(f"logged: W&B run {run.id} ({run.name}) in project {run.project}{offline}")
+    else:
+        from vlmgate.report.model_card import write_model_card
+
+        text = write_model_card(files, args.out, model=args.model)
+        if args.out is None:
+            sys.stdout.write(text)
+        else:
+            print(f"written: {args.out}")
+    return 0
+
+
 def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     """The options of a command that scores a benchmark with models, from the plugin's own table
     (``vlmgate.options``): the same names without the ``vlmgate-`` prefix, the same checks."""
@@ -344,6 +377,31 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
     report.add_argument("--baseline", metavar="RUN_JSON", help="add the diff to this earlier run record")
     report.set_defaults(func=cmd_report)
+    export = sub.add_parser("export", help="send a run record to MLflow or W&B, or write its gates as the "
+                                           "model-index of a Hugging Face model card")
+    targets = export.add_subparsers(dest="target", required=True)
+    to_mlflow = targets.add_parser("mlflow", help="log the record as a new MLflow run: every metric with its "
+                                                  "interval, the decision, specs, fingerprints and the record itself "
+                                                  "(pip install 'pytest-vlmgate[mlflow]')")
+    to_mlflow.add_argument("--tracking-uri", metavar="URI",
+                           help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else MLflow's default)")
+    to_mlflow.add_argument("--experiment", metavar="NAME", help="experiment, created if missing (default vlmgate)")
+    to_wandb = targets.add_parser("wandb", help="log the record as a new W&B run: the same figures as summary, "
+                                                "the record as an artifact (pip install 'pytest-vlmgate[wandb]')")
+    to_wandb.add_argument("--project", metavar="NAME", help="W&B project (default vlmgate)")
+    to_wandb.add_argument("--dir", metavar="DIR", help="where W&B writes the run's files (default: ./wandb)")
+    to_wandb.add_argument("--mode", choices=("online", "offline"),
+                          help="offline: write the run for a later wandb sync (default: WANDB_MODE, else online)")
+    for tracker in (to_mlflow, to_wandb):
+        tracker.add_argument("--run-name", metavar="NAME", help="the run's name (default: MODELS on BENCHMARKS)")
+    card = targets.add_parser("model-card", help="the record's gated metrics as the model-index of a Hugging Face "
+                                                 "model card (README.md front matter)")
+    card.add_argument("--out", metavar="FILE", help="model card to write, or to update when it exists (its other "
+                                                    "metadata, results and text kept); default: standard output")
+    card.add_argument("--model", metavar="SPEC", help="the model whose card it is (default: the record's only model)")
+    for target in (to_mlflow, to_wandb, card):
+        target.add_argument("record", metavar="RUN_JSON", help="run record (run.json or its folder)")
+    export.set_defaults(func=cmd_export)
     select = sub.add_parser("select", help="a compact CI subset of a benchmark: the items corruption changes "
                                            "predictions on most, spread over clusters of items")
     select.add_argument("--benchmark", metavar="SPEC", help="benchmark to select from (default from "
