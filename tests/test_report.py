@@ -194,21 +194,21 @@ def test_collector_builds_a_sorted_record_from_report_payloads():
     payloads = {}
     for family in ("rotation", "any", "clean"):
         key = CaseKey(MODEL, BENCH, family, "flip_rate")
-        params_id = f"hf_ckpt_v2-jsonl_bench7-{family}"
+        params_id = f"hf_ckpt_v2-jsonl_data-{family}"
         payloads[family] = case_payload(
             settings=settings, key=key, nodeid=f"t.py::test_flip_rate[{params_id}]", params_id=params_id,
             outcome="passed", judgements=[judged], error=None,
             fingerprints={"models": {MODEL: "fp-model"}, "benchmarks": {BENCH: "fp-bench"}})
     collector = RunCollector(settings, workers="2")
     for family in ("rotation", "clean", "any"):  # arrival order is not record order
-        nodeid = f"t.py::test_flip_rate[hf_ckpt_v2-jsonl_bench7-{family}]"
+        nodeid = f"t.py::test_flip_rate[hf_ckpt_v2-jsonl_data-{family}]"
         collector.add(report_with(nodeid, None, 0.5, "setup"))
         collector.add(report_with(nodeid, payloads[family], 2.0))
         collector.add(report_with(nodeid, None, 0.25, "teardown"))
     collector.add(report_with("t.py::test_other", None, 9.0))  # not a vlmgate case
     record = collector.record()
     assert [case.id for case in record.cases] == [
-        f"hf_ckpt_v2-jsonl_bench7-{family}" for family in ("any", "clean", "rotation")]
+        f"hf_ckpt_v2-jsonl_data-{family}" for family in ("any", "clean", "rotation")]
     assert {case.test for case in record.cases} == {"t.py::test_flip_rate"}
     assert record.models == {MODEL: "fp-model"} and record.benchmarks == {BENCH: "fp-bench"} and record.seed == 3
     assert record.cases[0].metrics[0].units == {"a": 1, "b": 0, "c": 0, "d": 0}
