@@ -580,12 +580,18 @@ def _read_dispatch(reader: _Reader, data: Any) -> dict[str, DispatchCounts]:
     return counts
 
 
+def _node_ids(reader: _Reader, data: Any, key: str) -> list[str]:
+    """The list of pytest node ids under ``key``, each checked to be text."""
+    ids = reader.field(data, key, list)
+    for index, nodeid in enumerate(ids):
+        if not isinstance(nodeid, str):
+            raise reader.at(key).at(index).fail(f"{nodeid!r} is not a node id")
+    return ids
+
+
 def _read_completeness(reader: _Reader, data: Any) -> Completeness:
     data = reader.table(data)
-    not_run = reader.field(data, "not_run", list)
-    for index, nodeid in enumerate(not_run):
-        if not isinstance(nodeid, str):
-            raise reader.at("not_run").at(index).fail(f"{nodeid!r} is not a node id")
+    not_run = _node_ids(reader, data, "not_run")
     completeness = Completeness(
         complete=reader.field(data, "complete", bool),
         reason=reader.field(data, "reason", str, optional=True),
@@ -601,10 +607,7 @@ def _read_completeness(reader: _Reader, data: Any) -> Completeness:
 
 def _read_shard(reader: _Reader, data: Any) -> ShardMark:
     data = reader.table(data)
-    cases = reader.field(data, "run_cases", list)
-    for index, nodeid in enumerate(cases):
-        if not isinstance(nodeid, str):
-            raise reader.at("run_cases").at(index).fail(f"{nodeid!r} is not a node id")
+    cases = _node_ids(reader, data, "run_cases")
     identity = dict(reader.table(reader.field(data, "identity", Mapping)))
     mark = ShardMark(index=reader.field(data, "index", int), count=reader.field(data, "count", int),
                      run_cases=tuple(cases), run_selected=reader.field(data, "run_selected", int),
