@@ -11,11 +11,32 @@ from pathlib import Path
 
 import pytest
 
+#: The marker of tests against real outside systems: a local Ray cluster, a vLLM server, a
+#: browser. They take minutes, so the test command (README) leaves them out and CI runs them
+#: as a second step, ``pytest tests -n 2 --integration`` (``.ci/run``): each half runs once.
+INTEGRATION = "integration"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--integration", action="store_true", default=False,
+                     help="run the integration tests (marker 'integration': Ray, a vLLM server, a browser) "
+                          "instead of the others")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """A FutureWarning is an error in the project's tests: a deprecated call of a dependency
     fails here (and in ``make upgrade-check``) before the release that removes it breaks users."""
     config.addinivalue_line("filterwarnings", "error::FutureWarning")
+    config.addinivalue_line("markers", f"{INTEGRATION}: runs against a real outside system; only with --integration")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--integration`` only the integration tests, else all the others (see ``INTEGRATION``)."""
+    wanted = config.getoption("--integration")
+    kept = [item for item in items if (item.get_closest_marker(INTEGRATION) is not None) == wanted]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
 
 
 #: C extensions a test may import while a ``pytester`` is active (``_blind_copy`` loading a

@@ -212,6 +212,7 @@ def test_workers_map_to_devices_round_robin():
         device_for_worker(devices, "worker-1")
 
 
+@pytest.mark.integration  # a local Ray cluster: run by `pytest tests --integration` (CI)
 def test_the_ray_backend_gives_bit_identical_results(tiny_llava_checkpoint, ray_cluster):
     import torch
 

@@ -127,6 +127,7 @@ def test_bad_cache_and_placement_options_are_usage_errors(suite_dir, tiny_llava_
         assert message in result.stderr.str(), option
 
 
+@pytest.mark.integration  # a local Ray cluster: run by `pytest tests --integration` (CI)
 def test_the_ray_backend_writes_the_same_record(suite_dir, tiny_llava_checkpoint, manifest, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # the run starts (and stops) a private instance on 127.0.0.1
     args = gate_args(tiny_llava_checkpoint, manifest, *SELECT, "-p", "no:xdist", "--vlmgate-no-cache",

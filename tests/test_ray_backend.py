@@ -30,6 +30,8 @@ from vlmgate.settings import Settings, build_settings
 
 from support import CROSS_MODAL_TEST, ListBenchmark
 
+pytestmark = pytest.mark.integration  # a local Ray cluster: run by `pytest tests --integration` (CI)
+
 
 @dataclass
 class StubAdapter:

@@ -28,6 +28,8 @@ from vlmgate.report.record import CaseRecord, Completeness, RunRecord
 
 from test_report import BENCH, MODEL, SKIP_REASON, gate_metric, release_record
 
+pytestmark = pytest.mark.integration  # a real browser: run by `pytest tests --integration` (CI)
+
 CHROMIUM = os.environ.get("VLMGATE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run"]

@@ -27,6 +27,8 @@ from vlmgate.prompts import option_continuations, prompt_for
 
 from support import junit_cases
 
+pytestmark = pytest.mark.integration  # a real vLLM server: run by `pytest tests --integration` (CI)
+
 #: Families whose requests the agreement test compares (clean included): a few hundred scores.
 COMPARED_FAMILIES = ("translation", "rotation", "textoverlay", "blank")
 #: Limits under which the manifest's families on this checkpoint both pass and fail (iv is recorded;
