@@ -148,7 +148,9 @@ def test_collection_leaves_inapplicable_combinations_out_and_says_why(suite_dir,
         "*vlmgate: combinations left out*",
         "test_cross_modal.py::test_cross_modal: 10 cases of hf_checkpoint x jsonl_bench7: "
         "*takes text benchmarks*",
-        "test_flip_rate.py::test_flip_rate: 14 cases of hf_checkpoint x soebench_n_4: *takes image benchmarks*",
+        "test_flip_rate.py::test_flip_rate: 1 case of hf_checkpoint x jsonl_bench7: *the scam family shows each "
+        "item's attack photo*holds none*",
+        "test_flip_rate.py::test_flip_rate: 15 cases of hf_checkpoint x soebench_n_4: *takes image benchmarks*",
         "test_systematic.py::test_systematic: 1 case of hf_checkpoint x jsonl_bench7: *needs pixels*",
         "test_systematic.py::test_systematic: 1 case of hf_checkpoint x soebench_n_4: *",
     ])
@@ -159,7 +161,7 @@ def test_collection_leaves_inapplicable_combinations_out_and_says_why(suite_dir,
 
 def test_the_main_job_has_a_case_for_every_combination_its_default_can_judge(tmp_path):
     """The README's main job (the repository's ``[tool.vlmgate]`` default, bundled:shapes-v1 on
-    bundled:shapes) collects 77 cases and leaves 17 out, each group with the reason it belongs
+    bundled:shapes) collects 77 cases and leaves 18 out, each group with the reason it belongs
     in another run; a suite that grew cases its default cannot judge would show here first."""
     import subprocess
     import sys
@@ -179,10 +181,12 @@ def test_the_main_job_has_a_case_for_every_combination_its_default_can_judge(tmp
     left_out = [line.split(": ", 2) for line in lines if " cases of " in line or " case of " in line]
     assert [(test.split("::")[-1], count) for test, count, _ in left_out] == [
         ("test_cross_modal", "10 cases of bundled_shapes-v1 x bundled_shapes"),
+        ("test_flip_rate", "1 case of bundled_shapes-v1 x bundled_shapes"),
         ("test_minimal_failures", "6 cases of bundled_shapes-v1 x bundled_shapes"),
         ("test_systematic", "1 case of bundled_shapes-v1 x bundled_shapes"),
     ]
     reasons = [reason for _, _, reason in left_out]
     assert "takes text benchmarks" in reasons[0]
-    assert "nightly job, opt-in with --vlmgate-search" in reasons[1]
-    assert "needs pixels" in reasons[2]
+    assert "the scam family shows each item's attack photo" in reasons[1]
+    assert "nightly job, opt-in with --vlmgate-search" in reasons[2]
+    assert "needs pixels" in reasons[3]

@@ -94,7 +94,8 @@ def test_textoverlay_marker_selects_overlay_cases_with_junit_properties(suite_di
 
 def test_collection_ids_and_markers(suite_dir, tiny_llava_checkpoint, manifest):
     result = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "--collect-only", "-q"))
-    ids = [line.split("[", 1)[1].rstrip("]") for line in result.outlines if line.startswith("test_flip_rate.py::")]
+    ids = [line.split("[", 1)[1].rstrip("]") for line in result.outlines
+           if line.startswith("test_flip_rate.py::") and line.endswith("]")]
     families = [i.rsplit("-", 1)[1] for i in ids]
     # clean first, then the pooled row (it walks every family's grid, which workers share), then the families
     assert families[:2] == ["clean", "any"] and families[2:] == sorted(families[2:])
@@ -102,7 +103,7 @@ def test_collection_ids_and_markers(suite_dir, tiny_llava_checkpoint, manifest):
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", i) for i in ids)
     rotation = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "--collect-only", "-q",
                                                          "-m", "rotation"))
-    assert sum(line.startswith("test_flip_rate.py::") for line in rotation.outlines) == 1
+    assert sum(line.startswith("test_flip_rate.py::") and line.endswith("]") for line in rotation.outlines) == 1
 
 
 def test_failing_gate_names_metric_value_interval_and_limit(suite_dir, tiny_llava_checkpoint, manifest):
