@@ -195,7 +195,8 @@ def test_a_missing_tracker_library_is_one_line_naming_the_extra(record_dir, monk
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow raises ImportError
     assert main(["export", "mlflow", str(record_dir)]) == 2
     assert capsys.readouterr().err.strip() == ("vlmgate: vlmgate export mlflow needs the 'mlflow' package, which is "
-                                               "not installed; pip install 'pytest-vlmgate[mlflow]'")
+                                               "not installed; pip install 'pytest-vlmgate[mlflow]' (or pip install "
+                                               "mlflow-skinny)")
 
 
 def test_importing_the_plugin_and_the_command_imports_no_exporter_library():

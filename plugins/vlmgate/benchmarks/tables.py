@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vlmgate.benchmarks.text_files import utf8_lines
-from vlmgate.errors import DataError
+from vlmgate.errors import DataError, require_package
 
 _HASH_CHUNK = 1 << 20
 #: Files that mark a folder written by ``datasets``' ``save_to_disk`` (a Dataset / a DatasetDict).
@@ -211,15 +211,8 @@ def _read_tsv(path: Path) -> Table:
 
 
 def _require(module: str, extra: str, what: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise DataError(
-            f"{what} needs the {module!r} package, which is not installed; "
-            f"pip install 'pytest-vlmgate[{extra}]' (or pip install {module})"
-        ) from None
+    """An optional package a table format needs (``errors.require_package``), as a ``DataError``."""
+    return require_package(module, extra, what, DataError)
 
 
 def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> Table:

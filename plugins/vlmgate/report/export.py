@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from vlmgate.errors import VlmgateError
+from vlmgate.errors import require_package
 from vlmgate.report.pairing import function_name
 from vlmgate.report.record import RUN_FILE, CaseRecord, MetricRecord, RunRecord, load_record, refuse_shard
 from vlmgate.report.verdicts import record_decision
@@ -36,15 +36,9 @@ from vlmgate.report.verdicts import record_decision
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /:]")
 
 
-def require(module: str, extra: str, command: str) -> ModuleType:
-    """Import an exporter's library, or say in one line which extra installs it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise VlmgateError(f"{command} needs the {module!r} package, which is not installed; "
-                           f"pip install 'pytest-vlmgate[{extra}]'") from None
+def require(module: str, extra: str, command: str, package: str | None = None) -> ModuleType:
+    """An exporter's library (``errors.require_package``): one line naming the extra that installs it."""
+    return require_package(module, extra, command, package=package)
 
 
 def safe_key(text: str) -> str:

@@ -49,7 +49,7 @@ def export_mlflow(files: RecordFiles, *, tracking_uri: str | None = None, experi
     unreachable server, a store it will not open) is one ``VlmgateError`` with MLflow's reason; a
     run that failed half-way is marked FAILED.
     """
-    require("mlflow", "mlflow", COMMAND)
+    require("mlflow", "mlflow", COMMAND, package="mlflow-skinny")
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.exceptions import MlflowException
