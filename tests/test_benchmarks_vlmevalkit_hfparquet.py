@@ -168,14 +168,17 @@ def test_hfparquet_image_structs_list_options_index_answers(tmp_path):
         "grade": pa.array([3, 4, 5]),
         "image_2": _image_structs([RED, RED, RED]),
     }), path)
-    first, second, third = load_benchmark(f"hfparquet:{path}").samples()
+    with pytest.raises(DataError, match=r"the image is read from 'image', but image_2 hold images too, .*"
+                                         r"name it: hfparquet:.*\?image=image"):
+        load_benchmark(f"hfparquet:{path}")  # image_2 would go unseen without a word
+    first, second, third = load_benchmark(f"hfparquet:{path}?image=image").samples()
     assert [first.id, second.id, third.id] == ["q1", "q2", "q3"]
     assert first.options == ("red", "green") and first.answer == 0 and first.image.getpixel((0, 0)) == RED
     assert second.options == ("circle", "square", "star") and second.answer == 2 and second.hint == "a hint"
     assert third.kind == "yesno" and third.options == ("Yes", "No") and third.answer == 0  # "yes" is option 1
     assert third.image.getpixel((0, 0)) == BLUE
     assert first.meta_dict == {"subject": "colour", "grade": "3"}  # image_2 (a struct) is not metadata
-    assert benchmark_yes_no_items(f"hfparquet:{path}") is True
+    assert benchmark_yes_no_items(f"hfparquet:{path}?image=image") is True
 
 
 def test_hfparquet_raw_bytes_string_options_text_answers_row_ids(tmp_path):
@@ -309,8 +312,9 @@ def test_flip_rate_suite_runs_on_a_vlmevalkit_file(suite_dir, tmp_path):
     rows = [[str(i), _b64(colour, (64, 64)), "What colour is the shape?", *options, answer, "colour"]
             for i, (colour, answer) in enumerate([(RED, "A"), (GREEN, "B"), (BLUE, "C")])]
     path = _write_tsv(tmp_path / "colours.tsv", rows, header)
-    result = suite_dir.runpytest("-p", "no:cacheprovider", "--strict-markers", "--vlmgate-model=bundled:shapes-v1",
-                                f"--vlmgate-benchmark=vlmevalkit:{path}", "--vlmgate-thresholds=limits.toml")
+    result = suite_dir.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers",
+                                           "--vlmgate-model=bundled:shapes-v1",
+                                           f"--vlmgate-benchmark=vlmevalkit:{path}", "--vlmgate-thresholds=limits.toml")
     counts = outcomes(result)
     assert counts.get("recorded", 0) > 0 and set(counts) == {"recorded"}, result.stdout.str()[-3000:]
 

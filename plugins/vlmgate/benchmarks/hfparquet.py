@@ -10,7 +10,9 @@ columns is among them (case aside):
   ``?id=COLUMN`` when the file has a stable id under another name.
 * ``image`` ← image, img, image_1, picture: the ``Image`` feature's struct
   ``{bytes, path}``, raw bytes or base64 text (``benchmarks.image_cells``). One image per
-  item; other image columns are neither read nor metadata (``mmmu:`` places several).
+  item: a table with other image columns is refused unless the spec names the one to read
+  (``?image=image_1``), since the item's other images would go unseen (``mmmu:`` places
+  several side by side).
 * ``question`` ← question, query, prompt, text; ``hint`` ← hint, context (optional).
 * ``options`` ← options, choices, candidates, answers, answer_choices: a list column or a
   list written as a string (``mmmu.parse_options``); without such a column, letter
@@ -231,6 +233,12 @@ def load_hfparquet_benchmark(rest: str, *, spec: str, options: BenchmarkOptions 
     source = parse_source(rest, spec)
     table = read_table(source.path, split=source.split)
     fields = infer_fields(source, table.columns, str(table.source))
+    others = [column for column in table.columns if column != fields.image and table.holds_images(column)]
+    if others and not source.column("image"):  # an item's other images would go unseen without a word
+        raise DataError(f"{table.source}: the image is read from {fields.image!r}, but {', '.join(others)} hold "
+                        "images too, and hfparquet: shows one image per item (mmmu: places an item's images side by "
+                        "side); to gate on that one image, name it: "
+                        f"{spec.partition('?')[0]}?image={fields.image}")
     cluster = source.column_map.get(CLUSTER_FIELD)
     rows = read_rows(table, fields, cluster)
     mapping = {**fields.mapping(), **({CLUSTER_FIELD: cluster} if cluster else {})}

@@ -82,6 +82,17 @@ class Table:
         return not (types.is_nested(kind) or types.is_binary(kind) or types.is_large_binary(kind)
                     or types.is_fixed_size_binary(kind) or types.is_binary_view(kind))
 
+    def holds_images(self, name: str) -> bool:
+        """Whether column ``name`` holds encoded images: bytes, or the ``Image`` feature's
+        ``{bytes, path}`` struct (a TSV's base64 text cannot be told from text: ``False``)."""
+        if self.kind == "tsv":
+            return False
+        types = _require("pyarrow.types", "data", f"reading {self.source}")
+        kind = self.data.schema.field(name).type
+        if types.is_struct(kind):
+            return kind.get_field_index("bytes") >= 0
+        return bool(types.is_binary(kind) or types.is_large_binary(kind) or types.is_binary_view(kind))
+
     @property
     def folder(self) -> Path:
         """Where a relative image path in the table is read from: the table file's folder, or the
