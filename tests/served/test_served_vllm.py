@@ -106,7 +106,7 @@ def test_flip_rate_suite_through_the_server_gives_hf_verdicts(suite_dir, vllm_se
     served_spec = vllm_server.spec(revision=files_digest(vllm_server.folder))
     served_result, served_cases = run_flip_rate(suite_dir, served_spec, manifest, "served")
     hf_families, served_families = by_family(hf_cases), by_family(served_cases)
-    assert len(hf_families) == 11 and set(hf_families) == set(served_families)
+    assert len(hf_families) == 14 and set(hf_families) == set(served_families)
     outcomes, served_outcomes = hf_result.parseoutcomes(), served_result.parseoutcomes()
     categories = ("passed", "failed", "recorded", "inconclusive", "warned", "skipped", "errors")
     assert [outcomes.get(k, 0) for k in categories] == [served_outcomes.get(k, 0) for k in categories]
@@ -195,7 +195,7 @@ def test_a_server_failing_mid_run_fails_the_case_naming_the_endpoint_and_marks_t
     record = json.loads((suite_dir.path / "report" / "run.json").read_text())
     completeness = record["completeness"]
     assert completeness["complete"] is False and "stopping after 1 failures" in completeness["reason"]
-    assert len(completeness["not_run"]) == 9
+    assert len(completeness["not_run"]) == 12
 
 
 def test_wrong_model_name_lists_what_the_server_serves(vllm_server):
