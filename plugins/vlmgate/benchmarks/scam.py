@@ -84,10 +84,12 @@ def _items(table: Table, col: Any) -> dict[str, dict[str, int]]:
     return items
 
 
-def _texts(table: Table, col: Any, item: str, rows: dict[str, int]) -> tuple[str, str]:
-    """The item's object and attack word, the same in every form."""
-    found = {(text_cell(table.column(col("object"))[r], table.where(r, col("object"))),
-              text_cell(table.column(col("attack"))[r], table.where(r, col("attack")))): r for r in rows.values()}
+def _texts(table: Table, col: Any, cells: tuple[list[Any], list[Any]], item: str,
+           rows: dict[str, int]) -> tuple[str, str]:
+    """The item's object and attack word (``cells``: those two columns), the same in every form."""
+    objects, words = cells
+    found = {(text_cell(objects[r], table.where(r, col("object"))),
+              text_cell(words[r], table.where(r, col("attack")))): r for r in rows.values()}
     if len(found) > 1:
         shown = "; ".join(f"row {r + 1}: {o!r} / {a!r}" for (o, a), r in found.items())
         raise DataError(f"{table.source}: item {item!r}: its photos disagree on the object and the word ({shown}); "
@@ -106,13 +108,14 @@ def load_scam_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEF
     require_columns(source, REQUIRED, table.columns, str(table.source))
     col = source.column
     rows, forms = [], {}
+    cells = (table.column(col("object")), table.column(col("attack")))  # read once, not once per item
     for item, by_form in _items(table, col).items():
         missing = [form for form in NEEDED if form not in by_form]
         if missing:
             names = {"noscam": "NoSCAM", "scam": "SCAM"}
             raise DataError(f"{table.source}: item {item!r} has no {' and no '.join(names[m] for m in missing)} photo; "
                             "every item needs both (its attack photo and the same photo without the word)")
-        object_label, word = _texts(table, col, item, by_form)
+        object_label, word = _texts(table, col, cells, item, by_form)
         order = (object_label, word) if _object_first(item) else (word, object_label)
         twins = [form for form in FORMS if FORMS[form] is not None and form in by_form]
         forms[item] = tuple(str(FORMS[form]) for form in twins)
