@@ -98,6 +98,10 @@ def test_three_shards_merge_into_the_unsplit_run(suite_dir, tiny_llava_checkpoin
     assert junit_cases(suite_dir.path / "merged" / "junit.xml") == junit_cases(suite_dir.path / "whole.xml")
     assert any("vlmgate.ifr.ci_high" in props for props in junit_cases(suite_dir.path / "whole.xml").values())
     assert (suite_dir.path / "merged" / "report.html").is_file()
+    # A shard's own report says its verdict is its share's; the merged one is the run's.
+    assert "shard 2/3: this report covers this shard's cases only" in (
+        suite_dir.path / "s2" / "report.html").read_text()
+    assert "this report covers this shard" not in (suite_dir.path / "merged" / "report.html").read_text()
 
     def refused(*argv: str) -> str:
         capsys.readouterr()

@@ -243,6 +243,9 @@ def _banner(record: RunRecord, verdict: RunVerdict, baseline_source: str | None,
                         + _e(names(regressed)) if regressed else "")
                      + "</p>")
     parts.append(_incomplete_banner(record))
+    if record.shard is not None:  # a shard's verdict is its share's, never the run's
+        parts.append(f'<p class="incomplete">{_e(record.shard.describe())}: this report covers this shard\'s cases '
+                     "only; vlmgate merge joins the shards' records into the run's decision</p>")
     parts.append("</header>")
     return "\n".join(part for part in parts if part)
 
