@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from vlmgate.benchmarks.base import benchmark_kind, benchmark_questions_vary, benchmark_yes_no_items
-from vlmgate.models.offers import model_offers
+from vlmgate.models.offers import SEVERAL_IMAGES, model_offers
 from vlmgate.suites import get_suite
 from vlmgate.suites.applicability import why_not
 
@@ -76,13 +76,33 @@ def test_loaders_declare_whether_they_hold_yes_no_items(spec, holds):
 
 
 @pytest.mark.parametrize("spec, offers", [
-    ("hf:/ckpt", VLM), ("bundled:shapes-v1", VLM), ("clip:/ckpt", CLIP),
+    ("hf:/ckpt", VLM), ("bundled:shapes-v1", VLM | {SEVERAL_IMAGES}), ("clip:/ckpt", CLIP),
     ("bundled:no-such-model", None),
     ("openai:http://127.0.0.1:8000/v1?model=m", None),  # the tier is known only once the server answers
     ("nosuchscheme:x", None),
 ])
 def test_model_schemes_declare_what_they_offer_without_loading(spec, offers):
     assert model_offers(spec) == offers
+
+
+def test_items_of_several_pictures_have_cases_only_where_suite_and_model_take_them(tmp_path):
+    """A multi-image benchmark: the flip-rate suite keeps its cases on a model that takes several
+    pictures; a suite that reads one picture, or a model that takes one, has none, and says why."""
+    mmmu = "mmmu:/data/mmmu.parquet"
+    flips, drift, ras = (get_suite(n) for n in ("flip_rate", "drift", "ras"))
+    assert why_not(flips, "rotation", "bundled:shapes-v1", mmmu) is None
+    assert why_not(flips, "rotation", "bundled:shapes-v1", f"{mmmu}?stitch=1") is None
+    for suite, family in ((drift, "textoverlay"), (ras, "gaussian_noise")):
+        reason = why_not(suite, family, "bundled:shapes-v1", mmmu)
+        assert reason is not None and f"the {suite.name} suite judges one picture per item" in reason
+        assert "mmmu:PATH?stitch=1" in reason
+        assert why_not(suite, family, "bundled:shapes-v1", f"{mmmu}?stitch=1") is None
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    (clip / "config.json").write_text('{"model_type": "paligemma"}')
+    reason = why_not(flips, "rotation", f"hf:{clip}", mmmu)
+    assert reason is not None and "takes one picture per prompt" in reason and "openai: servers take several" in reason
+    assert why_not(flips, "rotation", "openai:http://127.0.0.1:8000/v1?model=m", mmmu) is None  # known when it runs
 
 
 def test_why_a_combination_is_no_case():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlmgate.benchmarks.base import load_benchmark
+from vlmgate.benchmarks.base import benchmark_several_images, load_benchmark
 from vlmgate.errors import DataError
 
 pa = pytest.importorskip("pyarrow")
@@ -187,13 +187,63 @@ def test_mmmu_reads_parquet_places_images_and_skips(tmp_path):
         bench = load_benchmark(f"mmmu:{path}")
     assert bench.skipped == {"fewer than 2 options": 1, "no image": 1}
     first, second = bench.samples()
+    # One picture: not split, its placeholder written inline.
     assert first.question == "[image 1] How many sides?" and first.options == ("4", "5", "6") and first.answer == 1
+    assert first.more_images == ()
+    # Several: each picture on its own, numbered in reference order, placed where the text refers to it.
+    assert second.question == "Which painting matches <image 1>?"
+    assert second.options == ("<image 2>", "<image 3>") and second.meta_dict["images"] == 3
+    assert [image.size for image in second.images] == [(32, 24), (32, 24), (16, 24)]
+    assert [image.getpixel((0, 0)) for image in second.images] == [(0, 255, 0), (255, 0, 0), (0, 0, 255)]
+
+
+def test_mmmu_stitches_an_items_images_only_on_request(tmp_path):
+    path = tmp_path / "validation-00000-of-00001.parquet"
+    pq.write_table(_mmmu_table(), path)
+    with pytest.warns(UserWarning, match="skipped rows"):
+        stitched = load_benchmark(f"mmmu:{path}?stitch=1")
+    with pytest.warns(UserWarning, match="skipped rows"):
+        interleaved = load_benchmark(f"mmmu:{path}")
+    assert stitched.fingerprint != interleaved.fingerprint  # the switch decides what the rows mean
+    assert benchmark_several_images(f"mmmu:{path}") is True
+    assert benchmark_several_images(f"mmmu:{path}?stitch=1") is False
+    _, second = stitched.samples()
     assert second.question == "Which painting matches [image 1]?"
-    assert second.options == ("[image 2]", "[image 3]") and second.meta_dict["images"] == 3
+    assert second.options == ("[image 2]", "[image 3]") and second.more_images == ()
     # three panels side by side (32 + 32 + 16 px wide, 8 px gaps), in reference order
     assert second.image.size == (32 + 8 + 32 + 8 + 16, 24)
     assert second.image.getpixel((0, 0)) == (0, 255, 0) and second.image.getpixel((40, 0)) == (255, 0, 0)
     assert second.image.getpixel((80, 0)) == (0, 0, 255)
+    with pytest.raises(DataError, match=r"\?stitch=maybe is not on or off; write \?stitch=1"):
+        load_benchmark(f"mmmu:{path}?stitch=maybe")
+
+
+def test_mmmu_items_reach_the_model_as_several_pictures(tmp_path):
+    """The request an adapter receives for a three-picture MMMU item carries three pictures, in
+    the item's order, and a prompt that places them: stitching would send one."""
+    from vlmgate.batches import WorkItem, request, run_requests
+    from vlmgate.interleaving import interleaved
+    from vlmgate.records import CLEAN
+
+    path = tmp_path / "validation-00000-of-00001.parquet"
+    pq.write_table(_mmmu_table(), path)
+    with pytest.warns(UserWarning, match="skipped rows"):
+        _, item = load_benchmark(f"mmmu:{path}").samples()
+    received = []
+
+    class Recording:
+        spec, fingerprint, takes_several_images = "fake:several", "x", True
+
+        def score(self, requests):
+            received.extend(requests)
+            return [np.zeros(len(r.continuations)) for r in requests]
+
+    run_requests(Recording(), "score", [request("score", WorkItem(item, CLEAN), 0)])
+    (sent,) = received
+    assert [image.getpixel((0, 0)) for image in sent.images] == [(0, 255, 0), (255, 0, 0), (0, 0, 255)]
+    pieces = interleaved(sent.prompt, len(sent.images))
+    assert [piece for piece in pieces if isinstance(piece, int)] == [0, 1, 2]
+    assert "Which painting matches " in pieces[0] and pieces[1] == 0  # picture 1 sits where the question names it
 
 
 @pytest.mark.parametrize(("options", "answers", "message"), [

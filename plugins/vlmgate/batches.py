@@ -81,7 +81,19 @@ class Batch:
 
 
 def run_requests(adapter: Any, method: str, requests: Sequence[Any]) -> list[Any]:
-    """``adapter.<method>(requests)`` as a list (the one place a dispatcher calls an adapter)."""
+    """``adapter.<method>(requests)`` as a list (the one place a dispatcher calls an adapter).
+
+    An item of several pictures reaches only an adapter that takes them: one that does not
+    would read its first picture and drop the rest, scoring another question than the item's.
+    """
+    from vlmgate.models.base import SEVERAL_IMAGES, capabilities
+
+    several = next((r for r in requests if getattr(r, "more_images", ())), None)
+    if several is not None and SEVERAL_IMAGES not in capabilities(adapter):
+        raise ModelError(f"sample {several.sample_id!r} holds {len(several.images)} images, and model "
+                         f"{getattr(adapter, 'spec', adapter)} ({type(adapter).__name__}) takes one image per "
+                         "prompt; gate it on single-image items, or use an adapter that takes several (hf: "
+                         "LLaVA or Qwen2-VL families, openai:)")
     return list(getattr(adapter, method)(requests))
 
 
@@ -174,13 +186,13 @@ def request(kind: str, item: WorkItem, seed: int) -> Any:
     view = _checked_view(sample, variant, shown(sample, variant, seed), order)
     if kind == "score":
         return ScoreRequest(view.image, prompt_for(view), option_continuations(view), sample_id=sample.id,
-                            variant=variant.label)
+                            variant=variant.label, more_images=view.more_images)
     if kind == "probe":
         option = item.option
         if order is not None and option is not None and option in order:  # teacher-force the shown position
             option = order.index(option)
         return ProbeRequest(view.image, prompt_for(view), option_continuations(view), open_prompt(view),
-                            option, sample_id=sample.id)
+                            option, sample_id=sample.id, more_images=view.more_images)
     if order is not None or view.labels != sample.labels:
         raise ModelError(f"generation request for sample {sample.id!r} under {variant.label}: the family moves or "
                          "relabels the options, and a free-text reply names them as shown, which cannot be mapped "
@@ -189,4 +201,4 @@ def request(kind: str, item: WorkItem, seed: int) -> Any:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ModelError(f"generation request for sample {sample.id!r} under {variant.label} names no "
                          "positive integer max_new_tokens; put the reply's length limit in the variant")
-    return GenerateRequest(view.image, prompt_for(view), limit, sample_id=sample.id)
+    return GenerateRequest(view.image, prompt_for(view), limit, sample_id=sample.id, more_images=view.more_images)

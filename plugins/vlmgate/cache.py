@@ -159,7 +159,7 @@ _AUDIT_SCALE = 2 ** 64
 
 def sample_digest(sample: Sample) -> str:
     """sha256 of what a model sees of a clean sample: pixels, size, question, options, kind, hint,
-    and the pixels of its twins (``Sample.twins``)."""
+    and the pixels of its twins (``Sample.twins``) and of every later picture (``Sample.more_images``)."""
     digest = hashlib.sha256()
     image = sample.image.convert("RGB")
     digest.update(f"{image.size}".encode())
@@ -169,6 +169,9 @@ def sample_digest(sample: Sample) -> str:
     for form, twin in sample.twins:  # a twin is what a family shows instead: its pixels are content too
         twin = twin.convert("RGB")
         digest.update(b"\x1e" + form.encode("utf-8") + f"{twin.size}".encode() + twin.tobytes())
+    for k, more in enumerate(sample.more_images, start=2):  # an interleaved item's later pictures, in order
+        more = more.convert("RGB")
+        digest.update(b"\x1d" + f"image {k} {more.size}".encode() + more.tobytes())
     return digest.hexdigest()
 
 

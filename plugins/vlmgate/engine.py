@@ -95,6 +95,7 @@ class SampleSet(Sequence[Sample]):
         self.limit = limit
         self._answers: dict[str, int | None] | None = None
         self._categories: dict[str, str | None] = {}
+        self._most_images = 0
 
     def __len__(self) -> int:
         total = len(self.benchmark)
@@ -103,13 +104,16 @@ class SampleSet(Sequence[Sample]):
     def __iter__(self) -> Iterator[Sample]:
         answers: dict[str, int | None] = {}
         categories: dict[str, str | None] = {}
+        most_images = 0
         for sample in islice(self.benchmark.samples(), self.limit):
             answers[sample.id] = sample.answer
             category = sample.meta_dict.get(CATEGORY_KEY)
             categories[sample.id] = None if category is None else str(category)
+            most_images = max(most_images, len(sample.images))
             yield sample
         self._answers = answers
         self._categories = categories
+        self._most_images = most_images
 
     @overload
     def __getitem__(self, index: int) -> Sample: ...
@@ -147,6 +151,11 @@ class SampleSet(Sequence[Sample]):
         """Sample id -> its ``category`` metadata, from the last whole pass (empty before one):
         what ``metrics.categories`` splits results by, without decoding the images again."""
         return self._categories
+
+    @property
+    def most_images(self) -> int:
+        """The most pictures one item holds, from the last whole pass (0 before one)."""
+        return self._most_images
 
 
 def sample_answers(samples: Sequence[Sample]) -> Mapping[str, int | None]:

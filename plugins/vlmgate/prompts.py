@@ -7,6 +7,7 @@ scoring them must use the same strings, so both import them from here.
 
 from __future__ import annotations
 
+from vlmgate.interleaving import as_text
 from vlmgate.records import Sample
 
 MCQ_INSTRUCTION = "Please select the correct answer from the options above."
@@ -63,7 +64,10 @@ def option_continuations(sample: Sample) -> tuple[str, ...]:
     """
     if sample.kind in ("yesno", PREPARED):
         return sample.options
-    return tuple(f"{label}. {text}" for label, text in zip(sample.labels, sample.options))
+    texts = sample.options
+    if sample.more_images:  # a picture is shown in the prompt; the reply names it, as "[image 2]"
+        texts = tuple(as_text(text) for text in texts)
+    return tuple(f"{label}. {text}" for label, text in zip(sample.labels, texts))
 
 
 # -- cross-modal consistency (spec §3) ---------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:  # PIL is light, but the plugin module must not need it at import
     from PIL.Image import Image
@@ -38,6 +38,9 @@ class Sample:
     ``twins`` are pictures of the same item in other forms, by name, from a paired set
     (``scam:``: the photo with its attack word, ``attack``, beside the no-word photo that is
     ``image``); a family that shows a twin declares it (``PerturbationFamily.needs_twins``).
+    ``more_images`` are an interleaved item's second and later pictures (BLINK, MuirBench,
+    MMMU): ``images`` is the whole ordered list, and the question places picture k where it
+    writes ``<image k>`` (``vlmgate.interleaving``); an item with one picture leaves it empty.
     """
 
     id: str
@@ -51,6 +54,7 @@ class Sample:
     cluster: str | None = None
     shown_labels: tuple[str, ...] = ()
     twins: tuple[tuple[str, "Image"], ...] = ()
+    more_images: tuple["Image", ...] = ()
 
     def __post_init__(self) -> None:
         if self.shown_labels and len(self.shown_labels) != len(self.options):
@@ -77,8 +81,19 @@ class Sample:
         held = ", ".join(form for form, _ in self.twins) or "none"
         raise KeyError(f"sample {self.id!r} has no {name!r} twin (it has: {held})")
 
+    @property
+    def images(self) -> tuple["Image", ...]:
+        """Every picture of the item, in order: ``image`` first, then ``more_images``."""
+        return (self.image, *self.more_images)
+
     def with_image(self, image: "Image") -> "Sample":
         return replace(self, image=image)
+
+    def with_images(self, images: "Sequence[Image]") -> "Sample":
+        """The sample showing ``images`` (as many as it holds) in place of its own."""
+        if len(images) != len(self.images):
+            raise ValueError(f"sample {self.id!r}: {len(images)} images for an item of {len(self.images)}")
+        return replace(self, image=images[0], more_images=tuple(images[1:]))
 
 
 @dataclass(frozen=True)

@@ -49,10 +49,13 @@ QuestionsDeclaration = Union[bool, Callable[[str], "bool | None"]]
 
 def items_kind(kind: KindDeclaration, *, varied_questions: QuestionsDeclaration | None = None,
                yes_no_items: QuestionsDeclaration | None = None,
-               twins: tuple[str, ...] = ()) -> Callable[[_Loader], _Loader]:
+               twins: tuple[str, ...] = (),
+               several_images: QuestionsDeclaration = False) -> Callable[[_Loader], _Loader]:
     """Declare the kind of items a benchmark loader returns, whether their questions vary,
-    whether it holds answered yes/no items (a declaration left out is not known), and the
-    twin pictures every item carries (``Sample.twins``; none unless declared). A decorator."""
+    whether it holds answered yes/no items (a declaration left out is not known), the
+    twin pictures every item carries (``Sample.twins``; none unless declared), and whether
+    its items may hold several pictures (``Sample.more_images``; a loader that never makes
+    such items leaves it ``False``). A decorator."""
     if isinstance(kind, str) and kind not in BENCHMARK_KINDS:
         raise ValueError(f"benchmark kind {kind!r} is not one of {', '.join(BENCHMARK_KINDS)}")
 
@@ -63,6 +66,7 @@ def items_kind(kind: KindDeclaration, *, varied_questions: QuestionsDeclaration 
         if yes_no_items is not None:
             loader.yes_no_items = yes_no_items  # type: ignore[attr-defined]
         loader.twins = tuple(twins)  # type: ignore[attr-defined]
+        loader.several_images = several_images  # type: ignore[attr-defined]
         return loader
 
     return declare
@@ -91,6 +95,13 @@ def benchmark_yes_no_items(spec: str) -> bool | None:
     """Whether ``spec`` holds answered yes/no items, as its loader declares; ``None``: not said."""
     holds = _declared(spec, "yes_no_items", None)
     return holds if isinstance(holds, bool) else None
+
+
+def benchmark_several_images(spec: str) -> bool | None:
+    """Whether ``spec``'s items may hold several pictures, as its loader declares; ``None``: not said
+    (an unknown scheme; a loader that declares nothing makes one-picture items)."""
+    several = _declared(spec, "several_images", False)
+    return several if isinstance(several, bool) else None
 
 
 def benchmark_twins(spec: str) -> tuple[str, ...] | None:

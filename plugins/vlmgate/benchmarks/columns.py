@@ -43,6 +43,18 @@ class SourceSpec:
     path: Path
     columns: tuple[tuple[str, str], ...]
     split: str | None = None
+    #: Switches the loader takes besides columns (``mmmu:PATH?stitch=1``), as given.
+    switches: tuple[tuple[str, str], ...] = ()
+
+    def switch(self, name: str) -> bool:
+        """Whether switch ``name`` is on (``1``/``true``/``yes``); off when not given."""
+        return dict(self.switches).get(name, "0").lower() in ("1", "true", "yes")
+
+    @property
+    def meaning(self) -> dict[str, str]:
+        """Everything in the spec that decides what the rows mean: the columns and the switches
+        (a benchmark's fingerprint covers it)."""
+        return {**self.column_map, **{f"?{name}": value for name, value in self.switches}}
 
     @property
     def column_map(self) -> dict[str, str]:
@@ -52,8 +64,10 @@ class SourceSpec:
         return self.column_map[field]
 
 
-def parse_source_spec(rest: str, *, spec: str, defaults: Mapping[str, str]) -> SourceSpec:
-    """Split ``PATH[?field=column&...]`` and apply the overrides to ``defaults``.
+def parse_source_spec(rest: str, *, spec: str, defaults: Mapping[str, str],
+                      switches: Sequence[str] = ()) -> SourceSpec:
+    """Split ``PATH[?field=column&...]`` and apply the overrides to ``defaults``; ``switches``
+    are the loader's other query keys (``stitch=1``), taking ``1``/``0`` (or true/false, yes/no).
 
     The query starts at the last ``?`` so that paths keep any ``?`` of their own only when
     no mapping follows; write a path with a ``?`` as ``PATH?`` (empty query).
@@ -65,6 +79,7 @@ def parse_source_spec(rest: str, *, spec: str, defaults: Mapping[str, str]) -> S
         raise DataError(f"benchmark spec {spec!r} has no path before '?'; write SCHEME:PATH?field=column")
     columns = dict(defaults)
     split = None
+    given: dict[str, str] = {}
     for item in filter(None, query.split("&")):
         field, eq, column = item.partition("=")
         if not eq or not field or not column:
@@ -74,14 +89,21 @@ def parse_source_spec(rest: str, *, spec: str, defaults: Mapping[str, str]) -> S
             )
         if field == SPLIT_KEY:
             split = column
+        elif field in switches:
+            if column.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise DataError(f"benchmark spec {spec!r}: ?{field}={column} is not on or off; write ?{field}=1 or "
+                                f"?{field}=0")
+            given[field] = column
         elif field in defaults or field == CLUSTER_FIELD:
             columns[field] = column
         else:
             raise DataError(
                 f"benchmark spec {spec!r}: "
-                + unknown_name_message("column field", field, sorted({*defaults, SPLIT_KEY, CLUSTER_FIELD}))
+                + unknown_name_message("column field", field,
+                                       sorted({*defaults, SPLIT_KEY, CLUSTER_FIELD, *switches}))
             )
-    return SourceSpec(spec, Path(path_text).expanduser(), tuple(sorted(columns.items())), split)
+    return SourceSpec(spec, Path(path_text).expanduser(), tuple(sorted(columns.items())), split,
+                      tuple(sorted(given.items())))
 
 
 def require_columns(source: SourceSpec, fields: Sequence[str], available: Sequence[str], where: str) -> None:

@@ -15,7 +15,8 @@ Two samples are one cluster when
   are then not compared, so the frames of one video are one cluster however they differ;
 * else their decoded pictures are identical (mode, size and pixel bytes). The decoded
   picture is what the model sees, so two files holding the same pixels (a PNG and its
-  re-save, one image stored twice in a table) are one image.
+  re-save, one image stored twice in a table) are one image. An interleaved item's
+  pictures are one unit: two items sharing any of their pictures are one cluster.
 
 A cluster is named by its first sample's id in benchmark order: a name as stable across
 releases as the benchmark's ids, so the paired tests of ``vlmgate diff`` join the clusters
@@ -67,18 +68,37 @@ def pixel_digest(image) -> str:
 
 
 def group_samples(samples: Iterable[Sample]) -> ImageGroups:
-    """The clusters of ``samples`` (module docstring), computed now."""
-    first: dict[tuple[str, str], str] = {}
-    cluster_of: dict[str, str] = {}
+    """The clusters of ``samples`` (module docstring), computed now.
+
+    An item of several pictures (``Sample.more_images``) joins every cluster one of its
+    pictures is in: two items that share any picture are one cluster, and so, transitively,
+    is everything they share pictures with (a union of the items' picture sets).
+    """
+    owner: dict[tuple[str, str], str] = {}  # a key -> the first sample that showed it
+    parent: dict[str, str] = {}  # union-find over sample ids; a root is its cluster's first sample
+    order: dict[str, int] = {}
     declared: set[str] = set()
+
+    def root(sample_id: str) -> str:
+        while parent[sample_id] != sample_id:
+            parent[sample_id] = parent[parent[sample_id]]
+            sample_id = parent[sample_id]
+        return sample_id
+
     for sample in samples:
+        order[sample.id] = len(order)
+        parent.setdefault(sample.id, sample.id)
         if sample.cluster is not None:
-            key = ("declared", sample.cluster)
+            keys = [("declared", sample.cluster)]
             declared.add(sample.id)
         else:
-            key = ("pixels", pixel_digest(sample.image))
-        cluster_of[sample.id] = first.setdefault(key, sample.id)
-    return ImageGroups(cluster_of, frozenset(declared))
+            keys = [("pixels", pixel_digest(image)) for image in sample.images]
+        for key in keys:
+            other = owner.setdefault(key, sample.id)
+            a, b = root(other), root(sample.id)
+            if a != b:  # the earlier sample stays the root, so a cluster is named by its first sample
+                parent[max(a, b, key=order.__getitem__)] = min(a, b, key=order.__getitem__)
+    return ImageGroups({sample_id: root(sample_id) for sample_id in order}, frozenset(declared))
 
 
 _GROUPS: "weakref.WeakKeyDictionary[object, ImageGroups]" = weakref.WeakKeyDictionary()

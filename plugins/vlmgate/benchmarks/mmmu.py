@@ -5,11 +5,16 @@ explanation, img_type, question_type, subfield, ...). ``options`` is a Python li
 *written as a string* (``"['4', '5', '<image 2>']"``), parsed with ``ast.literal_eval``;
 ``answer`` is a letter. Text refers to images by ``<image k>`` placeholders.
 
-A ``Sample`` holds one image, so an item's images are placed side by side, in the order
-their placeholders first appear (question, then options; unreferenced images after),
-as VLMEvalKit does for single-image models, and each placeholder is rewritten inline as
-``[image k]`` with k its panel's position from the left. The rewrite also keeps the text
-from ever containing a processor's ``<image>`` token.
+An item's images reach the model as several images, interleaved where the text places
+them (``Sample.more_images``, ``vlmgate.interleaving``): they are numbered in the order
+their placeholders first appear (question, then options; unreferenced images after), each
+placeholder is rewritten ``<image k>`` with k that position, and an adapter shows picture
+k at its first placeholder. An item with one image has its placeholder written inline as
+``[image 1]``, as a single-image item is not split. ``mmmu:PATH?stitch=1`` instead places an
+item's images side by side in one picture, as VLMEvalKit does for single-image models, each
+placeholder written ``[image k]`` with k its panel's position from the left; the switch is
+part of the spec, so the run record says which form was gated. The rewrite also keeps the
+text from ever containing a processor's ``<image>`` token.
 
 Skipped and counted in ``TableBenchmark.skipped`` (a warning at load): items with fewer
 than two options (MMMU's open questions) and items with no image. A malformed row (an
@@ -19,7 +24,7 @@ error naming row and column.
 
 Fields and their default columns: ``id``, ``question``, ``options``, ``answer``,
 ``image_1`` .. ``image_7``, ``subfield``, ``question_type``; rename with
-``mmmu:PATH?options=choices``.
+``mmmu:PATH?options=choices``. The one switch is ``stitch``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from vlmgate.benchmarks.tabular import (
     text_cell,
 )
 from vlmgate.errors import DataError
+from vlmgate.interleaving import marker
 
 MAX_IMAGES = 7
 IMAGE_FIELDS = tuple(f"image_{k}" for k in range(1, MAX_IMAGES + 1))
@@ -52,6 +58,8 @@ PLACEHOLDER = re.compile(r"<image (\d+)>")
 PANEL_GAP = 8
 SKIP_FEW_OPTIONS = "fewer than 2 options"
 SKIP_NO_IMAGE = "no image"
+#: The switch that places an item's images side by side in one picture.
+STITCH = "stitch"
 
 
 def parse_options(value: Any, where: str) -> list[str]:
@@ -94,9 +102,17 @@ def _panel_order(texts: Sequence[str], present: Sequence[int]) -> list[int]:
     return order + [k for k in present if k not in order]
 
 
-@items_kind("image", varied_questions=True)
+def mmmu_several_images(rest: str) -> bool:
+    """Whether the spec gates items of several images: unless it stitches them (``?stitch=1``)."""
+    query = rest.rpartition("?")[2]
+    return not any(item.split("=", 1)[0] == STITCH and item.split("=", 1)[-1].lower() in ("1", "true", "yes")
+                   for item in query.split("&"))
+
+
+@items_kind("image", varied_questions=True, several_images=mmmu_several_images)
 def load_mmmu_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> TableBenchmark:
-    source = parse_source_spec(rest, spec=spec, defaults=DEFAULT_COLUMNS)
+    source = parse_source_spec(rest, spec=spec, defaults=DEFAULT_COLUMNS, switches=(STITCH,))
+    stitched = source.switch(STITCH)
     table = read_table(source.path, split=source.split)
     require_columns(source, REQUIRED, table.columns, str(table.source))
     col = source.column
@@ -129,10 +145,15 @@ def load_mmmu_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEF
                 column = image_columns.get(k, f"image_{k}")
                 raise DataError(f"{table.where(r, column)}: the text refers to <image {k}> but the cell is empty "
                                 "or the column is missing; fill it or fix the placeholder")
-        position = {k: i + 1 for i, k in enumerate(order)}
+        position = {k: i for i, k in enumerate(order)}
+        placed = not stitched and len(order) > 1
 
-        def inline(text: str, position: dict[int, int] = position) -> str:
-            return PLACEHOLDER.sub(lambda m: f"[image {position[int(m.group(1))]}]", text)
+        def inline(text: str, position: dict[int, int] = position, placed: bool = placed) -> str:
+            def written(match: re.Match[str]) -> str:
+                k = position[int(match.group(1))]
+                return marker(k) if placed else f"[image {k + 1}]"
+
+            return PLACEHOLDER.sub(written, text)
 
         meta = {"images": len(order), **{f: text_cell(extra[f][r], table.where(r, col(f)), required=False)
                                          for f in extra}}
@@ -148,8 +169,8 @@ def load_mmmu_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEF
             row=r,
         ))
     check_unique_ids(rows, table, col("id"))
-    return TableBenchmark(spec, table, rows, options=options, skipped=skipped, combine=combine_side_by_side,
-                          mapping=source.column_map)
+    return TableBenchmark(spec, table, rows, options=options, skipped=skipped,
+                          combine=combine_side_by_side if stitched else None, mapping=source.meaning)
 
 
 def _has_image(value: Any) -> bool:

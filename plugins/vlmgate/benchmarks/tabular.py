@@ -25,7 +25,7 @@ from vlmgate.benchmarks.tables import Table
 from vlmgate.errors import DataError
 from vlmgate.records import Sample
 
-#: Joins several decoded images of one item into the single image a ``Sample`` holds.
+#: Joins several decoded images of one item into a single picture (only where asked to).
 Combine = Callable[[Sequence[Any]], Any]
 
 
@@ -122,17 +122,18 @@ class TableBenchmark:
         return self._images.decode(
             (r, column), lambda: image_bytes(self.table.cell(r, column), where, self.table.folder), where)
 
-    def image(self, row: TableRow):
+    def images(self, row: TableRow) -> list[Any]:
+        """The row's pictures in order: each on its own (an interleaved item), or joined into one
+        where the loader was asked to (``combine``: MMMU's ``?stitch=1``)."""
         images = [self.cell_image(r, column) for r, column in row.images]
-        if len(images) == 1:
-            return images[0]
-        if self._combine is None:
-            raise DataError(f"{self.table.where(row.row)}: {len(images)} images but this benchmark shows one")
-        return self._combine(images)
+        if len(images) > 1 and self._combine is not None:
+            return [self._combine(images)]
+        return images
 
     def sample(self, row: TableRow) -> Sample:
-        return Sample(row.id, self.image(row), row.question, row.options, row.answer, row.kind, row.hint, row.meta,
-                      self._clusters.get(row.row))
+        first, *more = self.images(row)
+        return Sample(row.id, first, row.question, row.options, row.answer, row.kind, row.hint, row.meta,
+                      self._clusters.get(row.row), more_images=tuple(more))
 
     def samples(self) -> Iterator[Sample]:
         for row in self.rows:

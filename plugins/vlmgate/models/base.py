@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_chec
 
 from vlmgate import registry
 from vlmgate.errors import ModelError
+from vlmgate.models.offers import SEVERAL_IMAGES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -176,6 +177,13 @@ class ScoreRequest:
     sample_id: str = field(default="", compare=False)
     #: The variant's label (``Variant.label``), beside ``sample_id`` in what an adapter lists.
     variant: str = field(default="", compare=False)
+    #: An interleaved item's later pictures (``Sample.more_images``); the prompt places them
+    #: (``vlmgate.interleaving``). Only an adapter offering ``several_images`` is sent any.
+    more_images: tuple["Image", ...] = ()
+
+    @property
+    def images(self) -> tuple["Image", ...]:
+        return (self.image, *self.more_images)
 
 
 def no_answer_scores(n_options: int) -> "np.ndarray":
@@ -253,6 +261,11 @@ class ProbeRequest:
     option: int | None = None
     #: The sample the request was made for, named in errors (a label, not content).
     sample_id: str = field(default="", compare=False)
+    more_images: tuple["Image", ...] = ()
+
+    @property
+    def images(self) -> tuple["Image", ...]:
+        return (self.image, *self.more_images)
 
 
 @dataclass(frozen=True, eq=False)
@@ -286,8 +299,12 @@ class ProbeAdapter(ModelAdapter, Protocol):
 #: What an adapter can do, as suites ask for it: ``choices`` (a predicted option per input),
 #: ``scores`` (exact option log-likelihoods, which RAS and margins read), ``probes`` (hidden
 #: states: ``embed``), ``generate`` (free-text replies), ``pixels`` (differentiable image
-#: embeddings, for embedding matching).
-CAPABILITIES = ("choices", "scores", "probes", "generate", "pixels")
+#: embeddings, for embedding matching), ``several_images`` (an interleaved item's pictures in
+#: one prompt, placed where its text says: ``vlmgate.interleaving``).
+CAPABILITIES = ("choices", "scores", "probes", "generate", "pixels", "several_images")
+# ``SEVERAL_IMAGES`` (``models.offers``): an adapter that has it says so in ``capabilities`` or with
+# a true ``takes_several_images`` attribute; one that does not is never sent a request with
+# ``more_images`` (``batches.run_requests`` refuses it, naming the item).
 
 
 def capabilities(model: object) -> frozenset[str]:
@@ -308,6 +325,8 @@ def capabilities(model: object) -> frozenset[str]:
         found.add("generate")
     if callable(getattr(model, "image_embedding", None)):
         found.add("pixels")
+    if getattr(model, "takes_several_images", False) is True:
+        found.add(SEVERAL_IMAGES)
     return frozenset(found)
 
 
@@ -335,6 +354,11 @@ class GenerateRequest:
     max_new_tokens: int = 8
     #: The sample the request was made for, named in errors (a label, not content).
     sample_id: str = field(default="", compare=False)
+    more_images: tuple["Image", ...] = ()
+
+    @property
+    def images(self) -> tuple["Image", ...]:
+        return (self.image, *self.more_images)
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ from pathlib import Path
 from vlmgate.errors import ModelError, VlmgateError
 from vlmgate.fixture_paths import bundled_entry
 from vlmgate.models.base import ModelOptions
-from vlmgate.models.offers import CLIP_OFFERS, VLM_OFFERS, offering
+from vlmgate.models.offers import CLIP_OFFERS, offering, vlm_offers
 
 
 def _model_type(folder: Path) -> str | None:
@@ -33,7 +33,8 @@ def bundled_offers(name: str) -> frozenset[str] | None:
         folder = bundled_entry("models", name, ModelError)
     except VlmgateError:
         return None
-    return CLIP_OFFERS if _model_type(folder) == "clip" else VLM_OFFERS
+    model_type = _model_type(folder)
+    return CLIP_OFFERS if model_type == "clip" else vlm_offers(model_type)
 
 
 @offering(bundled_offers)

@@ -4,15 +4,16 @@ The ``hf:`` adapter scores each option as its own row, so it must hand every row
 inputs of *its* image, for arbitrary subsets of the batch. Families lay those inputs out
 differently:
 
-* LLaVA, PaliGemma, Idefics3 / SmolVLM: one entry per image along dim 0 (Idefics3 with a
-  tile axis whose length can differ between images);
+* LLaVA, PaliGemma: one entry per image along dim 0; Idefics3 / SmolVLM: one entry per
+  text along dim 0, its pictures' tiles along dim 1 (a length that can differ between texts);
 * Qwen2-VL / Qwen2.5-VL: all images' patches concatenated, ``(Σ patches, D)``, with
   ``image_grid_thw`` saying how many belong to each image.
 
-``pack_images`` brings every layout to "dim 0 = image" (ragged axes zero-padded — an
+``pack_images`` brings every layout to "dim 0 = entry" (ragged axes zero-padded — an
 all-zero Idefics3 tile is dropped by the model as padding; Qwen's patches are re-split
-by their grid), so rows are gathered with one ``index_select``; ``unpack_rows`` undoes
-the Qwen padding for the rows at hand.
+by their grid), so rows are gathered with one ``index_select`` of the entries that
+``image_rows`` gives each text (an interleaved item's several pictures are several
+entries, in prompt order); ``unpack_rows`` undoes the Qwen padding for the rows at hand.
 
 Position ids the adapter writes itself (greedy decoding, continuations of a cached
 context) start where the family's own do (``position_base``: 1 for PaliGemma).
@@ -51,9 +52,22 @@ PATCHES_KEY = "pixel_values"
 PADDED_CALL_MODEL_TYPES = frozenset({"paligemma"})
 
 
-def processor_images(model_type: str, images: Sequence[Any]) -> list[Any]:
-    """The ``images`` argument in the nesting the family's processor expects."""
-    return [[image] for image in images] if model_type in NESTED_IMAGE_MODEL_TYPES else list(images)
+def processor_images(model_type: str, per_text: Sequence[Sequence[Any]]) -> list[Any]:
+    """The ``images`` argument in the nesting the family's processor expects, from each text's
+    pictures in prompt order: one list per text, or every picture in one flat list."""
+    if model_type in NESTED_IMAGE_MODEL_TYPES:
+        return [list(images) for images in per_text]
+    return [image for images in per_text for image in images]
+
+
+def image_rows(model_type: str, counts: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """Which image-major entries of a processor output (``pack_images``) belong to each text,
+    for texts showing ``counts`` pictures: one entry per text where the family stacks a text's
+    pictures along a second axis (Idefics3 / SmolVLM), else one per picture, in prompt order."""
+    if model_type in NESTED_IMAGE_MODEL_TYPES:
+        return tuple((i,) for i in range(len(counts)))
+    bounds = np.cumsum([0, *counts]).tolist()
+    return tuple(tuple(range(bounds[i], bounds[i + 1])) for i in range(len(counts)))
 
 
 def processor_kwargs(model_type: str) -> dict[str, Any]:

@@ -77,6 +77,7 @@ never by silently scoring without the image.
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads its hub constants
@@ -91,6 +92,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from vlmgate.errors import ModelError
+from vlmgate.interleaving import image_order, interleaved
 from vlmgate.models.base import (
     GenerateRequest,
     ModelIdentity,
@@ -111,6 +113,7 @@ from vlmgate.models.family_inputs import (
     MROPE_MODEL_TYPES,
     PREFIX_LM_MODEL_TYPES,
     TOKEN_KEYS,
+    image_rows,
     pack_images,
     position_base,
     processor_images,
@@ -120,7 +123,7 @@ from vlmgate.models.family_inputs import (
     unpadded_ids,
 )
 from vlmgate.models.image_only import load_image_only_processor, needs_image_only
-from vlmgate.models.offers import VLM_OFFERS, offering
+from vlmgate.models.offers import SEVERAL_IMAGE_MODEL_TYPES, VLM_OFFERS, offering, vlm_offers
 from vlmgate.models.prompt_formats import CHAT_TEMPLATE, choose_format
 from vlmgate.models.shared_prefix import ATTENTION_IMPLEMENTATIONS, Segment, attention_mask, pack
 from vlmgate.models.vision_grid import family_vision_tokens
@@ -151,7 +154,18 @@ PREFIX_SHARED_MODEL_TYPES = VERIFIED_MODEL_TYPES
 SHARED_OPEN_PROMPT_MODEL_TYPES = PREFIX_SHARED_MODEL_TYPES - PREFIX_LM_MODEL_TYPES
 
 
-@offering(VLM_OFFERS)  # read at collection (models.offers): hf: gets every suite but pixel gradients
+def hf_offers(path: str) -> frozenset[str]:
+    """What ``hf:PATH`` offers, read at collection (``models.offers``): every suite but pixel
+    gradients, and several pictures per prompt where its ``config.json`` names a family that
+    takes them. An unreadable folder offers the common set; loading it says what is wrong."""
+    try:
+        config = json.loads((Path(path).expanduser() / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return VLM_OFFERS
+    return vlm_offers(config.get("model_type") if isinstance(config, dict) else None)
+
+
+@offering(hf_offers)
 def load_hf_model(path: str, options: ModelOptions, *, spec: str) -> "HFAdapter":
     """Load the checkpoint folder ``path`` (the part of ``spec`` after ``hf:``)."""
     checkpoint = open_checkpoint(path, spec)
@@ -221,8 +235,8 @@ def _check_architecture(model_type: str, folder: Path, spec: str, options: Model
 class _EncodedPrompt:
     """The text side of one (prompt, options) pair, independent of the image.
 
-    ``context_text`` still holds the image placeholder; the processor expands it per
-    image. ``continuation_ids`` are the scored tokens of each option.
+    ``context_text`` still holds the image placeholders (one per picture, where the prompt
+    places it); the processor expands them. ``continuation_ids`` are the scored tokens of each option.
     """
 
     context_text: str
@@ -324,6 +338,11 @@ class HFAdapter:
     def fingerprint(self) -> str:
         return self.identity.fingerprint
 
+    @property
+    def takes_several_images(self) -> bool:
+        """Whether an interleaved item's pictures reach this model in one prompt (``models.offers``)."""
+        return self.model_type in SEVERAL_IMAGE_MODEL_TYPES
+
     def _who(self, request: ScoreRequest | ProbeRequest | GenerateRequest, index: int) -> str:
         """How an error names a request: its sample, else its place in the batch and its prompt."""
         if request.sample_id:
@@ -350,13 +369,13 @@ class HFAdapter:
 
     # -- text side -------------------------------------------------------------------------
 
-    def _encode_uncached(self, prompt: str, continuations: tuple[str, ...]) -> _EncodedPrompt:
+    def _encode_uncached(self, prompt: str, continuations: tuple[str, ...], n_images: int = 1) -> _EncodedPrompt:
         # The tokens are those of the context as the model reads it (PaliGemma's processor frames
         # the text it is handed), each option joined after it; the template or the format writes
         # BOS and markers itself, so the tokenizer adds none.
-        context = self.render_context(prompt)
+        context = self.render_context(prompt, n_images)
         if self._format is None:
-            fulls = [self._render(prompt, option) for option in continuations]
+            fulls = [self._render(prompt, option, n_images) for option in continuations]
         else:
             fulls = [f"{context}{self._format.separator}{option}" for option in continuations]
         encoded = self.tokenizer([context, *fulls], add_special_tokens=False, **_WHOLE_TEXT)["input_ids"]
@@ -378,25 +397,37 @@ class HFAdapter:
                     "tokens to score; options must be non-empty text"
                 )
             continuation_ids.append(scored)
-        return _EncodedPrompt(self._context_text(prompt), tuple(continuation_ids))
+        return _EncodedPrompt(self._context_text(prompt, n_images), tuple(continuation_ids))
 
-    def _context_text(self, prompt: str) -> str:
-        """The user turn holding the image placeholder and ``prompt``, up to the reply, as handed to the processor."""
+    def _context_text(self, prompt: str, n_images: int = 1) -> str:
+        """The user turn holding the image placeholders and ``prompt``, up to the reply, as handed to the processor."""
         if self._format is None:
-            return self._render(prompt, None)
-        return self._format.handed(prompt, image=self.processor.image_token, bos=self.tokenizer.bos_token or "")
+            return self._render(prompt, None, n_images)
+        text, image = self._format_slots(prompt, n_images)
+        return self._format.handed(text, image=image, bos=self.tokenizer.bos_token or "")
 
-    def render_context(self, prompt: str) -> str:
-        """The context of ``prompt`` as the model reads it, image placeholder unexpanded (the run
+    def render_context(self, prompt: str, n_images: int = 1) -> str:
+        """The context of ``prompt`` as the model reads it, image placeholders unexpanded (the run
         record's example): the chat template's rendering, or the named format's text."""
         if self._format is None:
-            return self._render(prompt, None)
-        return self._format.read(prompt, image=self.processor.image_token, bos=self.tokenizer.bos_token or "")
+            return self._render(prompt, None, n_images)
+        text, image = self._format_slots(prompt, n_images)
+        return self._format.read(text, image=image, bos=self.tokenizer.bos_token or "")
 
-    def _render(self, prompt: str, option: str | None) -> str:
-        messages: list[dict[str, Any]] = [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
-        ]
+    def _format_slots(self, prompt: str, n_images: int) -> tuple[str, str]:
+        """``(prompt, image)`` of a named format for ``n_images`` pictures: the pictures the
+        prompt does not place fill the format's image slot, the others sit in the prompt where it
+        places them (``vlmgate.interleaving``)."""
+        token = self.processor.image_token
+        pieces = interleaved(prompt, n_images)
+        leading = next((i for i, piece in enumerate(pieces) if not isinstance(piece, int)), len(pieces))
+        text = "".join(token if isinstance(piece, int) else piece for piece in pieces[leading:])
+        return text, token * leading
+
+    def _render(self, prompt: str, option: str | None, n_images: int = 1) -> str:
+        content = [{"type": "image"} if isinstance(piece, int) else {"type": "text", "text": piece}
+                   for piece in interleaved(prompt, n_images)]
+        messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
         from jinja2 import TemplateError
 
         try:
@@ -424,7 +455,7 @@ class HFAdapter:
         """Summed option log-likelihoods, one float64 array per request (spec §1)."""
         if not requests:
             return []
-        encoded = [self._encode(r.prompt, tuple(r.continuations)) for r in requests]
+        encoded = [self._encode(r.prompt, tuple(r.continuations), len(r.images)) for r in requests]
         context_ids, images = self._process_images(requests, encoded)
         self._check_positions(requests, _longest_rows(context_ids, encoded), "context and longest option")
         with torch.inference_mode():
@@ -435,7 +466,7 @@ class HFAdapter:
         return _split_per_request(rows.scores, encoded)
 
     def _option_pass(self, encoded: Sequence[_EncodedPrompt], context_ids: Sequence[list[int]],
-                     images: dict[str, torch.Tensor], requests: Sequence[ScoreRequest | ProbeRequest], *,
+                     images: "_Images", requests: Sequence[ScoreRequest | ProbeRequest], *,
                      features: list[torch.Tensor] | None, states: bool) -> "_OptionRows":
         """The row path: every (request, option) row whole through the model, in chunks of ``max_rows``.
 
@@ -476,7 +507,7 @@ class HFAdapter:
         return [(chunk, [row for i in chunk for row in range(bounds[i], bounds[i + 1])]) for chunk in chunks]
 
     def _shared_option_pass(self, encoded: Sequence[_EncodedPrompt], context_ids: Sequence[list[int]],
-                            images: dict[str, torch.Tensor], requests: Sequence[ScoreRequest | ProbeRequest]
+                            images: "_Images", requests: Sequence[ScoreRequest | ProbeRequest]
                             ) -> "_OptionRows":
         """``_option_pass``'s scores, each context run once for all its options (``_context_chunk``)."""
         parts = [(rows, self._context_chunk(chunk, context_ids, encoded, images, requests).options)
@@ -484,7 +515,7 @@ class HFAdapter:
         return _OptionRows.gather(sum(len(enc.continuation_ids) for enc in encoded), parts)
 
     def _shared_probes(self, encoded: Sequence[_EncodedPrompt], context_ids: Sequence[list[int]],
-                       open_ids: Sequence[list[int]], images: dict[str, torch.Tensor],
+                       open_ids: Sequence[list[int]], images: "_Images",
                        requests: Sequence[ProbeRequest], features: list[torch.Tensor] | None
                        ) -> tuple["_OptionRows", list[tuple[int, ...]], list[np.ndarray], list[np.ndarray]]:
         """Option rows with their states, greedy answers with theirs, and ``ctx_open``, per request.
@@ -532,7 +563,7 @@ class HFAdapter:
         return common, tuple(open_[common:])
 
     def _context_chunk(self, chunk: Sequence[int], context_ids: Sequence[list[int]],
-                       encoded: Sequence[_EncodedPrompt], images: dict[str, torch.Tensor],
+                       encoded: Sequence[_EncodedPrompt], images: "_Images",
                        requests: Sequence[ScoreRequest | ProbeRequest], *, features: list[torch.Tensor] | None = None,
                        probes: bool = False, open_tails: dict[int, tuple[int, tuple[int, ...]]] | None = None
                        ) -> "_ContextChunk":
@@ -597,42 +628,58 @@ class HFAdapter:
         )
 
     def _process_images(self, requests: Sequence[ScoreRequest | ProbeRequest], encoded: Sequence[_EncodedPrompt]
-                        ) -> tuple[list[list[int]], dict[str, torch.Tensor]]:
+                        ) -> tuple[list[list[int]], "_Images"]:
         """Expand the image placeholders and preprocess every image, in one processor call."""
-        return self._expand([enc.context_text for enc in encoded], [r.image for r in requests])
+        return self._expand([enc.context_text for enc in encoded], [self._shown_images(r) for r in requests])
 
-    def _expand(self, texts: Sequence[str], images: Sequence[Any]) -> tuple[list[list[int]], dict[str, torch.Tensor]]:
-        """Token ids of ``texts`` with each image placeholder expanded, and the image tensors."""
-        batch = self.processor(text=list(texts), images=processor_images(self.model_type, images),
+    def _shown_images(self, request: ScoreRequest | ProbeRequest | GenerateRequest) -> list[Any]:
+        """The request's pictures in the order its prompt shows them (``vlmgate.interleaving``)."""
+        if not request.more_images:
+            return [request.image]
+        if self.model_type not in SEVERAL_IMAGE_MODEL_TYPES:
+            raise ModelError(
+                f"model spec {self.spec!r}: {self._who(request, 0)} holds {len(request.images)} images, and "
+                f"model_type {self.model_type!r} takes one per prompt in vlmgate (families that take several: "
+                f"{', '.join(sorted(SEVERAL_IMAGE_MODEL_TYPES))}); gate it on single-image items"
+            )
+        return [request.images[k] for k in image_order(request.prompt, len(request.images))]
+
+    def _expand(self, texts: Sequence[str], per_text: Sequence[Sequence[Any]]) -> tuple[list[list[int]], "_Images"]:
+        """Token ids of ``texts`` with each image placeholder expanded, and the image tensors
+        (``per_text``: each text's pictures, in the order its placeholders show them)."""
+        batch = self.processor(text=list(texts), images=processor_images(self.model_type, per_text),
                                add_special_tokens=False,  # the template or the prompt format writes BOS
                                **{**_WHOLE_TEXT, **processor_kwargs(self.model_type)})
-        packed = pack_images(batch, len(images))
+        rows = image_rows(self.model_type, [len(images) for images in per_text])
+        entries = sum(len(r) for r in rows)
+        packed = pack_images(batch, entries)
         if packed is None:
             raise ModelError(
                 f"model spec {self.spec!r}: the {type(self.processor).__name__} output "
                 f"({', '.join(k for k in batch if k not in TOKEN_KEYS)}) cannot be split into one entry per "
-                f"image for {len(images)} images; missing: a per-image layout for model_type "
+                f"image for {entries} images; missing: a per-image layout for model_type "
                 f"{self.model_type!r} in vlmgate.models.family_inputs"
             )
         tensors = {key: value.to(self.device) for key, value in packed.items()}
         if "pixel_values" in tensors:
             tensors["pixel_values"] = tensors["pixel_values"].to(self.pixel_dtype)
-        return unpadded_ids(batch), tensors
+        return unpadded_ids(batch), _Images(tensors, rows)
 
-    def _shares_vision_features(self, images: dict[str, torch.Tensor]) -> bool:
-        return self.model.config.model_type in _SHARED_VISION_MODEL_TYPES and set(images) == {"pixel_values"}
+    def _shares_vision_features(self, images: "_Images") -> bool:
+        return self.model.config.model_type in _SHARED_VISION_MODEL_TYPES and set(images.tensors) == {"pixel_values"}
 
-    def _vision_features(self, images: dict[str, torch.Tensor], which: Sequence[int]) -> list[torch.Tensor]:
-        """The projected image features the language model receives, one tensor per image."""
+    def _vision_features(self, images: "_Images", which: Sequence[int]) -> list[torch.Tensor]:
+        """The projected image features the language model receives, one tensor per entry ``which``."""
         return list(self.model.get_image_features(
-            pixel_values=images["pixel_values"][list(which)], return_dict=True
+            pixel_values=images.tensors["pixel_values"][list(which)], return_dict=True
         ).pooler_output)
 
-    def _image_inputs(self, row_requests: Sequence[int], images: dict[str, torch.Tensor],
+    def _image_inputs(self, row_requests: Sequence[int], images: "_Images",
                       features: list[torch.Tensor] | None = None) -> dict[str, Any]:
         """The image arguments of a forward over rows that belong to ``row_requests``.
 
-        All options of a request show the same image, so for LLaVA the vision tower runs
+        All options of a request show the same pictures (``_Images.rows``: one entry each, or one
+        per text), so for LLaVA the vision tower runs
         once per distinct image and its features are handed to every row through
         transformers' ``mm_encoder_outputs`` (for K options this saves K-1 vision passes,
         about half the compute of a tiny model). ``features``, when given, are those of
@@ -641,21 +688,22 @@ class HFAdapter:
         than per-image features (e.g. Qwen's deepstack states), and sharing them would be
         unsafe.
         """
+        entries = images.of(row_requests)
         if self._shares_vision_features(images):
             if features is None:
-                distinct = sorted(set(row_requests))
+                distinct = sorted(set(entries))
                 where = dict(zip(distinct, self._vision_features(images, distinct)))
             else:
                 where = dict(enumerate(features))
             return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(
                 # one tensor per image, as the families' get_image_features return (typed as a single tensor)
-                pooler_output=[where[request] for request in row_requests]  # type: ignore[arg-type]
+                pooler_output=[where[entry] for entry in entries]  # type: ignore[arg-type]
             )}}
-        index = torch.tensor(row_requests, device=self.device)
-        return unpack_rows({key: value.index_select(0, index) for key, value in images.items()})
+        index = torch.tensor(entries, device=self.device)
+        return unpack_rows({key: value.index_select(0, index) for key, value in images.tensors.items()})
 
     def _forward(self, sequences: Sequence[Sequence[int]], row_requests: Sequence[int],
-                 images: dict[str, torch.Tensor], logit_spans: Sequence[tuple[int, int]], *,
+                 images: "_Images", logit_spans: Sequence[tuple[int, int]], *,
                  features: list[torch.Tensor] | None = None, hidden: bool = False, cache: bool = False
                  ) -> "_Pass":
         """One forward pass over right-padded ``sequences``.
@@ -697,7 +745,7 @@ class HFAdapter:
                      outputs.cache if cache else None, attention_t)
 
     def _score_rows(self, rows: Sequence[tuple[int, tuple[int, ...]]], context_ids: Sequence[list[int]],
-                    images: dict[str, torch.Tensor], requests: Sequence[ScoreRequest | ProbeRequest], *,
+                    images: "_Images", requests: Sequence[ScoreRequest | ProbeRequest], *,
                     features: list[torch.Tensor] | None = None, states: bool = False) -> "_OptionRows":
         """One forward pass over option ``rows``; each row's summed log-prob, and its states.
 
@@ -752,15 +800,19 @@ class HFAdapter:
         """
         if not requests:
             return []
+        several = next((r for r in requests if r.more_images), None)
+        if several is not None:  # probes read one picture's vision tokens
+            raise ModelError(f"model spec {self.spec!r}: {self._who(several, 0)} holds {len(several.images)} images; "
+                             "hidden-state probes and vision tokens are read for one picture per prompt")
         encoded = [self._encode(r.prompt, tuple(r.continuations)) for r in requests]
         texts = [enc.context_text for enc in encoded] + [self._context_text(r.open_prompt) for r in requests]
-        all_ids, images = self._expand(texts, [r.image for r in requests] * 2)
+        all_ids, images = self._expand(texts, [[r.image] for r in requests] * 2)
         context_ids, open_ids = all_ids[:len(requests)], all_ids[len(requests):]
         self._check_positions(requests, [max(rows, len(ids) + self.max_answer_tokens, len(open_))
                                          for rows, ids, open_ in zip(_longest_rows(context_ids, encoded),
                                                                      context_ids, open_ids)],
                               "context with its longest option or answer")
-        images = {key: value[:len(requests)] for key, value in images.items()}
+        images = images.first(len(requests))
         with torch.inference_mode():
             features = self._vision_features(images, range(len(requests))) \
                 if self._shares_vision_features(images) else None
@@ -804,12 +856,12 @@ class HFAdapter:
         """
         if not requests:
             return []
-        context_ids, images = self._expand([self._context_text(r.prompt) for r in requests],
-                                           [r.image for r in requests])
+        context_ids, images = self._expand([self._context_text(r.prompt, len(r.images)) for r in requests],
+                                           [self._shown_images(r) for r in requests])
         self._check_positions(requests, [len(ids) + r.max_new_tokens for ids, r in zip(context_ids, requests)],
                               "context and max_new_tokens")
         with torch.inference_mode():
-            features = self._vision_features(images, range(len(requests))) \
+            features = self._vision_features(images, range(images.entries)) \
                 if self._shares_vision_features(images) else None
             answers, _ = self._greedy_answers(context_ids, images, features,
                                               max(r.max_new_tokens for r in requests))
@@ -839,7 +891,7 @@ class HFAdapter:
         ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
         return frozenset(i for i in ids if i is not None)
 
-    def _greedy_answers(self, context_ids: Sequence[list[int]], images: dict[str, torch.Tensor],
+    def _greedy_answers(self, context_ids: Sequence[list[int]], images: "_Images",
                         features: list[torch.Tensor] | None, max_tokens: int | None = None
                         ) -> tuple[list[tuple[int, ...]], list[np.ndarray]]:
         """Each request's greedy answer and the mean final-layer state over its tokens.
@@ -859,7 +911,7 @@ class HFAdapter:
                 answers[i], states[i] = answer, state
         return [answers[i] for i in range(len(context_ids))], [states[i] for i in range(len(context_ids))]
 
-    def _greedy_chunk(self, chunk: Sequence[int], context_ids: Sequence[list[int]], images: dict[str, torch.Tensor],
+    def _greedy_chunk(self, chunk: Sequence[int], context_ids: Sequence[list[int]], images: "_Images",
                       features: list[torch.Tensor] | None, stop: frozenset[int], max_tokens: int
                       ) -> tuple[list[tuple[int, ...]], np.ndarray]:
         """Greedy decoding of right-padded contexts: one cached pass over them, then ``_decode``."""
@@ -908,7 +960,7 @@ class HFAdapter:
                               following)
         return [tuple(a) for a in answers], (sums / counts[:, None]).numpy()
 
-    def _context_states(self, context_ids: Sequence[list[int]], images: dict[str, torch.Tensor],
+    def _context_states(self, context_ids: Sequence[list[int]], images: "_Images",
                         features: list[torch.Tensor] | None, which: Sequence[int] | None = None
                         ) -> dict[int, np.ndarray]:
         """Final-layer state of each context's last token (the generation prompt's end), by request.
@@ -959,6 +1011,29 @@ class HFAdapter:
         if tokens.shape[0] != side * side:
             return None, None
         return tokens, (1, side, side)
+
+
+@dataclass(frozen=True)
+class _Images:
+    """A batch's processed pictures: image-major tensors (``family_inputs.pack_images``) and, per
+    request, the entries that are its pictures in prompt order (``family_inputs.image_rows``)."""
+
+    tensors: dict[str, torch.Tensor]
+    rows: tuple[tuple[int, ...], ...]
+
+    @property
+    def entries(self) -> int:
+        return sum(len(r) for r in self.rows)
+
+    def of(self, requests: Sequence[int]) -> list[int]:
+        """The entries of ``requests``' pictures, request by request (one request may repeat)."""
+        return [entry for request in requests for entry in self.rows[request]]
+
+    def first(self, n: int) -> "_Images":
+        """The pictures of the first ``n`` requests alone (their entries come first)."""
+        rows = self.rows[:n]
+        kept = sum(len(r) for r in rows)
+        return _Images({key: value[:kept] for key, value in self.tensors.items()}, rows)
 
 
 class _Pass(NamedTuple):

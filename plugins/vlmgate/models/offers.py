@@ -23,6 +23,18 @@ from vlmgate.errors import ModelError, VlmgateError
 READS_QUESTIONS = "questions"
 #: A generative VLM checkpoint (``hf:``, ``bundled:`` LLaVA folders): every capability but pixels.
 VLM_OFFERS = frozenset({"choices", "scores", "probes", "generate", READS_QUESTIONS})
+#: The capability of taking an interleaved item's pictures in one prompt (``models.base``).
+SEVERAL_IMAGES = "several_images"
+#: ``hf:`` families whose processor and forward take several pictures in one prompt, each
+#: placed by the chat template where the content list puts it, and whose scores the project's
+#: tests compare with a direct transformers call. PaliGemma is not one: its processor puts every
+#: image before the prompt, so an interleaved item would reach it as another question.
+SEVERAL_IMAGE_MODEL_TYPES = frozenset({"llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm"})
+
+
+def vlm_offers(model_type: str | None) -> frozenset[str]:
+    """What a generative VLM checkpoint of ``model_type`` offers (``None``: unknown, the load tells)."""
+    return VLM_OFFERS | {SEVERAL_IMAGES} if model_type in SEVERAL_IMAGE_MODEL_TYPES else VLM_OFFERS
 #: A CLIP-style dual encoder (``clip:``): zero-shot option scores and differentiable image embeddings.
 CLIP_OFFERS = frozenset({"choices", "scores", "pixels"})
 #: A loader's ``offers``: a set of capabilities, or a function of the spec's rest giving one (or ``None``).

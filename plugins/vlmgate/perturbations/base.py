@@ -28,6 +28,7 @@ the previous one computed.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
@@ -91,6 +92,12 @@ class PerturbationFamily(ABC):
     #: The twin pictures (``Sample.twins``) the family shows: its cases exist only on benchmarks
     #: whose loader declares them (``benchmarks.base.benchmark_twins``).
     needs_twins: ClassVar[tuple[str, ...]] = ()
+    #: What the family does to an item of several pictures (``Sample.more_images``; recorded with
+    #: each case, ``IMAGE_POLICIES``): ``each`` perturbs every picture, each with a generator of
+    #: its own (spawned from the variant's, so picture k's draw is the same whatever the others);
+    #: ``one`` perturbs a single picture chosen per item (``chosen_image``), the same picture for
+    #: every variant of the item, so an overlay and its control land on the same one.
+    several_images: ClassVar[str] = "each"
     #: True when the family needs the clean prediction to build its variants.
     needs_base_prediction: ClassVar[bool] = False
     #: ``at_level`` choices besides the level, each with its values, the default first
@@ -135,8 +142,17 @@ class PerturbationFamily(ABC):
     def present(self, sample: Sample, variant: Variant, rng: np.random.Generator) -> Sample:
         """``sample`` as the model is shown it under ``variant``: by default its image through
         ``apply``. A prompt-side family returns another question, option order or labels
-        (never modifying ``sample``); one that reorders the options declares it in ``shown_order``."""
-        return sample.with_image(self.apply(sample.image, variant, rng))
+        (never modifying ``sample``); one that reorders the options declares it in ``shown_order``.
+        An item of several pictures has them perturbed as ``several_images`` says."""
+        if not sample.more_images:
+            return sample.with_image(self.apply(sample.image, variant, rng))
+        images = list(sample.images)
+        if self.several_images == "one":
+            k = chosen_image(sample)
+            images[k] = self.apply(images[k], variant, rng)
+            return sample.with_images(images)
+        own = rng.spawn(len(images))
+        return sample.with_images([self.apply(image, variant, draw) for image, draw in zip(images, own)])
 
     def shown_order(self, sample: Sample, variant: Variant) -> tuple[int, ...] | None:
         """Where ``present`` moves the options: ``order[j]`` is the index, in ``sample.options``,
@@ -190,6 +206,20 @@ class PerturbationFamily(ABC):
                 f"build it with {type(self).__name__}.variants() or .at_level()"
             )
         return tuple(params[key] for key in keys)
+
+
+#: What a family may do to an item of several pictures (``PerturbationFamily.several_images``).
+IMAGE_POLICIES = {
+    "each": "every picture perturbed, each with its own seeded draw",
+    "one": "one picture perturbed, chosen per item by its id",
+}
+
+
+def chosen_image(sample: Sample) -> int:
+    """The picture a ``one`` family perturbs: a function of the item's id alone (not of the run
+    seed or the variant), so every variant and every release perturbs the same picture."""
+    digest = hashlib.sha256(f"vlmgate-chosen-image\x1f{sample.id}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % len(sample.images)
 
 
 def family_names() -> list[str]:

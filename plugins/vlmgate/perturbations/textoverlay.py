@@ -196,6 +196,9 @@ class TextOverlayFamily(PerturbationFamily):
 
     tags: ClassVar[tuple[str, ...]] = (TEXTOVERLAY,)
     max_level: ClassVar[int] = 2 * DEFAULT_LEVEL
+    #: A typographic attack writes on one picture of a set (as a word on one photo would);
+    #: the controls write their boxes on that same picture.
+    several_images: ClassVar[str] = "one"
     needs_base_prediction: ClassVar[bool] = True
 
     def variants(self, sample: Sample, context: VariantContext) -> list[Variant]:

@@ -13,6 +13,9 @@ among the image's contents whatever is asked. What cannot be known
 without loading (an undeclared or unknown scheme, a served model's tier) stays a case, and
 its adapter is checked when it runs. A suite that judges only yes/no items (POPE) has no case
 on a benchmark whose loader declares it holds none (a manifest is read for it, images not).
+A benchmark whose items may hold several pictures (``Sample.more_images``) has cases only in a
+suite that takes them (``Suite.takes_several_images``) and only for a model whose scheme
+offers ``several_images``.
 Last, a case that exists only when the run asks for it
 (``Suite.left_out_in_run``: the minimal-failure search without ``--vlmgate-search`` and with
 nothing stored to replay) is left out by the run's options. The plugin counts what it
@@ -26,10 +29,11 @@ from dataclasses import dataclass
 from vlmgate.benchmarks.base import (
     benchmark_kind,
     benchmark_questions_vary,
+    benchmark_several_images,
     benchmark_twins,
     benchmark_yes_no_items,
 )
-from vlmgate.models.offers import READS_QUESTIONS, model_offers
+from vlmgate.models.offers import READS_QUESTIONS, SEVERAL_IMAGES, model_offers
 from vlmgate.suites.base import ADAPTERS_WITH, RunOptions, Suite
 
 
@@ -72,7 +76,15 @@ def why_not(suite: Suite, family: str, model: str, benchmark: str, options: RunO
     if suite.judges_yes_no_items and benchmark_yes_no_items(benchmark) is False:
         return (f"the {suite.name} suite judges answered yes/no items, and {benchmark} holds none "
                 "(give it a benchmark of yes/no probes, e.g. pope:PATH)")
+    several = benchmark_several_images(benchmark) is True
+    if several and not suite.takes_several_images:
+        return (f"the {suite.name} suite judges one picture per item, and {benchmark}'s items hold several "
+                "(the flip_rate suite takes them; a loader that can stitch them into one says how, e.g. "
+                "mmmu:PATH?stitch=1)")
     offers = model_offers(model)
+    if offers is not None and several and SEVERAL_IMAGES not in offers:
+        return (f"{model} takes one picture per prompt, and {benchmark}'s items hold several "
+                f"({ADAPTERS_WITH[SEVERAL_IMAGES]} take several)")
     if offers is not None:
         missing = sorted(suite.requirements(family) - offers)
         if missing:

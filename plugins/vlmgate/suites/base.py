@@ -51,6 +51,7 @@ ADAPTERS_WITH = {
     "probes": "hidden states: hf:PATH or bundled:NAME",
     "generate": "free-text replies: hf:PATH, bundled:NAME or a served model",
     "pixels": "differentiable image embeddings: clip:PATH (a CLIP-style model)",
+    "several_images": "hf: LLaVA, Qwen2-VL, Qwen2.5-VL, Idefics3 and SmolVLM checkpoints and openai: servers",
 }
 
 
@@ -139,6 +140,11 @@ class Suite(ABC):
     #: Whether it judges only answered yes/no items (POPE): it has no case on a benchmark whose
     #: loader declares none (``benchmarks.base.benchmark_yes_no_items``).
     judges_yes_no_items: ClassVar[bool] = False
+    #: Whether it judges items of several pictures (``Sample.more_images``) as they are: its
+    #: requests carry every picture and its metrics cluster by item. A suite that reads one
+    #: picture's insides (drift probes, vision tokens, pixel gradients) or draws on "the image"
+    #: leaves such benchmarks out (``suites.applicability``).
+    takes_several_images: ClassVar[bool] = False
 
     def taken(self, catalogue: Sequence["PerturbationFamily"]) -> list[str]:
         """The perturbation families of ``catalogue`` the suite takes by tag, in name order."""
@@ -211,7 +217,22 @@ class Suite(ABC):
                 and may_go_unanswered(case.engine.model, read.observations) \
                 and not any(r.name == UNANSWERED_RATE.name for r in results):
             results = [*results, unanswered_rate(read.observations, case.engine.model)]
-        return self.by_category(self.conform(results), case)
+        return self.with_image_policy(self.by_category(self.conform(results), case), case)
+
+    def with_image_policy(self, results: Sequence[MetricResult], case: CaseContext) -> list[MetricResult]:
+        """``results``, on a benchmark whose items hold several pictures, with what the case's
+        family did to them in their details (``several_images``: ``PerturbationFamily.several_images``),
+        so a record says whether every picture or one was perturbed."""
+        from vlmgate.perturbations.base import IMAGE_POLICIES, family_names, get_family
+
+        if case.engine.samples().most_images < 2 or case.family not in family_names():
+            return list(results)
+        family = get_family(case.family)
+        if family.prompt_side:
+            return list(results)
+        policy = {"several_images": family.several_images,
+                  "several_images_means": IMAGE_POLICIES[family.several_images]}
+        return [replace(result, details={**result.details, **policy}) for result in results]
 
     def by_category(self, results: Sequence[MetricResult], case: CaseContext) -> list[MetricResult]:
         """``results`` split by the samples' ``category`` where they have one (``metrics.categories``);

@@ -97,6 +97,8 @@ class FlipRateSuite(Suite):
     # grid's batches through their claims (``vlmgate.claims``) instead of one worker finishing
     # the costliest family alone at the end.
     leading: ClassVar[tuple[str, ...]] = (CLEAN_FAMILY, ANY_FAMILY)
+    # Flips are of the item's answer, whatever it shows: an interleaved item is one unit.
+    takes_several_images: ClassVar[bool] = True
 
     def evaluate(self, case: CaseContext) -> list[MetricResult]:
         from vlmgate.metrics.flips import (

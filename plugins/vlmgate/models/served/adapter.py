@@ -27,7 +27,10 @@ has ``cache=1``. ``dtype`` / ``device_type`` are ``"server"``: the server decide
 Capabilities: ``scoring`` is the tier; ``capabilities`` is ``{"scores", "choices",
 "generate"}`` for ``exact`` (the ``hf:`` log-likelihoods: RAS, margins and confidences hold)
 and ``{"choices", "generate"}`` for ``first_token`` and ``answer`` (only the arg-max means
-something). There is no ``embed``: a server returns no hidden states, so the drift and
+something), each with ``several_images``: an interleaved item's pictures go as image parts of
+one message, where its text places them (a server started with too low a
+``--limit-mm-per-prompt`` refuses the request, and its message is reported with the item).
+There is no ``embed``: a server returns no hidden states, so the drift and
 structure gates refuse it through ``require_probes``.
 """
 
@@ -43,6 +46,7 @@ import numpy as np
 
 from vlmgate.errors import ModelError
 from vlmgate.models.base import GenerateRequest, ModelIdentity, ModelOptions, ScoreRequest, no_answer_scores
+from vlmgate.models.offers import SEVERAL_IMAGES
 from vlmgate.models.served.client import RetryPolicy, ServerClient, ServerRequestError
 from vlmgate.models.served.config import ServedSpec, api_key, parse_spec
 from vlmgate.models.served.tiers import (
@@ -53,7 +57,7 @@ from vlmgate.models.served.tiers import (
     Unread,
     chat_reply,
     generate_reply,
-    image_url,
+    image_urls,
     probe_image_url,
     top_logprobs_of,
     user_turn,
@@ -62,9 +66,9 @@ from vlmgate.models.served.tiers import (
 
 #: Capabilities of each tier (see ``vlmgate.models.base``).
 TIER_CAPABILITIES = {
-    "exact": frozenset({"scores", "choices", "generate"}),
-    "first_token": frozenset({"choices", "generate"}),
-    "answer": frozenset({"choices", "generate"}),
+    "exact": frozenset({"scores", "choices", "generate", SEVERAL_IMAGES}),
+    "first_token": frozenset({"choices", "generate", SEVERAL_IMAGES}),
+    "answer": frozenset({"choices", "generate", SEVERAL_IMAGES}),
 }
 _WARNED: set[tuple[str, str]] = set()
 _WARNED_LOCK = threading.Lock()
@@ -187,12 +191,12 @@ class OpenAIServedAdapter:
             jobs = []
             for index, request in enumerate(requests):
                 label = who(request.sample_id, index, request.prompt)
-                url = image_url(request.image)
+                url = image_urls(request.images)
                 if self.scoring == "answer":
                     jobs.append(self.scorer.choose(url, request.prompt, request.continuations, label))
                 elif self.scoring == "exact":
                     jobs.append(self.scorer.score(url, request.prompt, request.continuations, label,
-                                                  (request.image.size, request.image.mode)))
+                                                  tuple((image.size, image.mode) for image in request.images)))
                 else:
                     jobs.append(self.scorer.score(url, request.prompt, request.continuations, label))
             return await self.client.gather_ordered(jobs)
@@ -233,7 +237,7 @@ class OpenAIServedAdapter:
 
         async def batch() -> list[str]:
             return await self.client.gather_ordered([
-                generate_reply(self.client, self.served.model, image_url(r.image), r.prompt, r.max_new_tokens,
+                generate_reply(self.client, self.served.model, image_urls(r.images), r.prompt, r.max_new_tokens,
                                who(r.sample_id, i, r.prompt), self.served.reasoning, self.tier_log)
                 for i, r in enumerate(requests)])
 

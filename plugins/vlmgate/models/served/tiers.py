@@ -44,11 +44,12 @@ import io
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 import numpy as np
 
 from vlmgate.errors import ModelError
+from vlmgate.interleaving import interleaved
 from vlmgate.models.served.client import ServerClient, ServerRequestError
 from vlmgate.models.served.reasoning import REASONING_UNFINISHED, ReasoningDelimiters, ReplyParts, split_reply
 
@@ -128,8 +129,24 @@ def image_url(image: "Image") -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def user_turn(url: str | None, prompt: str) -> dict[str, Any]:
-    """The user message: the image (when given), then the prompt, as ``hf:`` renders it."""
+#: A request's pictures as data URLs: one, or an interleaved item's several, in the item's order.
+ImageURLs = Union[str, tuple[str, ...]]
+
+
+def image_urls(images: Sequence["Image"]) -> ImageURLs:
+    """The data URLs of a request's pictures (``image_url``): a single one as it is."""
+    urls = tuple(image_url(image) for image in images)
+    return urls[0] if len(urls) == 1 else urls
+
+
+def user_turn(url: ImageURLs | None, prompt: str) -> dict[str, Any]:
+    """The user message as ``hf:`` renders it: the image (when given), then the prompt; an
+    interleaved item's pictures as image parts where the prompt places them, the others
+    first (``vlmgate.interleaving``)."""
+    if isinstance(url, tuple):
+        return {"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url[piece]}} if isinstance(piece, int) else
+            {"type": "text", "text": piece} for piece in interleaved(prompt, len(url))]}
     content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}}] if url else []
     content.append({"type": "text", "text": prompt})
     return {"role": "user", "content": content}
@@ -182,7 +199,7 @@ class ExactScorer:
             )
         return ids, logprobs
 
-    async def token_logprobs(self, image: str, prompt: str, options: Sequence[str], label: str,
+    async def token_logprobs(self, image: ImageURLs, prompt: str, options: Sequence[str], label: str,
                              image_key: Any = None) -> list[list[float]]:
         """Per option, the log-prob of each token that spells it after the context (summed by ``score``).
 
@@ -217,7 +234,7 @@ class ExactScorer:
         parts = await self.client.gather_ordered([context, *jobs])
         return parts[0], parts[1:]
 
-    async def score(self, image: str, prompt: str, options: Sequence[str], label: str,
+    async def score(self, image: ImageURLs, prompt: str, options: Sequence[str], label: str,
                     image_key: Any = None) -> np.ndarray:
         rows = await self.token_logprobs(image, prompt, options, label, image_key)
         return np.array([math.fsum(row) for row in rows], dtype=np.float64)
@@ -329,7 +346,7 @@ class FirstTokenScorer:
             self._first[key] = ids[len(ctx)]
         return self._first[key]
 
-    async def score(self, image: str, prompt: str, options: Sequence[str], label: str) -> np.ndarray | Unread:
+    async def score(self, image: ImageURLs, prompt: str, options: Sequence[str], label: str) -> np.ndarray | Unread:
         """Each option's first-token log-prob, or ``Unread`` when the response answers none of them."""
         step = self.client.request_json("POST", self.client.v1("chat/completions"), {
             "model": self.model, "messages": [user_turn(image, prompt)], "add_generation_prompt": True,
@@ -475,7 +492,7 @@ class AnswerScorer:
         self.log = log
         self.reasoning = reasoning
 
-    async def choose(self, image: str, prompt: str, options: Sequence[str], label: str
+    async def choose(self, image: ImageURLs, prompt: str, options: Sequence[str], label: str
                      ) -> tuple[np.ndarray | Unread, int]:
         """The choice the greedy reply names, as ``choice_scores``, or ``Unread``; and the
         characters of reasoning cut off the reply before it was read (``reasoning``)."""
@@ -494,7 +511,7 @@ class AnswerScorer:
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
-async def chat_reply(client: ServerClient, model: str, image: str, prompt: str, max_tokens: int,
+async def chat_reply(client: ServerClient, model: str, image: ImageURLs, prompt: str, max_tokens: int,
                      label: str, reasoning: ReasoningDelimiters) -> ReplyParts | None:
     """The greedy reply (temperature 0) of at most ``max_tokens`` tokens, as the server decoded it,
     its reasoning cut off (``models.served.reasoning``); ``None`` when the response holds no choice."""
@@ -516,7 +533,7 @@ async def chat_reply(client: ServerClient, model: str, image: str, prompt: str, 
     return split_reply(content, thought, reasoning)
 
 
-async def generate_reply(client: ServerClient, model: str, image: str, prompt: str, max_tokens: int,
+async def generate_reply(client: ServerClient, model: str, image: ImageURLs, prompt: str, max_tokens: int,
                          label: str, reasoning: ReasoningDelimiters, log: TierLog) -> str:
     """``chat_reply``'s answer; no choice, or reasoning that never ended, read as an empty reply
     (which no parser reads as an answer). Cut-off reasoning is counted in ``log``."""
@@ -542,4 +559,4 @@ def digest(text: str) -> str:
 
 __all__ = ["AnswerScorer", "ExactScorer", "FirstTokenScorer", "ServerRequestError", "TierLog", "Unread",
            "chat_reply", "choice_scores", "generate_reply", "has_no_choices", "image_url", "parse_choice",
-           "probe_image_url", "user_turn", "who"]
+           "image_urls", "probe_image_url", "user_turn", "who"]
