@@ -118,7 +118,7 @@ def load_mmmu_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEF
     col = source.column
     image_columns = {k: col(field) for k, field in enumerate(IMAGE_FIELDS, start=1) if col(field) in table.columns}
     # Presence only (a null or empty struct means "no image k"); bytes are read per sample.
-    present_by_column = {k: [_has_image(v) for v in table.column(column)] for k, column in image_columns.items()}
+    present_by_column = {k: [has_image(v) for v in table.column(column)] for k, column in image_columns.items()}
     ids, questions, options_cells, answers = (table.column(col(f)) for f in ("id", "question", "options", "answer"))
     extra = {field: table.column(col(field)) if col(field) in table.columns else [None] * len(table)
              for field in ("subfield", "question_type")}
@@ -173,7 +173,7 @@ def load_mmmu_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEF
                           combine=combine_side_by_side if stitched else None, mapping=source.meaning)
 
 
-def _has_image(value: Any) -> bool:
+def has_image(value: Any) -> bool:
     if isinstance(value, dict):
         return bool(value.get("bytes") or value.get("path"))
     return bool(value)
