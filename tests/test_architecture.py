@@ -35,7 +35,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "vlmgate"
 #: Module prefix -> layer; the longest matching prefix wins.
 LAYERS: dict[str, int] = {
     "vlmgate": 0, "vlmgate.records": 0, "vlmgate.errors": 0, "vlmgate.cases": 0, "vlmgate.seeding": 0,
-    "vlmgate.registry": 0, "vlmgate.tomlfile": 0, "vlmgate.progress": 0,
+    "vlmgate.registry": 0, "vlmgate.tomlfile": 0, "vlmgate.progress": 0, "vlmgate.interleaving": 0,
     "vlmgate.perturbations": 1, "vlmgate.models": 1, "vlmgate.benchmarks": 1, "vlmgate.prompts": 1,
     "vlmgate.render": 1, "vlmgate.modalities": 1, "vlmgate.fonts": 1, "vlmgate.fixture_paths": 1,
     "vlmgate.placement": 1, "vlmgate.cache": 1, "vlmgate.claims": 1, "vlmgate.dispatch": 1, "vlmgate.batches": 1,

@@ -118,3 +118,27 @@ def test_a_picture_named_as_an_option_is_shown_in_the_prompt_and_named_in_the_re
     pieces = interleaved(prompt_for(item), 3)
     assert [p for p in pieces if isinstance(p, int)] == [0, 1, 2]  # each at its place: question, option A, B
     assert option_continuations(item) == ("A. [image 2]", "B. [image 3]")
+
+
+def test_the_flip_rate_suite_gates_a_two_picture_benchmark_and_the_rest_leave_it_out(pytester):
+    """``bundled:shapes-pairs`` on ``bundled:shapes-v1`` (a LLaVA checkpoint: it takes several
+    pictures): the flip-rate cases run and record what each family did to the pictures; the
+    suites that read one picture are no cases, each with its reason, never a skip."""
+    import json
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("test_flip_rate", "test_drift", "test_ras"):
+        pytester.makepyfile(**{name: (repo / "robustness_tests" / f"{name}.py").read_text()})
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--vlmgate-model=bundled:shapes-v1", "--vlmgate-benchmark=bundled:shapes-pairs",
+        "--vlmgate-limit=10", "--vlmgate-report=out", "-m", "rotation or textoverlay")
+    result.stdout.fnmatch_lines(["*vlmgate: combinations left out*",
+                                 "*test_drift*bundled_shapes-pairs: the drift suite judges one picture per item*",
+                                 "*test_ras*bundled_shapes-pairs: the ras suite judges one picture per item*"])
+    assert "skipped" not in result.parseoutcomes()  # nothing was skipped
+    record = json.loads((pytester.path / "out" / "run.json").read_text())
+    policies = {case["key"]["family"]: {m["details"].get("several_images") for m in case["metrics"]}
+                for case in record["cases"]}
+    assert policies["rotation"] == {"each"} and policies["textoverlay"] == {"one"}
+    assert set(policies) == {"rotation", "textoverlay", "textoverlay_empty", "textoverlay_random"}

@@ -169,3 +169,27 @@ def test_probe_embeddings_cluster_the_models_ctx_mcq_states(tiny_llava_checkpoin
     selection = select_subset(source, [model], size=3, clusters=2, corruptions=["contrast"], embedding="probe")
     assert len(selection.items) == 3 and selection.embedding == "probe" and 1 <= selection.clusters <= 2
     assert [i.rank for i in selection.items] == [0, 1, 2]
+
+
+@dataclass
+class SeveralPictures(NoiseSensitiveAdapter):
+    takes_several_images: bool = True
+
+
+@pytest.mark.parametrize("source_kind", ["jsonl", "in-memory"])
+def test_a_subset_of_interleaved_items_keeps_every_picture_in_order(tmp_path, source_kind):
+    """A selected item of several pictures is written as an ``images`` row: the subset shows the
+    model the same pictures, in the same order, as the source."""
+    pairs = load_benchmark("bundled:shapes-pairs")
+    if source_kind == "in-memory":
+        pairs = ListBenchmark(tuple(sample for sample, _ in zip(pairs.samples(), range(12))))
+    models = (SeveralPictures("alpha"),)
+    selection = select_subset(pairs, models, size=4, clusters=2, corruptions=["gaussian_noise"], severities=[3])
+    path = write_manifest(selection, pairs, tmp_path / "subset.jsonl")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all("images" in row and "image" not in row and len(row["images"]) == 2 for row in rows)
+    originals = {s.id: s for s in pairs.samples()}
+    for sample in load_benchmark(f"jsonl:{path}").samples():
+        assert len(sample.images) == 2
+        for loaded, original in zip(sample.images, originals[sample.id].images):
+            assert np.array_equal(np.asarray(loaded), np.asarray(original))

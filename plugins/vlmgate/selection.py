@@ -261,26 +261,36 @@ def select_subset(benchmark: Benchmark, models: Sequence[ModelAdapter], *, size:
                      int(labels.max()) + 1, embedding, seed)
 
 
-def _image_field(sample: Sample, benchmark: Benchmark, out: Path, written: set[str]) -> str:
-    """Where the row's image is: the benchmark's own file when it has one, else a PNG written beside ``out``.
+def _image_fields(sample: Sample, benchmark: Benchmark, out: Path, written: set[str]) -> list[str]:
+    """Where the row's pictures are, in order: the benchmark's own files when it has them, else
+    PNGs written beside ``out`` (an interleaved item's later pictures as ``NAME_2.png``, ...).
 
     A source file is referenced relative to the manifest when the two share a folder below
     the filesystem root (a repository stays relocatable), else by its absolute path.
     """
     if isinstance(benchmark, JsonlBenchmark):
-        source = next(row.image_path for row in benchmark.rows if row.id == sample.id).resolve()
+        row = next(row for row in benchmark.rows if row.id == sample.id)
         folder = out.parent.resolve()
-        if Path(os.path.commonpath([source, folder])) == Path(folder.anchor):
-            return source.as_posix()
-        return Path(os.path.relpath(source, folder)).as_posix()
+        fields = []
+        for path in (row.image_path, *row.more_image_paths):
+            source = path.resolve()
+            if Path(os.path.commonpath([source, folder])) == Path(folder.anchor):
+                fields.append(source.as_posix())
+            else:
+                fields.append(Path(os.path.relpath(source, folder)).as_posix())
+        return fields
     folder = out.parent / f"{out.stem}_images"
     folder.mkdir(parents=True, exist_ok=True)
     name = safe_name(sample.id)
     while name in written:
         name += "_"
     written.add(name)
-    sample.image.save(folder / f"{name}.png")
-    return f"{folder.name}/{name}.png"
+    fields = []
+    for k, image in enumerate(sample.images, start=1):
+        file = f"{name}.png" if k == 1 else f"{name}_{k}.png"
+        image.save(folder / file)
+        fields.append(f"{folder.name}/{file}")
+    return fields
 
 
 def manifest_rows(selection: Selection, benchmark: Benchmark, out: Path) -> list[dict]:
@@ -295,8 +305,10 @@ def manifest_rows(selection: Selection, benchmark: Benchmark, out: Path) -> list
             "of": item.inconsistency.of, "cluster": item.cluster, "clusters": selection.clusters,
             "reason": item.reason, "source": selection.benchmark,
         }
-        row = {"id": sample.id, "image": _image_field(sample, benchmark, out, written), "question": sample.question,
-               "options": list(sample.options), "answer": sample.answer, "kind": sample.kind, "meta": meta}
+        images = _image_fields(sample, benchmark, out, written)
+        row = {"id": sample.id, **({"image": images[0]} if len(images) == 1 else {"images": images}),
+               "question": sample.question, "options": list(sample.options), "answer": sample.answer,
+               "kind": sample.kind, "meta": meta}
         if sample.hint is not None:
             row["hint"] = sample.hint
         if sample.cluster is not None:  # a declared cluster key, kept so the subset clusters as the source did

@@ -173,7 +173,8 @@ class GateSession:
             except NotApplicable:  # a text-only benchmark (soebench:, textqa:) has no sample of its own to show
                 first = None
             return describe_model(engine.model, None if first is None else prompt_for(first),
-                                  benchmark=case.benchmark, sample=None if first is None else first.id).to_json()
+                                  benchmark=case.benchmark, sample=None if first is None else first.id,
+                                  images=1 if first is None else len(first.images)).to_json()
 
         description = self._descriptions.get(f"{case.model}\x00{case.benchmark}", describe)
         return {"models": {case.model: str(engine.model.fingerprint)},

@@ -5,7 +5,8 @@ A split holds image items (``manifest.jsonl``, read as ``jsonl:``) or text items
 holds is its kind, so ``bundled:shapes`` and ``bundled:shapes-text`` need no scheme of
 their own and the kind is known at collection from the folder alone. Whether an image
 split's questions vary is read from its manifest's question texts (the bundled splits are
-small: no image is opened).
+small: no image is opened), and so are whether it holds yes/no items and whether its rows
+hold several pictures (``images``, as ``bundled:shapes-pairs``: ``jsonl``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 from pathlib import Path
 
 from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions, items_kind
-from vlmgate.benchmarks.jsonl import JsonlBenchmark, manifest_has_yes_no_items
+from vlmgate.benchmarks.jsonl import JsonlBenchmark, manifest_has_several_images, manifest_has_yes_no_items
 from vlmgate.benchmarks.textqa import TextQABenchmark
 from vlmgate.errors import DataError, VlmgateError
 from vlmgate.fixture_paths import bundled_entry
@@ -53,7 +54,17 @@ def bundled_yes_no_items(name: str) -> bool | None:
     return manifest_has_yes_no_items(bundled_entry("benchmarks", name, DataError) / IMAGE_MANIFEST)
 
 
-@items_kind(bundled_kind, varied_questions=bundled_questions_vary, yes_no_items=bundled_yes_no_items)
+def bundled_several_images(name: str) -> bool | None:
+    """Whether an image split holds rows of several pictures (``jsonl.manifest_has_several_images``);
+    ``False`` for a text split, ``None`` for a missing one."""
+    kind = bundled_kind(name)
+    if kind != "image":
+        return None if kind is None else False
+    return manifest_has_several_images(bundled_entry("benchmarks", name, DataError) / IMAGE_MANIFEST)
+
+
+@items_kind(bundled_kind, varied_questions=bundled_questions_vary, yes_no_items=bundled_yes_no_items,
+            several_images=bundled_several_images)
 def load_bundled_benchmark(name: str, *, spec: str,
                            options: BenchmarkOptions = DEFAULT_OPTIONS) -> JsonlBenchmark | TextQABenchmark:
     folder: Path = bundled_entry("benchmarks", name, DataError)

@@ -176,7 +176,7 @@ def read_rows(table: Table, fields: Fields, cluster: str | None) -> list[TableRo
         kind: str = "mcq"
         if are_yes_no(options):
             kind, answer, options = "yesno", _yes_no_answer(options, answer, table.where(r, fields.answer)), YES_NO
-        if not _has_image(cells[fields.image][r]):
+        if not has_image(cells[fields.image][r]):
             raise DataError(f"{table.where(r, fields.image)}: no image (empty cell); fill it or drop the row")
         rows.append(TableRow(
             id=text_cell(cells[fields.id][r], table.where(r, fields.id)) if fields.id else str(r + 1),
@@ -201,7 +201,7 @@ def _yes_no_answer(options: Sequence[str], answer: int, where: str) -> int:
     return index
 
 
-def _has_image(value: Any) -> bool:
+def has_image(value: Any) -> bool:
     if isinstance(value, dict):
         return bool(value.get("bytes") or value.get("path"))
     return bool(value.strip() if isinstance(value, str) else value)

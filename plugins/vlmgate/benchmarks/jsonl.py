@@ -17,6 +17,25 @@ be asked as the text "None"), options distinct non-empty strings, ``hint`` a str
 ``null``. The file must be UTF-8 (``benchmarks.text_files``); images are decoded by
 ``benchmarks.image_decoding`` under the run's pixel budget.
 
+A row with several pictures (an interleaved item: BLINK, MuirBench, two-image comparisons)
+gives ``"images": ["a.png", "b.png", ...]``, two or more paths resolved as ``image`` is,
+in place of ``image``: exactly one of the two keys, and a one-picture row keeps ``image``.
+The question and options place picture k where they write ``<image k>`` (1-based; pictures
+never named are shown first, ``vlmgate.interleaving``), and every marker must name a picture
+the row has::
+
+    {"id": "p1", "images": ["images/p1-1.png", "images/p1-2.png"],
+     "question": "Image 1: <image 1> Image 2: <image 2> Which image has more shapes?",
+     "options": ["The first image", "The second image"], "answer": "A"}
+
+The sample holds the first picture as ``image`` and the others as ``more_images``
+(``Sample.images``: all of them, in order), each decoded when the sample is made, as
+``image`` is, under the same pixel budget. Every path is checked when the benchmark loads.
+(The markers of an ``image`` row are not checked: such a row is shown as it always was.)
+The loader declares ``several_images`` from the manifest's text alone
+(``manifest_has_several_images``), so that only suites and models that take such items
+get a case on it.
+
 Any other key of a row (``category``, ``l2-category``, ``source``) is kept as metadata, as if
 it were in ``meta``: ``vlmgate accuracy --by category`` groups by it.
 
@@ -39,17 +58,27 @@ from vlmgate.benchmarks.image_decoding import ImageDecoder
 from vlmgate.benchmarks.options import answer_index, are_yes_no, check_distinct, yes_no
 from vlmgate.benchmarks.text_files import require_file, utf8_lines
 from vlmgate.errors import DataError, VlmgateError
+from vlmgate.interleaving import IMAGE_MARKER
 from vlmgate.records import Sample
 
-REQUIRED = ("id", "image", "question", "options")
+#: The keys every row has; its picture or pictures are ``IMAGE`` or ``IMAGES`` (exactly one).
+REQUIRED = ("id", "question", "options")
+IMAGE = "image"
+IMAGES = "images"
 #: Every key a row's fields are read from; any other key is kept as metadata (``extra_meta``).
-KNOWN = REQUIRED + ("answer", "kind", "hint", "meta", "cluster")
+KNOWN = REQUIRED + (IMAGE, IMAGES, "answer", "kind", "hint", "meta", "cluster")
 KINDS = ("mcq", "yesno")
+#: Where a row's pictures are resolved from when relative.
+PATHS_FIX = "relative paths are resolved from the manifest's folder"
 
 
 @dataclass(frozen=True)
 class ManifestRow:
-    """A validated manifest line; the image is read only when the sample is used."""
+    """A validated manifest line; the images are read only when the sample is used.
+
+    ``image_path`` is the row's picture (the first of an ``images`` row); ``more_image_paths``
+    the later pictures of an ``images`` row, in order.
+    """
 
     id: str
     image_path: Path
@@ -61,6 +90,16 @@ class ManifestRow:
     meta: tuple[tuple[str, Any], ...]
     line: int
     cluster: str | None = None
+    more_image_paths: tuple[Path, ...] = ()
+
+    @property
+    def image_paths(self) -> tuple[Path, ...]:
+        """Every picture's path, in order."""
+        return (self.image_path, *self.more_image_paths)
+
+    def image_key(self, k: int) -> str:
+        """Where picture ``k`` (0-based) is given in the row, for messages: ``'image'`` or ``'images'[k]``."""
+        return repr(IMAGE) if not self.more_image_paths else f"{IMAGES!r}[{k}]"
 
 
 def require_keys(obj: Any, where: str, required: tuple[str, ...], what: str) -> dict:
@@ -101,6 +140,7 @@ def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
     obj = require_keys(obj, f"{manifest}:{line}", REQUIRED, "manifest row")
     sample_id = row_id(obj, f"{manifest}:{line}")
     where = f"{manifest}:{line} (sample {sample_id!r})"
+    paths = [path if path.is_absolute() else manifest.parent / path for path in picture_paths(obj, where)]
     question = question_text(obj["question"], where)
     kind = obj.get("kind", "mcq")
     if kind not in KINDS:
@@ -118,10 +158,12 @@ def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
     if not isinstance(meta, dict):
         raise DataError(f"{where}: meta must be a JSON object")
     meta = {**meta, **extra_meta(obj, meta, where)}
-    image = Path(str(obj["image"]))
+    if len(paths) > 1:
+        check_markers(question, options, len(paths), where)
     return ManifestRow(
         id=sample_id,
-        image_path=image if image.is_absolute() else manifest.parent / image,
+        image_path=paths[0],
+        more_image_paths=tuple(paths[1:]),
         question=question,
         options=options,
         answer=answer,
@@ -131,6 +173,41 @@ def parse_row(obj: Any, line: int, manifest: Path) -> ManifestRow:
         line=line,
         cluster=cluster_key(obj.get("cluster"), where),
     )
+
+
+def picture_paths(obj: dict, where: str) -> list[Path]:
+    """The row's picture paths as written: ``image`` (one) or ``images`` (two or more), never both."""
+    fix = f"give {IMAGE!r} (one path) or {IMAGES!r} (a list of two or more paths) per row; {PATHS_FIX}"
+    if IMAGE in obj and IMAGES in obj:
+        raise DataError(f"{where}: both {IMAGE!r} and {IMAGES!r} given; keep one: {fix}")
+    if IMAGE in obj:
+        return [Path(str(obj[IMAGE]))]
+    if IMAGES not in obj:
+        raise DataError(f"{where}: missing key {IMAGE!r} (or {IMAGES!r}); {fix}")
+    value = obj[IMAGES]
+    if not isinstance(value, list):
+        raise DataError(f"{where}: {IMAGES!r} must be a list of two or more image paths, got {value!r}; {fix}")
+    if not value:
+        raise DataError(f"{where}: {IMAGES!r} is an empty list; list two or more image paths in it ({PATHS_FIX}), "
+                        f"or give a row of one picture as {IMAGE!r}")
+    if len(value) == 1:
+        raise DataError(f"{where}: {IMAGES!r} lists one path; a row of one picture gives it as {IMAGE!r} "
+                        f"(\"{IMAGE}\": {json.dumps(value[0])}), {IMAGES!r} lists two or more")
+    for k, entry in enumerate(value):
+        if not isinstance(entry, str) or not entry.strip():
+            raise DataError(f"{where}: {IMAGES!r}[{k}] is {entry!r}, not a path; every entry of {IMAGES!r} must be "
+                            f"a non-empty string, the image file's path ({PATHS_FIX})")
+    return [Path(entry) for entry in value]
+
+
+def check_markers(question: str, options: tuple[str, ...], n_images: int, where: str) -> None:
+    """Every ``<image k>`` of the question and options names one of the row's ``n_images`` pictures."""
+    for key, text in [("question", question), *((f"options[{i}]", o) for i, o in enumerate(options))]:
+        for match in IMAGE_MARKER.finditer(text):
+            if not 1 <= int(match.group(1)) <= n_images:
+                raise DataError(f"{where}: {key} names {match.group(0)} but the row's {IMAGES!r} lists {n_images} "
+                                f"pictures; number them <image 1> to <image {n_images}> in list order, or add the "
+                                f"picture to {IMAGES!r}")
 
 
 def extra_meta(obj: dict, meta: dict, where: str) -> dict:
@@ -182,18 +259,29 @@ def read_manifest(manifest: Path) -> list[ManifestRow]:
             raise DataError(f"{manifest}:{line_no}: sample id {row.id!r} repeats line {seen[row.id]}; "
                             "ids must be unique")
         seen[row.id] = line_no
-        if row.image_path.is_dir():
-            raise DataError(f"{manifest}:{line_no}: image of sample {row.id!r} at {row.image_path} is a directory; "
-                            "point 'image' at an image file (relative paths are resolved from the manifest's folder)")
-        if not row.image_path.is_file():
-            raise DataError(
-                f"{manifest}:{line_no}: image of sample {row.id!r} not found at {row.image_path}; "
-                "fix the 'image' path (relative paths are resolved from the manifest's folder)"
-            )
+        for k, path in enumerate(row.image_paths):
+            check_image_path(row, k, path, f"{manifest}:{line_no}")
         rows.append(row)
     if not rows:
         raise DataError(f"benchmark manifest {manifest} has no rows")
     return rows
+
+
+def image_name(row: ManifestRow, k: int) -> str:
+    """``image of sample 'q1'``, or ``image 2 of sample 'q1' ('images'[1])`` for a row of several."""
+    if not row.more_image_paths:
+        return f"image of sample {row.id!r}"
+    return f"image {k + 1} of sample {row.id!r} ({row.image_key(k)})"
+
+
+def check_image_path(row: ManifestRow, k: int, path: Path, where: str) -> None:
+    """Picture ``k`` of ``row`` is a file, else a ``DataError`` naming the line, the sample and the key."""
+    if path.is_dir():
+        raise DataError(f"{where}: {image_name(row, k)} at {path} is a directory; point {row.image_key(k)} at an "
+                        f"image file ({PATHS_FIX})")
+    if not path.is_file():
+        raise DataError(f"{where}: {image_name(row, k)} not found at {path}; fix the {row.image_key(k)} path "
+                        f"({PATHS_FIX})")
 
 
 class JsonlBenchmark:
@@ -215,17 +303,21 @@ class JsonlBenchmark:
         if self._fingerprint is None:
             digest = hashlib.sha256(self.manifest.read_bytes())
             for row in self.rows:
-                digest.update(row.image_path.read_bytes())
+                for path in row.image_paths:
+                    digest.update(path.read_bytes())
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
-    def image(self, row: ManifestRow):
-        where = f"{self.manifest}:{row.line}: image of sample {row.id!r} at {row.image_path}"
-        return self._images.decode(row.image_path, lambda: row.image_path, where)
+    def image(self, row: ManifestRow, k: int = 0):
+        """Picture ``k`` (0-based) of ``row``, decoded under the pixel budget."""
+        path = row.image_paths[k]
+        where = f"{self.manifest}:{row.line}: {image_name(row, k)} at {path}"
+        return self._images.decode(path, lambda: path, where)
 
     def sample(self, row: ManifestRow) -> Sample:
-        return Sample(row.id, self.image(row), row.question, row.options, row.answer, row.kind, row.hint, row.meta,
-                      row.cluster)
+        images = [self.image(row, k) for k in range(len(row.image_paths))]
+        return Sample(row.id, images[0], row.question, row.options, row.answer, row.kind, row.hint, row.meta,
+                      row.cluster, more_images=tuple(images[1:]))
 
     def samples(self) -> Iterator[Sample]:
         for row in self.rows:
@@ -252,6 +344,19 @@ def manifest_has_yes_no_items(path: str | Path) -> bool | None:
     return False
 
 
-@items_kind("image", yes_no_items=manifest_has_yes_no_items)
+def manifest_has_several_images(path: str | Path) -> bool | None:
+    """Whether a manifest holds a row of several pictures (an ``images`` key), read from its
+    text alone (no image is opened); ``None`` when it cannot be read, so that the case is kept
+    and the load reports what is wrong."""
+    try:
+        for _, obj in json_lines(Path(path).expanduser()):
+            if isinstance(obj, dict) and IMAGES in obj:
+                return True
+    except (VlmgateError, OSError, ValueError):
+        return None
+    return False
+
+
+@items_kind("image", yes_no_items=manifest_has_yes_no_items, several_images=manifest_has_several_images)
 def load_jsonl_benchmark(path: str, *, spec: str, options: BenchmarkOptions = DEFAULT_OPTIONS) -> JsonlBenchmark:
     return JsonlBenchmark(Path(path).expanduser(), spec, options)

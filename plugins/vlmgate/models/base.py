@@ -151,10 +151,11 @@ class ModelDescription:
 
 
 def describe_model(model: object, example_prompt: str | None, *, benchmark: str | None = None,
-                   sample: str | None = None) -> ModelDescription:
+                   sample: str | None = None, images: int = 1) -> ModelDescription:
     """``model``'s ``ModelDescription``, read from what its adapter offers (``identity``,
     ``prompt_format``, ``render_context(prompt)``), each optional; ``benchmark`` and ``sample``
-    name where ``example_prompt`` came from."""
+    name where ``example_prompt`` came from, ``images`` how many pictures it shows (an adapter's
+    ``render_context`` is asked for them where there are several)."""
     identity: Any = getattr(model, "identity", None)
     identity_json = identity.to_json() if callable(getattr(identity, "to_json", None)) else (
         dict(identity) if isinstance(identity, Mapping) else None)
@@ -162,7 +163,9 @@ def describe_model(model: object, example_prompt: str | None, *, benchmark: str 
     prompt_format = getattr(model, "prompt_format", None) or str((identity_json or {}).get("prompt_format")
                                                                    or "").split("@")[0] or None
     render = getattr(model, "render_context", None)
-    context = render(example_prompt) if callable(render) and example_prompt is not None else None
+    context = None
+    if callable(render) and example_prompt is not None:
+        context = render(example_prompt, images) if images > 1 else render(example_prompt)
     return ModelDescription(prompt_format, identity_json, benchmark, sample, example_prompt, context)
 
 
