@@ -149,6 +149,14 @@ def test_vlmevalkit_rejects_malformed_rows(tmp_path, row, column, value, message
     assert f"bad.tsv: row {row + 1} (line {row + 2}), column '{column}'" in text and message in text
 
 
+def test_vlmevalkit_an_empty_answer_is_an_item_without_ground_truth(tmp_path):
+    """A withheld test split (MMBench's test answers) loads: its items gate flip rates, and
+    accuracy counts the answered ones only (``metrics.flips.accuracy``)."""
+    rows = _edit(_edit(_mmbench_rows(), 0, "answer", ""), 2, "answer", " ")
+    first, second, third = load_benchmark(f"vlmevalkit:{_write_tsv(tmp_path / 'test.tsv', rows)}").samples()
+    assert (first.answer, second.answer, third.answer) == (None, 1, None)
+
+
 # -- hfparquet: -------------------------------------------------------------------------------
 
 def _image_structs(colours) -> pa.Array:
@@ -273,6 +281,14 @@ def _hf_table(**changes) -> pa.Table:
         "options": pa.array([["red", "green"], ["1", "2", "3"]]), "answer": pa.array(["A", "B"]),
     }
     return pa.table({**columns, **changes})
+
+
+def test_hfparquet_an_empty_answer_is_an_item_without_ground_truth(tmp_path):
+    path = tmp_path / "test.parquet"
+    pq.write_table(_hf_table(answer=pa.array([None, ""]), options=pa.array([["red", "green"], ["No", "Yes"]])), path)
+    first, second = load_benchmark(f"hfparquet:{path}").samples()
+    assert first.answer is None and first.kind == "mcq"
+    assert second.answer is None and second.kind == "yesno" and second.options == ("Yes", "No")
 
 
 @pytest.mark.parametrize(("changes", "where", "message"), [

@@ -14,7 +14,9 @@ then kill). Every flag and variable below is one that ``shared/notes/vllm-cpu.md
 * ``--model-impl transformers``: the same folder ``hf:`` loads, unchanged (vLLM's native
   LLaVA does not read the CLIP keys transformers 5.2x writes);
 * ``--max-logprobs 1024``: the first-token tier's tests ask for every token of the tiny
-  vocabulary (vLLM's default cap is 20).
+  vocabulary (vLLM's default cap is 20);
+* ``--limit-mm-per-prompt '{"image": 4}'``: the interleaved items' tests send two pictures in
+  one message.
 
 The checkpoint has ``head_dim`` 32: vLLM's CPU attention supports 32, 64, 80, ... only (the
 bundled checkpoints' 24 and 16 crash the server on the first request).
@@ -142,7 +144,7 @@ class VllmServer:
             "--host", "127.0.0.1", "--port", str(self.port),
             "--dtype", "float32", "--max-model-len", "1024", "--max-num-seqs", "8", "--enforce-eager",
             "--model-impl", "transformers", "--mm-processor-kwargs", json.dumps({"backend": "pil"}),
-            "--max-logprobs", "1024", *self.extra_args,
+            "--max-logprobs", "1024", "--limit-mm-per-prompt", json.dumps({"image": 4}), *self.extra_args,
         ]
 
     def environment(self) -> dict[str, str]:

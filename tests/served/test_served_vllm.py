@@ -241,3 +241,37 @@ def test_generate_through_the_server_matches_hf(hf_model, exact_model, manifest)
     batch = score_requests(manifest)[:6]
     requests = [GenerateRequest(r.image, r.prompt, 6, sample_id=r.sample_id) for r in batch]
     assert exact_model.generate(requests) == hf_model.generate(requests)
+
+
+def test_two_picture_items_through_the_server_score_as_hf_and_gate_alike(suite_dir, vllm_server, hf_model,
+                                                                          exact_model):
+    """``bundled:shapes-pairs`` through ``openai:``: each item's two pictures go as two image parts
+    of one message, and the exact tier's option scores equal ``hf:``'s on the same checkpoint,
+    clean and rotated (each picture its own draw); the flip-rate cases then read alike."""
+    from vlmgate.batches import WorkItem, request
+    from vlmgate.perturbations.base import get_family
+    from vlmgate.records import CLEAN
+
+    samples = [sample for sample, _ in zip(load_benchmark("bundled:shapes-pairs").samples(), range(6))]
+    rotation = get_family("rotation").at_level(2)
+    requests = [request("score", WorkItem(sample, variant), 0) for sample in samples for variant in (CLEAN, rotation)]
+    assert all(len(r.images) == 2 for r in requests)
+    diffs = np.abs(np.concatenate([a - b for a, b in zip(hf_model.score(requests), exact_model.score(requests))]))
+    assert diffs.max() <= 1e-3, diffs.max()
+    swapped = [ScoreRequest(r.more_images[0], r.prompt, r.continuations, more_images=(r.image,)) for r in requests[:2]]
+    assert not np.allclose(np.concatenate(exact_model.score(swapped)), np.concatenate(exact_model.score(requests[:2])),
+                           atol=1e-6)  # the server reads both pictures, in order
+    served_spec = vllm_server.spec(revision=files_digest(vllm_server.folder))
+    runs = {}
+    for name, spec in (("hf", f"hf:{vllm_server.folder}"), ("served", served_spec)):
+        suite_dir.makefile(".toml", mixed=MIXED_LIMITS)
+        result = suite_dir.runpytest_subprocess(
+            "-p", "no:cacheprovider", f"--vlmgate-model={spec}", "--vlmgate-benchmark=bundled:shapes-pairs",
+            "--vlmgate-limit=6", "--vlmgate-thresholds=mixed.toml", "--vlmgate-no-cache",
+            "-m", "rotation or translation", f"--junitxml={name}.xml")
+        runs[name] = by_family(junit_cases(suite_dir.path / f"{name}.xml"))
+        assert "skipped" not in result.parseoutcomes(), result.stdout.str()[-2000:]
+    assert set(runs["hf"]) == set(runs["served"]) == {"rotation", "translation"}
+    for family, props in runs["hf"].items():
+        for key in ("vlmgate.value", "vlmgate.ci_low", "vlmgate.ci_high", "vlmgate.n"):
+            assert props[key] == runs["served"][family][key], (family, key)

@@ -41,7 +41,8 @@ from typing import Any, Callable, Sequence
 
 from vlmgate.benchmarks.base import CATEGORY_KEY, DEFAULT_OPTIONS, BenchmarkOptions, items_kind
 from vlmgate.benchmarks.columns import parse_source_spec, require_columns
-from vlmgate.benchmarks.mmmu import has_image, parse_options
+from vlmgate.benchmarks.image_cells import has_image
+from vlmgate.benchmarks.mmmu import parse_options
 from vlmgate.benchmarks.options import check_distinct
 from vlmgate.benchmarks.tables import Table, read_table
 from vlmgate.benchmarks.tabular import (

@@ -11,8 +11,8 @@ columns is among them (case aside):
 * ``image`` ← image, img, image_1, picture: the ``Image`` feature's struct
   ``{bytes, path}``, raw bytes or base64 text (``benchmarks.image_cells``). One image per
   item: a table with other image columns is refused unless the spec names the one to read
-  (``?image=image_1``), since the item's other images would go unseen (``mmmu:`` places
-  several side by side).
+  (``?image=image_1``), since the item's other images would go unseen (``mmmu:``,
+  ``blink:`` and ``muirbench:`` show an item's several pictures).
 * ``question`` ← question, query, prompt, text; ``hint`` ← hint, context (optional).
 * ``options`` ← options, choices, candidates, answers, answer_choices: a list column or a
   list written as a string (``mmmu.parse_options``); without such a column, letter
@@ -21,7 +21,9 @@ columns is among them (case aside):
 * ``answer`` ← answer, label, gt, ground_truth, correct_answer, answer_idx,
   correct_choice_idx: an option letter, a 0-based index (an integer or its digits) or the
   option's text (``options.answer_index``). Digits that are one option's text and another
-  option's index are refused: say which by writing the answer as a letter.
+  option's index are refused: say which by writing the answer as a letter. An empty answer
+  cell is an item without ground truth (``Sample.answer`` ``None``): a split whose answers
+  are withheld still gates flip rates, and accuracy counts only the answered items.
 
 Two matching columns are an error naming both and the fix (``?question=query``); a
 mapping in the spec always wins over inference. Items whose options are Yes and No are
@@ -40,6 +42,7 @@ from typing import Any, Sequence
 
 from vlmgate.benchmarks.base import DEFAULT_OPTIONS, YES_NO, BenchmarkOptions, items_kind
 from vlmgate.benchmarks.columns import CLUSTER_FIELD, SourceSpec, parse_source_spec, require_columns
+from vlmgate.benchmarks.image_cells import has_image
 from vlmgate.benchmarks.mmmu import parse_options
 from vlmgate.benchmarks.options import answer_index, are_yes_no, check_distinct, yes_no
 from vlmgate.benchmarks.tables import Table, parquet_columns, read_table
@@ -172,10 +175,13 @@ def read_rows(table: Table, fields: Fields, cluster: str | None) -> list[TableRo
     rows = []
     for r in range(len(table)):
         options = row_options(table, fields, cells, r)
-        answer = answer_position(cells[fields.answer][r], options, table.where(r, fields.answer))
+        given = text_cell(cells[fields.answer][r], "", required=False) is not None  # empty: no ground truth
+        answer = answer_position(cells[fields.answer][r], options, table.where(r, fields.answer)) if given else None
         kind: str = "mcq"
         if are_yes_no(options):
-            kind, answer, options = "yesno", _yes_no_answer(options, answer, table.where(r, fields.answer)), YES_NO
+            if answer is not None:
+                answer = _yes_no_answer(options, answer, table.where(r, fields.answer))
+            kind, options = "yesno", YES_NO
         if not has_image(cells[fields.image][r]):
             raise DataError(f"{table.where(r, fields.image)}: no image (empty cell); fill it or drop the row")
         rows.append(TableRow(
@@ -200,11 +206,6 @@ def _yes_no_answer(options: Sequence[str], answer: int, where: str) -> int:
     assert index is not None  # the answer is given
     return index
 
-
-def has_image(value: Any) -> bool:
-    if isinstance(value, dict):
-        return bool(value.get("bytes") or value.get("path"))
-    return bool(value.strip() if isinstance(value, str) else value)
 
 
 def yes_no_items(rest: str) -> bool | None:

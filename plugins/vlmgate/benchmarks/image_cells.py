@@ -46,3 +46,10 @@ def image_bytes(value: Any, where: str, base_dir: Path) -> bytes:
                             "base64.b64encode(png_bytes)") from None
     raise DataError(f"{where}: no image (empty cell); fill it or drop the row")
 
+
+def has_image(value: Any) -> bool:
+    """Whether a table cell holds a picture at all (an ``Image`` struct with bytes or a path, or
+    non-blank bytes / text), read without decoding it: a null or empty cell is no picture."""
+    if isinstance(value, dict):
+        return bool(value.get("bytes") or value.get("path"))
+    return bool(value.strip() if isinstance(value, (str, bytes)) else value)

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 from vlmgate.benchmarks.base import DEFAULT_OPTIONS, BenchmarkOptions, cap_size, items_kind
 from vlmgate.benchmarks.columns import parse_source_spec, require_columns
+from vlmgate.benchmarks.image_cells import has_image
 from vlmgate.benchmarks.options import check_distinct
 from vlmgate.benchmarks.tables import read_table
 from vlmgate.benchmarks.tabular import (
@@ -172,8 +173,3 @@ def load_mmmu_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DEF
     return TableBenchmark(spec, table, rows, options=options, skipped=skipped,
                           combine=combine_side_by_side if stitched else None, mapping=source.meaning)
 
-
-def has_image(value: Any) -> bool:
-    if isinstance(value, dict):
-        return bool(value.get("bytes") or value.get("path"))
-    return bool(value)

@@ -15,6 +15,10 @@ differ from set to set (``category``, ``l2-category``, ``split``, ``source``).
   ``vlmgate accuracy --by l2-category``. ``category`` is a field only so it can be renamed.
 * ``PATH`` is a ``.tsv`` (or a parquet of the same layout), or a folder of such shards read
   in name order (``benchmarks.tables``).
+* An empty ``answer`` cell is an item without ground truth (``Sample.answer`` ``None``, as
+  ``null`` in a ``jsonl:`` manifest): a test split whose answers are withheld (MMBench's)
+  still gates flip rates, and accuracy counts only the answered items. An answer that is not
+  an option letter is an error naming row and column.
 
 Fields and their default columns (rename with ``vlmevalkit:PATH?question=q&answer=gt``):
 ``id`` ← index, ``image``, ``question``, ``answer``, ``category``, ``hint``. Sample ids are
@@ -128,7 +132,8 @@ def vlmevalkit_rows(table: Table, source: SourceSpec) -> list[TableRow]:
             id=sample_id,
             question=text_cell(questions[r], table.where(r, col("question"))),
             options=texts,
-            answer=option_letter_index(answers[r], len(texts), table.where(r, col("answer"))),
+            answer=None if text_cell(answers[r], "", required=False) is None
+            else option_letter_index(answers[r], len(texts), table.where(r, col("answer"))),
             kind="mcq",
             hint=text_cell(optional["hint"][r], table.where(r, col("hint")), required=False),
             meta=merged_meta({field: text_cell(optional[field][r], table.where(r, col(field)), required=False)
