@@ -539,3 +539,29 @@ def test_a_served_model_records_its_own_repeat_noise_beside_the_flip_rates():
     clean = {result.name: result for result in evaluate_case("flip_rate", engine, "clean")}
     assert clean["repeat_flip_rate"].n == 6 and clean["repeat_flip_rate"].value == 0.0  # the fake is deterministic
     assert "repeat_flip_rate" in {result.name for result in evaluate_case("flip_rate", engine, "translation")}
+
+
+def test_an_interleaved_item_is_one_message_with_its_pictures_where_the_text_places_them():
+    """Two pictures go as two image parts of one user message, picture 2 first where the prompt
+    names it first, the later mention written as text; the exact tier keys its context cache by
+    every picture's size."""
+    from vlmgate.models.served.tiers import image_urls, user_turn
+
+    first, second = Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))
+    urls = image_urls([first, second])
+    assert urls == (image_url(first), image_url(second)) and image_urls([first]) == image_url(first)
+    turn = user_turn(urls, "Compare <image 2> with <image 1>; is <image 2> bluer?")
+    assert [(part["type"], part.get("text") or part["image_url"]["url"]) for part in turn["content"]] == [
+        ("text", "Compare "), ("image_url", urls[1]), ("text", " with "), ("image_url", urls[0]),
+        ("text", "; is [image 2] bluer?")]
+    server = FakeServer()
+    model = connect(server)
+    bodies, chat = [], server.chat
+    server.chat = lambda body: (bodies.append(body), chat(body))[1]
+    scores = model.score([ScoreRequest(first, "<image 1> or <image 2>?", MCQ, sample_id="pair", more_images=(second,))])
+    assert scores[0].shape == (4,) and np.isfinite(scores[0]).all()
+    assert len(bodies) == len(MCQ)  # one chat request per option, each with both pictures in place
+    for body in bodies:
+        parts = body["messages"][0]["content"]
+        assert [p["type"] for p in parts] == ["image_url", "text", "image_url", "text"]
+        assert [p["image_url"]["url"] for p in parts if p["type"] == "image_url"] == list(urls)
