@@ -48,7 +48,7 @@ LAYERS: dict[str, int] = {
     "vlmgate.progress_display": 6, "vlmgate.shards": 6,
     "vlmgate.report": 7,
     "vlmgate.plugin": 8, "vlmgate.gate": 8, "vlmgate.stash": 8, "vlmgate.cli": 8, "vlmgate.testing": 8,
-    "vlmgate.live_output": 8,
+    "vlmgate.live_output": 8, "vlmgate.api": 8,
 }
 NAMES = ("core", "inputs", "engine", "metrics", "suites", "judgement", "run", "outputs", "entry")
 

@@ -6,7 +6,7 @@ with pip into a folder of its own and a pytest run, in a fresh process that sees
 path, gates the tiny checkpoint with ``-m colour_shift``: the marker, the cases, the
 threshold file, JUnit, the run record and the HTML report all pick it up from the
 catalogues, as they do the built-ins. This is the example the README's "Extending" walks
-through.
+through: the family and the suite are the README's own code blocks, read from it.
 """
 
 from __future__ import annotations
@@ -41,65 +41,20 @@ colour_shift = "colourcast.suite:ColourShiftSuite"
 packages = ["colourcast"]
 """
 
-FAMILY = '''\
-"""A colour cast: the image blended towards a tint (level 0 = the identity)."""
-
-from typing import ClassVar
-
-from PIL import Image
-
-from vlmgate.perturbations.base import PerturbationFamily
-from vlmgate.records import Variant
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-class ColourCast(PerturbationFamily):
-    name: ClassVar[str] = "colourcast"
-    description: ClassVar[str] = "the image blended towards a red tint"
-    tags: ClassVar[tuple[str, ...]] = ("colour",)
-    max_level: ClassVar[int] = 10
-
-    def variants(self, sample, context):
-        return [self.at_level(level) for level in (3, 6)]
-
-    def at_level(self, level, **choices):
-        self.check_level(level)
-        self.reject_unknown_choices(choices)
-        return Variant.of(self.name, self.intensity(level), level=int(level))
-
-    def apply(self, image, variant, rng):
-        (level,) = self.params_of(variant, "level")
-        tint = Image.new("RGB", image.size, (255, 0, 0))
-        return Image.blend(image.convert("RGB"), tint, level / 20)
-'''
-
-SUITE = '''\
-"""How far a colour change moves the clean answer's score: one metric, declared."""
-
-import numpy as np
-
-from vlmgate.records import LOWER, MEAN, MetricResult, MetricSpec
-from vlmgate.suites.base import CaseContext, Suite
+def guide_example(heading: str) -> str:
+    """The first ``python`` block after ``heading`` in the README's extension guide, as written there."""
+    text = README.read_text(encoding="utf-8")
+    after = text[text.index(heading):]
+    start = after.index("```python\n") + len("```python\n")
+    return after[start:after.index("```", start)]
 
 
-class ColourShiftSuite(Suite):
-    name = "colour_shift"
-    description = "score drop of the clean answer under colour changes"
-    metrics = (MetricSpec("score_drop", "mean drop of the clean answer's log-likelihood", MEAN, LOWER,
-                          lowest=float("-inf"), highest=float("inf")),)
-    takes = frozenset({"colour"})
-    requires = frozenset({"scores"})
+FAMILY = guide_example("**1. A perturbation family**")
+SUITE = guide_example("**2. A suite**")
 
-    def evaluate(self, case: CaseContext) -> list[MetricResult]:
-        observed = case.engine.family(case.family)
-        drops = {}
-        for sample_id, instances in observed.perturbed.items():
-            clean = observed.clean[sample_id]
-            drops[sample_id] = float(np.mean([clean.scores[clean.prediction] - obs.scores[clean.prediction]
-                                              for obs in instances]))
-        values = np.array(list(drops.values()))
-        return [MetricResult("score_drop", float(values.mean()), float(values.min()), float(values.max()),
-                             len(values), kind=MEAN, units=drops)]
-'''
 
 GATE = '''\
 import pytest
@@ -156,8 +111,33 @@ def test_a_separate_distribution_adds_a_suite_and_a_family(colourcast_site, tiny
                                "family": "colourcast", "suite": "colour_shift"}
     (metric,) = recorded["metrics"]
     assert (metric["name"], metric["kind"], metric["better"], metric["passed"]) == ("score_drop", "mean", "lower", True)
-    assert len(metric["units"]) == 7  # one per sample of the manifest
+    # One unit per instance (7 samples x 2 levels), the instances of a sample one cluster, and
+    # the interval is vlmgate's own clustered interval over them.
+    assert len(metric["units"]) == 14 and len(set(metric["clusters"].values())) == 7
+    from vlmgate.api import LOWER, clustered_mean
+
+    own = clustered_mean("score_drop", metric["units"], metric["clusters"], better=LOWER)
+    assert (metric["ci_low"], metric["ci_high"]) == pytest.approx((own.ci_low, own.ci_high), abs=1e-12)
+    assert metric["n_clusters"] == 7
     assert "score_drop" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_the_guide_imports_only_the_public_api():
+    """Every ``vlmgate`` import of the guide's examples comes from ``vlmgate.api``, and every name
+    it imports is declared there: an example that reached into an internal module would teach
+    extensions to break on the next release."""
+    import ast
+
+    import vlmgate.api
+
+    for example in (FAMILY, SUITE):
+        for node in ast.walk(ast.parse(example)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "vlmgate":
+                assert node.module == "vlmgate.api", f"the guide imports from {node.module}"
+                assert {alias.name for alias in node.names} <= set(vlmgate.api.__all__)
+            if isinstance(node, ast.Import):
+                assert not any(alias.name.split(".")[0] == "vlmgate" for alias in node.names)
+    assert all(hasattr(vlmgate.api, name) for name in vlmgate.api.__all__)
 
 
 def test_the_catalogues_list_it_and_its_threshold_keys_are_validated(colourcast_site, tiny_llava_checkpoint,
