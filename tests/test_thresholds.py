@@ -231,11 +231,18 @@ def test_a_clustered_result_says_how_many_images_its_interval_rests_on():
     from vlmgate.gate import Judgement, properties
 
     units = {f"s{i}|shift={j}": int(i < 3) for i in range(10) for j in range(8)}
-    clustered = MetricResult("ifr", 0.3, 0.16, 0.5, 80, units=units, clusters={k: k.split("|")[0] for k in units})
+    from vlmgate.metrics.clustered import KORN_GRAUBARD
+
+    clusters = {k: k.split("|")[0] for k in units}
+    clustered = MetricResult("ifr", 0.3, 0.16, 0.5, 80, {"interval": KORN_GRAUBARD}, units=units, clusters=clusters)
     limit = Threshold("ifr", "*", max=0.1, source="f [ifr] *")
     verdict = limit.check(clustered)
     assert not verdict.passed and verdict.message.startswith("ifr = 0.3000 [95% CI 0.1600, 0.5000] (n=80) exceeds max")
     assert verdict.message.endswith("; 80 instances in 10 images, interval clustered by image")
+    # The same units with an interval vlmgate did not make: never called clustered.
+    own = limit.check(MetricResult("ifr", 0.3, 0.2, 0.4, 80, {"interval": "Wilson"}, units=units, clusters=clusters))
+    assert own.message.endswith("; 80 instances in 10 images, interval: Wilson")
+    assert "clustered by image" not in own.message
     assert "images" not in limit.check(result(0.3, 0.16, 0.5)).message  # independent units: n says it all
     props = dict(properties([Judgement(clustered, limit, verdict)]))
     assert (props["vlmgate.n"], props["vlmgate.n_clusters"], props["vlmgate.ifr.n_clusters"]) == ("80", "10", "10")
@@ -315,3 +322,33 @@ def test_a_typo_in_a_top_level_setting_is_named_as_one():
     with pytest.raises(ConfigError, match=r"t.toml: mdoe = 'strict': unknown top-level key 'mdoe' \(did you mean "
                                           r"'mode'\?\)"):
         parse_thresholds("t.toml", {"mdoe": "strict", "ifr": {"*": {"max": 0.2}}}, Vocabulary.uniform([]))
+
+
+def test_a_suite_that_supplies_its_own_interval_is_never_described_as_clustered():
+    """A gate that returns clustered units with a plain interval of its own (a third party's
+    Wilson interval over instances) has it named as its own in the record and the verdict;
+    one built with vlmgate's helper keeps the helper's clustered interval and says so."""
+    from vlmgate.api import LOWER, PROPORTION, MetricSpec, Suite, clustered_proportion
+    from vlmgate.metrics.stats import wilson_interval
+
+    class Grayscale(Suite):
+        name = "grayscale"
+        metrics = (MetricSpec("gray_ifr", "flips under grayscale", PROPORTION, LOWER, unit="instance",
+                              cluster="sample"),)
+
+        def evaluate(self, case):  # pragma: no cover - not run here
+            raise AssertionError
+
+    units = {f"s{i}|{j}": int(i < 4 and j < 3) for i in range(10) for j in range(4)}
+    clusters = {k: k.split("|")[0] for k in units}
+    low, high = wilson_interval(12, 40)
+    own = MetricResult("gray_ifr", 0.3, low, high, 40, kind=PROPORTION, units=units, clusters=clusters)
+    helped = clustered_proportion("gray_ifr", units, clusters, better=LOWER)
+    stamped, kept = Grayscale().conform([own, helped])
+    assert stamped.details["interval"].startswith("the grayscale suite's own: not computed by vlmgate")
+    assert (stamped.ci_low, stamped.ci_high) == (low, high)
+    assert kept.details["interval"] == helped.details["interval"] and "clustered by image" in kept.details["interval"]
+    assert (kept.ci_low, kept.ci_high) != (low, high)  # the clustered interval is wider than Wilson's here
+    limit = Threshold("gray_ifr", "*", max=0.9, source="f")
+    assert "interval clustered by image" not in limit.check(stamped).message
+    assert limit.check(kept).message.endswith("interval clustered by image")

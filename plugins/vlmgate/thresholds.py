@@ -174,8 +174,15 @@ class Threshold:
         by saying so: its interval, and so the verdict, rests on the images.
         """
         value = f"{result.name} = {result.value:.4f} [95% CI {result.ci_low:.4f}, {result.ci_high:.4f}] (n={result.n})"
-        clustered = (f"; {result.n} instances in {result.n_clusters} images, interval clustered by image"
-                     if result.n_clusters < result.n else "")
+        clustered = ""
+        if result.n_clusters < result.n:
+            from vlmgate.metrics.clustered import CLUSTERED_INTERVALS
+            from vlmgate.suites.base import OWN_INTERVAL
+
+            method = str(result.details.get("interval", ""))
+            clustered = (f"; {result.n} instances in {result.n_clusters} images, interval clustered by image"
+                         if method in CLUSTERED_INTERVALS else
+                         f"; {result.n} instances in {result.n_clusters} images, interval: {method or OWN_INTERVAL}")
         if not self.gates_value:
             return Verdict(RECORDED, f"{value} (no value limit){clustered}")
         if result.n == 0 or math.isnan(result.value):

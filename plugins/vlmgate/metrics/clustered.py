@@ -68,6 +68,8 @@ CONFIDENCE = 0.95
 KORN_GRAUBARD = "Korn-Graubard (Clopper-Pearson at the effective n), clustered by image"
 WILSON = "Wilson"
 HALL_T = "skewness-corrected t (Hall 1992), clustered by image"
+#: The intervals that treat an image's units as one cluster: a verdict may say so only for these.
+CLUSTERED_INTERVALS = frozenset({KORN_GRAUBARD, HALL_T})
 
 
 @dataclass(frozen=True)

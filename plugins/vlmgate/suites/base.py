@@ -55,6 +55,10 @@ ADAPTERS_WITH = {
 }
 
 
+#: How a record names an interval a suite computed itself (``Suite.own_interval_named``).
+OWN_INTERVAL = "not computed by vlmgate, so not clustered by image"
+
+
 class SuiteError(VlmgateError):
     """A suite broke its own declaration (a metric it did not declare, another kind)."""
 
@@ -254,5 +258,18 @@ class Suite(ABC):
             if result.kind != spec.kind:
                 raise SuiteError(f"suite {self.name!r}: metric {result.name!r} is declared a {spec.kind} "
                                  f"but was computed as a {result.kind}; fix the suite's declaration or its metric")
-            conformed.append(replace(result, better=spec.better))
+            conformed.append(self.own_interval_named(replace(result, better=spec.better)))
         return conformed
+
+    def own_interval_named(self, result: MetricResult) -> MetricResult:
+        """``result``, its interval named as the suite's own where the suite computed it itself.
+
+        vlmgate's interval helpers (``metrics.clustered``) record how each interval was made
+        (``details["interval"]``). A result whose units nest in fewer clusters but whose interval
+        came from elsewhere (a third-party gate's plain Wilson interval) is stamped as the
+        suite's own, so neither the record nor the verdict calls it clustered when vlmgate did
+        not cluster it (``thresholds.Threshold.check`` reads the stamp).
+        """
+        if "interval" in result.details or not result.clusters or result.n_clusters >= result.n:
+            return result
+        return replace(result, details={**result.details, "interval": f"the {self.name} suite's own: {OWN_INTERVAL}"})
