@@ -44,7 +44,7 @@ TINY_CORPUS = (
 
 #: Flip-rate limits that judge nothing: ifr and iv are recorded (``gated = false``), so every
 #: flip-rate case reads RECORDED (``conftest.suite_dir``'s ``limits.toml``).
-RECORD_ONLY = 'mode = "interval"\n[ifr]\n"*" = { gated = false }\n[iv]\n"*" = { gated = false }\n'
+RECORD_ONLY = 'inherit = false\nmode = "interval"\n[ifr]\n"*" = { gated = false }\n[iv]\n"*" = { gated = false }\n'
 
 
 #: Run records of the main job on the bundled releases, kept as test data (see its README).

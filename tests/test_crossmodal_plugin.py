@@ -28,7 +28,7 @@ def suite_dir(pytester: pytest.Pytester):
     pytester.makepyfile(test_cross_modal=CROSS_MODAL_TEST)
     # Recorded, not gated (a limit of min 0 or max 1 on a share could never fail and is refused);
     # a render style is a family the file may name.
-    pytester.makefile(".toml", limits='mode = "interval"\n[rer]\n"*" = { gated = false }\n'
+    pytester.makefile(".toml", limits='inherit = false\nmode = "interval"\n[rer]\n"*" = { gated = false }\n'
                       '[cfr]\n"*" = { gated = false }\nmono_dpi50 = { gated = false }\n')
     return pytester
 

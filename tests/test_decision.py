@@ -64,8 +64,8 @@ def test_a_straddling_interval_is_inconclusive_never_passed(suite_dir, tiny_llav
     """Clean accuracy on six items: a limit inside its wide interval cannot be judged either way.
     The case reads INCONCLUSIVE (not PASSED, not FAILED), JUnit and the record say so, and the
     run exits 10 with the decision stated first."""
-    suite_dir.makefile(".toml", limits='[accuracy]\n"*" = { min = 0.35 }\n[ifr]\n"*" = { gated = false }\n'
-                                       '[iv]\n"*" = { gated = false }\n')
+    suite_dir.makefile(".toml", limits='inherit = false\n[accuracy]\n"*" = { min = 0.35 }\n'
+                                       '[ifr]\n"*" = { gated = false }\n[iv]\n"*" = { gated = false }\n')
     result = suite_dir.runpytest_subprocess(
         *gate_args(tiny_llava_checkpoint, manifest, "-k", "clean", "--junitxml=out.xml", "--vlmgate-report=rep",
                    "-rA"))
@@ -95,7 +95,7 @@ def test_a_straddling_interval_is_inconclusive_never_passed(suite_dir, tiny_llav
 ])
 def test_a_case_that_judges_nothing_or_only_warns_keeps_the_run_go(suite_dir, tiny_llava_checkpoint, manifest, limit,
                                                                    standing, lines):
-    suite_dir.makefile(".toml", limits=f"[ifr]\n{limit}\n")
+    suite_dir.makefile(".toml", limits=f"inherit = false\n[ifr]\n{limit}\n")
     result = suite_dir.runpytest_subprocess(*gate_args(tiny_llava_checkpoint, manifest, "-m", "translation"))
     assert result.ret == 0
     assert result.parseoutcomes() == {standing: 1, "deselected": 13}

@@ -37,8 +37,25 @@ colourcast = "colourcast.family:ColourCast"
 [project.entry-points."vlmgate.suites"]
 colour_shift = "colourcast.suite:ColourShiftSuite"
 
+[project.entry-points."vlmgate.thresholds"]
+colourcast = "colourcast:LIMITS"
+
 [tool.setuptools]
 packages = ["colourcast"]
+
+[tool.setuptools.package-data]
+colourcast = ["limits.toml"]
+"""
+
+#: The distribution's default limits for its suite, shipped as package data and named by its
+#: ``vlmgate.thresholds`` entry point: they apply without any project file.
+PACKAGE_INIT = """from importlib.resources import files
+
+LIMITS = str(files(__name__) / "limits.toml")
+"""
+SHIPPED_LIMITS = """# colourcast's default limits: the drop of the clean answer's log-likelihood under a colour cast.
+[score_drop]
+"*" = { max = 2.0, max_increase = 0.5 }
 """
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -73,7 +90,8 @@ def colourcast_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (source / "pyproject.toml").write_text(PYPROJECT)
     package = source / "colourcast"
     package.mkdir()
-    (package / "__init__.py").write_text("")
+    (package / "__init__.py").write_text(PACKAGE_INIT)
+    (package / "limits.toml").write_text(SHIPPED_LIMITS)
     (package / "family.py").write_text(FAMILY)
     (package / "suite.py").write_text(SUITE)
     site = tmp_path_factory.mktemp("site")
@@ -104,7 +122,8 @@ def test_a_separate_distribution_adds_a_suite_and_a_family(colourcast_site, tiny
     case = "hf_checkpoint-jsonl_bench7-colourcast"
     assert f"test_colour.py::test_colour_shift[{case}] PASSED" in result.stdout
     props = junit_cases(tmp_path / "out.xml")[f"test_colour_shift[{case}]"]
-    assert props["vlmgate.metric"] == "score_drop" and props["vlmgate.threshold"] == "max 1000 (interval)"
+    assert props["vlmgate.metric"] == "score_drop"
+    assert props["vlmgate.threshold"] == "max 1000 (interval); max increase 0.5 vs baseline"  # over its shipped limit
     record = json.loads((tmp_path / "report" / "run.json").read_text())
     (recorded,) = record["cases"]
     assert recorded["key"] == {"model": f"hf:{tiny_llava_checkpoint}", "benchmark": f"jsonl:{manifest}",
@@ -120,6 +139,35 @@ def test_a_separate_distribution_adds_a_suite_and_a_family(colourcast_site, tiny
     assert (metric["ci_low"], metric["ci_high"]) == pytest.approx((own.ci_low, own.ci_high), abs=1e-12)
     assert metric["n_clusters"] == 7
     assert "score_drop" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_the_distributions_default_limit_applies_without_a_project_file_and_composes(colourcast_site,
+                                                                                      tiny_llava_checkpoint,
+                                                                                      manifest, tmp_path):
+    """Shipped defaults, then the distribution's limits, then the project's file, each layer
+    overriding only what it names; ``vlmgate thresholds --explain`` says where each key came from."""
+    (tmp_path / "test_colour.py").write_text(GATE)
+    args = ("-m", "pytest", "-p", "no:cacheprovider", "-m", "colour_shift",
+            f"--vlmgate-model=hf:{tiny_llava_checkpoint}", f"--vlmgate-benchmark=jsonl:{manifest}",
+            "--junitxml=out.xml")
+    bare = run(colourcast_site, tmp_path, *args)
+    assert bare.returncode == 0, bare.stdout[-3000:]
+    props = junit_cases(tmp_path / "out.xml")["test_colour_shift[hf_checkpoint-jsonl_bench7-colourcast]"]
+    assert props["vlmgate.threshold"] == "max 2 (interval); max increase 0.5 vs baseline"
+    (tmp_path / "thresholds").mkdir()
+    (tmp_path / "thresholds" / "default.toml").write_text('[score_drop]\ncolourcast = { max = 1000.0 }\n')
+    layered = run(colourcast_site, tmp_path, *args)
+    assert layered.returncode == 0, layered.stdout[-3000:]
+    props = junit_cases(tmp_path / "out.xml")["test_colour_shift[hf_checkpoint-jsonl_bench7-colourcast]"]
+    assert props["vlmgate.threshold"] == "max 1000 (interval); max increase 0.5 vs baseline"  # the project's max
+    explained = run(colourcast_site, tmp_path, "-m", "vlmgate.cli", "thresholds", "--explain",
+                    f"--model=hf:{tiny_llava_checkpoint}")
+    assert explained.returncode == 0, explained.stderr
+    lines = explained.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "colour_shift colourcast score_drop" in line)
+    said = "\n".join(lines[at:at + 4])
+    assert "thresholds/default.toml" in said and "colourcast/limits.toml" in said, said
+    assert "default_thresholds.toml" in lines[0] and "colourcast/limits.toml" in lines[0]  # every layer, in order
 
 
 def test_the_guide_imports_only_the_public_api():

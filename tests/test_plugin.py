@@ -108,7 +108,7 @@ def test_collection_ids_and_markers(suite_dir, tiny_llava_checkpoint, manifest):
 
 def test_failing_gate_names_metric_value_interval_and_limit(suite_dir, tiny_llava_checkpoint, manifest):
     # A minimum flip rate of 0.9 cannot be met by a model that flips less than that.
-    suite_dir.makefile(".toml", strict='[ifr]\n"*" = { min = 0.9, mode = "strict" }\n')
+    suite_dir.makefile(".toml", strict='inherit = false\n[ifr]\n"*" = { min = 0.9, mode = "strict" }\n')
     result = suite_dir.runpytest_subprocess(
         *gate_args(tiny_llava_checkpoint, manifest, "-m", "translation", "--vlmgate-thresholds=strict.toml",
                    "--junitxml=fail.xml"))

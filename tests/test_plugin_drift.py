@@ -18,7 +18,7 @@ CASE = "hf_checkpoint-jsonl_bench7"
 @pytest.fixture
 def suite_dir(pytester: pytest.Pytester):
     pytester.makepyfile(test_drift=DRIFT_TEST, test_structure=STRUCTURE_TEST)
-    pytester.makefile(".toml", limits='mode = "interval"\n[drift_ratio]\n"*" = { max = 1000.0 }\n')
+    pytester.makefile(".toml", limits='inherit = false\nmode = "interval"\n[drift_ratio]\n"*" = { max = 1000.0 }\n')
     return pytester
 
 
@@ -71,7 +71,7 @@ def test_drift_and_structure_cases_record_intervals(suite_dir, tiny_llava_checkp
 
 
 def test_a_drift_limit_fails_the_case_with_its_interval(suite_dir, tiny_llava_checkpoint, manifest):
-    suite_dir.makefile(".toml", strict='[drift_ratio]\n"*" = { max = 0.0, mode = "strict" }\n')
+    suite_dir.makefile(".toml", strict='inherit = false\n[drift_ratio]\n"*" = { max = 0.0, mode = "strict" }\n')
     result = suite_dir.runpytest_inprocess(*gate_args(
         tiny_llava_checkpoint, manifest, "-m", "drift and scale", "-k", "ans_mcq_free",
         "--vlmgate-limit=3", "--vlmgate-thresholds=strict.toml"))

@@ -23,7 +23,8 @@ from support import gate_args, junit_cases
 
 #: Limits on the change since a baseline: ifr also has a value limit the tiny checkpoint passes
 #: (its whole interval lies below 0.95), iv and accuracy have none (recorded without a baseline).
-CHANGE_LIMITS = """mode = "interval"
+CHANGE_LIMITS = """inherit = false
+mode = "interval"
 [ifr]
 "*" = { max = 0.95, max_increase = 0.0 }
 [iv]
@@ -65,7 +66,7 @@ def test_record_is_identical_with_one_and_two_workers_and_snapshots_are_opt_in(s
                                                                                  manifest, tmp_path):
     # A model spec with ":" and "/" in it: the case id (and so the snapshot file name) stays intact.
     checkpoint = shutil.copytree(tiny_llava_checkpoint, tmp_path / "org:team" / "ckpt:v2")
-    suite_dir.makefile(".toml", limits='mode = "interval"\n[ifr]\n"*" = { max = 0.95 }\n'
+    suite_dir.makefile(".toml", limits='inherit = false\nmode = "interval"\n[ifr]\n"*" = { max = 0.95 }\n'
                                        '[iv]\n"*" = { gated = false }\n')
     args = gate_args(checkpoint, manifest, *CLEAN_AND_PADCROP)
     two = suite_dir.runpytest_subprocess(*args, "-n", "2", "--vlmgate-report=two", "--vlmgate-snapshot",
@@ -234,7 +235,7 @@ def test_an_interrupted_run_writes_a_record_marked_incomplete(suite_dir, tiny_ll
 
 def test_a_stop_after_a_failure_is_incomplete_and_a_chosen_subset_is_complete(suite_dir, tiny_llava_checkpoint,
                                                                             manifest):
-    suite_dir.makefile(".toml", strict='mode = "strict"\n[accuracy]\n"*" = { min = 1.0 }\n'
+    suite_dir.makefile(".toml", strict='inherit = false\nmode = "strict"\n[accuracy]\n"*" = { min = 1.0 }\n'
                                        '[ifr]\n"*" = { gated = false }\n[iv]\n"*" = { gated = false }\n')
     args = gate_args(tiny_llava_checkpoint, manifest, "--vlmgate-thresholds=strict.toml")
     stopped = suite_dir.runpytest_inprocess(*args, "-x", "--vlmgate-report=x", "-k", "clean or padcrop or any")
@@ -272,7 +273,7 @@ def test_release_n_plus_one_is_compared_with_release_n_snapshots_and_leaves_them
 
     The limit is on the point value (strict): over 7 images an interval is too wide for v2's rise
     (at least 10 of 56 instances, ``test_changes_since_a_release...``) to leave v1's interval."""
-    suite_dir.makefile(".toml", limits='mode = "strict"\n[ifr]\n"*" = { max = 0.1 }\n'
+    suite_dir.makefile(".toml", limits='inherit = false\nmode = "strict"\n[ifr]\n"*" = { max = 0.1 }\n'
                                        '[iv]\n"*" = { gated = false }\n')
     v1 = shutil.copytree(tiny_llava_checkpoint, tmp_path / "release-41")
     v2 = redrawn_checkpoint(tiny_llava_checkpoint, tmp_path / "release-42", seed=7)
@@ -313,7 +314,7 @@ def test_release_n_plus_one_is_compared_with_release_n_snapshots_and_leaves_them
     assert "padcrop" in out and "run.json" not in out
 
 
-FAIL_PADCROP = 'mode = "strict"\n[ifr]\n"*" = { max = 0.0 }\n[iv]\n"*" = { gated = false }\n'
+FAIL_PADCROP = 'inherit = false\nmode = "strict"\n[ifr]\n"*" = { max = 0.0 }\n[iv]\n"*" = { gated = false }\n'
 
 
 def test_a_failure_says_how_many_where_what_was_asked_and_how_to_rerun_it(suite_dir, tiny_llava_checkpoint,

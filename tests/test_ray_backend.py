@@ -297,7 +297,7 @@ def test_the_crossmodal_suite_writes_the_same_record_local_ray_and_two_workers(
     Ray under ``-n 2`` write the same record; the Ray runs count their batches and the retry."""
     pytester.makepyfile(test_cross_modal=CROSS_MODAL_TEST)
     pytester.makeconftest(KILL_AFTER_FIRST_CASE)
-    pytester.makefile(".toml", limits='mode = "interval"\n')  # metrics recorded, none judged
+    pytester.makefile(".toml", limits='inherit = false\nmode = "interval"\n')  # metrics recorded, none judged
     args = ["-p", "no:cacheprovider", "--strict-markers", f"--vlmgate-model=hf:{tiny_llava_checkpoint}",
             "--vlmgate-benchmark=soebench:n=6", "--vlmgate-limit=6", "--vlmgate-thresholds=limits.toml",
             "-m", "crossmodal", "--vlmgate-no-cache", "--vlmgate-torch-threads=1"]

@@ -30,7 +30,7 @@ INSTANCE = re.compile(r"sample (\S+), (\w+) level (\d+) of tolerance \d+ .*\n  p
 #: A minimal failure stops the release here: the shipped tier of the search's limit is advisory (a
 #: found instance only warns, its message in the summary's WARNED section, not as a failure),
 #: while these tests read the instance from the failure the search reports.
-BLOCKING = '[minimal_failure]\n"*" = { max = 0, mode = "strict", tier = "critical" }\n'
+BLOCKING = 'inherit = false\n[minimal_failure]\n"*" = { max = 0, mode = "strict", tier = "critical" }\n'
 
 
 def run(pytester: pytest.Pytester, *extra: str, thresholds: str | None = "blocking.toml"):

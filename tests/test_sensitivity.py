@@ -67,7 +67,7 @@ def test_visual_decay(vlmgate_case, vlmgate):
 
 def test_inert_gates_are_reported_and_fail_under_strict(pytester, tiny_llava_checkpoint, manifest):
     pytester.makepyfile(test_visual_decay=DECAY_TEST)
-    pytester.makefile(".toml", limits='[decay_c]\n"*" = { max = 0.95 }\n')
+    pytester.makefile(".toml", limits='inherit = false\n[decay_c]\n"*" = { max = 0.95 }\n')
     args = gate_args(tiny_llava_checkpoint, manifest, "--junitxml=out.xml", "--vlmgate-no-cache")
     relaxed = pytester.runpytest_subprocess(*args)
     # Every answer kept at 7 images: [0.65, 1] straddles the limit, which no 7 images could fail.
@@ -83,12 +83,12 @@ def test_inert_gates_are_reported_and_fail_under_strict(pytester, tiny_llava_che
     strict.assert_outcomes(failed=1)
     assert "cannot fail at n = 7 images" in strict.stdout.str()
     assert "(an error under --vlmgate-strict)" in strict.stdout.str()
-    pytester.makefile(".toml", limits='strict = true\n[decay_c]\n"*" = { max = 0.95 }\n')
+    pytester.makefile(".toml", limits='inherit = false\nstrict = true\n[decay_c]\n"*" = { max = 0.95 }\n')
     pytester.runpytest_subprocess(*args).assert_outcomes(failed=1)
 
 
 def test_a_baseline_without_any_change_limit_is_a_usage_error(pytester, tiny_llava_checkpoint, manifest):
-    pytester.makefile(".toml", limits='[ifr]\n"*" = { max = 0.5 }\n')
+    pytester.makefile(".toml", limits='inherit = false\n[ifr]\n"*" = { max = 0.5 }\n')
     (pytester.path / "run.json").write_text("{}")
     result = pytester.runpytest_inprocess(*gate_args(tiny_llava_checkpoint, manifest, "--vlmgate-baseline=run.json"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -28,7 +28,7 @@ from support import gate_args, junit_cases
 
 #: Three flip-rate cases: the clean pass and two families, judged (ifr has a limit), not only recorded.
 SELECTION = ("-k", "clean or translation or rotation")
-LIMITS = 'mode = "interval"\n[ifr]\n"*" = { max = 0.95 }\n[iv]\n"*" = { gated = false }\n'
+LIMITS = 'inherit = false\nmode = "interval"\n[ifr]\n"*" = { max = 0.95 }\n[iv]\n"*" = { gated = false }\n'
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 5])

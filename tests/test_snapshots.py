@@ -176,7 +176,7 @@ def test_snapshot_folders_of_both_formats_read_as_records(tmp_path):
 
 # -- end to end ----------------------------------------------------------------------------
 #: ifr gated (max 0.95: passes), iv recorded only (gated = false), accuracy recorded (no limit).
-LIMITS = 'mode = "interval"\n[ifr]\n"*" = { max = 0.95 }\n[iv]\n"*" = { gated = false }\n'
+LIMITS = 'inherit = false\nmode = "interval"\n[ifr]\n"*" = { max = 0.95 }\n[iv]\n"*" = { gated = false }\n'
 
 
 def edit(path, metric, **fields):

@@ -289,7 +289,7 @@ def test_decay_suite_equals_metrics_decay_whatever_order_the_grid_lists(monkeypa
 CASE = "hf_checkpoint-jsonl_bench7"
 #: Recorded, not gated: the suites' mechanics are tested, not a model (min -2 on RAS or max 1 on
 #: decay_c could never fail and are refused).
-LIMITS = 'mode = "interval"\n[ras]\n"*" = { gated = false }\n[decay_c]\n"*" = { gated = false }\n'
+LIMITS = 'inherit = false\nmode = "interval"\n[ras]\n"*" = { gated = false }\n[decay_c]\n"*" = { gated = false }\n'
 
 
 @pytest.fixture

@@ -352,3 +352,39 @@ def test_a_suite_that_supplies_its_own_interval_is_never_described_as_clustered(
     limit = Threshold("gray_ifr", "*", max=0.9, source="f")
     assert "interval clustered by image" not in limit.check(stamped).message
     assert limit.check(kept).message.endswith("interval clustered by image")
+
+
+def test_threshold_files_compose_in_layers_each_overriding_only_what_it_names():
+    from vlmgate.thresholds import compose
+
+    vocabulary = Vocabulary.uniform(FAMILIES)
+    shipped = parse_thresholds("shipped.toml", {
+        "mode": "interval",
+        "ifr": {"*": {"max": 0.15, "max_increase": 0.02, "tier": "supporting"}, "rotation": {"max": 0.25}},
+        "accuracy": {"*": {"min": 0.5}},
+        "models": {"hf:*": {"ifr": {"*": {"max": 0.3}}}},
+    }, vocabulary)
+    project = parse_thresholds("project.toml", {
+        "strict": True,
+        "ifr": {"*": {"max": 0.10}, "translation": {"tier": "critical"}},
+        "models": {"hf:*": {"ifr": {"rotation": {"max": 0.5}}}, "hf:*/big-*": {"ifr": {"*": {"max": 0.4}}}},
+    }, vocabulary)
+    layered = compose([shipped, project])
+    assert layered.layers == ("shipped.toml", "project.toml") and layered.strict and layered.mode == "interval"
+    translation = layered.lookup("bundled:x", "ifr", "translation")
+    assert (translation.max, translation.max_increase, translation.tier) == (0.10, 0.02, "critical")
+    assert dict(translation.sources)["max"].startswith("project.toml") and \
+        dict(translation.sources)["max_increase"].startswith("shipped.toml")
+    # The shipped family entry is more specific than the project's "*": the project did not name it.
+    assert layered.lookup("bundled:x", "ifr", "rotation").max == 0.25
+    assert layered.lookup("bundled:x", "accuracy", "clean").min == 0.5  # untouched by the project
+    # A glob both name composes; a glob only the project names is more specific than the shipped ones.
+    assert layered.lookup("hf:/m", "ifr", "rotation").max == 0.5 and layered.lookup("hf:/m", "ifr", "scale").max == 0.3
+    assert layered.lookup("hf:/ckpt/big-1", "ifr", "scale").max == 0.4
+    replacing = parse_thresholds("alone.toml", {"inherit": False, "ifr": {"*": {"max": 0.9}}}, vocabulary)
+    alone = compose([shipped, project, replacing])
+    assert alone.lookup("bundled:x", "accuracy", "clean") is None
+    assert alone.lookup("hf:/m", "ifr", "rotation").max == 0.9
+    assert not alone.strict and alone.layers == ("shipped.toml", "project.toml", "alone.toml")
+    with pytest.raises(ConfigError, match="inherit = 'no' must be true or false"):
+        parse_thresholds("bad.toml", {"inherit": "no"}, vocabulary)

@@ -148,9 +148,10 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
     from vlmgate.thresholds import Vocabulary, load_thresholds
 
     settings = build_settings(Path.cwd(), {"models": args.model, "thresholds": args.file})
-    limits = load_thresholds(settings.thresholds, Vocabulary.of_catalogues())
+    limits = load_thresholds(settings.threshold_layers, Vocabulary.of_catalogues())
     catalogue = all_families()
-    print(f"threshold file: {settings.thresholds}")
+    print(f"threshold files (lowest first, each overriding only what it names): "
+          f"{', '.join(map(str, settings.threshold_layers))}")
     for name, policy in sorted(limits.tiers.items()):
         print(f"tier {name}: a failure -> {policy.on_fail}, inconclusive -> {policy.on_inconclusive}"
               + (f" ({policy.description})" if policy.description else ""))

@@ -63,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         cli["search_images"] = str(Path(opt.vlmgate_report) / "minimal_failures")
     try:
         settings = build_settings(config.rootpath, cli)
-        thresholds = load_thresholds(settings.thresholds, _threshold_vocabulary())
+        thresholds = load_thresholds(settings.threshold_layers or (settings.thresholds,), _threshold_vocabulary())
     except VlmgateError as exc:
         raise pytest.UsageError(f"vlmgate: {exc}") from None
     _check_outputs(config, settings)

@@ -20,6 +20,9 @@ PERTURBATIONS = "vlmgate.perturbations"
 MODELS = "vlmgate.models"
 BENCHMARKS = "vlmgate.benchmarks"
 SUITES = "vlmgate.suites"
+#: Default limits a distribution ships for its suites: each entry point names a threshold file
+#: (a path, or a function returning one), layered over vlmgate's own (``thresholds.compose``).
+THRESHOLDS = "vlmgate.thresholds"
 
 
 @lru_cache(maxsize=None)

@@ -170,7 +170,9 @@ PYPROJECT_KEYS = tuple(TABLE_KEYS)
 class Settings:
     models: tuple[str, ...] = DEFAULT_MODELS
     benchmarks: tuple[str, ...] = DEFAULT_BENCHMARKS
+    #: The topmost threshold file (``threshold_layers[-1]``) and every layer, lowest first.
     thresholds: Path = Path(DEFAULT_THRESHOLDS)
+    threshold_layers: tuple[Path, ...] = ()
     seed: int = DEFAULT_SEED
     limit: int | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -236,6 +238,22 @@ class Settings:
         from vlmgate.benchmarks.base import BenchmarkOptions
 
         return BenchmarkOptions(max_pixels=self.max_pixels)
+
+
+def threshold_files(rootpath: Path, table: Mapping[str, Any], given: str | None) -> tuple[Path, ...]:
+    """The threshold layers of a run, lowest first (``thresholds.compose``): the limits shipped
+    with vlmgate, those installed distributions ship for their suites, the project's own file
+    (``thresholds/default.toml``, or ``[tool.vlmgate] thresholds``; a file the project names
+    but lacks is reported when it loads), then ``--vlmgate-thresholds``."""
+    from vlmgate.thresholds import distribution_thresholds
+
+    layers = [packaged_thresholds(), *distribution_thresholds()]
+    project = rootpath / table.get("thresholds", DEFAULT_THRESHOLDS)
+    if "thresholds" in table or project.exists():
+        layers.append(project)
+    if given is not None:
+        layers.append(Path(given))
+    return tuple(layers)
 
 
 def packaged_thresholds() -> Path:
@@ -386,15 +404,7 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Acceler
     table, pick = layers.table, layers.pick
     models = tuple(pick("models", DEFAULT_MODELS))
     benchmarks = tuple(pick("benchmarks", DEFAULT_BENCHMARKS))
-    thresholds = cli.get("thresholds")
-    if thresholds is not None:
-        thresholds_path = Path(thresholds)
-    else:
-        thresholds_path = rootpath / table.get("thresholds", DEFAULT_THRESHOLDS)
-        if "thresholds" not in table and not thresholds_path.exists():
-            # No project file: the limits shipped with vlmgate. A file the project names
-            # but lacks is reported when the gate loads it.
-            thresholds_path = packaged_thresholds()
+    threshold_layers = threshold_files(rootpath, table, cli.get("thresholds"))
     limit = pick("limit", None)
     from vlmgate.dispatch import check_backend
 
@@ -410,7 +420,7 @@ def build_settings(rootpath: Path, cli: Mapping[str, Any], accelerators: Acceler
     return Settings(
         models=models,
         benchmarks=benchmarks,
-        thresholds=thresholds_path,
+        thresholds=threshold_layers[-1], threshold_layers=threshold_layers,
         seed=pick("seed", DEFAULT_SEED),
         limit=limit,
         batch_size=pick("batch_size", DEFAULT_BATCH_SIZE),

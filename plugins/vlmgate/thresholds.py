@@ -65,7 +65,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -100,7 +100,9 @@ QUALIFIER_SEPARATOR = "."
 #: The top-level table that declares tiers (``vlmgate.decision``).
 TIERS_TABLE = "tiers"
 #: What the top level of a threshold file may hold besides metric tables.
-TOP_LEVEL_KEYS = ("mode", "strict", TIERS_TABLE, "models")
+#: ``inherit = false``: the file replaces the layers below it instead of composing over them.
+INHERIT = "inherit"
+TOP_LEVEL_KEYS = ("mode", "strict", INHERIT, TIERS_TABLE, "models")
 
 
 @dataclass(frozen=True)
@@ -284,19 +286,29 @@ class Judgement:
     baseline_digest: str | None = None
 
 
+#: One layer's or a composition's entries: (metric, family) -> the entries naming it, lowest layer first.
+LimitTable = Mapping[tuple[str, str], tuple[LimitEntry, ...]]
+
+
 @dataclass(frozen=True)
 class ThresholdSet:
-    """All limits of one file, resolvable per (model, metric, family)."""
+    """All limits of one file, or of several layered ones (``compose``), resolvable per
+    (model, metric, family)."""
 
     path: str
-    defaults: Mapping[tuple[str, str], LimitEntry]
-    overrides: tuple[tuple[str, Mapping[tuple[str, str], LimitEntry]], ...] = ()
+    defaults: LimitTable
+    overrides: tuple[tuple[str, LimitTable], ...] = ()
     #: ``strict = true`` at the top of the file: a gate that cannot fail at the run's n is an error.
     strict: bool = False
     #: The tiers the file declares (the shipped ones where it declares none).
     tiers: Mapping[str, TierPolicy] = field(default_factory=lambda: dict(DEFAULT_TIERS))
     #: The file's ``mode``: every limit's unless its entries name another.
     mode: str = "interval"
+    #: The top-level settings the file names itself (``mode``, ``strict``, ``inherit``): a layer
+    #: above another overrides only these.
+    named: frozenset[str] = frozenset()
+    #: The files composed into this set, lowest layer first (``compose``).
+    layers: tuple[str, ...] = ()
 
     def policy(self, threshold: Threshold | None) -> TierPolicy | None:
         return None if threshold is None else self.tiers[threshold.tier]
@@ -319,7 +331,7 @@ class ThresholdSet:
         tables = [self.defaults, *reversed([table for pattern, table in self.overrides
                                             if fnmatch.fnmatchcase(model, pattern)])]
         families = [ANY_FAMILY, *reversed(_qualified_prefixes(family))]
-        return [table[(metric, name)] for table in tables for name in families if (metric, name) in table]
+        return [entry for table in tables for name in families for entry in table.get((metric, name), ())]
 
     def lookup(self, model: str, metric: str, family: str) -> Threshold | None:
         """The limit of ``metric`` on ``family`` for ``model``, composed key by key.
@@ -522,8 +534,8 @@ class Vocabulary:
 
 
 def _parse_tables(path: str, prefix: str, tables: Mapping[str, Any], vocabulary: Vocabulary,
-                  tiers: Mapping[str, TierPolicy]) -> dict[tuple[str, str], LimitEntry]:
-    parsed: dict[tuple[str, str], LimitEntry] = {}
+                  tiers: Mapping[str, TierPolicy]) -> dict[tuple[str, str], tuple[LimitEntry, ...]]:
+    parsed: dict[tuple[str, str], tuple[LimitEntry, ...]] = {}
     for name, table in tables.items():
         where = f"{prefix}{name}"
         if name not in vocabulary.metrics:
@@ -537,7 +549,7 @@ def _parse_tables(path: str, prefix: str, tables: Mapping[str, Any], vocabulary:
                 raise ConfigError(
                     f"{path}: [{where}]: {unknown_name_message('family', family, [ANY_FAMILY, *known_families])}"
                 )
-            parsed[(name, family)] = _parse_limit(path, where, vocabulary.metrics[name], family, value, tiers)
+            parsed[(name, family)] = (_parse_limit(path, where, vocabulary.metrics[name], family, value, tiers),)
     return parsed
 
 
@@ -570,7 +582,7 @@ def _glob_problem(pattern: str) -> str | None:
 
 
 def _model_overrides(path: str, models: Any, vocabulary: Vocabulary, tiers: Mapping[str, TierPolicy]
-                     ) -> tuple[tuple[str, Mapping[tuple[str, str], LimitEntry]], ...]:
+                     ) -> tuple[tuple[str, LimitTable], ...]:
     """``[models."glob".metric]`` tables: each glob checked, each value a table of metric tables."""
     if not isinstance(models, Mapping):
         raise ConfigError(f'{path}: models = {models!r} must be a table of model-spec globs; write '
@@ -594,23 +606,94 @@ def parse_thresholds(path: str, data: Mapping[str, Any], vocabulary: Vocabulary)
     mode = data.pop("mode", "interval")
     if mode not in MODES:
         raise ConfigError(f"{path}: mode: {unknown_name_message('mode', str(mode), list(MODES))}")
+    named = frozenset(key for key in ("mode", "strict", INHERIT) if key in data)
     strict = data.pop("strict", False)
     if not isinstance(strict, bool):
         raise ConfigError(f"{path}: strict = {strict!r} must be true or false; write strict = true to make a gate "
                           "that cannot fail at the run's n an error")
+    inherit = data.pop(INHERIT, True)
+    if not isinstance(inherit, bool):
+        raise ConfigError(f"{path}: {INHERIT} = {inherit!r} must be true or false; write {INHERIT} = false for a "
+                          "file that replaces the limits below it (the shipped defaults among them)")
     for key, value in data.items():  # a setting's typo (mdoe = "strict") is not a metric to look up
         # (tiers and models are checked below, each with its own message when it is not a table)
         if not isinstance(value, Mapping) and key not in vocabulary.metrics and key not in TOP_LEVEL_KEYS:
             known = unknown_name_message("top-level key", key, list(TOP_LEVEL_KEYS))
             raise ConfigError(f"{path}: {key} = {value!r}: {known}; a metric's limits are a table ([{key}] ...)")
+    declared = data.get(TIERS_TABLE, {})
     tiers = _parse_tiers(path, data.pop(TIERS_TABLE, {}))
     overrides = _model_overrides(path, data.pop("models", {}), vocabulary, tiers)
+    if not inherit:
+        named |= {INHERIT}
+    named |= {f"{TIERS_TABLE}.{name}" for name in (declared if isinstance(declared, Mapping) else ())}
     return ThresholdSet(path, _parse_tables(path, "", data, vocabulary, tiers), overrides, strict=strict,
-                        tiers=tiers, mode=mode)
+                        tiers=tiers, mode=mode, named=frozenset(named) - ({INHERIT} if inherit else set()),
+                        layers=(path,))
 
 
-def load_thresholds(path: str | Path, vocabulary: Vocabulary) -> ThresholdSet:
-    """Read and validate a threshold file; every problem is a one-line ``ConfigError``."""
+def _merged(lower: LimitTable, upper: LimitTable) -> dict[tuple[str, str], tuple[LimitEntry, ...]]:
+    """Entries of both, an entry of ``upper`` after ``lower``'s of the same (metric, family)."""
+    merged = dict(lower)
+    for key, entries in upper.items():
+        merged[key] = (*merged.get(key, ()), *entries)
+    return merged
+
+
+def compose(layers: Sequence[ThresholdSet]) -> ThresholdSet:
+    """The limits of ``layers`` stacked, lowest first: each layer overrides only what it names.
+
+    An entry (``[ifr] rotation = { max = 0.2 }``) composes over the lower layers' entries of
+    the same metric and family key by key, as a family entry composes over ``"*"`` within a
+    file (``lookup``): the project's ``max`` replaces the shipped ``max`` and keeps its
+    ``max_increase``. A model override of a glob a lower layer also names composes the same
+    way; a new glob is more specific than the lower layers' ones. ``mode``, ``strict`` and a
+    tier apply where a layer names them. A layer with ``inherit = false`` replaces everything
+    below it. The composed set names its layers, and every limit's ``sources`` name the file
+    each key came from (``vlmgate thresholds --explain``).
+    """
+    if not layers:
+        raise ValueError("compose() needs at least one threshold layer")
+    result = layers[0]
+    for upper in layers[1:]:
+        if INHERIT in upper.named:
+            result = replace(upper, layers=(*result.layers, *upper.layers))
+            continue
+        overrides = dict(result.overrides)
+        order = [pattern for pattern, _ in result.overrides]
+        for pattern, table in upper.overrides:
+            if pattern not in overrides:
+                order.insert(0, pattern)  # the upper layer's own globs first: more specific
+            overrides[pattern] = _merged(overrides.get(pattern, {}), table)
+        tiers = {**result.tiers, **{name.split(".", 1)[1]: upper.tiers[name.split(".", 1)[1]]
+                                    for name in upper.named if name.startswith(f"{TIERS_TABLE}.")}}
+        result = ThresholdSet(
+            upper.path, _merged(result.defaults, upper.defaults), tuple((p, overrides[p]) for p in order),
+            strict=upper.strict if "strict" in upper.named else result.strict, tiers=tiers,
+            mode=upper.mode if "mode" in upper.named else result.mode, named=result.named | upper.named,
+            layers=(*result.layers, *upper.layers))
+    return result
+
+
+def distribution_thresholds() -> list[Path]:
+    """The threshold files installed distributions ship for their suites (entry-point group
+    ``vlmgate.thresholds``), in entry-point name order: the layer between vlmgate's shipped
+    defaults and a project's own file, so a third-party suite gates without any project file."""
+    from vlmgate import registry
+
+    files = []
+    for name in registry.names(registry.THRESHOLDS):
+        shipped = registry.load(registry.THRESHOLDS, name)
+        path = Path(str(shipped() if callable(shipped) else shipped))
+        if not path.is_file():
+            raise ConfigError(f"entry point {name!r} in group {registry.THRESHOLDS!r} names {path}, which is not a "
+                              "threshold file; point it at the TOML file the distribution ships (e.g. "
+                              "importlib.resources.files(PACKAGE) / 'limits.toml')")
+        files.append(path)
+    return files
+
+
+def load_threshold_file(path: str | Path, vocabulary: Vocabulary) -> ThresholdSet:
+    """Read and validate one threshold file; every problem is a one-line ``ConfigError``."""
     path = Path(path)
     try:
         data = read_toml(path, "threshold file")
@@ -618,3 +701,9 @@ def load_thresholds(path: str | Path, vocabulary: Vocabulary) -> ThresholdSet:
         raise ConfigError(f"threshold file {path} does not exist; "
                           "pass --vlmgate-thresholds PATH or create it") from None
     return parse_thresholds(str(path), data, vocabulary)
+
+
+def load_thresholds(paths: "str | Path | Sequence[str | Path]", vocabulary: Vocabulary) -> ThresholdSet:
+    """The threshold files ``paths`` (one, or layers lowest first) read, validated and composed."""
+    layers = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    return compose([load_threshold_file(path, vocabulary) for path in layers])

@@ -8,7 +8,7 @@ import json
 from support import gate_args
 
 SELECT = ("-m", "translation", "-p", "no:xdist")
-CHANGE = '[ifr]\n"*" = { max = 0.99, max_increase = 0.02 }\n[iv]\n"*" = { gated = false }\n'
+CHANGE = 'inherit = false\n[ifr]\n"*" = { max = 0.99, max_increase = 0.02 }\n[iv]\n"*" = { gated = false }\n'
 
 
 def test_a_baseline_that_pairs_nothing_and_one_of_another_seed_are_named(suite_dir, tiny_llava_checkpoint, manifest,

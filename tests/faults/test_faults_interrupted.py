@@ -145,7 +145,7 @@ def test_a_killed_run_leaves_an_unfinished_record_not_the_previous_one(suite_dir
     assert data["completeness"]["complete"] is False
     assert "had not finished" in data["completeness"]["reason"]
     assert not (suite_dir.path / "reports" / "report.html").exists()
-    suite_dir.makefile(".toml", change='[ifr]\n"*" = { max_increase = 0.02 }\n')
+    suite_dir.makefile(".toml", change='inherit = false\n[ifr]\n"*" = { max_increase = 0.02 }\n')
     baseline = suite_dir.runpytest_subprocess(*args, "--vlmgate-thresholds=change.toml",
                                               "--vlmgate-baseline=reports/run.json")
     assert baseline.ret == 4  # a usage error: --vlmgate-baseline refuses an incomplete record

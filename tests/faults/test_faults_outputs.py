@@ -41,7 +41,7 @@ from vlmgate.report.record import (
 from support import gate_args
 
 #: The pytester folder's ``limits.toml`` with clean accuracy that cannot pass: ``-x`` stops on it.
-STRICT = ('mode = "strict"\n[accuracy]\n"*" = { min = 1.0 }\n[ifr]\n"*" = { gated = false }\n'
+STRICT = ('inherit = false\nmode = "strict"\n[accuracy]\n"*" = { min = 1.0 }\n[ifr]\n"*" = { gated = false }\n'
           '[iv]\n"*" = { gated = false }\n')
 INTERRUPT_THIRD = """
 import pytest

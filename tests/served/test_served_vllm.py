@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration  # a real vLLM server: run by `pytest tests
 COMPARED_FAMILIES = ("translation", "rotation", "textoverlay", "blank")
 #: Limits under which the manifest's families on this checkpoint both pass and fail (iv is recorded;
 #: the clean case judges nothing and reads RECORDED).
-MIXED_LIMITS = '[ifr]\n"*" = { max = 0.3, mode = "strict" }\n[iv]\n"*" = { gated = false }\n'
+MIXED_LIMITS = 'inherit = false\n[ifr]\n"*" = { max = 0.3, mode = "strict" }\n[iv]\n"*" = { gated = false }\n'
 
 
 @pytest.fixture(scope="module")

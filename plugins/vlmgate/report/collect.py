@@ -174,11 +174,22 @@ def file_sha256(path: Path) -> str | None:
         return None
 
 
+def thresholds_sha256(settings: Settings) -> str | None:
+    """One digest of every threshold layer's bytes, in order (the topmost file's alone without
+    layers): a change in any layer (the shipped defaults included) changes what a run judges."""
+    layers = settings.threshold_layers or (settings.thresholds,)
+    digests = [file_sha256(path) for path in layers]
+    if len(digests) == 1 or any(d is None for d in digests):
+        return digests[-1] if len(digests) == 1 else None
+    return hashlib.sha256("\x1f".join(str(d) for d in digests).encode("ascii")).hexdigest()
+
+
 def settings_block(settings: Settings, baseline: str | None) -> dict[str, Any]:
     """What the run was asked to do, apart from the seed (kept at the top level)."""
     return {
         "models": list(settings.models), "benchmarks": list(settings.benchmarks),
-        "thresholds": str(settings.thresholds), "thresholds_sha256": file_sha256(settings.thresholds),
+        "thresholds": str(settings.thresholds), "thresholds_sha256": thresholds_sha256(settings),
+        "threshold_layers": [{"path": str(path), "sha256": file_sha256(path)} for path in settings.threshold_layers],
         "limit": settings.limit, "batch_size": settings.batch_size, "device": settings.device,
         "dtype": settings.dtype, "trust_remote_code": settings.trust_remote_code, "baseline": baseline,
     }
@@ -203,7 +214,7 @@ def run_identity(settings: Settings, *, baseline_digest: str | None, run_cases: 
     """
     selection = hashlib.sha256(json.dumps([list(run_cases), run_selected]).encode()).hexdigest()
     identity: dict[str, Any] = {"vlmgate_version": __version__, "seed": settings.seed,
-                                "thresholds_sha256": file_sha256(settings.thresholds),
+                                "thresholds_sha256": thresholds_sha256(settings),
                                 "counterexamples_sha256": file_sha256(settings.counterexamples),
                                 "baseline": baseline_digest, "selection": selection}
     for name in IDENTITY_SETTINGS:
