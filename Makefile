@@ -10,7 +10,7 @@ TORCH := torch==2.13.0
 LOCK := constraints.txt
 LOWEST := constraints-lowest.txt
 
-.PHONY: setup suite test lint lock upgrade-check lowest-check
+.PHONY: setup suite test lint docs lock upgrade-check lowest-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[test]'
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[test,docs]'
 	$(BIN)/python -m pip check
 	touch $@
 
@@ -36,11 +36,15 @@ test: setup
 
 # Static checks, configured in pyproject.toml: ruff (lint and import order) on all the Python
 # code, mypy on the package (plugins/vlmgate).
-LINT_PATHS := plugins tests benchmarks fixtures robustness_tests conftest.py docs
+LINT_PATHS := plugins tests benchmarks findings fixtures robustness_tests conftest.py docs
 
 lint: setup
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/mypy
+
+# The docs site (mkdocs.yml) into site/; --strict makes a broken link or API reference an error.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # Rewrite constraints.txt from the installed set (after `make upgrade-check` passed and its
 # venv was promoted, or after a deliberate change of a range).

@@ -5,8 +5,8 @@ cast, tagged ``colour``) and a suite (``colour_shift``) with one metric. It is i
 with pip into a folder of its own and a pytest run, in a fresh process that sees it on its
 path, gates the tiny checkpoint with ``-m colour_shift``: the marker, the cases, the
 threshold file, JUnit, the run record and the HTML report all pick it up from the
-catalogues, as they do the built-ins. This is the example the README's "Extending" walks
-through: the family and the suite are the README's own code blocks, read from it.
+catalogues, as they do the built-ins. This is the example the extension guide
+(docs/how-to/extend.md) walks through: the family and the suite are its own code blocks, read from it.
 """
 
 from __future__ import annotations
@@ -58,12 +58,12 @@ SHIPPED_LIMITS = """# colourcast's default limits: the drop of the clean answer'
 "*" = { max = 2.0, max_increase = 0.5 }
 """
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "how-to" / "extend.md"
 
 
 def guide_example(heading: str) -> str:
-    """The first ``python`` block after ``heading`` in the README's extension guide, as written there."""
-    text = README.read_text(encoding="utf-8")
+    """The first ``python`` block after ``heading`` in the extension guide (docs/how-to/extend.md), as written there."""
+    text = GUIDE.read_text(encoding="utf-8")
     after = text[text.index(heading):]
     start = after.index("```python\n") + len("```python\n")
     return after[start:after.index("```", start)]

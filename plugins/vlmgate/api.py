@@ -3,7 +3,7 @@
 A perturbation family, a suite, a model adapter or a benchmark loader that imports only from
 here keeps working across vlmgate releases with the same ``API_VERSION``; every other module
 is internal and may move (the package's folders follow its layers, not its promises). The
-README's extension guide imports from nowhere else, and a test reads the guide's examples and
+extension guide (docs/how-to/extend.md) imports from nowhere else, and a test reads its examples and
 fails if one does.
 
 What the contract covers besides the names:
