@@ -37,7 +37,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -121,6 +121,10 @@ class ShapesItem:
     def answer_index(self) -> int:
         labels = self.options if self.kind == "yesno" else LABELS[:len(self.options)]
         return labels.index(self.answer)
+
+    def pictures(self) -> list[tuple[str, Image.Image]]:
+        """The item's picture files, relative to the split's folder, with their pictures."""
+        return [(f"images/{self.id}.png", self.image)]
 
     def manifest_row(self) -> dict[str, Any]:
         return {"id": self.id, "image": f"images/{self.id}.png", "question": self.question,
@@ -331,12 +335,22 @@ def _adversarial_negative(rng: np.random.Generator, placed: Sequence[PlacedShape
     return pair[0], pair[1], kind
 
 
+_Item = TypeVar("_Item")
+
+
+def item_stream(benchmark: str, make: Callable[[int, int], _Item], n: int, seed: int, start: int = 0
+                ) -> Iterator[_Item]:
+    """Items ``start .. start + n - 1`` of a generated benchmark's stream for ``seed``: item ``i`` is
+    ``make(seed, i)``, drawn from its own generator, so a split of ``n`` is a prefix of one of ``n + k``."""
+    if n < 0 or start < 0:
+        raise DataError(f"{benchmark} benchmark: n={n} and start={start} must be >= 0")
+    for index in range(start, start + n):
+        yield make(int(seed), index)
+
+
 def generate(n: int, seed: int, start: int = 0) -> Iterator[ShapesItem]:
     """Items ``start .. start + n - 1`` of the stream for ``seed``."""
-    if n < 0 or start < 0:
-        raise DataError(f"shapes benchmark: n={n} and start={start} must be >= 0")
-    for index in range(start, start + n):
-        yield _item(int(seed), index)
+    return item_stream("shapes", _item, n, seed, start)
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -347,28 +361,53 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def write_split(out_dir: str | Path, n: int, seed: int) -> Path:
-    """Write ``manifest.jsonl`` and ``images/<id>.png``; returns the manifest path."""
+class GeneratedItem(Protocol):
+    """What a generated split's item writes: its picture files and its manifest row."""
+
+    def pictures(self) -> list[tuple[str, Image.Image]]: ...
+
+    def manifest_row(self) -> dict[str, Any]: ...
+
+
+def write_items(out_dir: str | Path, items: Iterable[GeneratedItem]) -> Path:
+    """Write ``manifest.jsonl`` and every item's picture files under ``out_dir``; returns the manifest.
+
+    The one writer of every generated split (``shapes``, ``shapes-pairs``, ``shapes-objects``):
+    PNG bytes fixed by ``png_bytes``, rows as sorted-key JSON lines, so a split regenerates byte
+    for byte from its command.
+    """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     manifest = out / "manifest.jsonl"
     with manifest.open("w", encoding="utf-8", newline="\n") as handle:
-        for item in generate(n, seed):
-            (out / "images" / f"{item.id}.png").write_bytes(png_bytes(item.image))
+        for item in items:
+            for name, image in item.pictures():
+                (out / name).write_bytes(png_bytes(image))
             handle.write(json.dumps(item.manifest_row(), sort_keys=True) + "\n")
     return manifest
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vlmgate.benchmarks.shapes",
-                                     description="Write a split of the synthetic shapes benchmark.")
+def split_command(argv: Sequence[str] | None, *, prog: str, description: str,
+                  generate_items: Callable[[int, int], Iterable[GeneratedItem]], size: int, seed: int) -> int:
+    """``python -m PROG --out DIR --n N --seed S``: write a generated split (``write_items``)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
     parser.add_argument("--out", required=True, help="output folder (manifest.jsonl + images/)")
-    parser.add_argument("--n", type=int, default=EVAL_SIZE, help=f"number of items (default {EVAL_SIZE})")
-    parser.add_argument("--seed", type=int, default=EVAL_SEED, help=f"seed (default {EVAL_SEED}, the evaluation split)")
+    parser.add_argument("--n", type=int, default=size, help=f"number of items (default {size})")
+    parser.add_argument("--seed", type=int, default=seed, help=f"seed (default {seed}, the shipped split)")
     args = parser.parse_args(argv)
-    manifest = write_split(args.out, args.n, args.seed)
+    manifest = write_items(args.out, generate_items(args.n, args.seed))
     print(f"wrote {args.n} items to {manifest}")
     return 0
+
+
+def write_split(out_dir: str | Path, n: int, seed: int) -> Path:
+    """Write ``manifest.jsonl`` and ``images/<id>.png``; returns the manifest path."""
+    return write_items(out_dir, generate(n, seed))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return split_command(argv, prog="vlmgate.benchmarks.shapes", description="Write a split of the synthetic shapes "
+                         "benchmark.", generate_items=generate, size=EVAL_SIZE, seed=EVAL_SEED)
 
 
 if __name__ == "__main__":

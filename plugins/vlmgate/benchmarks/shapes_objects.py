@@ -32,15 +32,12 @@ which ``bundled:shapes-objects`` loads, is ``--n 200 --seed 0``. Training data (
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from vlmgate.benchmarks.bundled import IMAGE_MANIFEST
 from vlmgate.benchmarks.shapes import (
     BACKGROUNDS,
     COLOURS,
@@ -52,11 +49,12 @@ from vlmgate.benchmarks.shapes import (
     _balanced_slot,
     _options_with_answer,
     draw_background,
+    item_stream,
     place_shape,
-    png_bytes,
     render,
+    split_command,
+    write_items,
 )
-from vlmgate.errors import DataError
 from vlmgate.seeding import rng_for
 
 EVAL_SEED = 0
@@ -119,34 +117,18 @@ def _item(seed: int, index: int) -> ShapesItem:
 
 def generate(n: int, seed: int, start: int = 0) -> Iterator[ShapesItem]:
     """Items ``start .. start + n - 1`` of the stream for ``seed``."""
-    if n < 0 or start < 0:
-        raise DataError(f"shapes-objects benchmark: n={n} and start={start} must be >= 0")
-    for index in range(start, start + n):
-        yield _item(int(seed), index)
+    return item_stream("shapes-objects", _item, n, seed, start)
 
 
 def write_split(out_dir: str | Path, n: int, seed: int) -> Path:
     """Write ``manifest.jsonl`` and ``images/<id>.png``; returns the manifest path."""
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    manifest = out / IMAGE_MANIFEST
-    with manifest.open("w", encoding="utf-8", newline="\n") as handle:
-        for item in generate(n, seed):
-            (out / "images" / f"{item.id}.png").write_bytes(png_bytes(item.image))
-            handle.write(json.dumps(item.manifest_row(), sort_keys=True) + "\n")
-    return manifest
+    return write_items(out_dir, generate(n, seed))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vlmgate.benchmarks.shapes_objects",
-                                     description="Write a split of the one-shape classification benchmark.")
-    parser.add_argument("--out", required=True, help=f"output folder ({IMAGE_MANIFEST} + images/)")
-    parser.add_argument("--n", type=int, default=EVAL_SIZE, help=f"number of items (default {EVAL_SIZE})")
-    parser.add_argument("--seed", type=int, default=EVAL_SEED, help=f"seed (default {EVAL_SEED}, the shipped split)")
-    args = parser.parse_args(argv)
-    manifest = write_split(args.out, args.n, args.seed)
-    print(f"wrote {args.n} items to {manifest}")
-    return 0
+    return split_command(argv, prog="vlmgate.benchmarks.shapes_objects",
+                         description="Write a split of the one-shape classification benchmark.",
+                         generate_items=generate, size=EVAL_SIZE, seed=EVAL_SEED)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,6 @@ answer can be recomputed from the row alone.
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -46,7 +44,6 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from vlmgate.benchmarks.bundled import IMAGE_MANIFEST
 from vlmgate.benchmarks.shapes import (
     BACKGROUNDS,
     COLOURS,
@@ -58,9 +55,11 @@ from vlmgate.benchmarks.shapes import (
     _colour_distractors,
     _options_with_answer,
     draw_background,
+    item_stream,
     place_shape,
-    png_bytes,
     render,
+    split_command,
+    write_items,
 )
 from vlmgate.errors import DataError
 from vlmgate.records import Sample
@@ -100,6 +99,10 @@ class PairItem:
     @property
     def image_names(self) -> tuple[str, ...]:
         return tuple(f"images/{self.id}-{k + 1}.png" for k in range(len(self.images)))
+
+    def pictures(self) -> list[tuple[str, Image.Image]]:
+        """The item's picture files, relative to the split's folder, with their pictures."""
+        return list(zip(self.image_names, self.images))
 
     def manifest_row(self) -> dict[str, Any]:
         return {"id": self.id, "images": list(self.image_names), "question": self.question,
@@ -233,35 +236,18 @@ def _finish(item_id: str, pictures: Sequence[Picture], question: str, options: t
 
 def generate(n: int, seed: int, start: int = 0) -> Iterator[PairItem]:
     """Items ``start .. start + n - 1`` of the stream for ``seed``."""
-    if n < 0 or start < 0:
-        raise DataError(f"shapes-pairs benchmark: n={n} and start={start} must be >= 0")
-    for index in range(start, start + n):
-        yield _item(int(seed), index)
+    return item_stream("shapes-pairs", _item, n, seed, start)
 
 
 def write_split(out_dir: str | Path, n: int, seed: int) -> Path:
     """Write ``manifest.jsonl`` and ``images/<id>-1.png``, ``images/<id>-2.png``; returns the manifest path."""
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    manifest = out / IMAGE_MANIFEST
-    with manifest.open("w", encoding="utf-8", newline="\n") as handle:
-        for item in generate(n, seed):
-            for name, image in zip(item.image_names, item.images):
-                (out / name).write_bytes(png_bytes(image))
-            handle.write(json.dumps(item.manifest_row(), sort_keys=True) + "\n")
-    return manifest
+    return write_items(out_dir, generate(n, seed))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vlmgate.benchmarks.shapes_pairs",
-                                     description="Write a split of the two-picture shapes benchmark.")
-    parser.add_argument("--out", required=True, help=f"output folder ({IMAGE_MANIFEST} + images/)")
-    parser.add_argument("--n", type=int, default=EVAL_SIZE, help=f"number of items (default {EVAL_SIZE})")
-    parser.add_argument("--seed", type=int, default=EVAL_SEED, help=f"seed (default {EVAL_SEED}, the shipped split)")
-    args = parser.parse_args(argv)
-    manifest = write_split(args.out, args.n, args.seed)
-    print(f"wrote {args.n} items to {manifest}")
-    return 0
+    return split_command(argv, prog="vlmgate.benchmarks.shapes_pairs",
+                         description="Write a split of the two-picture shapes benchmark.", generate_items=generate,
+                         size=EVAL_SIZE, seed=EVAL_SEED)
 
 
 if __name__ == "__main__":
