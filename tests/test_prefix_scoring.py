@@ -245,11 +245,11 @@ def test_packed_segments_see_only_their_context_and_themselves():
 
 
 def test_the_gpu_check_script_starts_on_cpu():
-    """``benchmarks/gpu_check.py`` is run where a GPU is lent; ``--tiny`` proves here that it gets that far."""
+    """``perf/gpu_check.py`` is run where a GPU is lent; ``--tiny`` proves here that it gets that far."""
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    script = Path(__file__).resolve().parents[1] / "perf" / "gpu_check.py"
     result = subprocess.run([sys.executable, str(script), "--tiny", "--samples", "1", "--skip-row-path"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -14,7 +14,7 @@ was tuned so that the SSIM of frosted photos to clean ones matches the original'
 What the rows mean depends on these statistics: the photo crops average 0.63 (RGB 0.56,
 0.65, 0.69), where vlmgate's first texture averaged 0.45 and degraded images 26-40 %
 less than ImageNet-C (mean absolute change on 224-px scikit-image photos,
-``benchmarks/corruption_fidelity.py``); now within ~1 %. Like the original, severity 4
+``perf/corruption_fidelity.py``); now within ~1 %. Like the original, severity 4
 changes pixels less than severity 3 (same frost weight, darker image).
 """
 

@@ -13,7 +13,7 @@ degrades an image (vlmgate's first version, an independent gather with symmetric
 offsets, was 3-20 % milder at 224 px), so ``scan_shuffle`` computes the scan's exact
 result without the loop: each pixel follows the chain of already rewritten neighbours to
 the original value it ends on, by vectorised pointer chasing. Given the same offsets it
-is bit-identical to the loop, and 15-90x faster than it (``benchmarks/corruption_fidelity.py``).
+is bit-identical to the loop, and 15-90x faster than it (``perf/corruption_fidelity.py``).
 The drift makes the published rows non-monotone: severity 3 (three passes) changes an
 image more than severity 4 (two), and vlmgate keeps that, being the same algorithm.
 

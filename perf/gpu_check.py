@@ -17,7 +17,7 @@ About 2-3 minutes on an H200 at the default 20 samples (620 requests); ``--sampl
 scales it. ``--tiny`` runs the same script on CPU with tiny widths in seconds, so that
 the project's tests check it starts (``tests/test_prefix_scoring.py``).
 
-Usage: python benchmarks/gpu_check.py [--samples 20] [--batch-size 8] [--tiny] [--skip-row-path]
+Usage: python perf/gpu_check.py [--samples 20] [--batch-size 8] [--tiny] [--skip-row-path]
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ batches at most ``--max-num-seqs`` (8) sequences, so concurrency beyond that onl
 
 Usage::
 
-    .venv/bin/python benchmarks/served_throughput.py [--limit 20] [--concurrency 1 4 8 16]
+    .venv/bin/python perf/served_throughput.py [--limit 20] [--concurrency 1 4 8 16]
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ loop ratio is ``speed_and_scale.py``'s "suite / bare batched forward loop", and 
 row-path figures say what it was before prefix sharing. ``gpu_check.py`` reuses
 ``measure`` at LLaVA-1.5 size on a GPU.
 
-Usage: python benchmarks/prefix_scoring.py [--samples 6] [--batch-size 8] [--threads N] [--tiny]
+Usage: python perf/prefix_scoring.py [--samples 6] [--batch-size 8] [--threads N] [--tiny]
        [--model SPEC] [--skip-row-path]
 """
 

@@ -10,7 +10,7 @@ Prints, from one run on one machine (ratios, not absolute times, are the figures
 
 ``speed_and_scale.py`` prints these with the cache, memory and xdist figures in one run.
 
-Usage: python benchmarks/harness_overhead.py [--model bundled:shapes-v1] [--benchmark bundled:shapes]
+Usage: python perf/harness_overhead.py [--model bundled:shapes-v1] [--benchmark bundled:shapes]
        [--limit 100] [--batch-size 8]
 """
 

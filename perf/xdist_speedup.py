@@ -16,7 +16,7 @@ The checkpoint is ``prefix_scoring.py``'s LLaVA-1.5-shaped random-weight model (
 patch 14: 576 image tokens, ~33 M parameters), built in code; ``--tiny`` uses the bundled
 ``shapes-v1`` instead, where start-up rather than compute dominates.
 
-Usage: python benchmarks/xdist_speedup.py [--limit 6] [--tiny]
+Usage: python perf/xdist_speedup.py [--limit 6] [--tiny]
 """
 
 from __future__ import annotations

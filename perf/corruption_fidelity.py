@@ -14,7 +14,7 @@ with ``--frost-photos DIR`` (or ``VLMGATE_FROST_PHOTOS``) it is measured; withou
 pinned figures of ``tests/corruption_reference.py`` are printed and its SSIM is unknown.
 Usage::
 
-    python benchmarks/corruption_fidelity.py [--seeds 4] [--frost-photos DIR]
+    python perf/corruption_fidelity.py [--seeds 4] [--frost-photos DIR]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ their ratio: what turning on ``-m drift`` costs on top of ``-m flip_rate``.
 
 Usage::
 
-    python benchmarks/probe_cost.py [--model bundled:shapes-v1] [--benchmark bundled:shapes]
+    python perf/probe_cost.py [--model bundled:shapes-v1] [--benchmark bundled:shapes]
         [--limit 40] [--families translation rotation textoverlay]
 """
 

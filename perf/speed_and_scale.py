@@ -19,7 +19,7 @@ Every process uses one torch thread per worker (``OMP_NUM_THREADS=1``,
 ``--vlmgate-torch-threads`` auto), so the figures describe the harness, not thread
 contention. The machine's core count and load are printed with the figures.
 
-Usage: python benchmarks/speed_and_scale.py [--limit 100] [--rss-sizes 100 2000] [--xdist-limit 40]
+Usage: python perf/speed_and_scale.py [--limit 100] [--rss-sizes 100 2000] [--xdist-limit 40]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ assumptions are those of ``tests/test_power.py`` (its docstring), whose ``DEFAUL
 this table justifies; every verdict is ``Threshold.check`` with the shipped limit. Seeded:
 the same command prints the same table. Usage::
 
-    python benchmarks/gate_power.py [--runs 2000] [--seed 20240611]
+    python perf/gate_power.py [--runs 2000] [--seed 20240611]
 
 Columns: ``P(fail|twice)`` and ``P(pass|well)`` at each n, ``P(pass|v1)`` at ``shapes-v1``'s
 value, ``n*`` the smallest n of the search grid (20-300, then 350-2000 in steps of 50 beyond

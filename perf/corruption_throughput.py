@@ -10,7 +10,7 @@ absolute speed depends on the machine.
 The image is scikit-image's astronaut photograph (a natural image, shipped offline),
 resized with PIL. Usage::
 
-    python benchmarks/corruption_throughput.py [--repeats 3] [--sizes 224 512]
+    python perf/corruption_throughput.py [--repeats 3] [--sizes 224 512]
 """
 
 from __future__ import annotations
