@@ -39,7 +39,7 @@ LAYERS: dict[str, int] = {
     "vlmgate.perturbations": 1, "vlmgate.models": 1, "vlmgate.benchmarks": 1, "vlmgate.prompts": 1,
     "vlmgate.render": 1, "vlmgate.modalities": 1, "vlmgate.fonts": 1, "vlmgate.fixture_paths": 1,
     "vlmgate.placement": 1, "vlmgate.cache": 1, "vlmgate.claims": 1, "vlmgate.dispatch": 1, "vlmgate.batches": 1,
-    "vlmgate.remote_model": 1,
+    "vlmgate.remote_model": 1, "vlmgate.observations": 1,
     "vlmgate.engine": 2, "vlmgate.ray_backend": 2,
     "vlmgate.metrics": 3,
     "vlmgate.suites": 4, "vlmgate.search": 4, "vlmgate.selection": 4,

@@ -317,7 +317,7 @@ class OverlayEngine:
 
 def overlay_observations(family, predictions):
     """predictions: sample -> (clean prediction, {named label: perturbed prediction}); 4 options each."""
-    from vlmgate.engine import FamilyObservations
+    from vlmgate.observations import FamilyObservations
     from vlmgate.records import Observation, Sample, Variant
 
     samples = [Sample(sid, None, "q", ("w", "x", "y", "z"), 0) for sid in predictions]

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlmgate.engine import Engine, FamilyObservations
+from vlmgate.engine import Engine
 from vlmgate.errors import ConfigError, DataError
 from vlmgate.metrics.clustered import Clustered, mean_interval
 from vlmgate.metrics.decay import decay_persistence
 from vlmgate.metrics.ras import ras
 from vlmgate.models.base import ScoreRequest
+from vlmgate.observations import FamilyObservations
 from vlmgate.perturbations.base import VariantContext, get_family
 from vlmgate.perturbations.blur_decay import BlurDecay
 from vlmgate.records import CLEAN, Observation, Sample

@@ -72,6 +72,7 @@ from vlmgate.claims import BatchClaims
 from vlmgate.dispatch import DispatchCounts, Dispatcher, LocalDispatcher
 from vlmgate.errors import ModelError
 from vlmgate.models.base import ModelAdapter, ProbeRecord, ScoreRequest, require_generation, require_probes
+from vlmgate.observations import FamilyObservations, FamilyProbes
 from vlmgate.perturbations.base import PerturbationFamily, VariantContext, get_family
 from vlmgate.progress import NO_PROGRESS, PassTally, ProgressSink
 from vlmgate.prompts import option_continuations, prompt_for
@@ -158,13 +159,6 @@ class SampleSet(Sequence[Sample]):
         return self._most_images
 
 
-def sample_answers(samples: Sequence[Sample]) -> Mapping[str, int | None]:
-    """Id -> answer of ``samples``, without decoding images again where the set remembers them."""
-    if isinstance(samples, SampleSet):
-        return samples.answers
-    return {s.id: s.answer for s in samples}
-
-
 @dataclass(frozen=True)
 class _RequestKind:
     """One kind of request the engine memoises, caches and batches: scores, probes or generations.
@@ -180,57 +174,6 @@ class _RequestKind:
     #: ``read(cache, key, n_options)``: the stored value, or ``None`` when absent or unfit.
     read: Callable[[ObservationCache, str, int], Any]
     write: Callable[[ObservationCache, str, Any], None]
-
-
-@dataclass(frozen=True)
-class FamilyObservations:
-    """A family's perturbed observations next to the clean ones of the same samples."""
-
-    family: str
-    samples: Sequence[Sample]
-    clean: Mapping[str, Observation]
-    perturbed: Mapping[str, tuple[Observation, ...]]
-
-    @property
-    def answers(self) -> Mapping[str, int | None]:
-        """Sample id -> answer, in benchmark order (no image decoded where the set remembers them)."""
-        return sample_answers(self.samples)
-
-
-@dataclass(frozen=True, eq=False)
-class FamilyProbes:
-    """A family's probe records next to the clean ones, aligned with its observations.
-
-    ``perturbed[sample_id][i]`` belongs to the same variant as
-    ``observations.perturbed[sample_id][i]``. The array views cover the samples that have
-    at least one instance (``samples``), in benchmark order, in the shapes that
-    ``vlmgate.metrics.drift`` takes.
-    """
-
-    family: str
-    observations: FamilyObservations
-    clean: Mapping[str, ProbeRecord]
-    perturbed: Mapping[str, tuple[ProbeRecord, ...]]
-
-    @property
-    def samples(self) -> tuple[Sample, ...]:
-        """Samples with at least one perturbed instance (a sample without has no drift)."""
-        return tuple(s for s in self.observations.samples if self.perturbed[s.id])
-
-    @property
-    def sample_ids(self) -> tuple[str, ...]:
-        return tuple(s.id for s in self.samples)
-
-    def flipped(self) -> np.ndarray:
-        """``(N, I)`` booleans: the instance changed the prediction (False where padded)."""
-        samples = self.samples
-        width = max(len(self.perturbed[s.id]) for s in samples)
-        flags = np.zeros((len(samples), width), dtype=bool)
-        for n, sample in enumerate(samples):
-            clean = self.observations.clean[sample.id].prediction
-            for i, obs in enumerate(self.observations.perturbed[sample.id]):
-                flags[n, i] = obs.prediction != clean
-        return flags
 
 
 class ObservationsRead:

@@ -32,7 +32,7 @@ from vlmgate.records import LOWER, MetricResult
 from vlmgate.seeding import rng_for
 
 if TYPE_CHECKING:
-    from vlmgate.engine import FamilyProbes
+    from vlmgate.observations import FamilyProbes
 
 #: The two distances the spec names: ``1 − cos`` (the headline) and Euclidean.
 Distance = Literal["cosine", "l2"]

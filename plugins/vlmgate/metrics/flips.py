@@ -61,7 +61,7 @@ from vlmgate.metrics.stats import wilson_interval
 from vlmgate.records import HIGHER, LOWER, NO_ANSWER, PROPORTION, MetricResult, Sample, Variant, WorstSample
 
 if TYPE_CHECKING:
-    from vlmgate.engine import FamilyObservations
+    from vlmgate.observations import FamilyObservations
 
 #: How many of the most-flipped samples a result lists for failure messages.
 WORST = 5

@@ -31,7 +31,7 @@ from vlmgate.suites.unanswered import UNANSWERED_RATE
 if TYPE_CHECKING:
     import numpy as np
 
-    from vlmgate.engine import FamilyObservations
+    from vlmgate.observations import FamilyObservations
 
 #: Details copied from the answered-subset result when some samples lack an answer.
 ACCURACY_FIELDS = ("accuracy_by_level", "accuracy_given_persistent")

@@ -43,8 +43,9 @@ from vlmgate.suites.base import CaseContext, Suite
 from vlmgate.suites.sample_budget import SampleBudget
 
 if TYPE_CHECKING:
-    from vlmgate.engine import Engine, FamilyProbes
+    from vlmgate.engine import Engine
     from vlmgate.metrics.structure import EnergyShift, SpectralShift
+    from vlmgate.observations import FamilyProbes
     from vlmgate.perturbations.base import PerturbationFamily
 
 #: Separates the family from the probe in a drift case's family (``translation.ctx_mcq``);

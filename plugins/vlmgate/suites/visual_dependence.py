@@ -30,7 +30,7 @@ from vlmgate.suites.base import CaseContext, Suite
 from vlmgate.suites.unanswered import UNANSWERED_RATE
 
 if TYPE_CHECKING:
-    from vlmgate.engine import FamilyObservations
+    from vlmgate.observations import FamilyObservations
 
 #: The decay family judged against each blank control (``perturbations.blur_decay``).
 DECAY_FAMILY = "blur_decay"
