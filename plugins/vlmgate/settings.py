@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -186,7 +186,6 @@ class Settings:
     trust_remote_code: bool = False
     #: ``--vlmgate-allow-missing-weights``: globs of weights that may be initialised at load.
     allow_weight_keys: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)
     #: Minimal-failure search: whether to search (stored counterexamples replay regardless),
     #: inputs scored per search, the counterexample store, the PNG folder.
     #: ``--vlmgate-strict``: an inert gate (one that cannot fail at the run's n) fails its case.
