@@ -142,3 +142,22 @@ def test_the_flip_rate_suite_gates_a_two_picture_benchmark_and_the_rest_leave_it
                 for case in record["cases"]}
     assert policies["rotation"] == {"each"} and policies["textoverlay"] == {"one"}
     assert set(policies) == {"rotation", "textoverlay", "textoverlay_empty", "textoverlay_random"}
+
+
+def test_a_records_example_context_shows_several_pictures_only_where_the_adapter_can_render_them():
+    """The run record's example context: an adapter that renders one picture per prompt is
+    never asked to render a two-picture prompt (it would show it wrongly); it says nothing."""
+    from vlmgate.models.base import rendered_context
+
+    class OnePicture:
+        def render_context(self, prompt):
+            return f"<image>{prompt}"
+
+    class Several:
+        def render_context(self, prompt, n_images=1):
+            return "<image>" * n_images + prompt
+
+    assert rendered_context(OnePicture(), "Q?") == "<image>Q?"
+    assert rendered_context(OnePicture(), "Q?", 2) is None
+    assert rendered_context(Several(), "Q?", 2) == "<image><image>Q?"
+    assert rendered_context(object(), "Q?") is None

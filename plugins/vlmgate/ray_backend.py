@@ -108,9 +108,11 @@ class _Replica:
             raise self.error
         return ReplicaReport.of(self.adapter, node=ray.util.get_node_ip_address())
 
-    def render_context(self, prompt: str) -> str | None:
+    def render_context(self, prompt: str, n_images: int = 1) -> str | None:
+        from vlmgate.models.base import rendered_context
+
         with self._forward:  # the tokenizer and template are the forward pass's too
-            return self.adapter.render_context(prompt)
+            return rendered_context(self.adapter, prompt, n_images)
 
     def compute(self, batch: Batch) -> list[Any]:
         requests = batch.requests()  # outside the lock: the other batch's forward runs meanwhile
@@ -239,16 +241,16 @@ class RayDispatcher:
             self.restarted_replicas += 1
         return self.actors[slot]
 
-    def _render_context(self, prompt: str) -> str | None:
+    def _render_context(self, prompt: str, n_images: int = 1) -> str | None:
         """``prompt``'s context rendered by a replica (a replica that died meanwhile is replaced)."""
         import ray
         from ray.exceptions import RayActorError
 
         actor = self.actors[0]
         try:
-            return ray.get(actor.render_context.remote(prompt))
+            return ray.get(actor.render_context.remote(prompt, n_images))
         except RayActorError:
-            return ray.get(self.revive(0, actor).render_context.remote(prompt))
+            return ray.get(self.revive(0, actor).render_context.remote(prompt, n_images))
 
     def submit(self, batch: Batch) -> Pending:
         slot = self._next % len(self.actors)

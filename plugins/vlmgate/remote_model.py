@@ -26,7 +26,7 @@ from vlmgate.errors import ModelError
 
 #: What a dispatcher can carry: ``pixels`` (differentiable image embeddings) needs the
 #: model in this process, so a remote model never offers it.
-REMOTE_CAPABILITIES = frozenset({"choices", "scores", "probes", "generate"})
+REMOTE_CAPABILITIES = frozenset({"choices", "scores", "probes", "generate", "several_images"})
 
 
 @dataclass(frozen=True)
@@ -83,16 +83,17 @@ class RemoteModel:
     identity: Mapping[str, Any] | None = field(default=None, compare=False)
     prompt_format: str | None = None
     adapter: str = ""
-    renderer: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
+    renderer: Callable[[str, int], str | None] | None = field(default=None, compare=False, repr=False)
     deterministic: bool = True
 
-    def render_context(self, prompt: str) -> str | None:
-        """``prompt``'s context as the replicas' model reads it (``None`` where it cannot say)."""
-        return None if self.renderer is None else self.renderer(prompt)
+    def render_context(self, prompt: str, n_images: int = 1) -> str | None:
+        """``prompt``'s context, showing ``n_images`` pictures, as the replicas' model reads it
+        (``None`` where it cannot say)."""
+        return None if self.renderer is None else self.renderer(prompt, n_images)
 
     @classmethod
     def from_reports(cls, spec: str, reports: Sequence[ReplicaReport],
-                     renderer: Callable[[str], str | None] | None = None) -> "RemoteModel":
+                     renderer: Callable[[str, int], str | None] | None = None) -> "RemoteModel":
         """The model all ``reports`` describe; replicas that disagree on the fingerprint are a ``ModelError``."""
         if not reports:
             raise ModelError(f"model {spec}: no replica reported; start at least one")

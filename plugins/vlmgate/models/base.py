@@ -23,6 +23,7 @@ takes no part in equality and never changes a value.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -162,11 +163,24 @@ def describe_model(model: object, example_prompt: str | None, *, benchmark: str 
     # An identity names a format with its definition's digest (``llava-plain@...``); the name is before it.
     prompt_format = getattr(model, "prompt_format", None) or str((identity_json or {}).get("prompt_format")
                                                                    or "").split("@")[0] or None
-    render = getattr(model, "render_context", None)
-    context = None
-    if callable(render) and example_prompt is not None:
-        context = render(example_prompt, images) if images > 1 else render(example_prompt)
+    context = None if example_prompt is None else rendered_context(model, example_prompt, images)
     return ModelDescription(prompt_format, identity_json, benchmark, sample, example_prompt, context)
+
+
+def rendered_context(model: object, prompt: str, images: int = 1) -> str | None:
+    """``model.render_context(prompt[, images])``: the context as the model reads it; ``None``
+    where the adapter cannot say (no ``render_context``, or one that renders a single picture
+    and so would show a several-picture prompt wrongly)."""
+    render = getattr(model, "render_context", None)
+    if not callable(render):
+        return None
+    if images <= 1:
+        return render(prompt)
+    try:
+        takes_images = len(inspect.signature(render).parameters) >= 2
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        takes_images = False
+    return render(prompt, images) if takes_images else None
 
 
 @dataclass(frozen=True)
