@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 from vlmgate.benchmarks.base import CATEGORY_KEY, DEFAULT_OPTIONS, BenchmarkOptions, items_kind
 from vlmgate.benchmarks.columns import parse_source_spec, require_columns
 from vlmgate.benchmarks.image_cells import has_image
-from vlmgate.benchmarks.mmmu import parse_options
+from vlmgate.benchmarks.mmmu import required_options
 from vlmgate.benchmarks.options import check_distinct
 from vlmgate.benchmarks.tables import Table, read_table
 from vlmgate.benchmarks.tabular import (
@@ -144,10 +144,7 @@ def load_blink_benchmark(rest: str, *, spec: str, options: BenchmarkOptions = DE
             return table.where(r, column)
 
         sample_id = text_cell(ids[r], where(col("id")))
-        texts = parse_options(choices[r], where(col("options")))
-        if len(texts) < 2:
-            raise DataError(f"{where(col('options'))}: {len(texts)} choice(s); BLINK items are multiple choice "
-                            "with at least 2 options: fix the cell or drop the row")
+        texts = required_options(choices[r], where(col("options")), "BLINK", "choice")
         def options_cell(_: int, r: int = r) -> str:
             return where(col("options"), r)
 

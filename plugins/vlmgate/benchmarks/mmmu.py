@@ -79,6 +79,17 @@ def parse_options(value: Any, where: str) -> list[str]:
     return [str(o).strip() for o in parsed]
 
 
+def required_options(value: Any, where: str, benchmark: str, noun: str = "option") -> list[str]:
+    """The options of an item of a benchmark that is all multiple choice (BLINK, MuirBench):
+    ``parse_options``, and fewer than two is an error naming the cell (``noun``: what the
+    benchmark calls them)."""
+    texts = parse_options(value, where)
+    if len(texts) < 2:
+        raise DataError(f"{where}: {len(texts)} {noun}(s); {benchmark} items are multiple choice with at least "
+                        "2 options: fix the cell or drop the row")
+    return texts
+
+
 def combine_side_by_side(images: Sequence[Any]):
     """Panels left to right on a white canvas, top-aligned, ``PANEL_GAP`` px apart."""
     from PIL import Image

@@ -48,7 +48,7 @@ from vlmgate.benchmarks.base import CATEGORY_KEY, DEFAULT_OPTIONS, BenchmarkOpti
 from vlmgate.benchmarks.blink import placed_markers
 from vlmgate.benchmarks.columns import parse_source_spec, require_columns
 from vlmgate.benchmarks.image_cells import has_image, image_bytes
-from vlmgate.benchmarks.mmmu import parse_options
+from vlmgate.benchmarks.mmmu import required_options
 from vlmgate.benchmarks.options import check_distinct
 from vlmgate.benchmarks.tables import Table, read_table
 from vlmgate.benchmarks.tabular import (
@@ -168,10 +168,7 @@ def load_muirbench_benchmark(rest: str, *, spec: str,
             return table.where(r, column)
 
         sample_id = text_cell(ids[r], where(col("id")))
-        texts = parse_options(options_cells[r], where(col("options")))
-        if len(texts) < 2:
-            raise DataError(f"{where(col('options'))}: {len(texts)} option(s); MuirBench items are multiple choice "
-                            "with at least 2 options: fix the cell or drop the row")
+        texts = required_options(options_cells[r], where(col("options")), "MuirBench")
         # Presence only, from this row's cell; the pictures are decoded when the sample is used.
         n_images = _counted_images(table.cell(r, col("images")), where(col("images")))
         question, *written = placed_tokens([text_cell(questions[r], where(col("question"))), *texts], n_images,
