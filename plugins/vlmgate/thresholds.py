@@ -606,7 +606,7 @@ def parse_thresholds(path: str, data: Mapping[str, Any], vocabulary: Vocabulary)
     mode = data.pop("mode", "interval")
     if mode not in MODES:
         raise ConfigError(f"{path}: mode: {unknown_name_message('mode', str(mode), list(MODES))}")
-    named = frozenset(key for key in ("mode", "strict", INHERIT) if key in data)
+    named: set[str] = {key for key in ("mode", "strict") if key in data}
     strict = data.pop("strict", False)
     if not isinstance(strict, bool):
         raise ConfigError(f"{path}: strict = {strict!r} must be true or false; write strict = true to make a gate "
@@ -623,11 +623,10 @@ def parse_thresholds(path: str, data: Mapping[str, Any], vocabulary: Vocabulary)
     declared = data.get(TIERS_TABLE, {})
     tiers = _parse_tiers(path, data.pop(TIERS_TABLE, {}))
     overrides = _model_overrides(path, data.pop("models", {}), vocabulary, tiers)
-    if not inherit:
-        named |= {INHERIT}
+    named |= {INHERIT} if not inherit else set()  # named only to replace the layers below
     named |= {f"{TIERS_TABLE}.{name}" for name in (declared if isinstance(declared, Mapping) else ())}
     return ThresholdSet(path, _parse_tables(path, "", data, vocabulary, tiers), overrides, strict=strict,
-                        tiers=tiers, mode=mode, named=frozenset(named) - ({INHERIT} if inherit else set()),
+                        tiers=tiers, mode=mode, named=frozenset(named),
                         layers=(path,))
 
 
