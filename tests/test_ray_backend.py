@@ -260,7 +260,9 @@ def test_every_request_kind_through_ray_equals_local_and_the_driver_loads_no_mod
     remote = GateSession(Settings(**options, backend="ray"), None)
     try:
         assert isinstance(remote.model(spec), RemoteModel)
-        assert remote.model(spec).capabilities == frozenset({"choices", "scores", "probes", "generate"})
+        # the replicas' own capabilities (a LLaVA checkpoint takes several pictures), none in-process only
+        assert remote.model(spec).capabilities == frozenset({"choices", "scores", "probes", "generate",
+                                                             "several_images"})
         assert everything(remote) == expected
         counts = remote.dispatch_counts(spec)
         assert counts.backend == "ray" and counts.replicas == 2 and counts.batches > 0
